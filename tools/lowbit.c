@@ -1,0 +1,96 @@
+/* lowbit: the command-line program. Each subcommand lives in its own cmd_*.c file. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+  const char *name;
+  int (*run)(int, char **);
+  const char *help;
+} COMMANDS[] = {
+    {"inspect", cmd_inspect, "architecture, parameters, tensors and memory footprint by method"},
+    {"convert", cmd_convert, "rewrite a checkpoint (re-shard, change dtype), tensors byte-exact"},
+    {"devices", cmd_devices, "CPU features and CUDA GPUs this build can use"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: lowbit <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+    fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+  fprintf(f, "\n'lowbit <command> --help' describes a command's options.\n");
+}
+
+int cli_fail(const lb_error *err) {
+  fprintf(stderr, "lowbit: error: %s\n", err->msg[0] ? err->msg : lb_strerror(err->code));
+  return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "lowbit %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n(see 'lowbit %s --help')\n", cmd);
+  va_end(ap);
+  return 2;
+}
+
+const char *cli_bytes(uint64_t n, char *buf, size_t cap) {
+  static const char *U[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, u++;
+  snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, U[u]);
+  return buf;
+}
+
+const char *cli_count(uint64_t n, char *buf, size_t cap) {
+  char tmp[32];
+  int len = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)n);
+  size_t k = 0;
+  for (int i = 0; i < len && k + 2 < cap; i++) {
+    if (i && (len - i) % 3 == 0) buf[k++] = ',';
+    buf[k++] = tmp[i];
+  }
+  buf[k] = 0;
+  return buf;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || !(v >= 0)) return false;
+  static const struct {
+    const char *suffix;
+    double mul;
+  } U[] = {{"", 1},         {"B", 1},         {"KB", 1e3},       {"MB", 1e6},
+           {"GB", 1e9},     {"TB", 1e12},     {"KiB", 1024.0},   {"MiB", 1048576.0},
+           {"GiB", 1073741824.0}, {"K", 1e3}, {"M", 1e6},        {"G", 1e9}};
+  for (size_t i = 0; i < sizeof U / sizeof U[0]; i++)
+    if (strcmp(end, U[i].suffix) == 0) {
+      double b = v * U[i].mul;
+      if (b > 1.8e19) return false;
+      *out = (uint64_t)b;
+      return true;
+    }
+  return false;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+      !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("lowbit 0.1.0\n");
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "lowbit: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
