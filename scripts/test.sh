@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every test on a fresh machine: install what is missing, build, run ctest.
+#   scripts/test.sh          the Release build (build/)
+#   scripts/test.sh --asan   the AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+kind=release
+[[ "${1:-}" == "--asan" ]] && kind=asan
+dir=$(scripts/build.sh "$kind")
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+ctest --test-dir "$dir" --output-on-failure -j"$(nproc)"
