@@ -113,6 +113,9 @@ typedef struct lb_tensor {
   const char *file; /* path of the file holding it */
 } lb_tensor;
 
+/* "[32000, 512]" into buf (always terminated; "..." marks a cut). Returns buf. */
+const char *lb_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
+
 typedef struct lb_st_file lb_st_file;
 
 /* Largest accepted header, as in the safetensors reference implementation. */

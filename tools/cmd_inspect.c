@@ -14,11 +14,7 @@ static const char *HELP =
     "  --tensors  also list every tensor (name, dtype, shape, bytes, file)\n";
 
 static const char *shape_str(const lb_tensor *t, char *buf, size_t cap) {
-  size_t k = (size_t)snprintf(buf, cap, "[");
-  for (int i = 0; i < t->ndim && k < cap; i++)
-    k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-  if (k < cap) snprintf(buf + k, cap - k, "]");
-  return buf;
+  return lb_shape_str(t->shape, t->ndim, buf, cap);
 }
 
 static const char *rope_name(lb_rope_type t) {

@@ -40,3 +40,22 @@ void lb_error_prefix(lb_error *err, const char *fmt, ...) {
   memcpy(old, err->msg, sizeof old);
   snprintf(err->msg, sizeof err->msg, "%.300s: %.700s", prefix, old);
 }
+
+const char *lb_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap) {
+  if (!cap) return buf;
+  size_t k = 0;
+  buf[0] = 0;
+  for (int i = 0; i <= ndim; i++) {
+    char part[32];
+    if (i < ndim) snprintf(part, sizeof part, "%s%lld", i ? ", " : "[", (long long)shape[i]);
+    else snprintf(part, sizeof part, "%s]", ndim ? "" : "[");
+    size_t n = strlen(part);
+    if (k + n + 4 > cap) { /* no room: mark the cut */
+      snprintf(buf + k, cap - k, "%s", cap - k > 3 ? "..." : "");
+      return buf;
+    }
+    memcpy(buf + k, part, n + 1);
+    k += n;
+  }
+  return buf;
+}

@@ -40,16 +40,11 @@ static lb_status expect(const lb_checkpoint *c, const char *name, int64_t d0, in
   if (!t) return lb_fail(err, LB_ENOTFOUND, "%s: tensor '%s' is missing", c->dir, name);
   int nd = d1 ? 2 : 1;
   if (t->ndim != nd || t->shape[0] != d0 || (nd == 2 && t->shape[1] != d1)) {
-    char got[96] = "[";
-    for (int i = 0; i < t->ndim; i++)
-      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
-               (long long)t->shape[i]);
-    strcat(got, "]");
-    if (nd == 2)
-      return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' has shape %s, config.json implies [%lld, %lld]",
-                     t->file, name, got, (long long)d0, (long long)d1);
-    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' has shape %s, config.json implies [%lld]",
-                   t->file, name, got, (long long)d0);
+    char got[96], want[64];
+    const int64_t w[2] = {d0, d1};
+    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' has shape %s, config.json implies %s", t->file,
+                   name, lb_shape_str(t->shape, t->ndim, got, sizeof got),
+                   lb_shape_str(w, nd, want, sizeof want));
   }
   if (!lb_dtype_is_float(t->dtype))
     return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is %s, expected a floating-point type",
@@ -120,11 +115,12 @@ static lb_status load_configs(lb_checkpoint *c, lb_error *err) {
     free(p);
   }
   if (c->has[N_KNOWN - 1]) { /* generation_config.json */
+    root = NULL;
     path = lb_path_join(c->dir, "generation_config.json");
     s = path ? lb_json_load_file(path, CONFIG_MAX_BYTES, &root, err)
              : lb_fail(err, LB_ENOMEM, "out of memory");
     if (s == LB_OK) s = lb_generation_config_from_json(root, path, &c->gen, err);
-    if (s == LB_OK) json_decref(root);
+    if (root) json_decref(root);
     free(path);
   }
   return s;

@@ -29,7 +29,7 @@ static lb_status parse_rope(const json_t *root, const lb_arch *a, const char *L,
                      L, lb_json_type_name(p));
   }
   /* theta: inside rope_parameters (new style) or at the top level (old style) */
-  char label[160];
+  char label[LB_ERROR_MSG_MAX];
   snprintf(label, sizeof label, "%s: %s", L, where);
   if (p && lb_json_has(p, "rope_theta"))
     LB_TRY(lb_json_real(p, "rope_theta", label, true, 0, 1e-3, 1e12, &r->theta, err));

@@ -132,13 +132,16 @@ static lb_status parse_entry(const lb_st_file *f, const char *name, const json_t
                    L, name, (unsigned long long)b, (unsigned long long)en,
                    (unsigned long long)buf_len);
   size_t es = lb_dtype_size(t->dtype);
-  if (numel > UINT64_MAX / es || numel * es != en - b)
+  if (numel > UINT64_MAX / es)
+    return lb_fail(err, LB_EFORMAT,
+                   "%s: tensor '%s': shape holds %llu elements of %s, more than 2^64 bytes", L, name,
+                   (unsigned long long)numel, lb_dtype_name(t->dtype));
+  if (numel * es != en - b)
     return lb_fail(err, LB_EFORMAT,
                    "%s: tensor '%s': shape holds %llu elements of %s (%llu bytes) but data_offsets "
                    "span %llu bytes",
                    L, name, (unsigned long long)numel, lb_dtype_name(t->dtype),
-                   numel > UINT64_MAX / es ? 0ull : (unsigned long long)(numel * es),
-                   (unsigned long long)(en - b));
+                   (unsigned long long)(numel * es), (unsigned long long)(en - b));
   t->numel = numel;
   t->nbytes = en - b;
   *begin = b;
@@ -165,10 +168,7 @@ static lb_status parse_header(lb_st_file *f, const uint8_t *buf, size_t len, lb_
   LB_TRY(lb_json_parse((const char *)buf + 8, (size_t)hlen, L, &root, err));
   lb_status s = LB_OK;
   span *spans = NULL;
-  if (!json_is_object(root)) {
-    s = lb_fail(err, LB_EFORMAT, "%s: header is not a JSON object", L);
-    goto out;
-  }
+  /* starts with '{' and parsed whole: an object */
   const uint8_t *data = buf + 8 + hlen;
   uint64_t buf_len = len - 8 - hlen;
   size_t cap = json_object_size(root);

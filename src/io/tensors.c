@@ -37,6 +37,10 @@ static lb_status open_index(lb_tensors *t, const char *dir, const char *index_pa
     goto out;
   }
   size_t n = json_object_size(map);
+  if (n == 0) {
+    s = lb_fail(err, LB_EFORMAT, "%s: 'weight_map' is empty", index_path);
+    goto out;
+  }
   const char **names = calloc(n ? n : 1, sizeof *names); /* distinct shard names, in order seen */
   t->files = calloc(n ? n : 1, sizeof *t->files);
   if (!names || !t->files) {
@@ -89,9 +93,14 @@ static lb_status open_index(lb_tensors *t, const char *dir, const char *index_pa
       for (size_t i = 0; i < lb_st_count(t->files[k]); i++) {
         const lb_tensor *x = lb_st_tensor(t->files[k], i);
         const json_t *m = json_object_get(map, x->name);
-        if (!m || strcmp(json_string_value(m), names[k]) != 0) {
-          s = lb_fail(err, LB_EFORMAT, "%s: tensor '%s' in '%s' is not listed there by the index",
+        if (!m) {
+          s = lb_fail(err, LB_EFORMAT, "%s: tensor '%s' in '%s' is not listed by the index",
                       index_path, x->name, names[k]);
+          break;
+        }
+        if (strcmp(json_string_value(m), names[k]) != 0) {
+          s = lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is stored twice, in '%s' and '%s'",
+                      index_path, x->name, json_string_value(m), names[k]);
           break;
         }
       }
