@@ -8,6 +8,7 @@ scripts/setup.sh --fuzz
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWBIT_FUZZ=ON \
   -DPython3_EXECUTABLE="$(command -v python3)" >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
+ctest --test-dir build-fuzz --output-on-failure   # replays each seed corpus (past crashes included)
 mkdir -p build-fuzz/artifacts
 for target in fuzz_safetensors fuzz_config; do
   work="build-fuzz/corpus-$target"
@@ -15,5 +16,6 @@ for target in fuzz_safetensors fuzz_config; do
   cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz: $target for ${secs}s"
   "build-fuzz/tests/fuzz/$target" "$work" -max_total_time="$secs" -max_len=65536 \
+    -dict=tests/fuzz/"${target#fuzz_}".dict \
     -artifact_prefix=build-fuzz/artifacts/"$target"- -print_final_stats=1 2>&1 | tail -n 12
 done
