@@ -37,15 +37,34 @@ static bool block_matches(const lb_tensors *ts, const char *p0, const char *pl) 
   }
 }
 
-static void print_block(const lb_tensors *ts, const char *prefix) {
-  size_t n = strlen(prefix);
+static void print_tensor(const lb_tensor *t, const char *label) {
   char sh[96], b[32];
-  for (size_t i = 0; i < lb_tensors_count(ts); i++) {
-    const lb_tensor *t = lb_tensors_at(ts, i);
-    if (strncmp(t->name, prefix, n)) continue;
-    printf("    %-36s %-8s %-16s %10s\n", t->name + n, lb_dtype_name(t->dtype),
-           shape_str(t, sh, sizeof sh), cli_bytes(t->nbytes, b, sizeof b));
+  printf("    %-36s %-8s %-16s %10s\n", label, lb_dtype_name(t->dtype), shape_str(t, sh, sizeof sh),
+         cli_bytes(t->nbytes, b, sizeof b));
+}
+
+/* A block's tensors in model order: attention norm, q, k, v, o, MLP norm, gate, up, down (each
+ * module's tensors: weight, bias, or a quantized layout's qweight, scales ...), then anything else. */
+static void print_block(const lb_tensors *ts, const lb_arch *a, const char *prefix) {
+  const char *order[LB_LIN_COUNT + 2] = {a->attn_norm};
+  int n = 1;
+  for (int k = 0; k < LB_LIN_COUNT; k++) {
+    order[n++] = a->linear[k];
+    if (k == LB_LIN_O) order[n++] = a->mlp_norm;
   }
+  size_t plen = strlen(prefix);
+  for (int m = 0; m <= n; m++) /* m == n: what no module claimed */
+    for (size_t i = 0; i < lb_tensors_count(ts); i++) {
+      const lb_tensor *t = lb_tensors_at(ts, i);
+      if (strncmp(t->name, prefix, plen)) continue;
+      const char *rest = t->name + plen;
+      int owner = n;
+      for (int k = 0; k < n && owner == n; k++) {
+        size_t len = strlen(order[k]);
+        if (!strncmp(rest, order[k], len) && rest[len] == '.') owner = k;
+      }
+      if (owner == m) print_tensor(t, rest);
+    }
 }
 
 static void print_text(const lb_checkpoint *c, bool tensors) {
@@ -113,7 +132,7 @@ static void print_text(const lb_checkpoint *c, bool tensors) {
     lb_arch_block(a, l0, head, sizeof head);
     if (l - 1 > l0) printf("  %s-%d (each of %d blocks)\n", head, l - 1, l - l0);
     else printf("  %s\n", head);
-    print_block(ts, p0);
+    print_block(ts, a, p0);
     l0 = l;
     strcpy(p0, pl);
   }
