@@ -28,21 +28,33 @@ bool lb_is_dir(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-lb_status lb_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
-                       lb_error *err) {
+/* Opens a regular file for reading and gets its size; NULL (with err set) otherwise. */
+static FILE *open_regular(const char *path, size_t *size, lb_error *err) {
   FILE *f = fopen(path, "rb");
-  if (!f) return lb_fail(err, LB_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (!f) {
+    lb_fail(err, LB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
-    return lb_fail(err, LB_EIO, "%s: not a regular file", path);
+    lb_fail(err, LB_EIO, "%s: not a regular file", path);
+    return NULL;
   }
-  if ((uint64_t)st.st_size > max_bytes) {
+  *size = (size_t)st.st_size;
+  return f;
+}
+
+lb_status lb_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                       lb_error *err) {
+  size_t n;
+  FILE *f = open_regular(path, &n, err);
+  if (!f) return LB_EIO;
+  if (n > max_bytes) {
     fclose(f);
-    return lb_fail(err, LB_EFORMAT, "%s: %lld bytes is larger than the %zu-byte limit", path,
-                   (long long)st.st_size, max_bytes);
+    return lb_fail(err, LB_EFORMAT, "%s: %zu bytes is larger than the %zu-byte limit", path, n,
+                   max_bytes);
   }
-  size_t n = (size_t)st.st_size;
   char *buf = malloc(n + 1);
   if (!buf) {
     fclose(f);
@@ -132,17 +144,13 @@ lb_status lb_write_file_atomic(const char *path, const void *data, size_t len, l
 }
 
 lb_status lb_copy_file(const char *src, const char *dst, lb_error *err) {
-  FILE *in = fopen(src, "rb");
-  if (!in) return lb_fail(err, LB_EIO, "%s: cannot open: %s", src, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(in);
-    return lb_fail(err, LB_EIO, "%s: not a regular file", src);
-  }
+  size_t size;
+  FILE *in = open_regular(src, &size, err);
+  if (!in) return LB_EIO;
   char *tmp;
   FILE *out = open_tmp(dst, &tmp, err);
   lb_status s = LB_EIO;
-  if (out) s = finish_tmp(out, tmp, dst, lb_fcopy_range(out, tmp, in, src, (size_t)st.st_size, err), err);
+  if (out) s = finish_tmp(out, tmp, dst, lb_fcopy_range(out, tmp, in, src, size, err), err);
   fclose(in);
   return s;
 }

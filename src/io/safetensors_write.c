@@ -112,14 +112,19 @@ static char *tmp_path(lb_st_writer *w, const char *what) {
   return lb_path_join(w->dir, name);
 }
 
+/* Makes room for one more element in a growing array of `n` used of `*cap`. */
+static lb_status reserve(void **arr, size_t n, size_t *cap, size_t elem, lb_error *err) {
+  if (n < *cap) return LB_OK;
+  size_t c = *cap ? 2 * *cap : 16;
+  void *p = realloc(*arr, c * elem);
+  if (!p) return lb_fail(err, LB_ENOMEM, "out of memory");
+  *arr = p;
+  *cap = c;
+  return LB_OK;
+}
+
 static lb_status new_shard(lb_st_writer *w, lb_error *err) {
-  if (w->n_shards == w->cap_shards) {
-    size_t cap = w->cap_shards ? 2 * w->cap_shards : 4;
-    wshard *p = realloc(w->shards, cap * sizeof *p);
-    if (!p) return lb_fail(err, LB_ENOMEM, "out of memory");
-    w->shards = p;
-    w->cap_shards = cap;
-  }
+  LB_TRY(reserve((void **)&w->shards, w->n_shards, &w->cap_shards, sizeof(wshard), err));
   memset(&w->shards[w->n_shards++], 0, sizeof(wshard));
   return LB_OK;
 }
@@ -157,13 +162,7 @@ lb_status lb_st_writer_add(lb_st_writer *w, const char *name, lb_dtype dtype, in
     if (!s->spill[c])
       return lb_fail(err, LB_EIO, "%s: cannot create: %s", s->spill_path[c], strerror(errno));
   }
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 64;
-    wtensor *p = realloc(s->t, cap * sizeof *p);
-    if (!p) return lb_fail(err, LB_ENOMEM, "out of memory");
-    s->t = p;
-    s->cap = cap;
-  }
+  LB_TRY(reserve((void **)&s->t, s->n, &s->cap, sizeof(wtensor), err));
   wtensor *t = &s->t[s->n];
   memset(t, 0, sizeof *t);
   if (!(t->name = strdup(name))) return lb_fail(err, LB_ENOMEM, "out of memory");
