@@ -28,5 +28,6 @@ for req in sys.argv[1:]:
 PY
 then
   echo "setup: installing ${pyreq[*]}" >&2
-  python3 -m pip install --quiet --disable-pip-version-check "${pyreq[@]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${pyreq[@]}" ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${pyreq[@]}"
 fi

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import traceback
 
-SHARED = os.environ.get("LOWBIT_SHARED") or os.path.join(os.path.dirname(__file__), "../../../shared")
+SHARED = (os.environ.get("LOWBIT_SHARED") or os.environ.get("LOWBIT_SHARED_DEFAULT")
+          or os.path.join(os.path.dirname(__file__), "../../../shared"))
 BIN = os.environ.get("LOWBIT_BIN", "build/lowbit")
 TMP = os.environ.get("LOWBIT_TMP") or "/tmp/lowbit-pytest"
 POCKET = os.path.join(SHARED, "models/pocket-llama-48m")
