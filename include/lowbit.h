@@ -240,6 +240,9 @@ const lb_tensors *lb_checkpoint_tensors(const lb_checkpoint *c);
 const char *lb_checkpoint_quant_config(const lb_checkpoint *c);
 const lb_arch *lb_checkpoint_arch(const lb_checkpoint *c);
 bool lb_checkpoint_has_file(const lb_checkpoint *c, const char *name); /* tokenizer.json, ... */
+/* The companion files a checkpoint folder may hold besides config.json and the weights
+ * (generation_config.json, tokenizer files): the i-th name, or NULL past the end. */
+const char *lb_checkpoint_companion(size_t i);
 
 typedef struct lb_param_count {
   uint64_t total;      /* parameters of the model (tied weights once); for a quantized checkpoint

@@ -21,10 +21,6 @@ static const char *HELP =
     "  --dtype T          convert floating-point tensors to bf16, f16 or f32 (dense models only)\n"
     "  --force            replace DST if it exists\n";
 
-static const char *const COPY_FILES[] = {"generation_config.json", "tokenizer.json",
-                                         "tokenizer_config.json", "tokenizer.model",
-                                         "special_tokens_map.json"};
-
 typedef struct {
   const char *src, *dst;
   uint64_t shard;
@@ -123,9 +119,10 @@ static lb_status convert(const opts *o, lb_error *err) {
     else {
       s = write_tensors(o, c, tmp, err);
       if (s == LB_OK) s = write_config(o, tmp, err);
-      for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0] && s == LB_OK; i++) {
-        if (!lb_checkpoint_has_file(c, COPY_FILES[i])) continue;
-        char *a = lb_path_join(o->src, COPY_FILES[i]), *b = lb_path_join(tmp, COPY_FILES[i]);
+      const char *name;
+      for (size_t i = 0; (name = lb_checkpoint_companion(i)) && s == LB_OK; i++) {
+        if (!lb_checkpoint_has_file(c, name)) continue;
+        char *a = lb_path_join(o->src, name), *b = lb_path_join(tmp, name);
         s = a && b ? lb_copy_file(a, b, err) : lb_fail(err, LB_ENOMEM, "out of memory");
         free(a);
         free(b);

@@ -114,7 +114,7 @@ static lb_status load_configs(lb_checkpoint *c, lb_error *err) {
     c->has[i] = p && lb_path_exists(p);
     free(p);
   }
-  if (c->has[N_KNOWN - 1]) { /* generation_config.json */
+  if (lb_checkpoint_has_file(c, "generation_config.json")) {
     root = NULL;
     path = lb_path_join(c->dir, "generation_config.json");
     s = path ? lb_json_load_file(path, CONFIG_MAX_BYTES, &root, err)
@@ -151,6 +151,8 @@ const lb_generation_config *lb_checkpoint_generation(const lb_checkpoint *c) { r
 const lb_tensors *lb_checkpoint_tensors(const lb_checkpoint *c) { return c->tensors; }
 const char *lb_checkpoint_quant_config(const lb_checkpoint *c) { return c->quant_config; }
 const lb_arch *lb_checkpoint_arch(const lb_checkpoint *c) { return c->arch; }
+
+const char *lb_checkpoint_companion(size_t i) { return i < N_KNOWN ? KNOWN_FILES[i] : NULL; }
 
 bool lb_checkpoint_has_file(const lb_checkpoint *c, const char *name) {
   for (int i = 0; i < N_KNOWN; i++)

@@ -49,23 +49,9 @@ static uint64_t linear_bytes(fkind k, int bits, int group, uint64_t out, uint64_
 
 size_t lb_footprint_table(const lb_checkpoint *c, lb_footprint *rows, size_t cap) {
   const lb_config *g = lb_checkpoint_config(c);
-  const lb_arch *a = lb_checkpoint_arch(c);
-  /* Parameters outside the Linear layers: everything stored that is not a block Linear weight. */
-  uint64_t linear_params = 0;
-  for (int k = 0; k < LB_LIN_COUNT; k++) {
-    int64_t out, in;
-    lb_arch_linear_shape(g, (lb_linear_kind)k, &out, &in);
-    linear_params += (uint64_t)(out * in) * (uint64_t)g->num_hidden_layers;
-  }
-  uint64_t other = 2 * (uint64_t)g->vocab_size * (uint64_t)g->hidden_size; /* embed + lm_head */
-  if (g->tie_word_embeddings) other /= 2;
-  other += (uint64_t)g->hidden_size * (2 * (uint64_t)g->num_hidden_layers + 1); /* norms */
-  for (int k = 0; k < LB_LIN_COUNT; k++)
-    if (lb_arch_linear_has_bias(a, g, (lb_linear_kind)k)) {
-      int64_t out, in;
-      lb_arch_linear_shape(g, (lb_linear_kind)k, &out, &in);
-      other += (uint64_t)out * (uint64_t)g->num_hidden_layers;
-    }
+  /* Everything outside the block Linear layers (embeddings, norms, lm_head, biases) stays 16-bit. */
+  lb_param_count pc = lb_checkpoint_params(c);
+  uint64_t linear_params = pc.linear, other = pc.total - pc.linear;
   for (size_t m = 0; m < N_METHODS && m < cap; m++) {
     uint64_t lin = 0;
     for (int k = 0; k < LB_LIN_COUNT; k++) {
