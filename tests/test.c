@@ -1,6 +1,7 @@
 #include "test.h"
 
-#include <ftw.h>
+#include "io/fs.h"
+
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,13 +14,8 @@ int lb_test_failures_ = 0;
 
 static char g_tmpdir[512];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
 static void cleanup_tmp(void) {
-  if (g_tmpdir[0] && !getenv("KEEP_TMP")) nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (g_tmpdir[0] && !getenv("KEEP_TMP")) lb_remove_tree(g_tmpdir);
 }
 
 const char *lb_test_tmpdir(void) {

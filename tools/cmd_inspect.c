@@ -67,6 +67,21 @@ static void print_block(const lb_tensors *ts, const lb_arch *a, const char *pref
     }
 }
 
+/* Bytes and tensor count per dtype over all tensors. */
+typedef struct {
+  uint64_t bytes[LB_DTYPE_COUNT], count[LB_DTYPE_COUNT];
+} dtype_totals;
+
+static dtype_totals totals_by_dtype(const lb_tensors *ts) {
+  dtype_totals r = {{0}, {0}};
+  for (size_t i = 0; i < lb_tensors_count(ts); i++) {
+    const lb_tensor *t = lb_tensors_at(ts, i);
+    r.bytes[t->dtype] += t->nbytes;
+    r.count[t->dtype]++;
+  }
+  return r;
+}
+
 static void print_text(const lb_checkpoint *c, bool tensors) {
   const lb_config *g = lb_checkpoint_config(c);
   const lb_arch *a = lb_checkpoint_arch(c);
@@ -103,16 +118,12 @@ static void print_text(const lb_checkpoint *c, bool tensors) {
   printf("%-18s %s\n", "quantization", q ? q : "none");
 
   printf("\nbytes by dtype\n");
-  for (int d = 0; d < LB_DTYPE_COUNT; d++) {
-    uint64_t bytes = 0, count = 0;
-    for (size_t i = 0; i < lb_tensors_count(ts); i++)
-      if (lb_tensors_at(ts, i)->dtype == (lb_dtype)d)
-        bytes += lb_tensors_at(ts, i)->nbytes, count++;
-    if (count)
+  dtype_totals dt = totals_by_dtype(ts);
+  for (int d = 0; d < LB_DTYPE_COUNT; d++)
+    if (dt.count[d])
       printf("  %-8s %16s B  %10s  %5llu tensors\n", lb_dtype_name((lb_dtype)d),
-             cli_count(bytes, b1, sizeof b1), cli_bytes(bytes, b2, sizeof b2),
-             (unsigned long long)count);
-  }
+             cli_count(dt.bytes[d], b1, sizeof b1), cli_bytes(dt.bytes[d], b2, sizeof b2),
+             (unsigned long long)dt.count[d]);
 
   printf("\nmodules\n");
   char name[256];
@@ -201,14 +212,12 @@ static int print_json(const lb_checkpoint *c, bool tensors) {
       "hidden_act", g->hidden_act);
   json_object_set_new(o, "config", cfg);
   json_t *by = json_object();
+  dtype_totals dt = totals_by_dtype(ts);
   uint64_t total_bytes = 0;
-  for (size_t i = 0; i < lb_tensors_count(ts); i++) {
-    const lb_tensor *t = lb_tensors_at(ts, i);
-    const char *dn = lb_dtype_name(t->dtype);
-    json_t *cur = json_object_get(by, dn);
-    json_int_t prev = cur ? json_integer_value(cur) : 0;
-    json_object_set_new(by, dn, json_integer(prev + (json_int_t)t->nbytes));
-    total_bytes += t->nbytes;
+  for (int d = 0; d < LB_DTYPE_COUNT; d++) {
+    if (dt.count[d])
+      json_object_set_new(by, lb_dtype_name((lb_dtype)d), json_integer((json_int_t)dt.bytes[d]));
+    total_bytes += dt.bytes[d];
   }
   json_object_set_new(o, "bytes_by_dtype", by);
   json_object_set_new(o, "tensor_bytes", json_integer((json_int_t)total_bytes));
