@@ -31,6 +31,8 @@ static void test_pocket_llama_facts(void) {
   }
   /* int8 with one fp32 scale per output row: 8 + 32 * rows / weights, with 5120 output rows per
      block (q 512, k 256, v 256, o 512, gate 1536, up 1536, down 512) */
+  /* 1e-9: both sides are a few double operations on exact integers (rounding ~1e-15); the
+     quantities checked differ from the wrong answers by more than 1e-3 */
   CHECK(fabs(rows[1].linear_bits_per_weight - (8.0 + 32.0 * 51200.0 / 31457280.0)) < 1e-9);
   /* NF4 with fp32 absmax per 64: 4.5 bits plus the 16-entry code book per layer */
   CHECK(fabs(rows[4].linear_bits_per_weight - (4.5 + 70.0 * 16 * 32 / 31457280.0)) < 1e-9);
