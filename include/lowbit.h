@@ -312,6 +312,105 @@ typedef struct lb_footprint {
 size_t lb_footprint_table(const lb_checkpoint *c, lb_footprint *rows, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Tokenizer (tokenizer.json + tokenizer_config.json), the same ids as the `tokenizers` package     */
+
+typedef struct lb_tokenizer lb_tokenizer;
+
+/* Loads DIR/tokenizer.json (required) and DIR/tokenizer_config.json (optional: bos/eos names,
+ * add_bos_token/add_eos_token). Models: BPE, either SentencePiece-style (Prepend/Replace normalizer,
+ * byte fallback; Llama-2, Mistral) or byte-level (Split regex + ByteLevel pre-tokenizer; GPT-2,
+ * Llama-3, Qwen); normalizers NFC/NFKC/Prepend/Replace/Sequence; added tokens. Anything else is
+ * LB_EUNSUPPORTED naming the JSON key. */
+lb_status lb_tokenizer_load(const char *dir, lb_tokenizer **out, lb_error *err);
+void lb_tokenizer_free(lb_tokenizer *t);
+int32_t lb_tokenizer_vocab_size(const lb_tokenizer *t); /* largest id + 1, added tokens included */
+int32_t lb_tokenizer_bos(const lb_tokenizer *t);        /* -1 when there is none */
+int32_t lb_tokenizer_eos(const lb_tokenizer *t);        /* -1 when there is none */
+bool lb_tokenizer_is_special(const lb_tokenizer *t, int32_t id);
+/* The vocabulary string of an id as stored in tokenizer.json ("▁the", "Ġthe", "<0x0A>", "<s>"),
+ * NULL for an id out of range. */
+const char *lb_tokenizer_piece(const lb_tokenizer *t, int32_t id);
+
+enum {
+  LB_TOK_ADD_SPECIAL = 1u << 0,   /* add BOS/EOS as the post-processor / tokenizer_config.json say */
+  LB_TOK_SPLIT_SPECIAL = 1u << 1, /* treat special-token text ("<s>") as plain text */
+};
+/* Encodes `len` bytes of text (invalid UTF-8 is first replaced by U+FFFD per maximal subpart, as
+ * Python's bytes.decode(errors="replace") does). *ids is malloc'd; the caller frees it. */
+lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, unsigned flags,
+                      int32_t **ids, size_t *n, lb_error *err);
+
+enum { LB_DETOK_SKIP_SPECIAL = 1u << 0 };
+/* Decodes ids to text as tokenizers' decode() does (the decoder of tokenizer.json: byte fallback,
+ * ByteLevel, Replace, Strip, Fuse). *text is malloc'd and NUL-terminated; *len excludes the NUL. */
+lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
+                        char **text, size_t *len, lb_error *err);
+
+/* Streaming decode for generation: push one id at a time, get the bytes that became final (whole
+ * UTF-8 characters only; a character split over several byte tokens is held back until complete).
+ * The concatenation of all outputs plus lb_detok_stream_flush equals lb_detokenize of all ids. */
+typedef struct lb_detok_stream lb_detok_stream;
+lb_status lb_detok_stream_new(const lb_tokenizer *t, unsigned flags, lb_detok_stream **out,
+                              lb_error *err);
+/* *text points into the stream's buffer, valid until the next call; *len may be 0. */
+lb_status lb_detok_stream_push(lb_detok_stream *s, int32_t id, const char **text, size_t *len,
+                               lb_error *err);
+lb_status lb_detok_stream_flush(lb_detok_stream *s, const char **text, size_t *len, lb_error *err);
+void lb_detok_stream_free(lb_detok_stream *s);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Running a model on the CPU: weights (F32/F16/BF16, fp32 compute) and one sequence's KV cache     */
+
+typedef struct lb_model lb_model;
+
+typedef struct lb_model_options {
+  int n_threads;   /* <= 0: one per logical core */
+  int64_t max_ctx; /* KV cache length; <= 0: max_position_embeddings, capped at 4096 */
+} lb_model_options;
+
+/* Opens a checkpoint folder and prepares it to run (weights stay mmap'd in their dtype). */
+lb_status lb_model_open(const char *dir, const lb_model_options *opt, lb_model **out,
+                        lb_error *err);
+void lb_model_free(lb_model *m);
+const lb_config *lb_model_config(const lb_model *m);
+const lb_checkpoint *lb_model_checkpoint(const lb_model *m);
+int64_t lb_model_ctx(const lb_model *m);  /* KV cache capacity in tokens */
+int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now */
+int lb_model_threads(const lb_model *m);
+void lb_model_reset(lb_model *m);         /* empties the KV cache */
+
+/* Runs n tokens at positions pos .. pos+n-1, appending them to the KV cache. logits: NULL, or
+ * room for vocab_size floats (all=false: the last position) or n*vocab_size (all=true). */
+lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                           lb_error *err);
+
+/* Sampling: temperature 0 is greedy (argmax, lowest id on ties); else softmax(logits / T) cut to the
+ * top_k most likely (0 = all) and to the smallest set whose mass reaches top_p (1 = all). */
+typedef struct lb_sampler_params {
+  double temperature, top_p;
+  int64_t top_k;
+  uint64_t seed;
+} lb_sampler_params;
+typedef struct lb_sampler lb_sampler;
+lb_status lb_sampler_new(const lb_sampler_params *p, int64_t vocab, lb_sampler **out, lb_error *err);
+void lb_sampler_free(lb_sampler *s);
+int32_t lb_sampler_next(lb_sampler *s, const float *logits);
+
+/* Perplexity over non-overlapping windows of ctx tokens of an already tokenized text: each window is
+ * run from an empty cache and every position but the first predicts its next token. */
+typedef struct lb_ppl_result {
+  double ppl, ppl_stderr; /* exp(mean NLL); stderr by the delta method: ppl * sd(NLL) / sqrt(n) */
+  double mean_nll;
+  int64_t tokens;  /* predictions scored */
+  int64_t windows;
+  double seconds, tokens_per_s; /* tokens run through the model per second */
+} lb_ppl_result;
+/* progress(ctx, windows done, windows total) after each window; may be NULL. */
+lb_status lb_perplexity(lb_model *m, const int32_t *tokens, int64_t n, int64_t ctx,
+                        int64_t max_windows, void (*progress)(void *, int64_t, int64_t),
+                        void *progress_ctx, lb_ppl_result *out, lb_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Devices                                                                                        */
 
 typedef struct lb_cpu_info {
