@@ -1,0 +1,57 @@
+/* CPU kernels of the forward pass. Each vectorized kernel has a scalar `_ref` twin; simd.c is
+ * compiled once per ISA (AVX2+FMA+F16C, AVX-512) with GCC vector extensions, and lb_cpu_kernels()
+ * picks the best set the CPU has at run time (LOWBIT_ISA=ref|avx2|avx512 forces one). */
+#ifndef LB_BACKEND_CPU_KERNELS_H
+#define LB_BACKEND_CPU_KERNELS_H
+
+#include "base/threads.h"
+#include "lowbit.h"
+
+typedef struct lb_kernels {
+  const char *isa;
+  /* dst[i] = float(src[i]) for F32/F16/BF16 sources */
+  void (*cvt_f32)(float *dst, const void *src, lb_dtype dt, int64_t n);
+  float (*dot)(const float *a, const float *b, int64_t n);
+  /* x[i] = exp(x[i] - shift); returns the sum of the new x */
+  float (*exp_sum)(float *x, int64_t n, float shift);
+  /* y[i] += a * x[i] */
+  void (*axpy)(float *y, float a, const float *x, int64_t n);
+} lb_kernels;
+
+const lb_kernels *lb_cpu_kernels(void);
+const lb_kernels *lb_cpu_kernels_isa(const char *isa); /* NULL when the CPU lacks it */
+
+/* The scalar references. */
+void lb_cvt_f32_ref(float *dst, const void *src, lb_dtype dt, int64_t n);
+float lb_dot_ref(const float *a, const float *b, int64_t n);
+float lb_exp_sum_ref(float *x, int64_t n, float shift);
+void lb_axpy_ref(float *y, float a, const float *x, int64_t n);
+float lb_expf_fast(float x); /* the polynomial every exp_sum uses (|rel err| < 2e-7) */
+
+#define LB_DECLARE_ISA(sfx)                                                                        \
+  void lb_cvt_f32_##sfx(float *dst, const void *src, lb_dtype dt, int64_t n);                      \
+  float lb_dot_##sfx(const float *a, const float *b, int64_t n);                                   \
+  float lb_exp_sum_##sfx(float *x, int64_t n, float shift);                                        \
+  void lb_axpy_##sfx(float *y, float a, const float *x, int64_t n);
+LB_DECLARE_ISA(avx2)
+LB_DECLARE_ISA(avx512)
+
+/* Row-wise ops on [n, d] fp32 activations. */
+void lb_rmsnorm(float *y, const float *x, const float *w, int64_t d, float eps);
+void lb_silu_mul(float *g, const float *u, int64_t n); /* g = silu(g) * u */
+void lb_softmax(float *x, int64_t n);
+double lb_logsumexp(const float *x, int64_t n);
+
+/* A Linear weight as stored: row-major [rows = out_features, cols = in_features]. */
+typedef struct lb_mat {
+  lb_dtype dtype;
+  int64_t rows, cols;
+  const void *data;
+} lb_mat;
+
+/* y[n, rows] = x[n, cols] . W^T (+ bias[rows]). Few rows of x: a threaded dequantize-dot per weight
+ * row; more: weight tiles widened to fp32 and multiplied by OpenBLAS sgemm. */
+lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
+                    float *y, lb_error *err);
+
+#endif

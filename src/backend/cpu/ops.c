@@ -1,0 +1,123 @@
+/* Scalar reference kernels, the run-time choice of vectorized ones, and the row-wise ops of the
+ * forward pass (RMSNorm, SiLU-gate, softmax). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+
+void lb_cvt_f32_ref(float *dst, const void *src, lb_dtype dt, int64_t n) {
+  if (dt == LB_F32) {
+    memcpy(dst, src, (size_t)n * 4);
+  } else if (dt == LB_BF16) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+      uint32_t u = (uint32_t)s[i] << 16;
+      memcpy(&dst[i], &u, 4);
+    }
+  } else if (dt == LB_F16) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = lb_f16_to_f32(s[i]);
+  }
+}
+
+float lb_dot_ref(const float *a, const float *b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+float lb_expf_fast(float x) {
+  x = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;
+  float kf = x * 1.44269504088896341f;
+  kf = (float)(int32_t)(kf + (kf >= 0 ? 0.5f : -0.5f));
+  float r = x - kf * 0.693359375f;
+  r = r + kf * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t e = ((int32_t)kf + 127) << 23;
+  float scale;
+  memcpy(&scale, &e, 4);
+  return p * scale;
+}
+
+float lb_exp_sum_ref(float *x, int64_t n, float shift) {
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += (x[i] = lb_expf_fast(x[i] - shift));
+  return s;
+}
+
+void lb_axpy_ref(float *y, float a, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const lb_kernels REF = {"ref", lb_cvt_f32_ref, lb_dot_ref, lb_exp_sum_ref, lb_axpy_ref};
+#if defined(__x86_64__)
+static const lb_kernels AVX2 = {"avx2", lb_cvt_f32_avx2, lb_dot_avx2, lb_exp_sum_avx2,
+                                lb_axpy_avx2};
+static const lb_kernels AVX512 = {"avx512", lb_cvt_f32_avx512, lb_dot_avx512, lb_exp_sum_avx512,
+                                  lb_axpy_avx512};
+#endif
+
+const lb_kernels *lb_cpu_kernels_isa(const char *isa) {
+  if (!strcmp(isa, "ref")) return &REF;
+#if defined(__x86_64__)
+  lb_cpu_info c;
+  lb_cpu_detect(&c);
+  bool avx2 = c.avx2 && c.fma && c.f16c;
+  if (!strcmp(isa, "avx2")) return avx2 ? &AVX2 : NULL;
+  if (!strcmp(isa, "avx512")) return avx2 && c.avx512f && c.avx512bw && c.avx512vl ? &AVX512 : NULL;
+#endif
+  return NULL;
+}
+
+const lb_kernels *lb_cpu_kernels(void) {
+  static const lb_kernels *chosen;
+  if (chosen) return chosen;
+  const char *force = getenv("LOWBIT_ISA");
+  const lb_kernels *k = force ? lb_cpu_kernels_isa(force) : NULL;
+  if (!k) k = lb_cpu_kernels_isa("avx512");
+  if (!k) k = lb_cpu_kernels_isa("avx2");
+  if (!k) k = &REF;
+  chosen = k;
+  return k;
+}
+
+/* As Transformers' LlamaRMSNorm in fp32: x * rsqrt(mean(x^2) + eps) * w (the sum in double). */
+void lb_rmsnorm(float *y, const float *x, const float *w, int64_t d, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < d; i++) ss += (double)x[i] * x[i];
+  float r = 1.0f / sqrtf((float)(ss / (double)d) + eps);
+  for (int64_t i = 0; i < d; i++) y[i] = w[i] * (x[i] * r);
+}
+
+void lb_silu_mul(float *g, const float *u, int64_t n) {
+  for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void lb_softmax(float *x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  float s = lb_cpu_kernels()->exp_sum(x, n, mx);
+  float inv = 1.0f / s;
+  for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+double lb_logsumexp(const float *x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  double s = 0;
+  float buf[1024];
+  const lb_kernels *k = lb_cpu_kernels();
+  for (int64_t i = 0; i < n; i += 1024) {
+    int64_t m = n - i < 1024 ? n - i : 1024;
+    memcpy(buf, x + i, (size_t)m * 4);
+    s += k->exp_sum(buf, m, mx);
+  }
+  return (double)mx + log(s);
+}
