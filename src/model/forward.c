@@ -1,0 +1,173 @@
+/* The decoder forward pass, written once for Llama, Mistral and Qwen2 (they differ only in what the
+ * config and architecture table say: biases, sliding window, rope type, tied lm_head):
+ *   x = embed(tokens)
+ *   per block: x += o_proj(attention(rope(q(norm1 x)), rope(k(...)), v(...)))
+ *              x += down(silu(gate(norm2 x)) * up(norm2 x))
+ *   logits = lm_head(norm(x))
+ * Tokens are processed in chunks of m->chunk; keys and values go to the KV cache first, so a chunk
+ * attends to everything before it. All math is fp32. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "model/model_internal.h"
+
+typedef struct {
+  lb_model *m;
+  int64_t n, pos, l;
+  const float *w;
+  float *a;
+  float *b;
+} job;
+
+static void norm_task(void *p, int ith, int nth) {
+  job *j = p;
+  int64_t d = j->m->cfg->hidden_size, lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  for (int64_t t = lo; t < hi; t++) lb_rmsnorm(j->b + t * d, j->a + t * d, j->w, d,
+                                               (float)j->m->cfg->rms_norm_eps);
+}
+
+static void silu_task(void *p, int ith, int nth) {
+  job *j = p;
+  int64_t lo, hi;
+  lb_split(j->n * j->m->cfg->intermediate_size, ith, nth, &lo, &hi);
+  lb_silu_mul(j->a + lo, j->b + lo, hi - lo);
+}
+
+static void add_task(void *p, int ith, int nth) { /* a += b over n * hidden */
+  job *j = p;
+  int64_t lo, hi;
+  lb_split(j->n * j->m->cfg->hidden_size, ith, nth, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++) j->a[i] += j->b[i];
+}
+
+/* The first key position row i may see: 0, or i - window + 1 with a sliding window
+ * (Transformers: kv_idx > q_idx - sliding_window). */
+static int64_t first_key(const lb_model *m, int64_t l, int64_t i) {
+  int64_t w = m->cfg->sliding_window;
+  return m->layers[l].sliding && i - w + 1 > 0 ? i - w + 1 : 0;
+}
+
+/* Softmax of score rows [lo, hi) of a chunk (row t = position pos + t over keys 0 .. pos + t). */
+static void softmax_task(void *p, int ith, int nth) {
+  job *j = p;
+  int64_t nk = j->pos + j->n, lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  for (int64_t t = lo; t < hi; t++) {
+    float *row = j->m->scores + t * nk;
+    int64_t i = j->pos + t, k0 = first_key(j->m, j->l, i);
+    memset(row, 0, (size_t)k0 * sizeof(float));
+    lb_softmax(row + k0, i + 1 - k0);
+    memset(row + i + 1, 0, (size_t)(nk - i - 1) * sizeof(float));
+  }
+}
+
+/* Few query rows: per (token, head) pair, dot products with the keys, softmax, sum of values. */
+static void attend_small_task(void *p, int ith, int nth) {
+  job *j = p;
+  lb_model *m = j->m;
+  const lb_config *c = m->cfg;
+  const lb_kernels *k = lb_cpu_kernels();
+  int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
+  int64_t kvd = c->num_key_value_heads * hd, lo, hi;
+  const float *K = m->kcache + j->l * m->ctx * kvd, *V = m->vcache + j->l * m->ctx * kvd;
+  float *s = m->scores + ith * m->ctx, scale = 1.0f / sqrtf((float)hd);
+  lb_split(j->n * nh, ith, nth, &lo, &hi);
+  for (int64_t e = lo; e < hi; e++) {
+    int64_t t = e / nh, h = e % nh, kv = h / group, i = j->pos + t, k0 = first_key(m, j->l, i);
+    const float *q = m->q + t * nh * hd + h * hd;
+    for (int64_t x = k0; x <= i; x++) s[x] = k->dot(q, K + x * kvd + kv * hd, hd) * scale;
+    lb_softmax(s + k0, i + 1 - k0);
+    float *o = m->att + t * nh * hd + h * hd;
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int64_t x = k0; x <= i; x++) k->axpy(o, s[x], V + x * kvd + kv * hd, hd);
+  }
+}
+
+/* Many query rows: per head, S = Q K^T by sgemm, masked softmax by the pool, O = S V by sgemm. */
+static void attend_gemm(lb_model *m, int64_t l, int64_t n, int64_t pos) {
+  const lb_config *c = m->cfg;
+  int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
+  int64_t kvd = c->num_key_value_heads * hd, nk = pos + n;
+  const float *K = m->kcache + l * m->ctx * kvd, *V = m->vcache + l * m->ctx * kvd;
+  float scale = 1.0f / sqrtf((float)hd);
+  job j = {.m = m, .n = n, .pos = pos, .l = l};
+  for (int64_t h = 0; h < nh; h++) {
+    int64_t kv = h / group;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nk, (int)hd, scale,
+                m->q + h * hd, (int)(nh * hd), K + kv * hd, (int)kvd, 0.0f, m->scores, (int)nk);
+    lb_pool_run(m->pool, softmax_task, &j);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hd, (int)nk, 1.0f,
+                m->scores, (int)nk, V + kv * hd, (int)kvd, 0.0f, m->att + h * hd, (int)(nh * hd));
+  }
+}
+
+enum { SMALL_N = 4 };
+
+static lb_status block(lb_model *m, int64_t l, int64_t n, int64_t pos, lb_error *err) {
+  const lb_config *c = m->cfg;
+  lb_layer *L = &m->layers[l];
+  int64_t hd = c->head_dim, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
+  int64_t kvd = nkv * hd;
+  job j = {.m = m, .n = n, .pos = pos, .l = l, .w = L->attn_norm, .a = m->x, .b = m->xn};
+  lb_pool_run(m->pool, norm_task, &j);
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_Q], L->bias[LB_LIN_Q], m->xn, n, m->q, err));
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_K], L->bias[LB_LIN_K], m->xn, n, m->k, err));
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_V], L->bias[LB_LIN_V], m->xn, n, m->v, err));
+  lb_rope_apply(&m->rope, c, m->q, n, nh, nh * hd, pos, pos + n);
+  lb_rope_apply(&m->rope, c, m->k, n, nkv, kvd, pos, pos + n);
+  size_t off = ((size_t)l * (size_t)m->ctx + (size_t)pos) * (size_t)kvd;
+  memcpy(m->kcache + off, m->k, (size_t)(n * kvd) * sizeof(float));
+  memcpy(m->vcache + off, m->v, (size_t)(n * kvd) * sizeof(float));
+  if (n <= SMALL_N)
+    lb_pool_run(m->pool, attend_small_task, &j);
+  else
+    attend_gemm(m, l, n, pos);
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_O], L->bias[LB_LIN_O], m->att, n, m->xn, err));
+  j.a = m->x, j.b = m->xn;
+  lb_pool_run(m->pool, add_task, &j);
+
+  j.w = L->mlp_norm;
+  lb_pool_run(m->pool, norm_task, &j);
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_GATE], L->bias[LB_LIN_GATE], m->xn, n, m->gate, err));
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_UP], L->bias[LB_LIN_UP], m->xn, n, m->up, err));
+  j.a = m->gate, j.b = m->up;
+  lb_pool_run(m->pool, silu_task, &j);
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_DOWN], L->bias[LB_LIN_DOWN], m->gate, n, m->xn, err));
+  j.a = m->x, j.b = m->xn;
+  lb_pool_run(m->pool, add_task, &j);
+  return LB_OK;
+}
+
+lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                           lb_error *err) {
+  const lb_config *c = m->cfg;
+  int64_t d = c->hidden_size, V = c->vocab_size;
+  if (n < 1) return lb_fail(err, LB_EINVAL, "forward: no tokens");
+  if (m->pos + n > m->ctx)
+    return lb_fail(err, LB_EINVAL, "forward: %lld + %lld tokens exceed the context of %lld",
+                   (long long)m->pos, (long long)n, (long long)m->ctx);
+  for (int64_t t = 0; t < n; t++)
+    if (tokens[t] < 0 || tokens[t] >= V)
+      return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
+                     tokens[t], (long long)t, (long long)V);
+  size_t esz = lb_dtype_size(m->embed.dtype);
+  for (int64_t t0 = 0; t0 < n; t0 += m->chunk) {
+    int64_t cn = n - t0 < m->chunk ? n - t0 : m->chunk;
+    for (int64_t t = 0; t < cn; t++)
+      lb_cvt_f32_ref(m->x + t * d, (const char *)m->embed.data + (size_t)tokens[t0 + t] * d * esz,
+                     m->embed.dtype, d);
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, cn, m->pos, err));
+    m->pos += cn;
+    bool last = t0 + cn == n;
+    if (!logits || (!all && !last)) continue;
+    /* all: every row of the chunk; else the final row only */
+    int64_t r0 = all ? 0 : cn - 1, rn = all ? cn : 1;
+    job j = {.m = m, .n = rn, .w = m->final_norm, .a = m->x + r0 * d, .b = m->xn};
+    lb_pool_run(m->pool, norm_task, &j);
+    LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, rn, logits + (all ? t0 * V : 0), err));
+  }
+  return LB_OK;
+}

@@ -1,0 +1,174 @@
+/* Opening a model: the checkpoint's tensors resolved by architecture names, norms and biases widened
+ * to fp32, the KV cache and scratch allocated, the thread pool started. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "model/model_internal.h"
+
+/* OpenBLAS's own thread count (declared by its cblas.h in some builds, not all). */
+void openblas_set_num_threads(int num_threads);
+
+static lb_status find(const lb_model *m, const char *name, const lb_tensor **out, lb_error *err) {
+  *out = lb_tensors_find(lb_checkpoint_tensors(m->ck), name);
+  if (!*out)
+    return lb_fail(err, LB_ENOTFOUND, "%s: tensor '%s' is missing", lb_checkpoint_dir(m->ck), name);
+  lb_dtype d = (*out)->dtype;
+  if (d != LB_F32 && d != LB_F16 && d != LB_BF16)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: tensor '%s' is %s; this runtime takes F32, F16, BF16",
+                   (*out)->file, name, lb_dtype_name(d));
+  return LB_OK;
+}
+
+static lb_status mat(const lb_model *m, const char *name, int64_t rows, int64_t cols, lb_mat *out,
+                     lb_error *err) {
+  const lb_tensor *t;
+  LB_TRY(find(m, name, &t, err));
+  if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is not [%lld, %lld]", t->file, name,
+                   (long long)rows, (long long)cols);
+  *out = (lb_mat){t->dtype, rows, cols, t->data};
+  return LB_OK;
+}
+
+/* A 1-D tensor of n elements, widened to a new fp32 array. */
+static lb_status vec(const lb_model *m, const char *name, int64_t n, float **out, lb_error *err) {
+  const lb_tensor *t;
+  LB_TRY(find(m, name, &t, err));
+  if (t->ndim != 1 || t->shape[0] != n)
+    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is not [%lld]", t->file, name, (long long)n);
+  if (!(*out = malloc((size_t)n * sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "out of memory for '%s'", name);
+  lb_cvt_f32_ref(*out, t->data, t->dtype, n);
+  return LB_OK;
+}
+
+static lb_status load_layer(lb_model *m, int l, lb_error *err) {
+  const lb_config *c = m->cfg;
+  lb_layer *L = &m->layers[l];
+  char blk[64], name[256];
+  lb_arch_block(m->arch, l, blk, sizeof blk);
+  snprintf(name, sizeof name, "%s.%s.weight", blk, m->arch->attn_norm);
+  LB_TRY(vec(m, name, c->hidden_size, &L->attn_norm, err));
+  snprintf(name, sizeof name, "%s.%s.weight", blk, m->arch->mlp_norm);
+  LB_TRY(vec(m, name, c->hidden_size, &L->mlp_norm, err));
+  for (int k = 0; k < LB_LIN_COUNT; k++) {
+    int64_t out, in;
+    lb_arch_linear_shape(c, (lb_linear_kind)k, &out, &in);
+    snprintf(name, sizeof name, "%s.%s.weight", blk, m->arch->linear[k]);
+    LB_TRY(mat(m, name, out, in, &L->lin[k], err));
+    if (lb_arch_linear_has_bias(m->arch, c, (lb_linear_kind)k)) {
+      snprintf(name, sizeof name, "%s.%s.bias", blk, m->arch->linear[k]);
+      LB_TRY(vec(m, name, out, &L->bias[k], err));
+    }
+  }
+  /* Mistral: every layer; Qwen2 (use_sliding_window): layers from max_window_layers on */
+  L->sliding = c->sliding_window > 0 &&
+               (strcmp(c->model_type, "qwen2") != 0 || l >= c->max_window_layers);
+  return LB_OK;
+}
+
+static lb_status alloc_f32(float **p, size_t n, lb_error *err) {
+  if (!(*p = calloc(n ? n : 1, sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "out of memory for %zu floats of model state", n);
+  return LB_OK;
+}
+
+static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt, lb_error *err) {
+  LB_TRY(lb_checkpoint_open(dir, &m->ck, err));
+  m->cfg = lb_checkpoint_config(m->ck);
+  m->arch = lb_checkpoint_arch(m->ck);
+  const lb_config *c = m->cfg;
+  if (lb_checkpoint_quant_config(m->ck))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: quantized checkpoints cannot be run yet", dir);
+  if (strcmp(c->hidden_act, "silu") != 0)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s/config.json: hidden_act \"%s\" (only silu)", dir,
+                   c->hidden_act);
+  if (c->head_dim > 1024 || c->num_attention_heads % c->num_key_value_heads)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s/config.json: head_dim %lld with %lld/%lld heads", dir,
+                   (long long)c->head_dim, (long long)c->num_attention_heads,
+                   (long long)c->num_key_value_heads);
+  LB_TRY(lb_rope_init(&m->rope, c, err));
+  LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
+  openblas_set_num_threads(lb_pool_size(m->pool));
+
+  char name[256];
+  snprintf(name, sizeof name, "%s.weight", m->arch->embed);
+  LB_TRY(mat(m, name, c->vocab_size, c->hidden_size, &m->embed, err));
+  if (c->tie_word_embeddings) {
+    m->lm_head = m->embed;
+  } else {
+    snprintf(name, sizeof name, "%s.weight", m->arch->lm_head);
+    LB_TRY(mat(m, name, c->vocab_size, c->hidden_size, &m->lm_head, err));
+  }
+  snprintf(name, sizeof name, "%s.weight", m->arch->final_norm);
+  LB_TRY(vec(m, name, c->hidden_size, &m->final_norm, err));
+  if (!(m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers)))
+    return lb_fail(err, LB_ENOMEM, "out of memory");
+  for (int l = 0; l < c->num_hidden_layers; l++) LB_TRY(load_layer(m, l, err));
+
+  int64_t ctx = opt && opt->max_ctx > 0 ? opt->max_ctx : c->max_position_embeddings;
+  if (!(opt && opt->max_ctx > 0) && ctx > 4096) ctx = 4096;
+  if (ctx < 1 || ctx > (1 << 20))
+    return lb_fail(err, LB_EINVAL, "context length %lld is out of range", (long long)ctx);
+  m->ctx = ctx;
+  m->chunk = ctx < 512 ? ctx : 512;
+  int64_t kvd = c->num_key_value_heads * c->head_dim, qd = c->num_attention_heads * c->head_dim;
+  size_t cache = (size_t)c->num_hidden_layers * (size_t)ctx * (size_t)kvd;
+  size_t ch = (size_t)m->chunk, h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
+  LB_TRY(alloc_f32(&m->kcache, cache, err));
+  LB_TRY(alloc_f32(&m->vcache, cache, err));
+  LB_TRY(alloc_f32(&m->x, ch * h, err));
+  LB_TRY(alloc_f32(&m->xn, ch * h, err));
+  LB_TRY(alloc_f32(&m->q, ch * (size_t)qd, err));
+  LB_TRY(alloc_f32(&m->k, ch * (size_t)kvd, err));
+  LB_TRY(alloc_f32(&m->v, ch * (size_t)kvd, err));
+  LB_TRY(alloc_f32(&m->att, ch * (size_t)qd, err));
+  LB_TRY(alloc_f32(&m->gate, ch * inter, err));
+  LB_TRY(alloc_f32(&m->up, ch * inter, err));
+  /* attention scores: a chunk's rows for one head (prefill), or one row per thread (decode) */
+  size_t rows = ch > (size_t)lb_pool_size(m->pool) ? ch : (size_t)lb_pool_size(m->pool);
+  LB_TRY(alloc_f32(&m->scores, rows * (size_t)ctx, err));
+  return LB_OK;
+}
+
+lb_status lb_model_open(const char *dir, const lb_model_options *opt, lb_model **out,
+                        lb_error *err) {
+  *out = NULL;
+  lb_model *m = calloc(1, sizeof *m);
+  if (!m) return lb_fail(err, LB_ENOMEM, "out of memory");
+  lb_status s = setup(m, dir, opt, err);
+  if (s != LB_OK) {
+    lb_model_free(m);
+    return s;
+  }
+  *out = m;
+  return LB_OK;
+}
+
+void lb_model_free(lb_model *m) {
+  if (!m) return;
+  for (int l = 0; m->layers && l < m->cfg->num_hidden_layers; l++) {
+    free(m->layers[l].attn_norm);
+    free(m->layers[l].mlp_norm);
+    for (int k = 0; k < LB_LIN_COUNT; k++) free(m->layers[l].bias[k]);
+  }
+  free(m->layers);
+  free(m->final_norm);
+  lb_rope_free(&m->rope);
+  float *bufs[] = {m->kcache, m->vcache, m->x,    m->xn, m->q,     m->k,
+                   m->v,      m->att,    m->gate, m->up, m->scores};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  lb_pool_free(m->pool);
+  lb_checkpoint_close(m->ck);
+  free(m);
+}
+
+const lb_config *lb_model_config(const lb_model *m) { return m->cfg; }
+const lb_checkpoint *lb_model_checkpoint(const lb_model *m) { return m->ck; }
+int64_t lb_model_ctx(const lb_model *m) { return m->ctx; }
+int64_t lb_model_pos(const lb_model *m) { return m->pos; }
+int lb_model_threads(const lb_model *m) { return lb_pool_size(m->pool); }
+void lb_model_reset(lb_model *m) { m->pos = 0; }

@@ -1,0 +1,116 @@
+"""Makes tests/data/fixtures/pocket-llama-logits.bin: final-position logits of Transformers (fp32, on
+a GPU, eager attention, TF32 off) for a few fixed prompts of the shared model. Run once; the C test
+test_model compares lowbit's forward pass with it.
+
+Two steps, because the GPU machine has torch/transformers but not the shared data files:
+  python3 make_logits_fixture.py prompts SHARED_DIR prompts.json     (here: token ids of the prompts)
+  python3 make_logits_fixture.py logits MODEL_DIR prompts.json OUT.bin  (GPU machine: the logits)
+
+A third mode makes tiny random models of the three families with the features pocket-llama lacks
+(untied lm_head, Qwen2 q/k/v biases, Mistral's and Qwen2's sliding windows, linear / dynamic-NTK /
+llama3 rope scaling) and the logits of Transformers at every position of one prompt:
+  python3 make_logits_fixture.py tiny OUT_DIR     (GPU machine: OUT_DIR/<name>/{config.json,
+                                                   model.safetensors,logits.bin})
+
+File format (little endian):
+  char magic[8] = "LBLOGITS"; uint32 version = 1; uint32 n_prompts; uint32 vocab;
+  uint32 all_positions (0: the last position's logits only; 1: every position's)
+  then per prompt: uint32 n_tokens; int32 ids[n_tokens]; float32 logits[vocab or n_tokens * vocab]
+"""
+import json
+import struct
+import sys
+
+MAGIC, VERSION = b"LBLOGITS", 1
+
+
+def make_prompts(shared, out):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(f"{shared}/models/pocket-llama-48m/tokenizer.json")
+    wiki = open(f"{shared}/data/wikitext-2-raw/wiki.test.raw", "rb").read().decode("utf-8", "replace")
+    valid = open(f"{shared}/data/pocket-valid.txt", "rb").read().decode("utf-8", "replace")
+    prompts = [
+        tok.encode("The history of the city").ids,          # the README's prompt, 6 tokens
+        tok.encode("a").ids,                                # 2 tokens: the few-rows path
+        tok.encode(valid[:1500]).ids[:300],                  # in-domain text
+        tok.encode(wiki[:8000]).ids[:1000],                  # crosses the 512-token chunks
+    ]
+    json.dump({"prompts": prompts}, open(out, "w"))
+    print([len(p) for p in prompts])
+
+
+def make_logits(model_dir, prompts_json, out):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                 attn_implementation="eager").cuda().eval()
+    prompts = json.load(open(prompts_json))["prompts"]
+    vocab = model.config.vocab_size
+    with open(out, "wb") as f:
+        f.write(MAGIC + struct.pack("<4I", VERSION, len(prompts), vocab, 0))
+        for ids in prompts:
+            with torch.no_grad():
+                logits = model(torch.tensor([ids]).cuda()).logits[0, -1].float().cpu()
+            f.write(struct.pack("<I", len(ids)) + struct.pack(f"<{len(ids)}i", *ids))
+            f.write(logits.numpy().astype("<f4").tobytes())
+            print(len(ids), logits[:4].tolist(), int(logits.argmax()))
+
+
+TINY = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, vocab_size=160, initializer_range=0.25,
+            max_position_embeddings=64, rms_norm_eps=1e-6, tie_word_embeddings=False)
+TINY_MODELS = {
+    "llama": ("LlamaConfig", {"attention_bias": True}),
+    "llama-rope-linear": ("LlamaConfig", {"rope_parameters": {"rope_type": "linear", "factor": 2.0,
+                                                              "rope_theta": 10000.0}}),
+    "llama-rope-dynamic": ("LlamaConfig", {"max_position_embeddings": 16, "rope_parameters": {
+        "rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}),
+    "llama-rope-llama3": ("LlamaConfig", {"rope_parameters": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16, "rope_theta": 500000.0}}),
+    "mistral-window": ("MistralConfig", {"sliding_window": 8}),
+    "qwen2-window": ("Qwen2Config", {"use_sliding_window": True, "sliding_window": 8,
+                                     "max_window_layers": 1, "tie_word_embeddings": True}),
+}
+
+
+def make_tiny(out_dir):
+    import os
+    import torch
+    import transformers
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(1234)
+    ids = [int(x) for x in torch.randint(0, TINY["vocab_size"], (40,))]
+    for name, (cls, extra) in TINY_MODELS.items():
+        cfg = getattr(transformers, cls)(**{**TINY, **extra})
+        cfg.architectures = [cls.replace("Config", "ForCausalLM")]
+        model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+        model = model.to(torch.bfloat16)
+        d = os.path.join(out_dir, name)
+        model.save_pretrained(d)  # bf16 weights, as checkpoints ship
+        ref = transformers.AutoModelForCausalLM.from_pretrained(
+            d, dtype=torch.float32, attn_implementation="eager").cuda().eval()
+        with torch.no_grad():
+            logits = ref(torch.tensor([ids]).cuda()).logits[0].float().cpu()
+        with open(os.path.join(d, "logits.bin"), "wb") as f:
+            f.write(MAGIC + struct.pack("<4I", VERSION, 1, cfg.vocab_size, 1))
+            f.write(struct.pack("<I", len(ids)) + struct.pack(f"<{len(ids)}i", *ids))
+            f.write(logits.numpy().astype("<f4").tobytes())
+        print(name, logits.shape, float(logits.std()))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "tiny":
+        make_tiny(sys.argv[2])
+        sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "prompts":
+        make_prompts(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1] == "logits":
+        make_logits(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
