@@ -10,6 +10,9 @@
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* Prints "lowbit: error: <message>" and returns 1. */
 int cli_fail(const lb_error *err);
@@ -19,6 +22,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 const char *cli_bytes(uint64_t n, char *buf, size_t cap);
 /* "47,852,032" */
 const char *cli_count(uint64_t n, char *buf, size_t cap);
+/* Whole strings only: "12" yes, "12x" / "" no; the value must lie in [lo, hi]. */
+bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+bool cli_parse_double(const char *s, double lo, double hi, double *out);
+/* Peak resident memory of this process in bytes (getrusage; mapped weight pages count). */
+uint64_t cli_peak_rss(void);
+/* Takes the value of option argv[*i] (advancing *i); NULL when it is missing. */
+const char *cli_value(int argc, char **argv, int *i);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

@@ -1,7 +1,9 @@
 /* lowbit: the command-line program. Each subcommand lives in its own cmd_*.c file. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 
@@ -12,6 +14,9 @@ static const struct {
 } COMMANDS[] = {
     {"inspect", cmd_inspect, "architecture, parameters, tensors and memory footprint by method"},
     {"convert", cmd_convert, "rewrite a checkpoint (re-shard, change dtype), tensors byte-exact"},
+    {"generate", cmd_generate, "continue a prompt, streaming the text (greedy or sampled)"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file over fixed windows"},
+    {"tokenize", cmd_tokenize, "token ids and pieces of a text"},
     {"devices", cmd_devices, "CPU features and CUDA GPUs this build can use"},
 };
 
@@ -77,6 +82,31 @@ bool cli_parse_size(const char *s, uint64_t *out) {
     }
   return false;
 }
+
+bool cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end || errno || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+bool cli_parse_double(const char *s, double lo, double hi, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || !(v >= lo && v <= hi)) return false;
+  *out = v;
+  return true;
+}
+
+uint64_t cli_peak_rss(void) {
+  struct rusage r;
+  if (getrusage(RUSAGE_SELF, &r) != 0) return 0;
+  return (uint64_t)r.ru_maxrss * 1024; /* Linux reports kilobytes */
+}
+
+const char *cli_value(int argc, char **argv, int *i) { return *i + 1 < argc ? argv[++*i] : NULL; }
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||

@@ -1,0 +1,118 @@
+/* lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t N] [--json]
+ * The protocol of the shared model's README: the whole file tokenized once with BOS (as the
+ * tokenizer adds it), cut into non-overlapping windows of N tokens, each run from an empty cache,
+ * every position scored against its successor. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "cli.h"
+#include "io/fs.h"
+
+static const char *HELP =
+    "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t THREADS] [--json]\n"
+    "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
+    "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
+    "  of a window predicting the next token. Prints ppl with its standard error.\n"
+    "  --ctx N           window length in tokens (default 1024)\n"
+    "  --max-windows K   score only the first K windows (default: all)\n"
+    "  -t THREADS        threads (default: all cores)\n"
+    "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n";
+
+typedef struct {
+  const char *dir, *file;
+  long long ctx, max_windows, threads;
+  bool json;
+} opts;
+
+static void on_window(void *p, int64_t done, int64_t total) {
+  (void)total;
+  lb_progress_update(p, (uint64_t)done);
+}
+
+static lb_status run(const opts *o, lb_error *err) {
+  lb_tokenizer *tok = NULL;
+  lb_model *m = NULL;
+  int32_t *ids = NULL;
+  size_t n = 0, len = 0;
+  char *text = NULL;
+  lb_status s = lb_read_file(o->file, 1u << 30, &text, &len, err);
+  if (s == LB_OK) s = lb_tokenizer_load(o->dir, &tok, err);
+  double t0 = lb_now();
+  if (s == LB_OK) s = lb_tokenize(tok, text, len, LB_TOK_ADD_SPECIAL, &ids, &n, err);
+  double t_tok = lb_now() - t0;
+  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx};
+  if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
+  lb_ppl_result r = {0};
+  if (s == LB_OK) {
+    int64_t windows = (int64_t)n / o->ctx;
+    if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
+    if (!o->json)
+      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %d threads\n",
+              o->file, n, t_tok, (long long)windows, o->ctx, lb_model_threads(m));
+    lb_progress bar;
+    lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
+    s = lb_perplexity(m, ids, (int64_t)n, o->ctx, o->max_windows, on_window, &bar, &r, err);
+    lb_progress_finish(&bar);
+  }
+  if (s == LB_OK && o->json) {
+    json_t *root = json_pack(
+        "{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}", "ppl", r.ppl,
+        "ppl_stderr", r.ppl_stderr, "mean_nll", r.mean_nll, "tokens", (json_int_t)r.tokens,
+        "windows", (json_int_t)r.windows, "ctx", (json_int_t)o->ctx, "file_tokens",
+        (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
+        "file", o->file, "threads", (json_int_t)lb_model_threads(m));
+    if (!root) s = lb_fail(err, LB_ENOMEM, "perplexity: cannot build the JSON output");
+    else {
+      json_dumpf(root, stdout, JSON_INDENT(2));
+      fputc('\n', stdout);
+      json_decref(root);
+    }
+  } else if (s == LB_OK) {
+    char a[32];
+    printf("ppl %.4f ± %.4f  (%s tokens scored in %lld windows of %lld; %.1f tokens/s, %.1f s)\n",
+           r.ppl, r.ppl_stderr, cli_count((uint64_t)r.tokens, a, sizeof a), (long long)r.windows,
+           o->ctx, r.tokens_per_s, r.seconds);
+  }
+  lb_model_free(m);
+  lb_tokenizer_free(tok);
+  free(ids);
+  free(text);
+  return s;
+}
+
+int cmd_perplexity(int argc, char **argv) {
+  opts o = {.ctx = 1024};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    bool ok = true;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(HELP, stdout);
+      return 0;
+    } else if (!strcmp(a, "--json")) {
+      o.json = true;
+    } else if (a[0] == '-' && a[1]) {
+      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "-t", "--threads"};
+      bool known = false;
+      for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
+      if (!known) return cli_usage_error("perplexity", "unknown option '%s'", a);
+      if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("perplexity", "%s needs a value", a);
+      if (!strcmp(a, "-f") || !strcmp(a, "--file")) o.file = v;
+      else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);
+      else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
+      else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);
+      else return cli_usage_error("perplexity", "unknown option '%s'", a);
+      if (!ok) return cli_usage_error("perplexity", "%s '%s': not a valid value", a, v);
+    } else if (!o.dir) {
+      o.dir = a;
+    } else {
+      return cli_usage_error("perplexity", "unexpected argument '%s'", a);
+    }
+  }
+  if (!o.dir) return cli_usage_error("perplexity", "needs a model folder DIR");
+  if (!o.file) return cli_usage_error("perplexity", "needs a text file (-f FILE)");
+  lb_error err = {0};
+  return run(&o, &err) == LB_OK ? 0 : cli_fail(&err);
+}
