@@ -10,7 +10,7 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWBIT_FUZ
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 ctest --test-dir build-fuzz --output-on-failure   # replays each seed corpus (past crashes included)
 mkdir -p build-fuzz/artifacts
-for target in fuzz_safetensors fuzz_config; do
+for target in fuzz_safetensors fuzz_config fuzz_tokenize; do
   work="build-fuzz/corpus-$target"
   rm -rf "$work" && mkdir -p "$work"
   cp tests/fuzz/corpus/"$target"/* "$work"/

@@ -5,7 +5,7 @@
 #   scripts/setup.sh --fuzz   also clang's libFuzzer runtime
 set -euo pipefail
 
-debs=(cmake make gcc pkg-config libjansson-dev)
+debs=(cmake make gcc pkg-config libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev)
 [[ "${1:-}" == "--fuzz" ]] && debs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${debs[@]}"; do
@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
 fi
 
 # The references the tests compare against, pinned so results do not drift.
-pyreq=("numpy==2.4.6" "ml_dtypes==0.6.0" "safetensors==0.8.0")
+pyreq=("numpy==2.4.6" "ml_dtypes==0.6.0" "safetensors==0.8.0" "tokenizers==0.23.2")
 if ! python3 - "${pyreq[@]}" <<'PY' 2>/dev/null
 import importlib.metadata as m, sys
 for req in sys.argv[1:]:
