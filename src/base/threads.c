@@ -20,7 +20,7 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-enum { SPIN_ROUNDS = 20000 }; /* ~tens of microseconds of polling before sleeping or yielding */
+enum { SPIN_ROUNDS = 4000 }; /* ~50-100 microseconds of polling before sleeping or yielding */
 
 struct lb_pool {
   int n;
