@@ -133,7 +133,7 @@ static lb_status byte_fallback(const tk_pieces *in, tk_pieces *out, bool *open, 
   tk_buf run = {0};
   lb_status st = LB_OK;
   for (size_t i = 0; i <= in->n && st == LB_OK; i++) {
-    const char *s = i < in->n ? in->text.p + in->s[i].off : NULL;
+    const char *s = i < in->n ? tk_piece_at(in, i) : NULL;
     size_t len = i < in->n ? in->s[i].len : 0;
     int b = i < in->n ? byte_token(s, len) : -1;
     if (b >= 0) {
@@ -154,7 +154,7 @@ static lb_status byte_fallback(const tk_pieces *in, tk_pieces *out, bool *open, 
     }
     if (i < in->n && st == LB_OK) st = tk_pieces_add(out, s, len, err);
   }
-  if (in->n && byte_token(in->text.p + in->s[in->n - 1].off, in->s[in->n - 1].len) >= 0)
+  if (in->n && byte_token(tk_piece_at(in, in->n - 1), in->s[in->n - 1].len) >= 0)
     *open = true; /* the run may go on */
   tk_buf_free(&run);
   return st;
@@ -164,7 +164,7 @@ static lb_status byte_level(const tk_pieces *in, tk_pieces *out, bool *open, lb_
   tk_buf bytes = {0};
   lb_status st = LB_OK;
   for (size_t i = 0; i < in->n && st == LB_OK; i++) {
-    const char *s = in->text.p + in->s[i].off;
+    const char *s = tk_piece_at(in, i);
     size_t len = in->s[i].len, k = 0, start = bytes.len;
     bool mapped = true;
     while (k < len && mapped && st == LB_OK) { /* every character in the table, else the raw token */
@@ -195,7 +195,7 @@ static lb_status strip(const tk_dec_step *d, bool skip_first_start, bool merged,
   char ch[4];
   size_t cl = tk_utf8_put(d->ch, ch);
   for (size_t i = 0; i < in->n; i++) {
-    const char *s = in->text.p + in->s[i].off;
+    const char *s = tk_piece_at(in, i);
     size_t a = 0, b = in->s[i].len;
     for (size_t k = 0; k < d->start && !(i == 0 && skip_first_start); k++) {
       if (b - a < cl || memcmp(s + a, ch, cl)) break;
@@ -220,14 +220,14 @@ static lb_status run_step(const tk_dec_step *d, tk_match_ctx *m, bool mid, bool 
     *merged = true;
     size_t off = out->text.len;
     for (size_t i = 0; i < in->n; i++)
-      LB_TRY(tk_buf_add(&out->text, in->text.p + in->s[i].off, in->s[i].len, err));
+      LB_TRY(tk_buf_add(&out->text, tk_piece_at(in, i), in->s[i].len, err));
     return tk_pieces_span(out, off, out->text.len - off, err);
   }
   case TK_DEC_REPLACE: {
     tk_offsets mt = {0};
     lb_status st = LB_OK;
     for (size_t i = 0; i < in->n && st == LB_OK; i++) {
-      const char *s = in->text.p + in->s[i].off;
+      const char *s = tk_piece_at(in, i);
       size_t off = out->text.len, prev = 0;
       st = tk_regex_find_all(&d->pattern, m, s, in->s[i].len, &mt, err);
       for (size_t k = 0; k < mt.n && st == LB_OK; k += 2) {
@@ -246,7 +246,7 @@ static lb_status run_step(const tk_dec_step *d, tk_match_ctx *m, bool mid, bool 
     size_t rl = tk_utf8_put(d->ch, rep);
     bool drop_first = d->prepend != TK_PREPEND_NEVER && (!mid || *merged);
     for (size_t i = 0; i < in->n; i++) {
-      const char *s = in->text.p + in->s[i].off;
+      const char *s = tk_piece_at(in, i);
       size_t len = in->s[i].len, off = out->text.len;
       for (size_t k = 0; k < len;) {
         if (len - k >= rl && !memcmp(s + k, rep, rl)) {
@@ -292,7 +292,7 @@ lb_status tk_decode(const lb_tokenizer *t, const int32_t *ids, size_t n, unsigne
   /* the tokens are joined: with nothing by a decoder, with spaces when there is none */
   for (size_t i = 0; i < a.n && st == LB_OK; i++) {
     if (!t->dec.present && (i || mid)) st = tk_buf_add(out, " ", 1, err);
-    if (st == LB_OK) st = tk_buf_add(out, a.text.p + a.s[i].off, a.s[i].len, err);
+    if (st == LB_OK) st = tk_buf_add(out, tk_piece_at(&a, i), a.s[i].len, err);
   }
   if (st == LB_OK) st = tk_buf_reserve(out, 1, err);
   if (st == LB_OK) out->p[out->len] = 0;

@@ -484,7 +484,7 @@ lb_status tk_pretokenize(const tk_pretok *p, tk_match_ctx *m, const char *s, siz
     const tk_pre_step *st = &p->steps[k];
     tk_pieces_clear(tmp);
     for (size_t i = 0; i < out->n && r == LB_OK; i++) {
-      const char *w = out->text.p + out->s[i].off;
+      const char *w = tk_piece_at(out, i);
       size_t wl = out->s[i].len;
       if (st->kind == TK_PRE_SPLIT) {
         bool at0 = false;
@@ -503,7 +503,7 @@ lb_status tk_pretokenize(const tk_pretok *p, tk_match_ctx *m, const char *s, siz
           tk_pieces words = {0};
           r = split(&st->pattern, TK_SPLIT_ISOLATED, false, m, w, wl, &words, &mt, NULL, err);
           for (size_t j = 0; j < words.n && r == LB_OK; j++)
-            r = byte_map(words.text.p + words.s[j].off, words.s[j].len, tmp, err);
+            r = byte_map(tk_piece_at(&words, j), words.s[j].len, tmp, err);
           tk_pieces_free(&words);
         } else if (r == LB_OK) {
           r = byte_map(w, wl, tmp, err);

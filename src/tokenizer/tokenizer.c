@@ -123,7 +123,7 @@ static lb_status split_added(enc *e, const tk_trie *trie, const char *s, size_t 
 static lb_status encode_normalized(enc *e, const char *s, size_t len, bool first, lb_error *err) {
   LB_TRY(tk_pretokenize(&e->t->pre, &e->m, s, len, first, &e->words, &e->tmp, err));
   for (size_t i = 0; i < e->words.n; i++)
-    LB_TRY(tk_bpe_word(&e->t->bpe, e->bpe, e->words.text.p + e->words.s[i].off,
+    LB_TRY(tk_bpe_word(&e->t->bpe, e->bpe, tk_piece_at(&e->words, i),
                        e->words.s[i].len, &e->out, err));
   return LB_OK;
 }

@@ -56,6 +56,10 @@ lb_status tk_pieces_add(tk_pieces *p, const char *s, size_t len, lb_error *err);
 lb_status tk_pieces_span(tk_pieces *p, size_t off, size_t len, lb_error *err);
 void tk_pieces_clear(tk_pieces *p);
 void tk_pieces_free(tk_pieces *p);
+/* The bytes of piece i (never NULL: an empty set of pieces may have no text buffer yet). */
+static inline const char *tk_piece_at(const tk_pieces *p, size_t i) {
+  return p->text.p ? p->text.p + p->s[i].off : "";
+}
 
 /* ---- UTF-8 (normalize.c) ----------------------------------------------------------------------- */
 

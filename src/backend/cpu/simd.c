@@ -1,5 +1,6 @@
 /* Vectorized kernels, written once with GCC vector extensions and compiled per ISA:
  * LB_ISA_AVX2 (8 lanes) or LB_ISA_AVX512 (16 lanes). See kernels.h for what each does. */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -19,7 +20,6 @@ typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 typedef uint32_t vu32 __attribute__((vector_size(VL * 4)));
 typedef uint16_t vu16 __attribute__((vector_size(VL * 2)));
-typedef _Float16 vh __attribute__((vector_size(VL * 2)));
 
 static inline vf loadf(const float *p) {
   vf v;
@@ -46,11 +46,13 @@ void SFX(lb_cvt_f32)(float *dst, const void *src, lb_dtype dt, int64_t n) {
       storef(dst + i, f);
     }
   } else if (dt == LB_F16) {
-    const _Float16 *s = src;
+    const uint16_t *s = src; /* F16C (clang 14 has no _Float16 vectors on x86) */
     for (; i + VL <= n; i += VL) {
-      vh h;
-      memcpy(&h, s + i, sizeof h);
-      storef(dst + i, __builtin_convertvector(h, vf));
+#if VL == 16
+      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+#else
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+#endif
     }
   } else if (dt == LB_F32) {
     memcpy(dst, src, (size_t)n * 4);
