@@ -1,6 +1,7 @@
 /* CPU kernels and ops against float64 references computed here, on odd shapes, for every ISA path
  * this CPU has (the scalar _ref twins always), plus the thread pool and the sampler. */
 #include "backend/cpu/kernels.h"
+#include "quant/gptq.h"
 #include "base/threads.h"
 #include "test.h"
 
@@ -94,7 +95,7 @@ static void linear_vs_float64(void) {
           }
           for (int64_t i = 0; i < n * cols; i++) x[i] = frand();
           for (int64_t i = 0; i < rows; i++) bias[i] = frand();
-          lb_mat w = {DT[d], rows, cols, DT[d] == LB_F32 ? (void *)wf : (void *)w16};
+          lb_mat w = {DT[d], rows, cols, DT[d] == LB_F32 ? (void *)wf : (void *)w16, NULL};
           CHECK_OK(lb_linear(pool, &w, bias, x, n, y, &err), &err);
           for (int64_t t = 0; t < n; t++)
             for (int64_t o = 0; o < rows; o++) {
@@ -110,7 +111,30 @@ static void linear_vs_float64(void) {
             }
           free(wf), free(x), free(y), free(bias), free(w16);
         }
-  lb_mat bad = {LB_I8, 1, 1, "x"};
+  /* a quantized weight: lb_linear on both paths equals float64 over its reference dequantization */
+  for (size_t r = 0; r < 3; r++)
+    for (size_t q = 0; q < 5; q++) {
+      int64_t rows = ROWS[r], cols = 130, n = NX[q];
+      float *wf = malloc(rows * cols * 4), *x = malloc(n * cols * 4), *y = malloc(n * rows * 4);
+      for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand();
+      for (int64_t i = 0; i < n * cols; i++) x[i] = frand();
+      lb_qweight qw;
+      CHECK_OK(lb_rtn_quantize(wf, rows, cols, 4, 32, false, "w", &qw, &err), &err);
+      for (int64_t o = 0; o < rows; o++) lb_qweight_dequant_row(&qw, o, wf + o * cols);
+      lb_mat w = {.rows = rows, .cols = cols, .qw = &qw};
+      CHECK_OK(lb_linear(pool, &w, NULL, x, n, y, &err), &err);
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < rows; o++) {
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < cols; i++)
+            ref += (double)x[t * cols + i] * wf[o * cols + i],
+                mag += fabs((double)x[t * cols + i] * wf[o * cols + i]);
+          CHECK(fabs(y[t * rows + o] - ref) <= (double)(cols + 1) * 0x1.0p-23 * mag);
+        }
+      lb_qweight_free(&qw);
+      free(wf), free(x), free(y);
+    }
+  lb_mat bad = {LB_I8, 1, 1, "x", NULL};
   float one = 1, out;
   CHECK(lb_linear(pool, &bad, NULL, &one, 1, &out, &err) == LB_EUNSUPPORTED);
   lb_pool_free(pool);

@@ -29,7 +29,7 @@ static lb_status mat(const lb_model *m, const char *name, int64_t rows, int64_t 
   if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
     return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is not [%lld, %lld]", t->file, name,
                    (long long)rows, (long long)cols);
-  *out = (lb_mat){t->dtype, rows, cols, t->data};
+  *out = (lb_mat){.dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data};
   return LB_OK;
 }
 

@@ -42,15 +42,20 @@ void lb_silu_mul(float *g, const float *u, int64_t n); /* g = silu(g) * u */
 void lb_softmax(float *x, int64_t n);
 double lb_logsumexp(const float *x, int64_t n);
 
-/* A Linear weight as stored: row-major [rows = out_features, cols = in_features]. */
+struct lb_qweight;
+
+/* A Linear weight: row-major [rows = out_features, cols = in_features], either as stored (data in
+ * dtype F32/F16/BF16) or quantized (qw set; dtype and data unused). */
 typedef struct lb_mat {
   lb_dtype dtype;
   int64_t rows, cols;
   const void *data;
+  const struct lb_qweight *qw;
 } lb_mat;
 
 /* y[n, rows] = x[n, cols] . W^T (+ bias[rows]). Few rows of x: a threaded dequantize-dot per weight
- * row; more: weight tiles widened to fp32 and multiplied by OpenBLAS sgemm. */
+ * row; more: weight tiles widened (or dequantized) to fp32 and multiplied by OpenBLAS sgemm. A
+ * quantized weight goes through lb_qweight_dequant_row, the scalar reference of every format. */
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err);
 

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "base/status.h"
+#include "quant/qweight.h"
 
 enum { SMALL_N = 4, TILE_FLOATS = 1 << 22 /* 16 MB of fp32 weight per sgemm call */ };
 
@@ -32,7 +33,9 @@ static void small_task(void *p, int ith, int nth) {
   for (int64_t r = lo; r < hi; r++) {
     const char *src = (const char *)w->data + (size_t)r * (size_t)w->cols * esz;
     const float *wr = row;
-    if (w->dtype == LB_F32)
+    if (w->qw)
+      lb_qweight_dequant_row(w->qw, r, row);
+    else if (w->dtype == LB_F32)
       wr = (const float *)src;
     else
       k->cvt_f32(row, src, w->dtype, w->cols);
@@ -48,6 +51,10 @@ static void widen_task(void *p, int ith, int nth) {
   size_t esz = lb_dtype_size(w->dtype);
   int64_t lo, hi, rows = j->r1 - j->r0;
   lb_split(rows, ith, nth, &lo, &hi);
+  if (w->qw) {
+    for (int64_t r = lo; r < hi; r++) lb_qweight_dequant_row(w->qw, j->r0 + r, j->tile + r * w->cols);
+    return;
+  }
   const char *src = (const char *)w->data + (size_t)(j->r0 + lo) * (size_t)w->cols * esz;
   lb_cpu_kernels()->cvt_f32(j->tile + lo * w->cols, src, w->dtype, (hi - lo) * w->cols);
 }
@@ -62,7 +69,7 @@ static void bias_task(void *p, int ith, int nth) {
 
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err) {
-  if (w->dtype != LB_F32 && w->dtype != LB_F16 && w->dtype != LB_BF16)
+  if (!w->qw && w->dtype != LB_F32 && w->dtype != LB_F16 && w->dtype != LB_BF16)
     return lb_fail(err, LB_EUNSUPPORTED, "linear: weights of dtype %s are not supported",
                    lb_dtype_name(w->dtype));
   lin_job j = {.w = w, .bias = bias, .x = x, .n = n, .y = y};
@@ -77,15 +84,16 @@ lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const flo
   int64_t tile_rows = TILE_FLOATS / w->cols;
   if (tile_rows < 16) tile_rows = 16;
   if (tile_rows > w->rows) tile_rows = w->rows;
-  if (w->dtype != LB_F32) {
+  bool widen = w->qw || w->dtype != LB_F32;
+  if (widen) {
     j.tile = malloc((size_t)tile_rows * (size_t)w->cols * sizeof(float));
     if (!j.tile) return lb_fail(err, LB_ENOMEM, "linear: out of memory for a weight tile");
   }
   for (int64_t r0 = 0; r0 < w->rows; r0 += tile_rows) {
     j.r0 = r0;
     j.r1 = r0 + tile_rows < w->rows ? r0 + tile_rows : w->rows;
-    const float *wt = (const float *)w->data + r0 * w->cols;
-    if (w->dtype != LB_F32) {
+    const float *wt = widen ? NULL : (const float *)w->data + r0 * w->cols;
+    if (widen) {
       lb_pool_run(pool, widen_task, &j);
       wt = j.tile;
     }
