@@ -1,0 +1,80 @@
+/* FP8 weight quantization (E4M3 / E5M2 codes, one fp32 multiplier per scale block) and its two
+ * on-disk layouts: compressed-tensors "float-quantized" (weight + weight_scale) and the
+ * fine-grained FP8 of Transformers' FineGrainedFP8Config / DeepSeek-V3 (weight + weight_scale_inv).
+ */
+#ifndef LB_QUANT_FP8_H
+#define LB_QUANT_FP8_H
+
+#include "quant/qweight.h"
+
+/* Largest finite value: 448 (E4M3), 57344 (E5M2); 0 for other dtypes. */
+float lb_fp8_max(lb_dtype fp8);
+
+/* How the block scale is computed. Both keep the dequant multiplier in lb_qweight.scale.
+ *  LB_FP8_RULE_CT (compressed-tensors calculate_qparams + _quantize): s = amax / fmax, clamped
+ *    below at FLT_EPSILON (torch.finfo(float32).eps: this is also what an all-zero block gets);
+ *    q = fp8(clamp(w / s, -fmax, fmax)).
+ *  LB_FP8_RULE_HF (Transformers' FineGrainedFP8 create_quantized_param): m = fmax / amax;
+ *    q = fp8(clamp(w * m, -fmax, fmax)); stored multiplier s = 1 / m (the "weight_scale_inv").
+ *    Transformers itself turns an all-zero block into NaN codes (0 * inf); lowbit gives such a
+ *    block codes 0 and s = FLT_EPSILON instead, as the CT rule does.
+ * `compute` is the dtype the reference runs its arithmetic in: LB_F32 (fp32 weights), or LB_BF16
+ * (a bf16 checkpoint quantized in its own dtype, as llm-compressor does): every intermediate result
+ * (amax / fmax, w / s, ...) is then rounded to bf16 as PyTorch does, and w must hold bf16 values. */
+typedef enum { LB_FP8_RULE_CT, LB_FP8_RULE_HF } lb_fp8_rule;
+typedef struct lb_fp8_opts {
+  lb_fp8_rule rule;
+  lb_dtype compute; /* LB_F32 or LB_BF16 */
+} lb_fp8_opts;
+
+/* W [rows, cols] -> LB_QK_FP8 codes of `fp8` (LB_F8_E4M3 or LB_F8_E5M2) with one scale per
+ * block_r x block_c block (per tensor: rows x cols; per channel: 1 x cols; DeepSeek: 128 x 128;
+ * edge blocks may be partial). Codes are saturating round-to-nearest-even casts. NaN or infinite
+ * weights are refused (LB_EINVAL, naming row and column). lb_fp8_quantize = CT rule, fp32. */
+lb_status lb_fp8_quantize(const float *w, int64_t rows, int64_t cols, lb_dtype fp8, int64_t block_r,
+                          int64_t block_c, lb_qweight *out, lb_error *err);
+lb_status lb_fp8_quantize_ex(const float *w, int64_t rows, int64_t cols, lb_dtype fp8,
+                             int64_t block_r, int64_t block_c, const lb_fp8_opts *opts,
+                             lb_qweight *out, lb_error *err);
+
+/* ---- on-disk layouts ------------------------------------------------------------------------- */
+
+typedef enum { LB_FP8_TENSOR, LB_FP8_CHANNEL, LB_FP8_BLOCK } lb_fp8_strategy;
+
+/* The block a strategy means for a [rows, cols] weight (block: block_r x block_c as given). */
+void lb_fp8_strategy_block(lb_fp8_strategy s, int64_t rows, int64_t cols, int64_t *block_r,
+                           int64_t *block_c);
+
+/* compressed-tensors "float-quantized": <prefix>.weight F8_E4M3 [out, in] and <prefix>.weight_scale
+ * of `scale_dtype` (LB_F32, or LB_BF16 / LB_F16 when every scale is exact there: compressed-tensors
+ * keeps the scale in the weight's dtype) with the shape compressed-tensors gives it for the
+ * strategy the config announces: [1] (tensor), [out, 1] (channel), [ceil(out/br), ceil(in/bc)]
+ * (block; also when one block covers the whole weight). The qweight's block must fit the strategy.
+ * Optional <prefix>.bias (F32). E5M2 is refused: the config has no way to say it. */
+lb_status lb_fp8_ct_write(lb_st_writer *w, const char *prefix, const lb_qweight *q,
+                          lb_fp8_strategy strategy, lb_dtype scale_dtype, lb_error *err);
+/* Reads them back; the strategy (and block for LB_FP8_BLOCK) comes from the config. Shapes and
+ * dtypes are checked, errors name the tensor. A scalar weight_scale ([]) is accepted per tensor. */
+lb_status lb_fp8_ct_read(const lb_tensors *t, const char *prefix, lb_fp8_strategy s,
+                         int64_t block_r, int64_t block_c, lb_qweight *out, lb_error *err);
+
+/* Fine-grained FP8 (quant_method "fp8"): <prefix>.weight F8_E4M3 and <prefix>.weight_scale_inv F32
+ * [ceil(out/br), ceil(in/bc)], the dequant multiplier. */
+lb_status lb_fp8_fg_write(lb_st_writer *w, const char *prefix, const lb_qweight *q, lb_error *err);
+lb_status lb_fp8_fg_read(const lb_tensors *t, const char *prefix, int64_t block_r, int64_t block_c,
+                         lb_qweight *out, lb_error *err);
+
+/* quantization_config objects as compact JSON text (malloc'd, caller frees).
+ * compressed-tensors: {"config_groups":{"group_0":{"targets":["Linear"],"weights":{"num_bits":8,
+ * "type":"float","symmetric":true,"strategy":...,"block_structure":...,"dynamic":false,...},
+ * "input_activations":...}},"format":"float-quantized","quant_method":"compressed-tensors",
+ * "quantization_status":"compressed","ignore":[...],...}. dynamic_act adds dynamic fp8 activations
+ * (per token; per group of block_c for the block strategy, as the FP8_BLOCK scheme). */
+lb_status lb_fp8_ct_config(lb_fp8_strategy s, int64_t block_r, int64_t block_c, bool dynamic_act,
+                           const char *const *ignore, size_t n_ignore, char **json, lb_error *err);
+/* {"quant_method":"fp8","activation_scheme":"dynamic","weight_block_size":[br,bc]} (+
+ * "modules_to_not_convert" when n_ignore > 0). */
+lb_status lb_fp8_fg_config(int64_t block_r, int64_t block_c, const char *const *ignore,
+                           size_t n_ignore, char **json, lb_error *err);
+
+#endif

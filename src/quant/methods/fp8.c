@@ -1,0 +1,89 @@
+/* FP8 weight quantization: absmax scaling per block, saturating cast (see quant/fp8.h for the two
+ * reference rules). */
+#include <float.h>
+#include <math.h>
+
+#include "base/status.h"
+#include "quant/fp8.h"
+
+float lb_fp8_max(lb_dtype fp8) {
+  return fp8 == LB_F8_E4M3 ? 448.0f : fp8 == LB_F8_E5M2 ? 57344.0f : 0.0f;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Rounds an intermediate result to the compute dtype, as a PyTorch op on bf16 tensors does (the op
+ * runs in fp32 and its result is rounded once). */
+static float rnd(float x, bool bf16) { return bf16 ? lb_bf16_to_f32(lb_f32_to_bf16(x)) : x; }
+
+static uint8_t to_fp8(float x, lb_dtype fp8) {
+  return fp8 == LB_F8_E4M3 ? lb_f32_to_e4m3(x, true) : lb_f32_to_e5m2(x, true);
+}
+
+static float clampf(float x, float m) { return x > m ? m : x < -m ? -m : x; }
+
+lb_status lb_fp8_quantize(const float *w, int64_t rows, int64_t cols, lb_dtype fp8, int64_t block_r,
+                          int64_t block_c, lb_qweight *out, lb_error *err) {
+  lb_fp8_opts o = {LB_FP8_RULE_CT, LB_F32};
+  return lb_fp8_quantize_ex(w, rows, cols, fp8, block_r, block_c, &o, out, err);
+}
+
+lb_status lb_fp8_quantize_ex(const float *w, int64_t rows, int64_t cols, lb_dtype fp8,
+                             int64_t block_r, int64_t block_c, const lb_fp8_opts *opts,
+                             lb_qweight *out, lb_error *err) {
+  if (fp8 != LB_F8_E4M3 && fp8 != LB_F8_E5M2)
+    return lb_fail(err, LB_EINVAL, "fp8 quantization: dtype %s is not F8_E4M3 or F8_E5M2",
+                   lb_dtype_name(fp8));
+  if (!opts || (opts->compute != LB_F32 && opts->compute != LB_BF16) ||
+      (opts->rule != LB_FP8_RULE_CT && opts->rule != LB_FP8_RULE_HF))
+    return lb_fail(err, LB_EINVAL, "fp8 quantization: options must pick a rule and F32 or BF16");
+  if (block_r < 1 || block_c < 1)
+    return lb_fail(err, LB_EINVAL, "fp8 quantization: block %lld x %lld", (long long)block_r,
+                   (long long)block_c);
+  for (int64_t i = 0; i < rows * cols; i++)
+    if (!isfinite(w[i]))
+      return lb_fail(err, LB_EINVAL, "fp8 quantization: weight [%lld, %lld] is %s",
+                     (long long)(i / cols), (long long)(i % cols),
+                     isnan(w[i]) ? "NaN" : "infinite");
+  lb_qweight q = {.kind = LB_QK_FP8,
+                  .rows = rows,
+                  .cols = cols,
+                  .bits = 8,
+                  .fp8 = fp8,
+                  .block_r = block_r,
+                  .block_c = block_c};
+  LB_TRY(lb_qweight_alloc(&q, false, false, err));
+
+  const bool bf = opts->compute == LB_BF16;
+  const float fmax = lb_fp8_max(fp8);
+  const int64_t nbc = cdiv(cols, block_c);
+  for (int64_t br = 0; br < cdiv(rows, block_r); br++) {
+    for (int64_t bc = 0; bc < nbc; bc++) {
+      int64_t r0 = br * block_r, r1 = r0 + block_r < rows ? r0 + block_r : rows;
+      int64_t c0 = bc * block_c, c1 = c0 + block_c < cols ? c0 + block_c : cols;
+      float amax = 0.0f; /* max(|min(x, 0)|, max(x, 0)) of compressed-tensors is the same value */
+      for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[r * cols + c]));
+      float s, m = 0.0f;
+      if (opts->rule == LB_FP8_RULE_CT) {
+        /* scales = max_val_pos / (bit_range / 2), then clamp(min=finfo(float32).eps) */
+        s = fmaxf(rnd(amax / fmax, bf), FLT_EPSILON);
+      } else if (amax > 0.0f) {
+        m = rnd(fmax / amax, bf); /* scale = fp8_max / max_abs */
+        s = rnd(1.0f / m, bf);    /* weight_scale_inv = scale.reciprocal() */
+      } else {
+        s = FLT_EPSILON; /* Transformers would give NaN codes here (0 * inf) */
+      }
+      q.scale[br * nbc + bc] = s;
+      for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) {
+          float x = w[r * cols + c];
+          float y = opts->rule == LB_FP8_RULE_CT ? rnd(x / s, bf) : rnd(x * m, bf);
+          /* clamp first (the references clamp, since the plain cast is not saturating) */
+          q.q[r * cols + c] = to_fp8(clampf(y, fmax), fp8);
+        }
+    }
+  }
+  *out = q;
+  return LB_OK;
+}

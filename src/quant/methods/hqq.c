@@ -1,0 +1,140 @@
+/* HQQ: min/max init + the half-quadratic proximal solver of hqq's optimize_weights_proximal, in
+ * fp32 as hqq runs it on the CPU (see quant/hqq.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "quant/hqq.h"
+
+/* PyTorch evaluates W * scale + zero as two rounded ops; a fused multiply-add would change codes at
+ * rounding ties, so contraction stays off whatever flags the build adds. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+lb_hqq_opts lb_hqq_default_opts(int nbits) {
+  lb_hqq_opts o = {.optimize = true,
+                   .round_zero = nbits == 4,
+                   .lp_norm = 0.7f,
+                   .beta = 1e1,
+                   .kappa = 1.01,
+                   .iters = 20,
+                   .early_stop = true};
+  return o;
+}
+
+lb_status lb_hqq_quantize(const float *w, int64_t rows, int64_t cols, int nbits, int64_t group_size,
+                          int axis, lb_qweight *out, lb_error *err) {
+  lb_hqq_opts o = lb_hqq_default_opts(nbits);
+  return lb_hqq_quantize_ex(w, rows, cols, nbits, group_size, axis, &o, out, err);
+}
+
+static float clampq(float v, float maxv) { return v < 0.0f ? 0.0f : v > maxv ? maxv : v; }
+
+static float signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
+
+/* One solver round over all groups: updates z in place (through znew) and returns the mean
+ * |W - W_r| of the codes it started from. Sums are accumulated in double: PyTorch and numpy both
+ * sum fp32 pairwise/vectorized, each close to the exact sum, so the exact sum is the common target.
+ */
+static float prox_round(const float *w, int64_t n, int64_t gs, const float *s, float *z,
+                        float *znew, float maxv, float inv_beta, float p1) {
+  double err = 0.0;
+  for (int64_t k = 0; k < n; k++) {
+    const float *x = w + k * gs;
+    double acc = 0.0;
+    for (int64_t j = 0; j < gs; j++) {
+      float t = x[j] * s[k];
+      float q = clampq(rintf(t + z[k]), maxv);
+      float wr = (q - z[k]) / s[k];
+      float d = x[j] - wr, ad = fabsf(d);
+      /* shrink_lp_op: sign(x) * relu(|x| - (1 / beta) * pow(|x| + 1e-8, p - 1)) */
+      float sh = ad - inv_beta * powf(ad + 1e-8f, p1);
+      float we = signf(d) * (sh > 0.0f ? sh : 0.0f);
+      float a = x[j] - we;
+      float b = a * s[k];
+      acc += (double)(q - b);
+      err += (double)ad;
+    }
+    znew[k] = (float)(acc / (double)gs);
+  }
+  memcpy(z, znew, (size_t)n * sizeof *z);
+  return (float)(err / (double)(n * gs));
+}
+
+lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbits,
+                             int64_t group_size, int axis, const lb_hqq_opts *opts, lb_qweight *out,
+                             lb_error *err) {
+  if (nbits != 8 && nbits != 4 && nbits != 3 && nbits != 2 && nbits != 1)
+    return lb_fail(err, LB_EINVAL, "hqq: nbits %d (hqq supports 8, 4, 3, 2, 1)", nbits);
+  if (axis != 0 && axis != 1) return lb_fail(err, LB_EINVAL, "hqq: axis %d (0 or 1)", axis);
+  if (axis == 0)
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "hqq: axis 0 groups strided rows of a column (W reshaped to [group_size, -1]); "
+                   "lowbit's affine weights group columns of a row: use axis 1");
+  if (rows < 1 || cols < 1 || group_size < 1 || cols % group_size)
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "hqq: weight [%lld, %lld] with group_size %lld: in_features must be a multiple "
+                   "of the group size (a group may not straddle rows)",
+                   (long long)rows, (long long)cols, (long long)group_size);
+  if (!opts || opts->iters < 0 || !(opts->beta > 0.0) || !(opts->kappa > 0.0))
+    return lb_fail(err, LB_EINVAL, "hqq: bad solver options");
+  for (int64_t i = 0; i < rows * cols; i++)
+    if (!isfinite(w[i]))
+      return lb_fail(err, LB_EINVAL, "hqq: weight [%lld, %lld] is %s", (long long)(i / cols),
+                     (long long)(i % cols), isnan(w[i]) ? "NaN" : "infinite");
+
+  lb_qweight q = {
+      .kind = LB_QK_AFFINE, .rows = rows, .cols = cols, .bits = nbits, .group = group_size};
+  LB_TRY(lb_qweight_alloc(&q, false, false, err));
+  const int64_t n = rows * cols / group_size, gs = group_size;
+  const float maxv = (float)((1 << nbits) - 1);
+  float *s = malloc((size_t)n * sizeof *s), *znew = malloc((size_t)n * sizeof *znew);
+  if (!s || !znew) {
+    free(s), free(znew);
+    lb_qweight_free(&q);
+    return lb_fail(err, LB_ENOMEM, "hqq: out of memory for %lld groups", (long long)n);
+  }
+  float *z = q.zero; /* groups are row-major (row r, group g) = k: lb_qweight's order too */
+  for (int64_t k = 0; k < n; k++) {
+    float mn = w[k * gs], mx = mn;
+    for (int64_t j = 1; j < gs; j++) {
+      mn = fminf(mn, w[k * gs + j]);
+      mx = fmaxf(mx, w[k * gs + j]);
+    }
+    /* (max_v / (_max - _min)).clamp(max=2e4): a constant group divides by 0 and gets 2e4 */
+    float inv = maxv / (mx - mn);
+    s[k] = inv > 2e4f ? 2e4f : inv;
+    z[k] = -mn * s[k];
+    if (opts->round_zero) z[k] = rintf(z[k]);
+  }
+  if (opts->optimize) {
+    const float p1 = (float)((double)opts->lp_norm - 1.0); /* Python: lp_norm - 1 in double */
+    double beta = opts->beta;
+    float best = INFINITY;
+    for (int it = 0; it < opts->iters; it++) {
+      float cur = prox_round(w, n, gs, s, z, znew, maxv, (float)(1.0 / beta), p1);
+      beta *= opts->kappa;
+      if (opts->early_stop) {
+        if (cur < best)
+          best = cur;
+        else
+          break; /* z already holds this round's update, as in hqq */
+      }
+    }
+  }
+  for (int64_t k = 0; k < n; k++) {
+    for (int64_t j = 0; j < gs; j++) {
+      float t = w[k * gs + j] * s[k];
+      q.q[k * gs + j] = (uint8_t)clampq(rintf(t + z[k]), maxv);
+    }
+    q.scale[k] = 1.0f / s[k];
+  }
+  free(s);
+  free(znew);
+  *out = q;
+  return LB_OK;
+}

@@ -1,0 +1,121 @@
+"""FP8 quantization against an independent numpy + ml_dtypes reference.
+
+tests/test_quant_fp8.c writes one folder per case (source weights "src" and the layer it wrote in
+the compressed-tensors or fine-grained layout) and cases.txt. Here the codes and scales are
+recomputed the way the reference packages do it and must match lowbit bit for bit:
+
+  compressed-tensors (calculate_qparams + _quantize): scale = amax / 448 (in the weight's dtype),
+  clamp(min=finfo(float32).eps); q = fp8(clamp(w / scale, -448, 448)).
+  Transformers FineGrainedFP8: m = 448 / amax; q = fp8(clamp(w * m, -448, 448)); scale_inv = 1 / m.
+
+In bf16 compute every PyTorch op's result is rounded to bf16 (the op runs in fp32 and is rounded
+once), which is what rnd() below does after each float32 numpy op.
+"""
+import os
+import sys
+
+import ml_dtypes
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from st_numpy import load_file  # noqa: E402
+from common import run_tests  # noqa: E402
+
+OUT = sys.argv[1]
+F32 = np.float32
+E4M3 = ml_dtypes.float8_e4m3fn
+
+
+
+
+def rnd(x, bf16):
+    x = np.asarray(x, dtype=F32)
+    return x.astype(ml_dtypes.bfloat16).astype(F32) if bf16 else x
+
+
+def blocks(rows, cols, br, bc):
+    for r0 in range(0, rows, br):
+        for c0 in range(0, cols, bc):
+            yield r0 // br, c0 // bc, slice(r0, min(r0 + br, rows)), slice(c0, min(c0 + bc, cols))
+
+
+def reference(w, br, bc, rule, bf16):
+    rows, cols = w.shape
+    nbr, nbc = -(-rows // br), -(-cols // bc)
+    q = np.zeros(w.shape, dtype=np.uint8)
+    s = np.zeros((nbr, nbc), dtype=F32)
+    fmax = F32(448.0)
+    eps = np.finfo(np.float32).eps
+    for i, j, rs, cs in blocks(rows, cols, br, bc):
+        x = w[rs, cs]
+        amax = np.abs(x).max()
+        if rule == "ct":
+            sc = max(rnd(amax / fmax, bf16), eps)
+            y = rnd(x / F32(sc), bf16)
+        elif amax > 0:
+            m = rnd(fmax / amax, bf16)
+            y = rnd(x * m, bf16)
+            sc = rnd(F32(1.0) / m, bf16)
+        else:  # Transformers gives NaN codes here; lowbit documents codes 0 and eps
+            sc, y = eps, np.zeros_like(x)
+        s[i, j] = sc
+        q[rs, cs] = np.clip(y, -fmax, fmax).astype(E4M3).view(np.uint8)
+    return q, s
+
+
+def cases():
+    with open(os.path.join(OUT, "cases.txt")) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def stored_scale(t, layout, shape):
+    name = "layer.weight_scale" if layout == "ct" else "layer.weight_scale_inv"
+    s = t[name]
+    return np.asarray(s, dtype=F32).reshape(shape), s.shape, str(s.dtype)
+
+
+def test_codes_and_scales_match():
+    cs = cases()
+    assert len(cs) == 7, cs
+    for name, layout, strat, rule, compute, br, bc in cs:
+        t = load_file(os.path.join(OUT, name, "model.safetensors"))
+        w = t["src"].astype(F32)
+        br, bc = int(br), int(bc)
+        q_ref, s_ref = reference(w, br, bc, rule, compute == "BF16")
+        wq = t["layer.weight"]
+        assert wq.dtype == E4M3, (name, wq.dtype)
+        s, raw_shape, raw_dtype = stored_scale(t, layout, s_ref.shape)
+        # shapes as compressed-tensors / Transformers create them
+        rows, cols = w.shape
+        want = s_ref.shape
+        if layout == "ct":
+            want = {"0": (1,), "1": (rows, 1), "2": s_ref.shape}[strat]
+        assert tuple(raw_shape) == tuple(want), (name, raw_shape, want)
+        if layout == "fg":
+            assert raw_dtype == "float32", (name, raw_dtype)
+        q = wq.view(np.uint8)
+        diff = np.count_nonzero(q != q_ref)
+        assert diff == 0, f"{name}: {diff} codes differ"
+        assert np.array_equal(s.view(np.uint32), s_ref.view(np.uint32)), f"{name}: scales differ"
+
+
+def test_dequant_error():
+    """Dequantized weights within 2^-4 relative (normal codes) of the source."""
+    for name, layout, strat, rule, compute, br, bc in cases():
+        t = load_file(os.path.join(OUT, name, "model.safetensors"))
+        w = t["src"].astype(F32)
+        q = t["layer.weight"].astype(F32)
+        _, s_ref = reference(w, int(br), int(bc), rule, compute == "BF16")
+        s = np.repeat(np.repeat(s_ref, int(br), 0), int(bc), 1)[: w.shape[0], : w.shape[1]]
+        y = w / s
+        normal = np.abs(y) >= 2.0 ** -6
+        err = np.abs(q - y)
+        # bf16 compute rounds w / s to bf16 first (2^-9 relative); the Transformers rule in bf16
+        # also stores s = bf16(1 / m), so s * m differs from 1 by up to 2^-9 more
+        extra = (2.0 ** -7 if rule == "hf" else 2.0 ** -8) if compute == "BF16" else 2.0 ** -22
+        assert np.all(err[normal] <= (2.0 ** -4 + extra) * np.abs(y[normal]) * 1.0001), name
+        assert np.all(err[~normal] <= 2.0 ** -10 + extra * np.abs(y[~normal])), name
+
+
+if __name__ == "__main__":
+    run_tests([test_codes_and_scales_match, test_dequant_error])

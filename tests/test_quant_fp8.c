@@ -1,0 +1,308 @@
+/* FP8 quantization and its two layouts: error bounds, the three granularities, round trips through
+ * compressed-tensors and fine-grained files, hostile files, NaN weights, config JSON. Writes its
+ * source weights and checkpoints to argv[1] (one folder per case + cases.txt) for
+ * tests/py/quant_fp8_ref.py, which recomputes codes and scales with numpy + ml_dtypes. */
+#include <float.h>
+#include <sys/stat.h>
+
+#include "io/json.h"
+#include "quant/fp8.h"
+#include "test.h"
+
+static const char *OUT;
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static float frand(void) { /* [-1, 1) */
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((double)(rng >> 11) * 0x1.0p-52 - 1.0);
+}
+
+/* Weights spanning many binades (so that codes hit subnormals), one all-zero 128x128 block when the
+ * matrix has one, and optionally rounded to bf16. */
+static float *make_w(int64_t rows, int64_t cols, bool bf16) {
+  float *w = malloc((size_t)(rows * cols) * sizeof *w);
+  for (int64_t i = 0; i < rows * cols; i++) {
+    float x = frand() * exp2f(-8.0f * fabsf(frand()));
+    w[i] = bf16 ? lb_bf16_to_f32(lb_f32_to_bf16(x)) : x;
+  }
+  if (rows >= 256 && cols >= 256)
+    for (int64_t r = 128; r < 256; r++)
+      for (int64_t c = 128; c < 256; c++) w[r * cols + c] = 0.0f;
+  return w;
+}
+
+static float dec(const lb_qweight *q, int64_t i) {
+  return q->fp8 == LB_F8_E4M3 ? lb_e4m3_to_f32(q->q[i]) : lb_e5m2_to_f32(q->q[i]);
+}
+
+/* Relative error bound: E4M3 has 3 fraction bits, so round-to-nearest of a normal value y is within
+ * half an ulp = 2^-4 |y| (E5M2: 2 bits, 2^-3). Below the smallest normal (2^-6, 2^-14) the spacing
+ * is fixed and the bound is absolute: half a subnormal step, 2^-10 (E4M3) or 2^-17 (E5M2). The code
+ * is checked against y = w / scale as the quantizer computed it, then the dequantized value against
+ * w with the two extra fp32 roundings (w / s and q * s) allowed for. */
+static void bounds(void) {
+  lb_error err = {0};
+  const int64_t R = 300, C = 260;
+  float *w = make_w(R, C, false);
+  lb_dtype types[2] = {LB_F8_E4M3, LB_F8_E5M2};
+  for (int t = 0; t < 2; t++) {
+    float rel = t == 0 ? 0x1p-4f : 0x1p-3f, minn = t == 0 ? 0x1p-6f : 0x1p-14f;
+    float sub = t == 0 ? 0x1p-10f : 0x1p-17f;
+    int64_t blocks[3][2] = {{R, C}, {1, C}, {128, 128}};
+    for (int b = 0; b < 3; b++) {
+      lb_qweight q;
+      CHECK_OK(lb_fp8_quantize(w, R, C, types[t], blocks[b][0], blocks[b][1], &q, &err), &err);
+      CHECK(lb_qweight_check(&q, "bounds", &err) == LB_OK);
+      int64_t nbc = (C + q.block_c - 1) / q.block_c;
+      CHECK(lb_qweight_nscales(&q) == ((R + q.block_r - 1) / q.block_r) * nbc);
+      float *row = malloc((size_t)C * sizeof *row);
+      int bad = 0, top = 0;
+      for (int64_t r = 0; r < R; r++) {
+        lb_qweight_dequant_row(&q, r, row);
+        for (int64_t c = 0; c < C; c++) {
+          float s = q.scale[(r / q.block_r) * nbc + c / q.block_c], x = w[r * C + c];
+          float y = x / s, d = dec(&q, r * C + c);
+          float lim = fabsf(y) >= minn ? rel * fabsf(y) : sub;
+          if (fabsf(d - y) > lim) bad++;
+          if (fabsf(row[c] - x) > (lim + 0x1p-22f * fabsf(y)) * s * (1 + 0x1p-22f)) bad++;
+          if ((q.q[r * C + c] & 0x7f) == (t == 0 ? 0x7e : 0x7b)) top++; /* +-max finite */
+        }
+      }
+      CHECK_MSG(bad == 0, "%s block %lld x %lld: %d weights out of bounds", lb_dtype_name(types[t]),
+                (long long)q.block_r, (long long)q.block_c, bad);
+      /* every non-zero block's absmax maps onto +-max exactly (amax / s rounds to fmax) */
+      CHECK(top >= lb_qweight_nscales(&q) - 1);
+      free(row);
+      lb_qweight_free(&q);
+    }
+  }
+  free(w);
+}
+
+static void zero_block_and_bad_input(void) {
+  lb_error err = {0};
+  float w[4 * 4] = {0};
+  lb_qweight q;
+  lb_fp8_opts hf = {LB_FP8_RULE_HF, LB_F32};
+  CHECK_OK(lb_fp8_quantize(w, 4, 4, LB_F8_E4M3, 4, 4, &q, &err), &err);
+  CHECK(q.scale[0] == FLT_EPSILON && q.q[0] == 0); /* compressed-tensors' clamp(min=eps) */
+  lb_qweight_free(&q);
+  CHECK_OK(lb_fp8_quantize_ex(w, 4, 4, LB_F8_E4M3, 2, 2, &hf, &q, &err), &err);
+  CHECK(q.scale[3] == FLT_EPSILON && q.q[15] == 0);
+  lb_qweight_free(&q);
+  w[6] = NAN;
+  CHECK(lb_fp8_quantize(w, 4, 4, LB_F8_E4M3, 4, 4, &q, &err) == LB_EINVAL);
+  CHECK(strstr(err.msg, "[1, 2]") && strstr(err.msg, "NaN"));
+  w[6] = INFINITY;
+  CHECK(lb_fp8_quantize(w, 4, 4, LB_F8_E4M3, 4, 4, &q, &err) == LB_EINVAL);
+  w[6] = 0;
+  CHECK(lb_fp8_quantize(w, 4, 4, LB_F16, 4, 4, &q, &err) == LB_EINVAL);
+  CHECK(lb_fp8_quantize(w, 4, 4, LB_F8_E4M3, 0, 4, &q, &err) == LB_EINVAL);
+}
+
+static bool same(const lb_qweight *a, const lb_qweight *b) {
+  return a->rows == b->rows && a->cols == b->cols && a->block_r == b->block_r &&
+         a->block_c == b->block_c && !memcmp(a->q, b->q, (size_t)(a->rows * a->cols)) &&
+         !memcmp(a->scale, b->scale, (size_t)lb_qweight_nscales(a) * sizeof(float));
+}
+
+typedef struct {
+  const char *name, *layout; /* "ct" or "fg" */
+  lb_fp8_strategy strat;
+  lb_fp8_rule rule;
+  lb_dtype compute, scale_dtype;
+  int64_t rows, cols;
+} fp8_case;
+
+/* Quantizes, writes <OUT>/<name>/model.safetensors (source weights "src" + the layer), reads it
+ * back and compares with the in-memory weight. */
+static void round_trip(const fp8_case *k, FILE *manifest) {
+  lb_error err = {0};
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/%s", OUT, k->name);
+  mkdir(dir, 0755);
+  float *w = make_w(k->rows, k->cols, k->compute == LB_BF16);
+  int64_t br = 128, bc = 128;
+  lb_fp8_strategy_block(k->strat, k->rows, k->cols, &br, &bc);
+  lb_fp8_opts o = {k->rule, k->compute};
+  lb_qweight q, back = {0};
+  CHECK_OK(lb_fp8_quantize_ex(w, k->rows, k->cols, LB_F8_E4M3, br, bc, &o, &q, &err), &err);
+  lb_st_writer *wr;
+  CHECK_OK(lb_st_writer_open(dir, 0, &wr, &err), &err);
+  int64_t shape[2] = {k->rows, k->cols};
+  CHECK_OK(
+      lb_st_writer_add(wr, "src", LB_F32, 2, shape, w, (uint64_t)(k->rows * k->cols) * 4, &err),
+      &err);
+  bool ct = !strcmp(k->layout, "ct");
+  CHECK_OK(ct ? lb_fp8_ct_write(wr, "layer", &q, k->strat, k->scale_dtype, &err)
+              : lb_fp8_fg_write(wr, "layer", &q, &err),
+           &err);
+  CHECK_OK(lb_st_writer_finish(wr, &err), &err);
+  lb_tensors *t;
+  CHECK_OK(lb_tensors_open(dir, &t, &err), &err);
+  CHECK_OK(ct ? lb_fp8_ct_read(t, "layer", k->strat, 128, 128, &back, &err)
+              : lb_fp8_fg_read(t, "layer", 128, 128, &back, &err),
+           &err);
+  CHECK_MSG(back.q && same(&q, &back), "case %s: read back differs", k->name);
+  fprintf(manifest, "%s %s %d %s %s %lld %lld\n", k->name, k->layout, (int)k->strat,
+          k->rule == LB_FP8_RULE_CT ? "ct" : "hf", lb_dtype_name(k->compute), (long long)br,
+          (long long)bc);
+  lb_tensors_close(t);
+  lb_qweight_free(&back);
+  lb_qweight_free(&q);
+  free(w);
+}
+
+static void layouts(void) {
+  static const fp8_case cases[] = {
+      {"ct_tensor", "ct", LB_FP8_TENSOR, LB_FP8_RULE_CT, LB_F32, LB_F32, 192, 320},
+      {"ct_channel", "ct", LB_FP8_CHANNEL, LB_FP8_RULE_CT, LB_F32, LB_F32, 192, 320},
+      {"ct_block", "ct", LB_FP8_BLOCK, LB_FP8_RULE_CT, LB_F32, LB_F32, 300, 260},
+      {"ct_channel_bf16", "ct", LB_FP8_CHANNEL, LB_FP8_RULE_CT, LB_BF16, LB_BF16, 192, 320},
+      {"ct_block_bf16", "ct", LB_FP8_BLOCK, LB_FP8_RULE_CT, LB_BF16, LB_BF16, 256, 384},
+      {"fg_block", "fg", LB_FP8_BLOCK, LB_FP8_RULE_HF, LB_F32, LB_F32, 300, 260},
+      {"fg_block_bf16", "fg", LB_FP8_BLOCK, LB_FP8_RULE_HF, LB_BF16, LB_F32, 256, 384},
+  };
+  char path[1024];
+  snprintf(path, sizeof path, "%s/cases.txt", OUT);
+  FILE *m = fopen(path, "w");
+  CHECK(m != NULL);
+  if (!m) return;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) round_trip(&cases[i], m);
+  fclose(m);
+}
+
+/* A folder holding <layer>.weight of wdt [r, c] and <layer>.<sname> of sdt with the given shape. */
+static lb_status hostile_st(const char *sname, lb_dtype wdt, lb_dtype sdt, int sndim,
+                            const int64_t *sshape, bool fg, lb_fp8_strategy st, lb_error *err) {
+  char dir[1024];
+  static int n;
+  snprintf(dir, sizeof dir, "%s/hostile%d", lb_test_tmpdir(), n++);
+  mkdir(dir, 0755);
+  uint8_t wbuf[256 * 2] = {0};
+  float sbuf[16] = {0};
+  for (int i = 0; i < 16; i++) sbuf[i] = 1.0f;
+  int64_t ws[2] = {16, 16};
+  lb_st_writer *w;
+  LB_TRY(lb_st_writer_open(dir, 0, &w, err));
+  int64_t sn = 1;
+  for (int d = 0; d < sndim; d++) sn *= sshape[d];
+  lb_st_writer_add(w, "m.weight", wdt, 2, ws, wbuf, 256 * lb_dtype_size(wdt), err);
+  lb_st_writer_add(w, sname, sdt, sndim, sshape, sbuf, (uint64_t)sn * lb_dtype_size(sdt), err);
+  LB_TRY(lb_st_writer_finish(w, err));
+  lb_tensors *t;
+  LB_TRY(lb_tensors_open(dir, &t, err));
+  lb_qweight q = {0};
+  lb_status s =
+      fg ? lb_fp8_fg_read(t, "m", 8, 8, &q, err) : lb_fp8_ct_read(t, "m", st, 8, 8, &q, err);
+  lb_qweight_free(&q);
+  lb_tensors_close(t);
+  return s;
+}
+
+static lb_status hostile(const char *sname, lb_dtype wdt, lb_dtype sdt, int sndim,
+                         const int64_t *sshape, bool fg, lb_error *err) {
+  return hostile_st(sname, wdt, sdt, sndim, sshape, fg, LB_FP8_CHANNEL, err);
+}
+
+static void hostile_files(void) {
+  lb_error err = {0};
+  int64_t chan[2] = {16, 1}, wrong[2] = {1, 16}, blk[2] = {2, 2}, blk_bad[2] = {2, 3};
+  CHECK(hostile("m.weight_scale", LB_F8_E4M3, LB_F32, 2, chan, false, &err) == LB_OK);
+  CHECK(hostile("m.weight_scale", LB_F8_E4M3, LB_BF16, 2, chan, false, &err) == LB_OK);
+  CHECK(hostile("m.weight_scale", LB_F8_E4M3, LB_F32, 2, wrong, false, &err) == LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight_scale'") && strstr(err.msg, "[1, 16]"));
+  CHECK(hostile("m.weight_scale", LB_F8_E4M3, LB_I32, 2, chan, false, &err) == LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight_scale'") && strstr(err.msg, "I32"));
+  CHECK(hostile("m.weight_scale", LB_F16, LB_F32, 2, chan, false, &err) == LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight'") && strstr(err.msg, "F16"));
+  int64_t one = 1;
+  CHECK(hostile_st("m.weight_scale", LB_F8_E4M3, LB_F32, 1, &one, false, LB_FP8_TENSOR, &err) ==
+        LB_OK);
+  CHECK(hostile_st("m.weight_scale", LB_F8_E4M3, LB_F32, 0, NULL, false, LB_FP8_TENSOR, &err) ==
+        LB_OK); /* a scalar, as older compressed-tensors saved it */
+  CHECK(hostile_st("m.weight_scale", LB_F8_E4M3, LB_F32, 2, chan, false, LB_FP8_TENSOR, &err) ==
+        LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight_scale'") && strstr(err.msg, "expected [1]"));
+  CHECK(hostile_st("m.weight_scale", LB_F8_E4M3, LB_F32, 2, blk, false, LB_FP8_BLOCK, &err) ==
+        LB_OK);
+  CHECK(hostile("m.other", LB_F8_E4M3, LB_F32, 2, chan, false, &err) == LB_ENOTFOUND);
+  CHECK(strstr(err.msg, "m.weight_scale"));
+  CHECK(hostile("m.weight_scale_inv", LB_F8_E4M3, LB_F32, 2, blk, true, &err) == LB_OK);
+  CHECK(hostile("m.weight_scale_inv", LB_F8_E4M3, LB_F32, 2, blk_bad, true, &err) == LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight_scale_inv'") && strstr(err.msg, "[2, 3]"));
+  CHECK(hostile("m.weight_scale_inv", LB_F8_E4M3, LB_F8_E4M3, 2, blk, true, &err) == LB_EFORMAT);
+  CHECK(strstr(err.msg, "'m.weight_scale_inv'") && strstr(err.msg, "F8_E4M3"));
+
+  /* writers refuse what the layouts cannot say */
+  float w[64];
+  for (int i = 0; i < 64; i++) w[i] = frand();
+  lb_qweight q;
+  CHECK_OK(lb_fp8_quantize(w, 8, 8, LB_F8_E5M2, 8, 8, &q, &err), &err);
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/e5m2", lb_test_tmpdir());
+  mkdir(dir, 0755);
+  lb_st_writer *wr;
+  CHECK_OK(lb_st_writer_open(dir, 0, &wr, &err), &err);
+  CHECK(lb_fp8_ct_write(wr, "m", &q, LB_FP8_TENSOR, LB_F32, &err) == LB_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "m:") && strstr(err.msg, "F8_E5M2"));
+  lb_qweight_free(&q);
+  CHECK_OK(lb_fp8_quantize(w, 8, 8, LB_F8_E4M3, 8, 8, &q, &err), &err);
+  /* fp32 scales that bf16 cannot hold exactly */
+  CHECK(lb_fp8_ct_write(wr, "m", &q, LB_FP8_TENSOR, LB_BF16, &err) == LB_EINVAL);
+  CHECK(strstr(err.msg, "m.weight_scale"));
+  CHECK(lb_fp8_ct_write(wr, "m", &q, LB_FP8_CHANNEL, LB_F32, &err) == LB_EINVAL); /* 8x8 block */
+  CHECK(strstr(err.msg, "m:") && strstr(err.msg, "channel"));
+  lb_st_writer_abort(wr);
+  lb_qweight_free(&q);
+}
+
+static json_t *parse(const char *s) {
+  json_t *j = NULL;
+  lb_error err = {0};
+  CHECK_OK(lb_json_parse(s, strlen(s), "config", &j, &err), &err);
+  return j;
+}
+
+static void configs(void) {
+  lb_error err = {0};
+  const char *ign[] = {"lm_head"};
+  char *s = NULL;
+  CHECK_OK(lb_fp8_ct_config(LB_FP8_BLOCK, 128, 128, true, ign, 1, &s, &err), &err);
+  json_t *j = parse(s);
+  json_t *wq =
+      json_object_get(json_object_get(json_object_get(j, "config_groups"), "group_0"), "weights");
+  CHECK(!strcmp(json_string_value(json_object_get(j, "format")), "float-quantized"));
+  CHECK(!strcmp(json_string_value(json_object_get(j, "quant_method")), "compressed-tensors"));
+  CHECK(!strcmp(json_string_value(json_object_get(wq, "type")), "float"));
+  CHECK(!strcmp(json_string_value(json_object_get(wq, "strategy")), "block"));
+  CHECK(json_integer_value(json_object_get(wq, "num_bits")) == 8);
+  CHECK(json_integer_value(json_array_get(json_object_get(wq, "block_structure"), 1)) == 128);
+  CHECK(!strcmp(json_string_value(json_array_get(json_object_get(j, "ignore"), 0)), "lm_head"));
+  json_decref(j);
+  free(s);
+  CHECK_OK(lb_fp8_ct_config(LB_FP8_CHANNEL, 0, 0, false, NULL, 0, &s, &err), &err);
+  j = parse(s);
+  CHECK(json_is_null(json_object_get(
+      json_object_get(json_object_get(j, "config_groups"), "group_0"), "input_activations")));
+  json_decref(j);
+  free(s);
+  CHECK_OK(lb_fp8_fg_config(128, 128, NULL, 0, &s, &err), &err);
+  CHECK(!strcmp(s, "{\"quant_method\":\"fp8\",\"activation_scheme\":\"dynamic\","
+                   "\"weight_block_size\":[128,128]}"));
+  free(s);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: test_quant_fp8 OUTDIR\n");
+    return 2;
+  }
+  OUT = argv[1];
+  mkdir(OUT, 0755);
+  static const lb_test_case cases[] = {
+      {"bounds", bounds},   {"zero_block_and_bad_input", zero_block_and_bad_input},
+      {"layouts", layouts}, {"hostile_files", hostile_files},
+      {"configs", configs},
+  };
+  return lb_test_main(1, argv, cases, sizeof cases / sizeof *cases);
+}
