@@ -13,6 +13,7 @@ int cmd_devices(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* Prints "lowbit: error: <message>" and returns 1. */
 int cli_fail(const lb_error *err);
@@ -29,6 +30,13 @@ bool cli_parse_double(const char *s, double lo, double hi, double *out);
 uint64_t cli_peak_rss(void);
 /* Takes the value of option argv[*i] (advancing *i); NULL when it is missing. */
 const char *cli_value(int argc, char **argv, int *i);
+/* Builds the checkpoint folder dst: fill(ctx, tmp_dir) writes tensors and config.json into a fresh
+ * temporary folder beside dst, then src's companion files (generation config, tokenizer) are copied
+ * and the folder is renamed to dst. An existing dst is an error unless force, and is replaced only
+ * once the new folder is complete; on any failure nothing is left behind. */
+typedef lb_status (*cli_fill_fn)(void *ctx, const char *tmp_dir, lb_error *err);
+lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src, cli_fill_fn fill,
+                           void *ctx, lb_error *err);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

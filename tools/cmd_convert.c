@@ -100,51 +100,25 @@ static lb_status write_tensors(const opts *o, const lb_checkpoint *c, const char
   return lb_st_writer_finish(w, err);
 }
 
+typedef struct {
+  const opts *o;
+  const lb_checkpoint *c;
+} convert_ctx;
+
+static lb_status fill(void *p, const char *tmp, lb_error *err) {
+  convert_ctx *x = p;
+  LB_TRY(write_tensors(x->o, x->c, tmp, err));
+  return write_config(x->o, tmp, err);
+}
+
 static lb_status convert(const opts *o, lb_error *err) {
   lb_checkpoint *c;
   LB_TRY(lb_checkpoint_open(o->src, &c, err));
   lb_status s = LB_OK;
   if (o->has_dtype && lb_checkpoint_quant_config(c))
     s = lb_fail(err, LB_EINVAL, "%s: --dtype would corrupt a quantized checkpoint's scales", o->src);
-  if (s == LB_OK && lb_path_exists(o->dst) && !o->force)
-    s = lb_fail(err, LB_EEXIST, "%s: already exists (use --force to replace it)", o->dst);
-  size_t n = strlen(o->dst) + 48;
-  char *tmp = malloc(n), *old = malloc(n);
-  if (s == LB_OK && (!tmp || !old)) s = lb_fail(err, LB_ENOMEM, "out of memory");
-  if (s == LB_OK) {
-    snprintf(tmp, n, "%s.lowbit-tmp-%ld", o->dst, (long)getpid());
-    snprintf(old, n, "%s.lowbit-old-%ld", o->dst, (long)getpid());
-    if (mkdir(tmp, 0755) != 0)
-      s = lb_fail(err, LB_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    else {
-      s = write_tensors(o, c, tmp, err);
-      if (s == LB_OK) s = write_config(o, tmp, err);
-      const char *name;
-      for (size_t i = 0; (name = lb_checkpoint_companion(i)) && s == LB_OK; i++) {
-        if (!lb_checkpoint_has_file(c, name)) continue;
-        char *a = lb_path_join(o->src, name), *b = lb_path_join(tmp, name);
-        s = a && b ? lb_copy_file(a, b, err) : lb_fail(err, LB_ENOMEM, "out of memory");
-        free(a);
-        free(b);
-      }
-      /* Replace an existing DST only once the new one is complete. */
-      bool moved_old = false;
-      if (s == LB_OK && lb_path_exists(o->dst)) {
-        if (rename(o->dst, old) != 0)
-          s = lb_fail(err, LB_EIO, "%s: cannot move aside: %s", o->dst, strerror(errno));
-        else moved_old = true;
-      }
-      if (s == LB_OK && rename(tmp, o->dst) != 0) {
-        s = lb_fail(err, LB_EIO, "%s: cannot rename into place: %s", o->dst, strerror(errno));
-        if (moved_old) rename(old, o->dst);
-        moved_old = false;
-      }
-      if (moved_old) lb_remove_tree(old);
-      if (s != LB_OK) lb_remove_tree(tmp);
-    }
-  }
-  free(tmp);
-  free(old);
+  convert_ctx x = {o, c};
+  if (s == LB_OK) s = cli_build_output(o->dst, o->force, c, fill, &x, err);
   lb_checkpoint_close(c);
   return s;
 }

@@ -13,6 +13,7 @@ static const struct {
   const char *help;
 } COMMANDS[] = {
     {"inspect", cmd_inspect, "architecture, parameters, tensors and memory footprint by method"},
+    {"quantize", cmd_quantize, "quantize without calibration: rtn, nf4, fp4, int8, fp8, hqq"},
     {"convert", cmd_convert, "rewrite a checkpoint (re-shard, change dtype), tensors byte-exact"},
     {"generate", cmd_generate, "continue a prompt, streaming the text (greedy or sampled)"},
     {"perplexity", cmd_perplexity, "perplexity of a text file over fixed windows"},

@@ -11,6 +11,7 @@ typedef struct lb_layer {
   float *attn_norm, *mlp_norm; /* [hidden] */
   lb_mat lin[LB_LIN_COUNT];
   float *bias[LB_LIN_COUNT]; /* NULL when the Linear has none */
+  struct lb_qweight *qw[LB_LIN_COUNT]; /* owned quantized weights (lin[k].qw), NULL when dense */
   bool sliding;              /* attends to the last sliding_window positions only */
 } lb_layer;
 
@@ -28,6 +29,7 @@ struct lb_model {
   const lb_config *cfg;
   const lb_arch *arch;
   lb_pool *pool;
+  struct lb_quant_spec *qspec; /* the checkpoint's quantization_config, NULL when dense */
   lb_mat embed, lm_head;
   float *final_norm;
   lb_layer *layers;

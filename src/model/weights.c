@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "model/model_internal.h"
+#include "quant/spec.h"
 
 /* OpenBLAS's own thread count (declared by its cblas.h in some builds, not all). */
 void openblas_set_num_threads(int num_threads);
@@ -45,6 +46,26 @@ static lb_status vec(const lb_model *m, const char *name, int64_t n, float **out
   return LB_OK;
 }
 
+/* A quantized Linear of the checkpoint's method, owned by the model. */
+static lb_status load_quantized(const lb_model *m, const char *mod, int64_t rows, int64_t cols,
+                                lb_qweight **out, lb_error *err) {
+  lb_qweight *q = calloc(1, sizeof *q);
+  if (!q) return lb_fail(err, LB_ENOMEM, "out of memory for '%s'", mod);
+  lb_status s = lb_quant_spec_read(m->qspec, lb_checkpoint_tensors(m->ck), mod, q, err);
+  if (s == LB_OK && (q->rows != rows || q->cols != cols)) {
+    s = lb_fail(err, LB_EFORMAT, "%s: quantized '%s' is [%lld, %lld], the config says [%lld, %lld]",
+                lb_checkpoint_dir(m->ck), mod, (long long)q->rows, (long long)q->cols,
+                (long long)rows, (long long)cols);
+    lb_qweight_free(q);
+  }
+  if (s != LB_OK) {
+    free(q);
+    return s;
+  }
+  *out = q;
+  return LB_OK;
+}
+
 static lb_status load_layer(lb_model *m, int l, lb_error *err) {
   const lb_config *c = m->cfg;
   lb_layer *L = &m->layers[l];
@@ -57,11 +78,24 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
   for (int k = 0; k < LB_LIN_COUNT; k++) {
     int64_t out, in;
     lb_arch_linear_shape(c, (lb_linear_kind)k, &out, &in);
-    snprintf(name, sizeof name, "%s.%s.weight", blk, m->arch->linear[k]);
-    LB_TRY(mat(m, name, out, in, &L->lin[k], err));
+    char mod[200];
+    snprintf(mod, sizeof mod, "%s.%s", blk, m->arch->linear[k]);
+    snprintf(name, sizeof name, "%s.weight", mod);
+    if (m->qspec && !lb_quant_spec_skips(m->qspec, mod)) {
+      LB_TRY(load_quantized(m, mod, out, in, &L->qw[k], err));
+      L->lin[k] = (lb_mat){.dtype = LB_F32, .rows = out, .cols = in, .qw = L->qw[k]};
+    } else {
+      LB_TRY(mat(m, name, out, in, &L->lin[k], err));
+    }
     if (lb_arch_linear_has_bias(m->arch, c, (lb_linear_kind)k)) {
-      snprintf(name, sizeof name, "%s.%s.bias", blk, m->arch->linear[k]);
-      LB_TRY(vec(m, name, out, &L->bias[k], err));
+      snprintf(name, sizeof name, "%s.bias", mod);
+      if (!(L->qw[k] && L->qw[k]->bias)) LB_TRY(vec(m, name, out, &L->bias[k], err));
+    }
+    /* A bias read with the quantized weight becomes the layer's bias: lb_linear adds it once. */
+    if (L->qw[k] && L->qw[k]->bias) {
+      if (!L->bias[k]) L->bias[k] = L->qw[k]->bias;
+      else free(L->qw[k]->bias);
+      L->qw[k]->bias = NULL;
     }
   }
   /* Mistral: every layer; Qwen2 (use_sliding_window): layers from max_window_layers on */
@@ -81,8 +115,18 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   m->cfg = lb_checkpoint_config(m->ck);
   m->arch = lb_checkpoint_arch(m->ck);
   const lb_config *c = m->cfg;
-  if (lb_checkpoint_quant_config(m->ck))
-    return lb_fail(err, LB_EUNSUPPORTED, "%s: quantized checkpoints cannot be run yet", dir);
+  const char *qc = lb_checkpoint_quant_config(m->ck);
+  if (qc) {
+    if (!(m->qspec = calloc(1, sizeof *m->qspec))) return lb_fail(err, LB_ENOMEM, "out of memory");
+    char label[300];
+    snprintf(label, sizeof label, "%s/config.json: quantization_config", dir);
+    lb_status s = lb_quant_spec_parse(qc, strlen(qc), label, m->qspec, err);
+    if (s != LB_OK) {
+      free(m->qspec);
+      m->qspec = NULL;
+      return s;
+    }
+  }
   if (strcmp(c->hidden_act, "silu") != 0)
     return lb_fail(err, LB_EUNSUPPORTED, "%s/config.json: hidden_act \"%s\" (only silu)", dir,
                    c->hidden_act);
@@ -153,10 +197,16 @@ void lb_model_free(lb_model *m) {
   for (int l = 0; m->layers && l < m->cfg->num_hidden_layers; l++) {
     free(m->layers[l].attn_norm);
     free(m->layers[l].mlp_norm);
-    for (int k = 0; k < LB_LIN_COUNT; k++) free(m->layers[l].bias[k]);
+    for (int k = 0; k < LB_LIN_COUNT; k++) {
+      free(m->layers[l].bias[k]);
+      if (m->layers[l].qw[k]) lb_qweight_free(m->layers[l].qw[k]);
+      free(m->layers[l].qw[k]);
+    }
   }
   free(m->layers);
   free(m->final_norm);
+  if (m->qspec) lb_quant_spec_free(m->qspec);
+  free(m->qspec);
   lb_rope_free(&m->rope);
   float *bufs[] = {m->kcache, m->vcache, m->x,    m->xn, m->q,     m->k,
                    m->v,      m->att,    m->gate, m->up, m->scores};

@@ -1,0 +1,574 @@
+/* quantization_config <-> lb_quant_spec, and the per-Linear dispatch (spec.h). */
+#include "quant/spec.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "io/json.h"
+#include "quant/bnb.h"
+#include "quant/hqq.h"
+
+static void spec_init(lb_quant_spec *s) {
+  memset(s, 0, sizeof *s);
+  s->bits = 4;
+  s->group = 128;
+  s->gptq_version = LB_GPTQ_V1;
+  s->nf4 = true;
+  s->compute_dtype = LB_F32;
+  s->int8_threshold = 6.0;
+  s->block_r = s->block_c = 128;
+  s->ct_strategy = LB_FP8_CHANNEL;
+  s->axis = 1;
+}
+
+lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *err) {
+  spec_init(out);
+  if (!strcmp(name, "rtn")) {
+    out->method = LB_QM_GPTQ;
+    out->rtn = true;
+  } else if (!strcmp(name, "nf4") || !strcmp(name, "fp4")) {
+    out->method = LB_QM_BNB4;
+    out->nf4 = name[0] == 'n';
+    out->group = 64;
+  } else if (!strcmp(name, "int8")) {
+    out->method = LB_QM_INT8;
+    out->bits = 8;
+  } else if (!strcmp(name, "fp8")) {
+    out->method = LB_QM_FP8;
+    out->bits = 8;
+  } else if (!strcmp(name, "hqq")) {
+    out->method = LB_QM_HQQ;
+    out->group = 64;
+  } else {
+    return lb_fail(err, LB_EINVAL, "unknown method '%s' (expected rtn, nf4, fp4, int8, fp8, hqq)",
+                   name);
+  }
+  return LB_OK;
+}
+
+void lb_quant_spec_free(lb_quant_spec *s) {
+  for (size_t i = 0; i < s->n_skip; i++) free(s->skip[i]);
+  s->n_skip = 0;
+}
+
+lb_status lb_quant_spec_add_skip(lb_quant_spec *s, const char *name, lb_error *err) {
+  if (s->n_skip == LB_QSPEC_MAX_SKIP)
+    return lb_fail(err, LB_EINVAL, "more than %d modules to skip", LB_QSPEC_MAX_SKIP);
+  for (size_t i = 0; i < s->n_skip; i++)
+    if (!strcmp(s->skip[i], name)) return LB_OK;
+  if (!(s->skip[s->n_skip] = strdup(name))) return lb_fail(err, LB_ENOMEM, "out of memory");
+  s->n_skip++;
+  return LB_OK;
+}
+
+bool lb_quant_spec_skips(const lb_quant_spec *s, const char *name) {
+  for (size_t i = 0; i < s->n_skip; i++)
+    if (s->skip[i][0] && strstr(name, s->skip[i])) return true;
+  return false;
+}
+
+/* ---- parsing ---------------------------------------------------------------------------------- */
+
+static bool in_list(const char *key, const char *const *list) {
+  for (; *list; list++)
+    if (!strcmp(key, *list)) return true;
+  return false;
+}
+
+static lb_status check_keys(const json_t *o, const char *label, const char *const *allowed,
+                            lb_error *err) {
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)o, key, v) {
+    (void)v;
+    if (!in_list(key, allowed))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s' is not supported", label, key);
+  }
+  return LB_OK;
+}
+
+static lb_status skip_list(lb_quant_spec *s, const json_t *o, const char *key, const char *label,
+                           lb_error *err) {
+  const json_t *a = json_object_get(o, key);
+  if (!a || json_is_null(a)) return LB_OK;
+  if (!json_is_array(a))
+    return lb_fail(err, LB_EINVAL, "%s: key '%s': expected a list of module names, got %s", label,
+                   key, lb_json_type_name(a));
+  size_t i;
+  const json_t *e;
+  json_array_foreach(a, i, e) {
+    if (!json_is_string(e))
+      return lb_fail(err, LB_EINVAL, "%s: key '%s'[%zu]: expected a string", label, key, i);
+    const char *n = json_string_value(e);
+    /* compressed-tensors: "re:.*lm_head" */
+    if (!strncmp(n, "re:", 3)) {
+      n += 3;
+      while (*n == '.' || *n == '*') n++;
+    }
+    LB_TRY(lb_quant_spec_add_skip(s, n, err));
+  }
+  return LB_OK;
+}
+
+static lb_status dtype_name(const char *n, const char *label, const char *key, lb_dtype *out,
+                            lb_error *err) {
+  if (!strncmp(n, "torch.", 6)) n += 6;
+  if (!strcmp(n, "float32") || !strcmp(n, "float")) *out = LB_F32;
+  else if (!strcmp(n, "bfloat16")) *out = LB_BF16;
+  else if (!strcmp(n, "float16") || !strcmp(n, "half")) *out = LB_F16;
+  else return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s': dtype \"%s\"", label, key, n);
+  return LB_OK;
+}
+
+static const char *const GPTQ_KEYS[] = {
+    "quant_method", "bits", "group_size", "sym", "desc_act", "checkpoint_format", "damp_percent",
+    "damp_auto_increment", "true_sequential", "static_groups", "model_name_or_path",
+    "model_file_base_name", "tokenizer", "dataset", "use_cuda_fp16", "model_seqlen",
+    "block_name_to_quantize", "module_name_preceding_first_block", "batch_size", "pad_token_id",
+    "use_exllama", "max_input_length", "exllama_config", "cache_block_outputs",
+    "modules_in_block_to_quantize", "meta", "backend", "format", "lm_head", "pack_dtype",
+    "modules_to_not_convert", "is_marlin_format", "quantizer", "v2", "mse", "hyb_act", NULL};
+
+static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  LB_TRY(check_keys(o, label, GPTQ_KEYS, err));
+  int64_t bits, group;
+  LB_TRY(lb_json_int(o, "bits", label, true, 4, 2, 8, &bits, err));
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'bits': %lld (expected 2, 3, 4 or 8)", label,
+                   (long long)bits);
+  LB_TRY(lb_json_int(o, "group_size", label, false, 128, -1, 1 << 20, &group, err));
+  if (group == 0)
+    return lb_fail(err, LB_EINVAL, "%s: key 'group_size': 0 (expected -1 or a positive size)",
+                   label);
+  s->bits = (int)bits;
+  s->group = group;
+  LB_TRY(lb_json_bool(o, "sym", label, false, true, &s->sym, err));
+  LB_TRY(lb_json_bool(o, "desc_act", label, false, false, &s->desc_act, err));
+  bool lm_head;
+  LB_TRY(lb_json_bool(o, "lm_head", label, false, false, &lm_head, err));
+  if (lm_head) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'lm_head': a quantized lm_head", label);
+  char fmt[32];
+  LB_TRY(lb_json_str(o, "checkpoint_format", label, false, "gptq", fmt, sizeof fmt, err));
+  if (!strcmp(fmt, "gptq")) s->gptq_version = LB_GPTQ_V1;
+  else if (!strcmp(fmt, "gptq_v2")) s->gptq_version = LB_GPTQ_V2;
+  else
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'checkpoint_format': \"%s\" (gptq, gptq_v2)",
+                   label, fmt);
+  if (lb_json_has(o, "format")) {
+    LB_TRY(lb_json_str(o, "format", label, false, "gptq", fmt, sizeof fmt, err));
+    if (strcmp(fmt, "gptq") && strcmp(fmt, "gptq_v2"))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (gptq, gptq_v2)", label, fmt);
+    if (!strcmp(fmt, "gptq_v2")) s->gptq_version = LB_GPTQ_V2;
+  }
+  LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
+  return LB_OK;
+}
+
+static const char *const BNB_KEYS[] = {
+    "quant_method", "load_in_4bit", "load_in_8bit", "_load_in_4bit", "_load_in_8bit",
+    "llm_int8_threshold", "llm_int8_skip_modules", "llm_int8_enable_fp32_cpu_offload",
+    "llm_int8_has_fp16_weight", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+    "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage", "modules_to_not_convert", NULL};
+
+static lb_status parse_bnb(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  LB_TRY(check_keys(o, label, BNB_KEYS, err));
+  bool l4, l8, u4, u8;
+  LB_TRY(lb_json_bool(o, "load_in_4bit", label, false, false, &l4, err));
+  LB_TRY(lb_json_bool(o, "load_in_8bit", label, false, false, &l8, err));
+  LB_TRY(lb_json_bool(o, "_load_in_4bit", label, false, false, &u4, err));
+  LB_TRY(lb_json_bool(o, "_load_in_8bit", label, false, false, &u8, err));
+  l4 |= u4;
+  l8 |= u8;
+  if (l4 == l8)
+    return lb_fail(err, LB_EINVAL, "%s: key 'load_in_4bit'/'load_in_8bit': exactly one must be true",
+                   label);
+  LB_TRY(lb_json_real(o, "llm_int8_threshold", label, false, 6.0, 0.0, 1e30, &s->int8_threshold,
+                      err));
+  bool fp16w;
+  LB_TRY(lb_json_bool(o, "llm_int8_has_fp16_weight", label, false, false, &fp16w, err));
+  if (fp16w)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'llm_int8_has_fp16_weight': true", label);
+  char qt[16], cd[32];
+  LB_TRY(lb_json_str(o, "bnb_4bit_quant_type", label, false, "fp4", qt, sizeof qt, err));
+  if (strcmp(qt, "nf4") && strcmp(qt, "fp4"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'bnb_4bit_quant_type': \"%s\" (nf4, fp4)", label,
+                   qt);
+  s->nf4 = !strcmp(qt, "nf4");
+  LB_TRY(lb_json_bool(o, "bnb_4bit_use_double_quant", label, false, false, &s->double_quant, err));
+  LB_TRY(lb_json_str(o, "bnb_4bit_compute_dtype", label, false, "float32", cd, sizeof cd, err));
+  LB_TRY(dtype_name(cd, label, "bnb_4bit_compute_dtype", &s->compute_dtype, err));
+  if (lb_json_has(o, "bnb_4bit_quant_storage")) {
+    LB_TRY(lb_json_str(o, "bnb_4bit_quant_storage", label, false, "uint8", cd, sizeof cd, err));
+    if (strcmp(cd, "uint8") && strcmp(cd, "torch.uint8"))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'bnb_4bit_quant_storage': \"%s\" (uint8)",
+                     label, cd);
+  }
+  s->method = l4 ? LB_QM_BNB4 : LB_QM_INT8;
+  s->bits = l4 ? 4 : 8;
+  s->group = 64;
+  LB_TRY(skip_list(s, o, "llm_int8_skip_modules", label, err));
+  LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
+  return LB_OK;
+}
+
+static lb_status parse_fp8(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  static const char *const keys[] = {"quant_method", "activation_scheme", "weight_block_size",
+                                     "modules_to_not_convert", "dequantize", NULL};
+  LB_TRY(check_keys(o, label, keys, err));
+  char act[32];
+  LB_TRY(lb_json_str(o, "activation_scheme", label, false, "dynamic", act, sizeof act, err));
+  if (strcmp(act, "dynamic"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'activation_scheme': \"%s\" (dynamic)", label, act);
+  const json_t *b = json_object_get(o, "weight_block_size");
+  s->block_r = s->block_c = 128;
+  if (b && !json_is_null(b)) {
+    if (!json_is_array(b) || json_array_size(b) != 2 || !json_is_integer(json_array_get(b, 0)) ||
+        !json_is_integer(json_array_get(b, 1)) || json_integer_value(json_array_get(b, 0)) < 1 ||
+        json_integer_value(json_array_get(b, 1)) < 1)
+      return lb_fail(err, LB_EINVAL, "%s: key 'weight_block_size': expected [rows, cols] > 0",
+                     label);
+    s->block_r = json_integer_value(json_array_get(b, 0));
+    s->block_c = json_integer_value(json_array_get(b, 1));
+  }
+  s->method = LB_QM_FP8;
+  s->bits = 8;
+  LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
+  return LB_OK;
+}
+
+static lb_status parse_hqq(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  static const char *const keys[] = {"quant_method", "quant_config", "skip_modules", "nbits",
+                                     "group_size", "axis", "view_as_float", "dynamic_config",
+                                     "modules_to_not_convert", NULL};
+  LB_TRY(check_keys(o, label, keys, err));
+  const json_t *p = o;
+  char sub[160];
+  const json_t *qc = json_object_get(o, "quant_config");
+  if (qc && !json_is_null(qc)) {
+    if (!json_is_object(qc))
+      return lb_fail(err, LB_EINVAL, "%s: key 'quant_config': expected an object", label);
+    p = json_object_get(qc, "weight_quant_params");
+    if (!p || !json_is_object(p))
+      return lb_fail(err, LB_EINVAL, "%s: key 'quant_config.weight_quant_params' is missing",
+                     label);
+    snprintf(sub, sizeof sub, "%s.quant_config.weight_quant_params", label);
+    label = sub;
+    static const char *const wkeys[] = {"nbits", "channel_wise", "group_size", "optimize",
+                                        "round_zero", "axis", "view_as_float", NULL};
+    LB_TRY(check_keys(p, label, wkeys, err));
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)qc, k, v) {
+      if (!strcmp(k, "weight_quant_params") || !strcmp(k, "offload_meta")) continue;
+      if (!json_is_null(v))
+        return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'quant_config.%s' is not supported",
+                       label, k);
+    }
+  }
+  int64_t nbits, group, axis;
+  LB_TRY(lb_json_int(p, "nbits", label, true, 4, 1, 8, &nbits, err));
+  if (!lb_hqq_packing((int)nbits))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'nbits': %lld (expected 1, 2, 3, 4 or 8)", label,
+                   (long long)nbits);
+  LB_TRY(lb_json_int(p, "group_size", label, false, 64, 1, 1 << 20, &group, err));
+  LB_TRY(lb_json_int(p, "axis", label, false, 1, 0, 1, &axis, err));
+  if (axis != 1)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'axis': 0 (lowbit stores axis 1 only)", label);
+  bool vaf;
+  LB_TRY(lb_json_bool(p, "view_as_float", label, false, false, &vaf, err));
+  s->method = LB_QM_HQQ;
+  s->bits = (int)nbits;
+  s->group = group;
+  s->axis = 1;
+  LB_TRY(skip_list(s, o, "skip_modules", label, err));
+  LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
+  return LB_OK;
+}
+
+static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  static const char *const keys[] = {
+      "quant_method", "config_groups", "format", "quantization_status", "ignore",
+      "global_compression_ratio", "kv_cache_scheme", "sparsity_config", "version",
+      "transform_config", "quant_method_version", NULL};
+  LB_TRY(check_keys(o, label, keys, err));
+  char fmt[48];
+  LB_TRY(lb_json_str(o, "format", label, true, "", fmt, sizeof fmt, err));
+  if (strcmp(fmt, "float-quantized"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (float-quantized)", label, fmt);
+  if (lb_json_has(o, "kv_cache_scheme"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'kv_cache_scheme'", label);
+  const json_t *g = json_object_get(o, "config_groups");
+  if (!json_is_object(g) || json_object_size(g) != 1)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'config_groups': expected one group", label);
+  void *it = json_object_iter((json_t *)g);
+  const char *gname = json_object_iter_key(it);
+  const json_t *grp = json_object_iter_value(it);
+  if (!json_is_object(grp))
+    return lb_fail(err, LB_EINVAL, "%s: key 'config_groups.%s': expected an object", label, gname);
+  const json_t *t = json_object_get(grp, "targets");
+  if (!json_is_array(t) || json_array_size(t) != 1 ||
+      strcmp(json_string_value(json_array_get(t, 0)) ? json_string_value(json_array_get(t, 0)) : "",
+             "Linear"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'config_groups.%s.targets': expected [\"Linear\"]",
+                   label, gname);
+  const json_t *w = json_object_get(grp, "weights");
+  char sub[160];
+  snprintf(sub, sizeof sub, "%s.config_groups.%s.weights", label, gname);
+  if (!json_is_object(w)) return lb_fail(err, LB_EINVAL, "%s: missing", sub);
+  int64_t nb;
+  char type[16], strat[16];
+  bool sym, dyn;
+  LB_TRY(lb_json_int(w, "num_bits", sub, true, 8, 1, 64, &nb, err));
+  LB_TRY(lb_json_str(w, "type", sub, true, "", type, sizeof type, err));
+  LB_TRY(lb_json_str(w, "strategy", sub, true, "", strat, sizeof strat, err));
+  LB_TRY(lb_json_bool(w, "symmetric", sub, false, true, &sym, err));
+  LB_TRY(lb_json_bool(w, "dynamic", sub, false, false, &dyn, err));
+  if (nb != 8 || strcmp(type, "float"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'num_bits'/'type': %lld-bit %s (8-bit float)",
+                   sub, (long long)nb, type);
+  if (!sym || dyn) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'symmetric'/'dynamic'", sub);
+  if (!strcmp(strat, "tensor")) s->ct_strategy = LB_FP8_TENSOR;
+  else if (!strcmp(strat, "channel")) s->ct_strategy = LB_FP8_CHANNEL;
+  else if (!strcmp(strat, "block")) {
+    s->ct_strategy = LB_FP8_BLOCK;
+    const json_t *b = json_object_get(w, "block_structure");
+    if (!json_is_array(b) || json_array_size(b) != 2 || json_integer_value(json_array_get(b, 0)) < 1 ||
+        json_integer_value(json_array_get(b, 1)) < 1)
+      return lb_fail(err, LB_EINVAL, "%s: key 'block_structure': expected [rows, cols]", sub);
+    s->block_r = json_integer_value(json_array_get(b, 0));
+    s->block_c = json_integer_value(json_array_get(b, 1));
+  } else
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'strategy': \"%s\" (tensor, channel, block)",
+                   sub, strat);
+  s->method = LB_QM_CT_FP8;
+  s->bits = 8;
+  LB_TRY(skip_list(s, o, "ignore", label, err));
+  return LB_OK;
+}
+
+static lb_status parse_obj(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  if (!json_is_object(o))
+    return lb_fail(err, LB_EINVAL, "%s: expected a JSON object, got %s", label,
+                   lb_json_type_name(o));
+  char m[40];
+  LB_TRY(lb_json_str(o, "quant_method", label, false, "", m, sizeof m, err));
+  if (!m[0]) {
+    if (lb_json_has(o, "load_in_4bit") || lb_json_has(o, "load_in_8bit")) strcpy(m, "bitsandbytes");
+    else return lb_fail(err, LB_ENOTFOUND, "%s: key 'quant_method' is missing", label);
+  }
+  if (!strcmp(m, "gptq") || !strcmp(m, "rtn")) {
+    s->method = LB_QM_GPTQ;
+    s->rtn = !strcmp(m, "rtn");
+    return parse_gptq(o, label, s, err);
+  }
+  if (!strcmp(m, "bitsandbytes")) return parse_bnb(o, label, s, err);
+  if (!strcmp(m, "fp8")) return parse_fp8(o, label, s, err);
+  if (!strcmp(m, "hqq")) return parse_hqq(o, label, s, err);
+  if (!strcmp(m, "compressed-tensors")) return parse_ct(o, label, s, err);
+  return lb_fail(err, LB_EUNSUPPORTED,
+                 "%s: key 'quant_method': \"%s\" (gptq, rtn, bitsandbytes, fp8, hqq, "
+                 "compressed-tensors)",
+                 label, m);
+}
+
+lb_status lb_quant_spec_parse(const char *json, size_t len, const char *label, lb_quant_spec *out,
+                              lb_error *err) {
+  spec_init(out);
+  json_t *root;
+  LB_TRY(lb_json_parse(json, len, label, &root, err));
+  lb_status s = parse_obj(root, label, out, err);
+  json_decref(root);
+  if (s != LB_OK) lb_quant_spec_free(out);
+  return s;
+}
+
+/* ---- writing ---------------------------------------------------------------------------------- */
+
+static json_t *skip_array(const lb_quant_spec *s) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < s->n_skip; i++) json_array_append_new(a, json_string(s->skip[i]));
+  return a;
+}
+
+static const char *dtype_torch(lb_dtype d) {
+  return d == LB_BF16 ? "bfloat16" : d == LB_F16 ? "float16" : "float32";
+}
+
+lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *err) {
+  *json = NULL;
+  if (s->method == LB_QM_FP8)
+    return lb_fp8_fg_config(s->block_r, s->block_c, (const char *const *)s->skip, s->n_skip, json,
+                            err);
+  if (s->method == LB_QM_CT_FP8)
+    return lb_fp8_ct_config(s->ct_strategy, s->block_r, s->block_c, false,
+                            (const char *const *)s->skip, s->n_skip, json, err);
+  if (s->method == LB_QM_HQQ) {
+    lb_hqq_opts o = lb_hqq_default_opts(s->bits);
+    return lb_hqq_config(s->bits, s->group, &o, (const char *const *)s->skip, s->n_skip, json, err);
+  }
+  json_t *o = json_object();
+  if (!o) return lb_fail(err, LB_ENOMEM, "out of memory");
+  if (s->method == LB_QM_GPTQ) {
+    json_object_set_new(o, "quant_method", json_string("gptq"));
+    json_object_set_new(o, "bits", json_integer(s->bits));
+    json_object_set_new(o, "group_size", json_integer(s->group));
+    json_object_set_new(o, "sym", json_boolean(s->sym));
+    json_object_set_new(o, "desc_act", json_boolean(s->desc_act));
+    json_object_set_new(o, "static_groups", json_false());
+    json_object_set_new(o, "true_sequential", json_true());
+    json_object_set_new(o, "damp_percent", json_real(0.01));
+    json_object_set_new(o, "lm_head", json_false());
+    json_object_set_new(o, "checkpoint_format",
+                        json_string(s->gptq_version == LB_GPTQ_V2 ? "gptq_v2" : "gptq"));
+    json_object_set_new(o, "modules_to_not_convert", skip_array(s));
+    json_t *meta = json_object();
+    json_object_set_new(meta, "quantizer", json_string("lowbit:rtn"));
+    json_object_set_new(o, "meta", meta);
+  } else {
+    bool four = s->method == LB_QM_BNB4;
+    json_object_set_new(o, "quant_method", json_string("bitsandbytes"));
+    json_object_set_new(o, "_load_in_4bit", json_boolean(four));
+    json_object_set_new(o, "_load_in_8bit", json_boolean(!four));
+    json_object_set_new(o, "bnb_4bit_compute_dtype", json_string(dtype_torch(s->compute_dtype)));
+    json_object_set_new(o, "bnb_4bit_quant_storage", json_string("uint8"));
+    json_object_set_new(o, "bnb_4bit_quant_type", json_string(s->nf4 ? "nf4" : "fp4"));
+    json_object_set_new(o, "bnb_4bit_use_double_quant", json_boolean(s->double_quant));
+    json_object_set_new(o, "llm_int8_enable_fp32_cpu_offload", json_false());
+    json_object_set_new(o, "llm_int8_has_fp16_weight", json_false());
+    json_object_set_new(o, "llm_int8_skip_modules", json_null());
+    json_object_set_new(o, "llm_int8_threshold", json_real(s->int8_threshold));
+    json_object_set_new(o, "load_in_4bit", json_boolean(four));
+    json_object_set_new(o, "load_in_8bit", json_boolean(!four));
+    json_object_set_new(o, "modules_to_not_convert", skip_array(s));
+  }
+  *json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (!*json) return lb_fail(err, LB_ENOMEM, "out of memory");
+  return LB_OK;
+}
+
+const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap) {
+  switch (s->method) {
+  case LB_QM_GPTQ:
+    if (s->group > 0)
+      snprintf(buf, cap, "%s int%d g%lld %s", s->rtn ? "rtn" : "gptq", s->bits,
+               (long long)s->group, s->sym ? "sym" : "asym");
+    else
+      snprintf(buf, cap, "%s int%d per-channel %s", s->rtn ? "rtn" : "gptq", s->bits,
+               s->sym ? "sym" : "asym");
+    break;
+  case LB_QM_BNB4:
+    snprintf(buf, cap, "bitsandbytes %s b64%s", s->nf4 ? "nf4" : "fp4",
+             s->double_quant ? " double-quant" : "");
+    break;
+  case LB_QM_INT8: snprintf(buf, cap, "bitsandbytes LLM.int8 (threshold %g)", s->int8_threshold); break;
+  case LB_QM_FP8:
+    snprintf(buf, cap, "fp8 e4m3 block %lldx%lld", (long long)s->block_r, (long long)s->block_c);
+    break;
+  case LB_QM_CT_FP8: snprintf(buf, cap, "compressed-tensors fp8 e4m3"); break;
+  case LB_QM_HQQ:
+    snprintf(buf, cap, "hqq %d-bit g%lld axis %d", s->bits, (long long)s->group, s->axis);
+    break;
+  }
+  return buf;
+}
+
+/* ---- per-Linear dispatch ---------------------------------------------------------------------- */
+
+lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_t cols,
+                                    const char *name, lb_error *err) {
+  switch (s->method) {
+  case LB_QM_GPTQ:
+    if (s->group > 0 && cols % s->group)
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: in_features %lld is not a multiple of the group size %lld (use a group "
+                     "size that divides it, or --group -1 for per-channel)",
+                     name, (long long)cols, (long long)s->group);
+    if ((rows * s->bits) % 32 || (cols * s->bits) % 32)
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: [%lld, %lld] at %d bits does not pack into 32-bit words (GPTQ layout)",
+                     name, (long long)rows, (long long)cols, s->bits);
+    break;
+  case LB_QM_HQQ:
+    if (cols % s->group)
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: in_features %lld is not a multiple of the group size %lld", name,
+                     (long long)cols, (long long)s->group);
+    break;
+  default: break;
+  }
+  return LB_OK;
+}
+
+lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t rows, int64_t cols,
+                                 const char *name, lb_qweight *out, lb_error *err) {
+  memset(out, 0, sizeof *out);
+  LB_TRY(lb_quant_spec_check_shape(s, rows, cols, name, err));
+  lb_status st;
+  switch (s->method) {
+  case LB_QM_GPTQ:
+    if (s->desc_act)
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: desc_act needs calibration data (GPTQ)", name);
+    return lb_rtn_quantize(w, rows, cols, s->bits, s->group > 0 ? s->group : cols, s->sym, name,
+                           out, err);
+  case LB_QM_BNB4:
+    return lb_bnb4_quantize(w, rows, cols, s->nf4, 64, s->double_quant, name, out, err);
+  case LB_QM_INT8:
+    return lb_int8_quantize(w, rows, cols, (float)s->int8_threshold, name, out, err);
+  case LB_QM_FP8:
+  case LB_QM_CT_FP8: {
+    int64_t br = s->block_r, bc = s->block_c;
+    if (s->method == LB_QM_CT_FP8) lb_fp8_strategy_block(s->ct_strategy, rows, cols, &br, &bc);
+    st = lb_fp8_quantize(w, rows, cols, LB_F8_E4M3, br, bc, out, err);
+    break;
+  }
+  case LB_QM_HQQ: st = lb_hqq_quantize(w, rows, cols, s->bits, s->group, 1, out, err); break;
+  default: return lb_fail(err, LB_EINVAL, "%s: unknown method", name);
+  }
+  if (st != LB_OK) lb_error_prefix(err, "%s", name);
+  return st;
+}
+
+lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const char *prefix,
+                              const lb_qweight *q, lb_dtype orig_dtype, lb_error *err) {
+  switch (s->method) {
+  case LB_QM_GPTQ: return lb_gptq_write(w, prefix, q, s->gptq_version, err);
+  case LB_QM_BNB4:
+  case LB_QM_INT8: return lb_bnb_write(w, prefix, q, orig_dtype, err);
+  case LB_QM_FP8: return lb_fp8_fg_write(w, prefix, q, err);
+  case LB_QM_CT_FP8: return lb_fp8_ct_write(w, prefix, q, s->ct_strategy, LB_F32, err);
+  case LB_QM_HQQ: return lb_hqq_write(w, prefix, q, orig_dtype, NULL, err);
+  }
+  return lb_fail(err, LB_EINVAL, "%s: unknown method", prefix);
+}
+
+lb_status lb_quant_spec_read(const lb_quant_spec *s, const lb_tensors *t, const char *prefix,
+                             lb_qweight *out, lb_error *err) {
+  memset(out, 0, sizeof *out);
+  lb_status st = LB_EINVAL;
+  switch (s->method) {
+  case LB_QM_GPTQ:
+    st = lb_gptq_read(t, prefix, s->bits, s->group, s->gptq_version, out, err);
+    break;
+  case LB_QM_BNB4:
+  case LB_QM_INT8:
+    st = lb_bnb_read(t, prefix, out, NULL, err);
+    if (st == LB_OK && out->kind == LB_QK_INT8ROW) out->threshold = (float)s->int8_threshold;
+    if (st == LB_OK && (out->kind == LB_QK_CODEBOOK) != (s->method == LB_QM_BNB4))
+      st = lb_fail(err, LB_EFORMAT, "%s: stored as %s-bit but the config says %s-bit", prefix,
+                   out->kind == LB_QK_CODEBOOK ? "4" : "8", s->method == LB_QM_BNB4 ? "4" : "8");
+    break;
+  case LB_QM_FP8: st = lb_fp8_fg_read(t, prefix, s->block_r, s->block_c, out, err); break;
+  case LB_QM_CT_FP8:
+    st = lb_fp8_ct_read(t, prefix, s->ct_strategy, s->block_r, s->block_c, out, err);
+    break;
+  case LB_QM_HQQ: st = lb_hqq_read(t, prefix, out, err); break;
+  }
+  if (st == LB_OK) st = lb_qweight_check(out, prefix, err);
+  if (st != LB_OK) lb_qweight_free(out);
+  return st;
+}

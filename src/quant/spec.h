@@ -1,0 +1,90 @@
+/* A quantization method with its options (lb_quant_spec), as a Transformers quantization_config
+ * describes it, and the per-Linear dispatch to the method's quantizer and on-disk layout.
+ *
+ *   method        quant_method written         layout of one Linear
+ *   LB_QM_GPTQ    "gptq" (rtn: desc_act false) qweight / qzeros / scales / g_idx (gptq.h)
+ *   LB_QM_BNB4    "bitsandbytes" load_in_4bit  weight + absmax + quant_map + quant_state (bnb.h)
+ *   LB_QM_INT8    "bitsandbytes" load_in_8bit  weight I8 + SCB + weight_format (bnb.h)
+ *   LB_QM_FP8     "fp8"                        weight F8_E4M3 + weight_scale_inv (fp8.h)
+ *   LB_QM_CT_FP8  "compressed-tensors"         weight F8_E4M3 + weight_scale (float-quantized)
+ *   LB_QM_HQQ     "hqq"                        HQQLinear's encoded state_dict (hqq.h)
+ */
+#ifndef LB_QUANT_SPEC_H
+#define LB_QUANT_SPEC_H
+
+#include "quant/fp8.h"
+#include "quant/gptq.h"
+#include "quant/qweight.h"
+
+typedef enum lb_qmethod {
+  LB_QM_GPTQ,
+  LB_QM_BNB4,
+  LB_QM_INT8,
+  LB_QM_FP8,
+  LB_QM_CT_FP8,
+  LB_QM_HQQ,
+} lb_qmethod;
+
+#define LB_QSPEC_MAX_SKIP 64
+
+typedef struct lb_quant_spec {
+  lb_qmethod method;
+  bool rtn;             /* GPTQ layout produced by round-to-nearest (quant_method "rtn" on input) */
+  /* GPTQ / RTN */
+  int bits;             /* 2, 3, 4, 8 (GPTQ); 1..8 (HQQ nbits); 8 for INT8 / FP8; 4 for BNB4 */
+  int64_t group;        /* group_size; -1 = per channel (GPTQ), hqq group_size */
+  bool sym;
+  bool desc_act;
+  lb_gptq_version gptq_version;
+  /* bitsandbytes */
+  bool nf4;             /* bnb_4bit_quant_type "nf4" (else "fp4") */
+  bool double_quant;    /* bnb_4bit_use_double_quant */
+  lb_dtype compute_dtype; /* bnb_4bit_compute_dtype (F32 default) */
+  double int8_threshold;  /* llm_int8_threshold (6.0) */
+  /* fp8 */
+  int64_t block_r, block_c;   /* weight_block_size (fine-grained); CT block strategy */
+  lb_fp8_strategy ct_strategy;
+  /* hqq */
+  int axis;
+  /* modules kept dense: modules_to_not_convert / llm_int8_skip_modules / skip_modules / ignore */
+  char *skip[LB_QSPEC_MAX_SKIP];
+  size_t n_skip;
+} lb_quant_spec;
+
+/* Defaults of a method (what the CLI starts from): rtn 4-bit g128 asym; nf4/fp4 (bnb4, blocksize
+ * 64); int8 (threshold 6.0); fp8 per-channel... (fine-grained 128 x 128); hqq 4-bit g64 axis 1.
+ * `name` is one of "rtn", "nf4", "fp4", "int8", "fp8", "hqq". */
+lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *err);
+
+/* Parses a quantization_config object (JSON text, Transformers key names). `label` names it in
+ * errors. Unknown keys and unsupported values are refused naming the key. */
+lb_status lb_quant_spec_parse(const char *json, size_t len, const char *label, lb_quant_spec *out,
+                              lb_error *err);
+void lb_quant_spec_free(lb_quant_spec *s);
+/* Adds a module name (or regex text) to the skip list. */
+lb_status lb_quant_spec_add_skip(lb_quant_spec *s, const char *name, lb_error *err);
+/* Whether module `name` ("model.layers.0.mlp.up_proj") stays dense: a skip entry equal to the
+ * name, or to one of its dot-separated suffixes/components (Transformers' substring rule). */
+bool lb_quant_spec_skips(const lb_quant_spec *s, const char *name);
+
+/* The quantization_config lowbit writes, as compact JSON text (malloc'd). */
+lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *err);
+/* A short description ("rtn int4 g128 asym"). */
+const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap);
+
+/* Checks that a [rows, cols] Linear can be quantized by s (group divides cols, packing widths);
+ * the error says why and names the module. */
+lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_t cols,
+                                    const char *name, lb_error *err);
+/* fp32 W [rows, cols] -> q. NaN/Inf weights are refused naming `name`. */
+lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t rows, int64_t cols,
+                                 const char *name, lb_qweight *out, lb_error *err);
+/* Writes q under the module prefix in the method's layout. orig_dtype: the checkpoint's float
+ * dtype (bnb quant_state, hqq compute dtype). */
+lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const char *prefix,
+                              const lb_qweight *q, lb_dtype orig_dtype, lb_error *err);
+/* Reads the Linear under `prefix` back (caller frees with lb_qweight_free). */
+lb_status lb_quant_spec_read(const lb_quant_spec *s, const lb_tensors *t, const char *prefix,
+                             lb_qweight *out, lb_error *err);
+
+#endif

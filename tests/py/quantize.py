@@ -1,0 +1,263 @@
+"""`lowbit quantize` on the shared model: each method writes its ecosystem's layout (checked with the
+safetensors package), the result loads back into lowbit's runtime (inspect, perplexity, generate),
+and perplexity stays close to the bf16 model's on the same windows. Bad input leaves no output."""
+import json
+import os
+import shutil
+
+from safetensors import safe_open
+
+from common import POCKET, TMP, lowbit, run_tests, shared
+
+WIKI = "data/wikitext-2-raw/wiki.test.raw"
+LIN = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+SHAPES = {"self_attn.q_proj": (512, 512), "self_attn.k_proj": (256, 512),
+          "self_attn.v_proj": (256, 512), "self_attn.o_proj": (512, 512),
+          "mlp.gate_proj": (1536, 512), "mlp.up_proj": (1536, 512), "mlp.down_proj": (512, 1536)}
+_bf16 = {}
+
+os.makedirs(TMP, exist_ok=True)
+
+
+def out(name):
+    d = os.path.join(TMP, name)
+    shutil.rmtree(d, ignore_errors=True)
+    return d
+
+
+def leftovers(d):
+    parent, base = os.path.split(d)
+    return [n for n in os.listdir(parent) if n == base or n.startswith(base + ".lowbit-")]
+
+
+def tensors(d):
+    with safe_open(os.path.join(d, "model.safetensors"), "np") as f:
+        meta = {}
+        for k in f.keys():
+            s = f.get_slice(k)
+            meta[k] = (s.get_dtype(), tuple(s.get_shape()))
+        return meta
+
+
+def qconfig(d):
+    return json.load(open(os.path.join(d, "config.json")))["quantization_config"]
+
+
+def ppl(d):
+    p = lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows", "4", "--json")
+    return json.loads(p.stdout)["ppl"]
+
+
+def bf16_ppl():
+    if "ppl" not in _bf16:
+        _bf16["ppl"] = ppl(POCKET)
+    return _bf16["ppl"]
+
+
+def loads_and_runs(d):
+    p = lowbit("inspect", d)
+    assert "quantization" in p.stdout, p.stdout
+    g = lowbit("generate", d, "-p", "Once upon a time", "-n", "8")
+    assert len(g.stdout) > len("Once upon a time"), g.stdout
+    for f in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert os.path.exists(os.path.join(d, f)), f
+
+
+def quantize(name, *args):
+    d = out(name)
+    p = lowbit("quantize", POCKET, d, *args)
+    assert "bits per weight" in p.stdout, p.stdout
+    assert not [n for n in leftovers(d) if n != name], leftovers(d)
+    return d, p.stdout
+
+
+def test_rtn_int4_g128_asym():
+    d, summary = quantize("rtn4", "--method", "rtn", "--bits", "4", "--group", "128")
+    q = qconfig(d)
+    assert q["quant_method"] == "gptq" and q["bits"] == 4 and q["group_size"] == 128, q
+    assert q["sym"] is False and q["desc_act"] is False and q["checkpoint_format"] == "gptq", q
+    t = tensors(d)
+    for l in (0, 9):
+        for m in LIN:
+            o, i = SHAPES[m]
+            p = f"model.layers.{l}.{m}"
+            assert f"{p}.weight" not in t, p
+            assert t[f"{p}.qweight"] == ("I32", (i * 4 // 32, o)), (p, t[f"{p}.qweight"])
+            assert t[f"{p}.qzeros"] == ("I32", (i // 128, o * 4 // 32)), p
+            assert t[f"{p}.scales"] == ("F16", (i // 128, o)), p
+            assert t[f"{p}.g_idx"] == ("I32", (i,)), p
+    assert t["model.embed_tokens.weight"] == ("BF16", (32000, 512)), t["model.embed_tokens.weight"]
+    assert t["model.layers.0.input_layernorm.weight"][0] == "BF16"
+    assert "4.2" in summary, summary
+    loads_and_runs(d)
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  rtn int4 g128 asym {got:.3f} ({100 * (got / base - 1):+.2f}%)")
+    assert base * 0.99 < got < base * 1.03, (base, got)
+
+
+def test_rtn_int8_per_channel_sym():
+    d, _ = quantize("rtn8", "--method", "rtn", "--bits", "8", "--group", "-1", "--sym")
+    q = qconfig(d)
+    assert q["bits"] == 8 and q["group_size"] == -1 and q["sym"] is True, q
+    t = tensors(d)
+    assert t["model.layers.0.mlp.down_proj.scales"] == ("F16", (1, 512))
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  rtn int8 per-channel sym {got:.3f} ({100 * (got / base - 1):+.3f}%)")
+    assert abs(got / base - 1) < 0.002, (base, got)
+
+
+def test_nf4():
+    d, _ = quantize("nf4", "--method", "nf4")
+    q = qconfig(d)
+    assert q["quant_method"] == "bitsandbytes" and q["load_in_4bit"] is True, q
+    assert q["bnb_4bit_quant_type"] == "nf4" and q["bnb_4bit_use_double_quant"] is False, q
+    t = tensors(d)
+    p = "model.layers.3.mlp.up_proj"
+    assert t[f"{p}.weight"] == ("U8", (1536 * 512 // 2, 1)), t[f"{p}.weight"]
+    assert t[f"{p}.weight.absmax"] == ("F32", (1536 * 512 // 64,)), t[f"{p}.weight.absmax"]
+    assert t[f"{p}.weight.quant_map"] == ("F32", (16,))
+    assert f"{p}.weight.quant_state.bitsandbytes__nf4" in t
+    loads_and_runs(d)
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  nf4 {got:.3f} ({100 * (got / base - 1):+.2f}%)")
+    assert base * 0.99 < got < base * 1.03, (base, got)
+
+
+def test_fp4_double_quant():
+    d, _ = quantize("fp4dq", "--method", "fp4", "--double-quant")
+    q = qconfig(d)
+    assert q["bnb_4bit_quant_type"] == "fp4" and q["bnb_4bit_use_double_quant"] is True, q
+    t = tensors(d)
+    p = "model.layers.0.self_attn.q_proj.weight"
+    assert t[f"{p}.absmax"][0] == "U8" and t[f"{p}.nested_absmax"][0] == "F32", t[f"{p}.absmax"]
+    assert t[f"{p}.nested_quant_map"] == ("F32", (256,))
+    loads_and_runs(d)
+
+
+def test_int8():
+    d, _ = quantize("int8", "--method", "int8")
+    q = qconfig(d)
+    assert q["load_in_8bit"] is True and q["llm_int8_threshold"] == 6.0, q
+    t = tensors(d)
+    p = "model.layers.0.mlp.gate_proj"
+    assert t[f"{p}.weight"] == ("I8", (1536, 512)) and t[f"{p}.SCB"] == ("F32", (1536,)), p
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  LLM.int8 {got:.3f} ({100 * (got / base - 1):+.3f}%)")
+    assert abs(got / base - 1) < 0.002, (base, got)
+
+
+def test_fp8_and_hqq_load():
+    d, _ = quantize("fp8", "--method", "fp8")
+    q = qconfig(d)
+    assert q["quant_method"] == "fp8" and q["weight_block_size"] == [128, 128], q
+    t = tensors(d)
+    p = "model.layers.0.mlp.down_proj"
+    assert t[f"{p}.weight"] == ("F8_E4M3", (512, 1536)), t[f"{p}.weight"]
+    assert t[f"{p}.weight_scale_inv"] == ("F32", (4, 12)), t[f"{p}.weight_scale_inv"]
+    loads_and_runs(d)
+    d, _ = quantize("hqq", "--method", "hqq", "--bits", "4", "--group", "64")
+    q = qconfig(d)
+    assert q["quant_method"] == "hqq", q
+    assert q["quant_config"]["weight_quant_params"]["nbits"] == 4, q
+    t = tensors(d)
+    p = "model.layers.0.mlp.down_proj"
+    assert t[f"{p}.W_q"] == ("U8", (512 * 1536 // 64 // 2, 64)), t[f"{p}.W_q"]
+    loads_and_runs(d)
+
+
+def test_config_file_and_skip():
+    cfg = os.path.join(TMP, "bnb.json")
+    json.dump({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+               "llm_int8_skip_modules": ["down_proj"]}, open(cfg, "w"))
+    d, summary = quantize("cfg", "--config", cfg, "--skip", r"layers\.0\.self_attn\.q_proj$")
+    assert "11 kept dense" in summary, summary  # 10 down_proj + layers.0 q_proj
+    q = qconfig(d)
+    assert q["quant_method"] == "bitsandbytes" and q["load_in_4bit"] is True, q
+    assert "model.layers.0.self_attn.q_proj" in q["modules_to_not_convert"], q
+    t = tensors(d)
+    assert t["model.layers.5.mlp.down_proj.weight"] == ("BF16", (512, 1536))
+    assert t["model.layers.0.self_attn.q_proj.weight"] == ("BF16", (512, 512))
+    assert t["model.layers.1.self_attn.q_proj.weight"][0] == "U8"
+    loads_and_runs(d)
+
+
+def test_config_compressed_tensors_and_hqq_layout():
+    cfg = os.path.join(TMP, "ct.json")
+    json.dump({"quant_method": "compressed-tensors", "format": "float-quantized",
+               "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+                   "num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel",
+                   "dynamic": False}}}, "ignore": ["lm_head"]}, open(cfg, "w"))
+    d, _ = quantize("ct", "--config", cfg)
+    q = qconfig(d)
+    assert q["quant_method"] == "compressed-tensors" and q["format"] == "float-quantized", q
+    assert q["config_groups"]["group_0"]["weights"]["strategy"] == "channel", q
+    t = tensors(d)
+    p = "model.layers.2.mlp.gate_proj"
+    assert t[f"{p}.weight"] == ("F8_E4M3", (1536, 512)), t[f"{p}.weight"]
+    assert t[f"{p}.weight_scale"][1] == (1536, 1), t[f"{p}.weight_scale"]
+    loads_and_runs(d)
+    # HqqConfig's serialized layout (quant_config.weight_quant_params), 3 bits
+    json.dump({"quant_config": {"weight_quant_params": {
+        "nbits": 3, "channel_wise": True, "group_size": 64, "optimize": True, "round_zero": False,
+        "axis": 1, "view_as_float": False}, "scale_quant_params": None, "zero_quant_params": None,
+        "offload_meta": False}, "quant_method": "hqq", "skip_modules": ["lm_head"]}, open(cfg, "w"))
+    d, _ = quantize("hqq3", "--config", cfg)
+    t = tensors(d)
+    assert t["model.layers.0.mlp.up_proj.W_q"][0] == "I32", t["model.layers.0.mlp.up_proj.W_q"]
+    loads_and_runs(d)
+
+
+def fails(args, code, text, dst):
+    p = lowbit("quantize", *args, check=False)
+    assert p.returncode == code and text in p.stderr, (args, p.returncode, p.stderr)
+    assert not leftovers(dst), leftovers(dst)
+
+
+def test_bad_input():
+    d = out("bad")
+    fails([POCKET, d, "--method", "awq4"], 2, "--method 'awq4'", d)
+    fails([POCKET, d, "--method", "rtn", "--bits", "5"], 1, "--bits 5", d)
+    fails([POCKET, d, "--method", "nf4", "--bits", "8"], 1, "--bits 8", d)
+    fails([POCKET, d, "--method", "rtn", "--group", "96"], 1, "not a multiple of the group size", d)
+    fails([POCKET, d], 2, "--method or --config", d)
+    cfg = os.path.join(TMP, "bad.json")
+    json.dump({"quant_method": "gptq", "bits": 4, "frobnicate": 1}, open(cfg, "w"))
+    fails([POCKET, d, "--config", cfg], 1, "'frobnicate'", d)
+    json.dump({"quant_method": "awq", "bits": 4}, open(cfg, "w"))
+    fails([POCKET, d, "--config", cfg], 1, "quant_method", d)
+    # DST exists without --force: refused and left alone; --force replaces it
+    e = out("exists")
+    os.makedirs(e)
+    open(os.path.join(e, "keep"), "w").write("x")
+    p = lowbit("quantize", POCKET, e, "--method", "int8", check=False)
+    assert p.returncode == 1 and "already exists" in p.stderr, p.stderr
+    assert os.listdir(e) == ["keep"]
+    lowbit("quantize", POCKET, e, "--method", "int8", "--force")
+    assert "keep" not in os.listdir(e) and "config.json" in os.listdir(e)
+
+
+def test_nan_weight():
+    nan = out("nan-src")
+    shutil.copytree(POCKET, nan)
+    src = os.path.join(nan, "model.safetensors")
+    name = "model.layers.4.mlp.up_proj.weight"
+    # numpy has no bf16: patch the raw bytes of one element (bf16 NaN 0x7fc0) in place
+    raw = bytearray(open(src, "rb").read())
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    info = header[name]
+    assert info["dtype"] == "BF16", info
+    off = 8 + n + info["data_offsets"][0] + 2 * (7 * info["shape"][1] + 11)
+    raw[off:off + 2] = (0x7FC0).to_bytes(2, "little")
+    open(src, "wb").write(bytes(raw))
+    d = out("nan")
+    for m in ("rtn", "nf4", "int8", "fp8", "hqq"):
+        fails([nan, d, "--method", m], 1, name, d)
+
+
+if __name__ == "__main__":
+    run_tests([test_bad_input, test_nan_weight, test_rtn_int4_g128_asym,
+               test_rtn_int8_per_channel_sym, test_nf4, test_fp4_double_quant, test_int8,
+               test_fp8_and_hqq_load, test_config_file_and_skip,
+               test_config_compressed_tensors_and_hqq_layout])

@@ -1,0 +1,378 @@
+/* lowbit quantize SRC DST --method M [options]
+ * Quantizes the decoder Linear layers of a dense checkpoint without calibration data and writes a
+ * complete Hugging Face folder in the method's ecosystem layout. Streams layer by layer: one Linear
+ * at a time is widened to fp32, quantized and appended to the streaming safetensors writer; other
+ * tensors are copied as they are. DST is built under a temporary name and renamed at the end. */
+#include <errno.h>
+#include <jansson.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/progress.h"
+#include "cli.h"
+#include "io/fs.h"
+#include "io/json.h"
+#include "quant/spec.h"
+
+static const char *HELP =
+    "usage: lowbit quantize SRC DST --method rtn|nf4|fp4|int8|fp8|hqq [options]\n"
+    "  Quantizes the decoder Linear layers of SRC (no calibration data) and writes DST, a complete\n"
+    "  Hugging Face folder in the method's own layout (rtn: GPTQ; nf4/fp4/int8: bitsandbytes;\n"
+    "  fp8: fine-grained FP8; hqq: HQQ). Embeddings and lm_head stay dense.\n"
+    "  --method M       rtn, nf4, fp4, int8, fp8 or hqq\n"
+    "  --bits B         rtn: 2, 3, 4, 8 (default 4); hqq: 1, 2, 3, 4, 8 (default 4)\n"
+    "  --group G        rtn group size (default 128; -1 per channel); hqq (default 64)\n"
+    "  --sym            rtn: symmetric (default asymmetric)\n"
+    "  --double-quant   nf4/fp4: quantize the absmax too (bnb_4bit_use_double_quant)\n"
+    "  --skip REGEX     keep Linear modules whose name matches REGEX (POSIX ERE) dense\n"
+    "  --config FILE    a quantization_config JSON (Transformers key names) instead of --method\n"
+    "  --shard-size S   cut shards at S (e.g. 2GB; default one file)\n"
+    "  --force          replace DST if it exists\n";
+
+typedef struct {
+  const char *src, *dst, *method, *config, *skip;
+  long long bits, group;
+  bool has_bits, has_group, sym, double_quant, force;
+  uint64_t shard;
+} opts;
+
+typedef struct {
+  uint64_t qbytes, qparams, nq, ndense_lin;
+} stats;
+
+static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
+  if (o->config) {
+    char *text;
+    size_t len;
+    LB_TRY(lb_read_file(o->config, 1u << 20, &text, &len, err));
+    lb_status st = lb_quant_spec_parse(text, len, o->config, s, err);
+    free(text);
+    LB_TRY(st);
+    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant) {
+      lb_quant_spec_free(s);
+      return lb_fail(err, LB_EINVAL, "--config FILE replaces --method/--bits/--group/--sym/"
+                                     "--double-quant; give one or the other");
+    }
+    if (s->method == LB_QM_GPTQ && s->desc_act) {
+      lb_quant_spec_free(s);
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: key 'desc_act': true needs calibration data (use desc_act false)",
+                     o->config);
+    }
+    if (s->method == LB_QM_GPTQ) s->rtn = true;
+    return LB_OK;
+  }
+  if (!o->method) return lb_fail(err, LB_EINVAL, "--method or --config is required");
+  LB_TRY(lb_quant_spec_default(o->method, s, err));
+  const char *m = o->method;
+  if (o->has_bits) {
+    long long b = o->bits;
+    bool ok = s->method == LB_QM_GPTQ   ? (b == 2 || b == 3 || b == 4 || b == 8)
+              : s->method == LB_QM_HQQ  ? (b == 1 || b == 2 || b == 3 || b == 4 || b == 8)
+              : s->method == LB_QM_BNB4 ? b == 4
+                                        : b == 8;
+    if (!ok)
+      return lb_fail(err, LB_EINVAL, "--bits %lld is not available for --method %s (%s)", b, m,
+                     s->method == LB_QM_GPTQ  ? "2, 3, 4 or 8"
+                     : s->method == LB_QM_HQQ ? "1, 2, 3, 4 or 8"
+                     : s->method == LB_QM_BNB4 ? "4"
+                                               : "8");
+    s->bits = (int)b;
+  }
+  if (o->has_group) {
+    if (s->method != LB_QM_GPTQ && s->method != LB_QM_HQQ)
+      return lb_fail(err, LB_EINVAL, "--group applies to rtn and hqq only");
+    if (o->group == 0 || o->group < -1 || (o->group == -1 && s->method == LB_QM_HQQ))
+      return lb_fail(err, LB_EINVAL, "--group %lld: expected a positive size%s", o->group,
+                     s->method == LB_QM_GPTQ ? " or -1 (per channel)" : "");
+    s->group = o->group;
+  }
+  if (o->sym) {
+    if (s->method != LB_QM_GPTQ) return lb_fail(err, LB_EINVAL, "--sym applies to rtn only");
+    s->sym = true;
+  }
+  if (o->double_quant) {
+    if (s->method != LB_QM_BNB4)
+      return lb_fail(err, LB_EINVAL, "--double-quant applies to nf4 and fp4 only");
+    s->double_quant = true;
+  }
+  return LB_OK;
+}
+
+static lb_status write_config(const opts *o, const lb_quant_spec *s, const char *out_dir,
+                              lb_error *err) {
+  char *in = lb_path_join(o->src, "config.json"), *out = lb_path_join(out_dir, "config.json");
+  char *qtext = NULL;
+  json_t *root = NULL, *q = NULL;
+  lb_status st = in && out ? LB_OK : lb_fail(err, LB_ENOMEM, "out of memory");
+  if (st == LB_OK) st = lb_json_load_file(in, 16u << 20, &root, err);
+  if (st == LB_OK) st = lb_quant_spec_to_json(s, &qtext, err);
+  if (st == LB_OK) st = lb_json_parse(qtext, strlen(qtext), "quantization_config", &q, err);
+  if (st == LB_OK) {
+    json_object_set_new(root, "quantization_config", q);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) st = lb_fail(err, LB_ENOMEM, "out of memory");
+    else {
+      size_t len = strlen(text);
+      text[len] = '\n';
+      st = lb_write_file_atomic(out, text, len + 1, err);
+      free(text);
+    }
+  }
+  json_decref(root);
+  free(qtext);
+  free(in);
+  free(out);
+  return st;
+}
+
+static bool is_float(lb_dtype d) { return d == LB_F32 || d == LB_F16 || d == LB_BF16; }
+
+/* Quantizes one Linear weight tensor and appends it in the method's layout. */
+static lb_status quantize_one(const lb_quant_spec *s, lb_st_writer *w, const lb_tensor *t,
+                              const char *mod, float **buf, size_t *cap, stats *st,
+                              lb_error *err) {
+  if (t->ndim != 2 || !is_float(t->dtype))
+    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is not a 2-D float weight", t->file, t->name);
+  int64_t rows = t->shape[0], cols = t->shape[1];
+  size_t n = (size_t)rows * (size_t)cols;
+  if (n > *cap) {
+    free(*buf);
+    if (!(*buf = malloc(n * sizeof(float)))) {
+      *cap = 0;
+      return lb_fail(err, LB_ENOMEM, "out of memory widening '%s'", t->name);
+    }
+    *cap = n;
+  }
+  LB_TRY(lb_convert(*buf, LB_F32, t->data, t->dtype, n, 0, err));
+  lb_qweight q;
+  LB_TRY(lb_quant_spec_quantize(s, *buf, rows, cols, t->name, &q, err));
+  lb_status r = lb_quant_spec_write(s, w, mod, &q, t->dtype, err);
+  lb_qweight_free(&q);
+  st->qparams += n;
+  st->nq++;
+  return r;
+}
+
+static lb_status write_tensors(const opts *o, const lb_quant_spec *s, const lb_checkpoint *c,
+                               const char *out_dir, stats *st, lb_error *err) {
+  const lb_tensors *ts = lb_checkpoint_tensors(c);
+  const lb_arch *a = lb_checkpoint_arch(c);
+  const lb_config *cfg = lb_checkpoint_config(c);
+  lb_st_writer *w;
+  LB_TRY(lb_st_writer_open(out_dir, o->shard, &w, err));
+  lb_progress bar;
+  lb_progress_start(&bar, "quantize", (uint64_t)cfg->num_hidden_layers, "layers", 1);
+  lb_status r = LB_OK;
+  float *buf = NULL;
+  size_t cap = 0;
+  char blk[64], mod[256];
+  size_t nblocks = strlen(a->blocks);
+  /* layer by layer (layers are interleaved in name order: model.layers.1, .10, .11, ...) */
+  for (int l = 0; l < cfg->num_hidden_layers && r == LB_OK; l++) {
+    lb_arch_block(a, l, blk, sizeof blk);
+    size_t nb = strlen(blk);
+    for (size_t i = 0; i < lb_tensors_count(ts) && r == LB_OK; i++) {
+      const lb_tensor *t = lb_tensors_at(ts, i);
+      if (strncmp(t->name, blk, nb) || t->name[nb] != '.') continue;
+      bool done = false;
+      for (int k = 0; k < LB_LIN_COUNT && !done; k++) {
+        snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
+        size_t nm = strlen(mod);
+        if (strncmp(t->name, mod, nm) || strcmp(t->name + nm, ".weight")) continue;
+        done = true;
+        if (lb_quant_spec_skips(s, mod)) {
+          st->ndense_lin++;
+          r = lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, err);
+        } else {
+          r = quantize_one(s, w, t, mod, &buf, &cap, st, err);
+        }
+      }
+      if (!done)
+        r = lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, err);
+    }
+    lb_progress_update(&bar, (uint64_t)l + 1);
+  }
+  /* everything outside the blocks (embeddings, final norm, lm_head), as stored */
+  for (size_t i = 0; i < lb_tensors_count(ts) && r == LB_OK; i++) {
+    const lb_tensor *t = lb_tensors_at(ts, i);
+    if (!strncmp(t->name, a->blocks, nblocks) && t->name[nblocks] == '.') continue;
+    r = lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, err);
+  }
+  free(buf);
+  if (r != LB_OK) {
+    lb_st_writer_abort(w);
+    return r;
+  }
+  lb_progress_finish(&bar);
+  return lb_st_writer_finish(w, err);
+}
+
+/* Real bits per weight: bytes of the quantized Linear tensors (bias excluded) in the output. */
+static lb_status measure(const lb_quant_spec *s, const lb_checkpoint *c, const char *dir,
+                         stats *st, uint64_t *total, lb_error *err) {
+  lb_tensors *t;
+  LB_TRY(lb_tensors_open(dir, &t, err));
+  const lb_arch *a = lb_checkpoint_arch(c);
+  const lb_config *cfg = lb_checkpoint_config(c);
+  char blk[64], mod[256];
+  *total = 0;
+  for (size_t i = 0; i < lb_tensors_count(t); i++) {
+    const lb_tensor *x = lb_tensors_at(t, i);
+    *total += x->nbytes;
+    for (int l = 0; l < cfg->num_hidden_layers; l++) {
+      lb_arch_block(a, l, blk, sizeof blk);
+      for (int k = 0; k < LB_LIN_COUNT; k++) {
+        snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
+        size_t n = strlen(mod);
+        if (!strncmp(x->name, mod, n) && x->name[n] == '.' && strcmp(x->name + n, ".bias") &&
+            !lb_quant_spec_skips(s, mod))
+          st->qbytes += x->nbytes;
+      }
+    }
+  }
+  lb_tensors_close(t);
+  return LB_OK;
+}
+
+static lb_status add_skips(const opts *o, lb_quant_spec *s, const lb_checkpoint *c, lb_error *err) {
+  const lb_arch *a = lb_checkpoint_arch(c);
+  if (!lb_quant_spec_skips(s, a->lm_head)) LB_TRY(lb_quant_spec_add_skip(s, a->lm_head, err));
+  if (!o->skip) return LB_OK;
+  regex_t re;
+  int rc = regcomp(&re, o->skip, REG_EXTENDED | REG_NOSUB);
+  if (rc) {
+    char msg[128];
+    regerror(rc, &re, msg, sizeof msg);
+    return lb_fail(err, LB_EINVAL, "--skip '%s': %s", o->skip, msg);
+  }
+  lb_status r = LB_OK;
+  char blk[64], mod[256];
+  const lb_config *cfg = lb_checkpoint_config(c);
+  for (int l = 0; l < cfg->num_hidden_layers && r == LB_OK; l++) {
+    lb_arch_block(a, l, blk, sizeof blk);
+    for (int k = 0; k < LB_LIN_COUNT && r == LB_OK; k++) {
+      snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
+      if (!regexec(&re, mod, 0, NULL, 0)) r = lb_quant_spec_add_skip(s, mod, err);
+    }
+  }
+  regfree(&re);
+  return r;
+}
+
+typedef struct {
+  const opts *o;
+  const lb_quant_spec *spec;
+  const lb_checkpoint *c;
+  stats *st;
+} quant_ctx;
+
+static lb_status fill(void *p, const char *tmp, lb_error *err) {
+  quant_ctx *x = p;
+  LB_TRY(write_tensors(x->o, x->spec, x->c, tmp, x->st, err));
+  return write_config(x->o, x->spec, tmp, err);
+}
+
+static lb_status run(const opts *o, lb_error *err) {
+  lb_quant_spec spec;
+  LB_TRY(build_spec(o, &spec, err));
+  double t0 = lb_now();
+  lb_checkpoint *c = NULL;
+  lb_status s = lb_checkpoint_open(o->src, &c, err);
+  if (s == LB_OK && lb_checkpoint_quant_config(c))
+    s = lb_fail(err, LB_EINVAL, "%s: already quantized (has a quantization_config)", o->src);
+  if (s == LB_OK && lb_path_exists(o->dst) && !o->force) /* before any work */
+    s = lb_fail(err, LB_EEXIST, "%s: already exists (use --force to replace it)", o->dst);
+  if (s == LB_OK) s = add_skips(o, &spec, c, err);
+  /* refuse unsupported shapes before writing anything */
+  if (s == LB_OK) {
+    const lb_arch *a = lb_checkpoint_arch(c);
+    const lb_config *cfg = lb_checkpoint_config(c);
+    char blk[64], mod[256];
+    for (int l = 0; l < cfg->num_hidden_layers && s == LB_OK; l++)
+      for (int k = 0; k < LB_LIN_COUNT && s == LB_OK; k++) {
+        lb_arch_block(a, l, blk, sizeof blk);
+        snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
+        int64_t out, in;
+        lb_arch_linear_shape(cfg, (lb_linear_kind)k, &out, &in);
+        if (!lb_quant_spec_skips(&spec, mod))
+          s = lb_quant_spec_check_shape(&spec, out, in, mod, err);
+      }
+  }
+  stats st = {0};
+  uint64_t total = 0;
+  quant_ctx x = {o, &spec, c, &st};
+  if (s == LB_OK) s = cli_build_output(o->dst, o->force, c, fill, &x, err);
+  if (s == LB_OK) s = measure(&spec, c, o->dst, &st, &total, err);
+  if (s == LB_OK) {
+    char d[96], b1[32], b2[32];
+    printf("quantized %s -> %s\n", o->src, o->dst);
+    printf("  method:          %s\n", lb_quant_spec_describe(&spec, d, sizeof d));
+    printf("  linear layers:   %llu quantized, %llu kept dense (%s parameters quantized)\n",
+           (unsigned long long)st.nq, (unsigned long long)st.ndense_lin,
+           cli_count(st.qparams, b1, sizeof b1));
+    printf("  bits per weight: %.3f (quantized layers, scales and zeros included)\n",
+           st.qparams ? 8.0 * (double)st.qbytes / (double)st.qparams : 0.0);
+    printf("  size:            %s (tensors)\n", cli_bytes(total, b2, sizeof b2));
+    printf("  time:            %.1f s\n", lb_now() - t0);
+  }
+  lb_checkpoint_close(c);
+  lb_quant_spec_free(&spec);
+  return s;
+}
+
+int cmd_quantize(int argc, char **argv) {
+  opts o = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(HELP, stdout);
+      return 0;
+    } else if (!strcmp(a, "--force")) {
+      o.force = true;
+    } else if (!strcmp(a, "--sym")) {
+      o.sym = true;
+    } else if (!strcmp(a, "--double-quant")) {
+      o.double_quant = true;
+    } else if (!strcmp(a, "--method") || !strcmp(a, "--config") || !strcmp(a, "--skip") ||
+               !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size")) {
+      if (!(v = cli_value(argc, argv, &i)))
+        return cli_usage_error("quantize", "%s needs a value", a);
+      if (!strcmp(a, "--method")) {
+        if (strcmp(v, "rtn") && strcmp(v, "nf4") && strcmp(v, "fp4") && strcmp(v, "int8") &&
+            strcmp(v, "fp8") && strcmp(v, "hqq"))
+          return cli_usage_error("quantize",
+                                 "--method '%s': expected rtn, nf4, fp4, int8, fp8 or hqq", v);
+        o.method = v;
+      } else if (!strcmp(a, "--config")) o.config = v;
+      else if (!strcmp(a, "--skip")) o.skip = v;
+      else if (!strcmp(a, "--bits")) {
+        if (!cli_parse_int(v, 1, 8, &o.bits))
+          return cli_usage_error("quantize", "--bits '%s': expected 1 to 8", v);
+        o.has_bits = true;
+      } else if (!strcmp(a, "--group")) {
+        if (!cli_parse_int(v, -1, 1 << 20, &o.group))
+          return cli_usage_error("quantize", "--group '%s': expected -1 or a size", v);
+        o.has_group = true;
+      } else if (!cli_parse_size(v, &o.shard) || o.shard == 0) {
+        return cli_usage_error("quantize", "--shard-size '%s': expected a size like 2GB", v);
+      }
+    } else if (a[0] == '-') {
+      return cli_usage_error("quantize", "unknown option '%s'", a);
+    } else if (!o.src) {
+      o.src = a;
+    } else if (!o.dst) {
+      o.dst = a;
+    } else {
+      return cli_usage_error("quantize", "unexpected argument '%s'", a);
+    }
+  }
+  if (!o.src || !o.dst) return cli_usage_error("quantize", "needs SRC and DST");
+  if (!o.method && !o.config) return cli_usage_error("quantize", "needs --method or --config");
+  lb_error err = {0};
+  if (run(&o, &err) != LB_OK) return cli_fail(&err);
+  return 0;
+}
