@@ -12,13 +12,31 @@
 #include "cli.h"
 #include "io/fs.h"
 
+/* mkdir -p of the folder that will hold path (its parent), so DST may name a new subfolder. */
+static lb_status make_parents(const char *path, lb_error *err) {
+  char *p = strdup(path);
+  if (!p) return lb_fail(err, LB_ENOMEM, "out of memory");
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = 0;
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      lb_status r = lb_fail(err, LB_EIO, "%s: cannot create: %s", p, strerror(errno));
+      free(p);
+      return r;
+    }
+    *s = '/';
+  }
+  free(p);
+  return LB_OK;
+}
+
 lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src, cli_fill_fn fill,
                            void *ctx, lb_error *err) {
   if (lb_path_exists(dst) && !force)
     return lb_fail(err, LB_EEXIST, "%s: already exists (use --force to replace it)", dst);
   size_t n = strlen(dst) + 48;
   char *tmp = malloc(n), *old = malloc(n);
-  lb_status s = tmp && old ? LB_OK : lb_fail(err, LB_ENOMEM, "out of memory");
+  lb_status s = tmp && old ? make_parents(dst, err) : lb_fail(err, LB_ENOMEM, "out of memory");
   if (s == LB_OK) {
     snprintf(tmp, n, "%s.lowbit-tmp-%ld", dst, (long)getpid());
     snprintf(old, n, "%s.lowbit-old-%ld", dst, (long)getpid());
