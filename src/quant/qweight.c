@@ -105,6 +105,15 @@ void lb_qweight_dequant_row(const lb_qweight *w, int64_t r, float *out) {
   }
 }
 
+lb_status lb_quant_check_finite(const float *w, int64_t rows, int64_t cols, const char *name,
+                                lb_error *err) {
+  for (int64_t i = 0; i < rows * cols; i++)
+    if (!isfinite(w[i]))
+      return lb_fail(err, LB_EINVAL, "%s: weight [%lld, %lld] is %s; refusing to quantize", name,
+                     (long long)(i / cols), (long long)(i % cols), isnan(w[i]) ? "NaN" : "infinite");
+  return LB_OK;
+}
+
 lb_status lb_qweight_check(const lb_qweight *w, const char *name, lb_error *err) {
   int64_t ns = lb_qweight_nscales(w);
   const float *sc = w->kind == LB_QK_CODEBOOK ? w->absmax : w->scale;

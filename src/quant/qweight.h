@@ -75,6 +75,11 @@ int64_t lb_qweight_nscales(const lb_qweight *w);
 /* The scalar reference dequantization of row r into out[cols] (fp32). */
 void lb_qweight_dequant_row(const lb_qweight *w, int64_t r, float *out);
 
+/* Refuses weights holding NaN or Inf before they are quantized: "<name>: weight [r, c] is NaN;
+ * refusing to quantize", naming the first bad element. Every quantizer calls it. */
+lb_status lb_quant_check_finite(const float *w, int64_t rows, int64_t cols, const char *name,
+                                lb_error *err);
+
 /* Checks the codes and parameters for what the kind promises (codes in range, finite positive
  * scales, g_idx within ngroups ...); `name` labels errors ("model.layers.0.mlp.up_proj"). */
 lb_status lb_qweight_check(const lb_qweight *w, const char *name, lb_error *err);

@@ -154,10 +154,7 @@ lb_status lb_bnb4_quantize(const float *w, int64_t rows, int64_t cols, bool nf4,
   if (blocksize < 32 || blocksize > 4096 || (blocksize & (blocksize - 1)))
     return lb_fail(err, LB_EINVAL, "%s: bitsandbytes 4-bit blocksize %lld: expected a power of two "
                    "in [32, 4096]", name, (long long)blocksize);
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i]))
-      return lb_fail(err, LB_EINVAL, "%s: weight [%lld, %lld] is not finite (%g)", name,
-                     (long long)(i / cols), (long long)(i % cols), (double)w[i]);
+  LB_TRY(lb_quant_check_finite(w, rows, cols, name, err));
   out->kind = LB_QK_CODEBOOK;
   out->rows = rows, out->cols = cols, out->bits = 4;
   out->block = blocksize;

@@ -40,11 +40,7 @@ lb_status lb_fp8_quantize_ex(const float *w, int64_t rows, int64_t cols, lb_dtyp
   if (block_r < 1 || block_c < 1)
     return lb_fail(err, LB_EINVAL, "fp8 quantization: block %lld x %lld", (long long)block_r,
                    (long long)block_c);
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i]))
-      return lb_fail(err, LB_EINVAL, "fp8 quantization: weight [%lld, %lld] is %s",
-                     (long long)(i / cols), (long long)(i % cols),
-                     isnan(w[i]) ? "NaN" : "infinite");
+  LB_TRY(lb_quant_check_finite(w, rows, cols, "fp8 quantization", err));
   lb_qweight q = {.kind = LB_QK_FP8,
                   .rows = rows,
                   .cols = cols,

@@ -82,10 +82,7 @@ lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbi
                    (long long)rows, (long long)cols, (long long)group_size);
   if (!opts || opts->iters < 0 || !(opts->beta > 0.0) || !(opts->kappa > 0.0))
     return lb_fail(err, LB_EINVAL, "hqq: bad solver options");
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i]))
-      return lb_fail(err, LB_EINVAL, "hqq: weight [%lld, %lld] is %s", (long long)(i / cols),
-                     (long long)(i % cols), isnan(w[i]) ? "NaN" : "infinite");
+  LB_TRY(lb_quant_check_finite(w, rows, cols, "hqq", err));
 
   lb_qweight q = {
       .kind = LB_QK_AFFINE, .rows = rows, .cols = cols, .bits = nbits, .group = group_size};

@@ -9,10 +9,7 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, int bits, 
                           bool sym, const char *name, lb_qweight *out, lb_error *err) {
   if (bits < 2 || bits > 8)
     return lb_fail(err, LB_EINVAL, "%s: %d bits (rtn takes 2 to 8)", name, bits);
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i]))
-      return lb_fail(err, LB_EINVAL, "%s: weight [%lld, %lld] is %g; refusing to quantize", name,
-                     (long long)(i / cols), (long long)(i % cols), (double)w[i]);
+  LB_TRY(lb_quant_check_finite(w, rows, cols, name, err));
   *out = (lb_qweight){.kind = LB_QK_AFFINE, .rows = rows, .cols = cols, .bits = bits,
                       .group = group < cols ? group : cols, .sym = sym};
   LB_TRY(lb_qweight_alloc(out, false, false, err));
