@@ -8,8 +8,8 @@
 #include "base/status.h"
 #include "io/json.h"
 #include "quant/bnb.h"
+#include "quant/formats/layout.h"
 
-#define NAME_MAX_LEN 1024
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -64,16 +64,10 @@ static const char *torch_dtype(lb_dtype t) {
   return t == LB_F16 ? "float16" : t == LB_BF16 ? "bfloat16" : t == LB_F32 ? "float32" : NULL;
 }
 
-static lb_status tname(char *buf, const char *prefix, const char *suffix, lb_error *err) {
-  if ((size_t)snprintf(buf, NAME_MAX_LEN, "%s%s", prefix, suffix) >= NAME_MAX_LEN)
-    return lb_fail(err, LB_EINVAL, "%.200s: module name too long", prefix);
-  return LB_OK;
-}
-
 static lb_status add(lb_st_writer *w, const char *prefix, const char *suffix, lb_dtype dt, int ndim,
                      const int64_t *shape, const void *data, uint64_t nbytes, lb_error *err) {
-  char name[NAME_MAX_LEN];
-  LB_TRY(tname(name, prefix, suffix, err));
+  char name[LB_LAYOUT_NAME_MAX];
+  LB_TRY(lb_layout_name(name, prefix, suffix, err));
   return lb_st_writer_add(w, name, dt, ndim, shape, data, nbytes, err);
 }
 
@@ -158,28 +152,6 @@ lb_status lb_bnb_write(lb_st_writer *w, const char *prefix, const lb_qweight *q,
 }
 
 /* ---- reading ---------------------------------------------------------------------------------- */
-
-/* Finds prefix+suffix; *t = NULL when absent and not required. name receives the full name. */
-static lb_status find(const lb_tensors *ts, const char *prefix, const char *suffix, bool required,
-                      char *name, const lb_tensor **t, lb_error *err) {
-  LB_TRY(tname(name, prefix, suffix, err));
-  *t = lb_tensors_find(ts, name);
-  if (!*t && required) return lb_fail(err, LB_ENOTFOUND, "%s: tensor is missing", name);
-  return LB_OK;
-}
-
-/* The tensor must have dtype dt and shape {d0[, d1]} (ndim 1 or 2). */
-static lb_status expect(const lb_tensor *t, const char *name, lb_dtype dt, int ndim, int64_t d0,
-                        int64_t d1, lb_error *err) {
-  int64_t want[2] = {d0, d1};
-  bool ok = t->dtype == dt && t->ndim == ndim;
-  for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == want[d];
-  if (ok) return LB_OK;
-  char a[96], b[96];
-  return lb_fail(err, LB_EFORMAT, "%s: expected %s %s, got %s %s", name, lb_dtype_name(dt),
-                 lb_shape_str(want, ndim, a, sizeof a), lb_dtype_name(t->dtype),
-                 lb_shape_str(t->shape, t->ndim, b, sizeof b));
-}
 
 static lb_status finite_f32(const lb_tensor *t, const char *name, float *dst, lb_error *err) {
   memcpy(dst, t->data, t->nbytes); /* views are not guaranteed aligned */
@@ -281,13 +253,13 @@ done:
 
 static lb_status read_bias(const lb_tensors *ts, const char *prefix, lb_qweight *q, lb_dtype *dt,
                            lb_error *err) {
-  char name[NAME_MAX_LEN];
+  char name[LB_LAYOUT_NAME_MAX];
   const lb_tensor *t;
-  LB_TRY(find(ts, prefix, ".bias", false, name, &t, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".bias", false, name, &t, err));
   if (!t) return LB_OK;
   if ((t->dtype != LB_F32 && t->dtype != LB_F16 && t->dtype != LB_BF16) || t->ndim != 1 ||
       t->shape[0] != q->rows)
-    return expect(t, name, LB_F32, 1, q->rows, 0, err); /* names what was found */
+    return lb_layout_expect(t, name, LB_F32, 1, q->rows, 0, err); /* names what was found */
   if (dt) *dt = t->dtype;
   if (!(q->bias = malloc((size_t)q->rows * sizeof *q->bias)))
     return lb_fail(err, LB_ENOMEM, "%s: out of memory", name);
@@ -300,10 +272,10 @@ static lb_status read_bias(const lb_tensors *ts, const char *prefix, lb_qweight 
 
 static lb_status read4(const lb_tensors *ts, const char *prefix, lb_qweight *q, lb_dtype *dt,
                        lb_error *err) {
-  char name[NAME_MAX_LEN], n2[NAME_MAX_LEN];
+  char name[LB_LAYOUT_NAME_MAX], n2[LB_LAYOUT_NAME_MAX];
   const lb_tensor *st, *st2, *t;
-  LB_TRY(find(ts, prefix, ".weight.quant_state.bitsandbytes__nf4", false, name, &st, err));
-  LB_TRY(find(ts, prefix, ".weight.quant_state.bitsandbytes__fp4", false, n2, &st2, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.quant_state.bitsandbytes__nf4", false, name, &st, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.quant_state.bitsandbytes__fp4", false, n2, &st2, err));
   if (!st && !st2)
     return lb_fail(err, LB_ENOTFOUND, "%s: tensor is missing (nor is %s there)", name, n2);
   if (st && st2) return lb_fail(err, LB_EFORMAT, "%s: both it and %s are present", name, n2);
@@ -313,18 +285,18 @@ static lb_status read4(const lb_tensors *ts, const char *prefix, lb_qweight *q, 
   LB_TRY(parse_state(st, name, nf4, q, dt, err));
   int64_t n = q->rows * q->cols, nb = cdiv(n, q->block);
 
-  LB_TRY(find(ts, prefix, ".weight", true, name, &t, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight", true, name, &t, err));
   if (t->dtype != LB_U8)
     return lb_fail(err, LB_EUNSUPPORTED, "%s: 4-bit storage %s: only U8 (bnb_4bit_quant_storage "
                    "uint8) is supported", name, lb_dtype_name(t->dtype));
-  LB_TRY(expect(t, name, LB_U8, 2, (n + 1) / 2, 1, err));
+  LB_TRY(lb_layout_expect(t, name, LB_U8, 2, (n + 1) / 2, 1, err));
   const lb_tensor *wt = t;
   LB_TRY(lb_qweight_alloc(q, false, false, err));
   const uint8_t *pk = wt->data;
   for (int64_t i = 0; i < n; i++) q->q[i] = (uint8_t)(i & 1 ? pk[i / 2] & 15 : pk[i / 2] >> 4);
 
-  LB_TRY(find(ts, prefix, ".weight.quant_map", true, name, &t, err));
-  LB_TRY(expect(t, name, LB_F32, 1, 16, 0, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.quant_map", true, name, &t, err));
+  LB_TRY(lb_layout_expect(t, name, LB_F32, 1, 16, 0, err));
   LB_TRY(finite_f32(t, name, q->code, err));
   /* bitsandbytes' dequantization kernels hard-code the code books: a different map would be
    * ignored by it, so it is refused rather than honoured */
@@ -336,19 +308,19 @@ static lb_status read4(const lb_tensors *ts, const char *prefix, lb_qweight *q, 
       return lb_fail(err, LB_EFORMAT, "%s: entry %d is %.9g, not bitsandbytes' %s value %.9g", name,
                      i, (double)q->code[i], nf4 ? "NF4" : "FP4", (double)want[i]);
 
-  LB_TRY(find(ts, prefix, ".weight.absmax", true, name, &t, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.absmax", true, name, &t, err));
   if (!q->double_quant) {
-    LB_TRY(expect(t, name, LB_F32, 1, nb, 0, err));
+    LB_TRY(lb_layout_expect(t, name, LB_F32, 1, nb, 0, err));
     return finite_f32(t, name, q->absmax, err);
   }
-  LB_TRY(expect(t, name, LB_U8, 1, nb, 0, err));
+  LB_TRY(lb_layout_expect(t, name, LB_U8, 1, nb, 0, err));
   memcpy(q->dq_absmax_q, t->data, (size_t)nb);
   int64_t nn = cdiv(nb, q->dq_block);
-  LB_TRY(find(ts, prefix, ".weight.nested_absmax", true, name, &t, err));
-  LB_TRY(expect(t, name, LB_F32, 1, nn, 0, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.nested_absmax", true, name, &t, err));
+  LB_TRY(lb_layout_expect(t, name, LB_F32, 1, nn, 0, err));
   LB_TRY(finite_f32(t, name, q->dq_nested_absmax, err));
-  LB_TRY(find(ts, prefix, ".weight.nested_quant_map", true, name, &t, err));
-  LB_TRY(expect(t, name, LB_F32, 1, 256, 0, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight.nested_quant_map", true, name, &t, err));
+  LB_TRY(lb_layout_expect(t, name, LB_F32, 1, 256, 0, err));
   LB_TRY(finite_f32(t, name, q->dq_code, err));
   /* dequantize_blockwise, then + offset, in fp32 as bitsandbytes does */
   for (int64_t i = 0; i < nb; i++)
@@ -359,9 +331,9 @@ static lb_status read4(const lb_tensors *ts, const char *prefix, lb_qweight *q, 
 
 static lb_status read8(const lb_tensors *ts, const char *prefix, const lb_tensor *scb,
                        lb_qweight *q, lb_error *err) {
-  char name[NAME_MAX_LEN];
+  char name[LB_LAYOUT_NAME_MAX];
   const lb_tensor *t;
-  LB_TRY(find(ts, prefix, ".weight", true, name, &t, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight", true, name, &t, err));
   if (t->dtype != LB_I8 || t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1)
     return lb_fail(err, LB_EFORMAT, "%s: expected I8 [out_features, in_features], got %s with %d "
                    "dimensions", name, lb_dtype_name(t->dtype), t->ndim);
@@ -369,14 +341,14 @@ static lb_status read8(const lb_tensors *ts, const char *prefix, const lb_tensor
   q->rows = t->shape[0], q->cols = t->shape[1];
   LB_TRY(lb_qweight_alloc(q, false, false, err));
   memcpy(q->q, t->data, t->nbytes);
-  LB_TRY(tname(name, prefix, ".SCB", err));
-  LB_TRY(expect(scb, name, LB_F32, 1, q->rows, 0, err));
+  LB_TRY(lb_layout_name(name, prefix, ".SCB", err));
+  LB_TRY(lb_layout_expect(scb, name, LB_F32, 1, q->rows, 0, err));
   LB_TRY(finite_f32(scb, name, q->scale, err));
   for (int64_t r = 0; r < q->rows; r++)
     if (q->scale[r] < 0)
       return lb_fail(err, LB_EFORMAT, "%s: element %lld is negative (a row absmax)", name,
                      (long long)r);
-  LB_TRY(find(ts, prefix, ".weight_format", false, name, &t, err));
+  LB_TRY(lb_layout_find(ts, prefix, ".weight_format", false, name, &t, err));
   if (t) {
     if (t->dtype != LB_U8 || t->numel != 1)
       return lb_fail(err, LB_EFORMAT, "%s: expected one U8 value, got %s of %llu elements", name,
@@ -392,10 +364,10 @@ static lb_status read8(const lb_tensors *ts, const char *prefix, const lb_tensor
 lb_status lb_bnb_read(const lb_tensors *ts, const char *prefix, lb_qweight *out, lb_dtype *orig_dtype,
                       lb_error *err) {
   memset(out, 0, sizeof *out);
-  char name[NAME_MAX_LEN];
+  char name[LB_LAYOUT_NAME_MAX];
   const lb_tensor *scb;
   lb_dtype dt = LB_F16; /* Int8Params quantizes from fp16 */
-  lb_status s = find(ts, prefix, ".SCB", false, name, &scb, err);
+  lb_status s = lb_layout_find(ts, prefix, ".SCB", false, name, &scb, err);
   if (s == LB_OK) s = scb ? read8(ts, prefix, scb, out, err) : read4(ts, prefix, out, &dt, err);
   if (s == LB_OK) s = read_bias(ts, prefix, out, scb ? &dt : NULL, err);
   if (s == LB_OK) s = lb_qweight_check(out, prefix, err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "quant/formats/layout.h"
 #include "quant/fp8.h"
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -90,15 +91,6 @@ lb_status lb_fp8_fg_write(lb_st_writer *w, const char *prefix, const lb_qweight 
   return write_common(w, prefix, q, "weight_scale_inv", LB_F32, 2, shape, err);
 }
 
-static lb_status find(const lb_tensors *t, const char *prefix, const char *suffix, bool required,
-                      const lb_tensor **out, lb_error *err) {
-  char name[512];
-  snprintf(name, sizeof name, "%s.%s", prefix, suffix);
-  *out = lb_tensors_find(t, name);
-  if (!*out && required) return lb_fail(err, LB_ENOTFOUND, "tensor '%s' is missing", name);
-  return LB_OK;
-}
-
 static bool is_float16_32(lb_dtype d) { return d == LB_F32 || d == LB_BF16 || d == LB_F16; }
 
 /* Reads weight + the scale tensor whose accepted shapes the caller lists (alt: a second one). */
@@ -107,9 +99,11 @@ static lb_status read_common(const lb_tensors *t, const char *prefix, const char
                              int alt_ndim, const int64_t *alt_shape, lb_qweight *out,
                              lb_error *err) {
   const lb_tensor *wt, *st, *bt;
-  LB_TRY(find(t, prefix, "weight", true, &wt, err));
-  LB_TRY(find(t, prefix, scale_name, true, &st, err));
-  LB_TRY(find(t, prefix, "bias", false, &bt, err));
+  char name[LB_LAYOUT_NAME_MAX], sfx[128];
+  snprintf(sfx, sizeof sfx, ".%s", scale_name);
+  LB_TRY(lb_layout_find(t, prefix, ".weight", true, name, &wt, err));
+  LB_TRY(lb_layout_find(t, prefix, sfx, true, name, &st, err));
+  LB_TRY(lb_layout_find(t, prefix, ".bias", false, name, &bt, err));
   char sb[96], eb[96];
   if (wt->dtype != LB_F8_E4M3 || wt->ndim != 2)
     return lb_fail(err, LB_EFORMAT, "tensor '%s': %s %s, expected F8_E4M3 [out, in]", wt->name,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "quant/formats/layout.h"
 #include "quant/gptq.h"
 
 void lb_pack_bits(const uint8_t *v, int64_t n, int bits, uint32_t *words) {
@@ -90,36 +91,24 @@ lb_status lb_gptq_write(lb_st_writer *w, const char *prefix, const lb_qweight *q
   return s;
 }
 
-static lb_status want(const lb_tensors *t, const char *name, lb_dtype dt, int nd, int64_t d0,
-                      int64_t d1, const lb_tensor **out, lb_error *err) {
-  const lb_tensor *x = lb_tensors_find(t, name);
-  if (!x) return lb_fail(err, LB_ENOTFOUND, "tensor '%s' is missing", name);
-  if (x->dtype != dt || x->ndim != nd || x->shape[0] != d0 || (nd == 2 && x->shape[1] != d1)) {
-    char got[64];
-    return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' is %s %s, expected %s [%lld%s%lld]", x->file,
-                   name, lb_dtype_name(x->dtype), lb_shape_str(x->shape, x->ndim, got, sizeof got),
-                   lb_dtype_name(dt), (long long)d0, nd == 2 ? ", " : "", nd == 2 ? (long long)d1 : 0);
-  }
-  *out = x;
-  return LB_OK;
-}
-
 lb_status lb_gptq_read(const lb_tensors *t, const char *prefix, int bits, int64_t group,
                        lb_gptq_version v, lb_qweight *out, lb_error *err) {
-  char n[512];
-  const lb_tensor *qw = lb_tensors_find(t, tname(n, sizeof n, prefix, "qweight")), *qz, *sc, *gi;
-  if (!qw) return lb_fail(err, LB_ENOTFOUND, "tensor '%s' is missing", n);
+  char n[LB_LAYOUT_NAME_MAX];
+  const lb_tensor *qw, *qz, *sc, *gi, *bias;
+  LB_TRY(lb_layout_find(t, prefix, ".qweight", true, n, &qw, err));
   if (bits < 2 || bits > 8 || qw->ndim != 2 || qw->dtype != LB_I32)
     return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' must be I32 [in * %d / 32, out]", qw->file, n, bits);
   int64_t R = qw->shape[1], C = qw->shape[0] * 32 / bits;
   if (C * bits != qw->shape[0] * 32 || (R * bits) % 32 || R < 1)
     return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' shape does not fit %d-bit packing", qw->file, n, bits);
   int64_t g = group > 0 && group < C ? group : C, G = (C + g - 1) / g;
-  LB_TRY(want(t, tname(n, sizeof n, prefix, "qzeros"), LB_I32, 2, G, R * bits / 32, &qz, err));
-  LB_TRY(want(t, tname(n, sizeof n, prefix, "scales"), LB_F16, 2, G, R, &sc, err));
-  gi = lb_tensors_find(t, tname(n, sizeof n, prefix, "g_idx"));
-  if (gi) LB_TRY(want(t, n, LB_I32, 1, C, 0, &gi, err));
-  const lb_tensor *bias = lb_tensors_find(t, tname(n, sizeof n, prefix, "bias"));
+  LB_TRY(lb_layout_find(t, prefix, ".qzeros", true, n, &qz, err));
+  LB_TRY(lb_layout_expect(qz, n, LB_I32, 2, G, R * bits / 32, err));
+  LB_TRY(lb_layout_find(t, prefix, ".scales", true, n, &sc, err));
+  LB_TRY(lb_layout_expect(sc, n, LB_F16, 2, G, R, err));
+  LB_TRY(lb_layout_find(t, prefix, ".g_idx", false, n, &gi, err));
+  if (gi) LB_TRY(lb_layout_expect(gi, n, LB_I32, 1, C, 0, err));
+  LB_TRY(lb_layout_find(t, prefix, ".bias", false, n, &bias, err));
   if (bias && (bias->ndim != 1 || bias->shape[0] != R || (bias->dtype != LB_F16 && bias->dtype != LB_F32 && bias->dtype != LB_BF16)))
     return lb_fail(err, LB_EFORMAT, "%s: tensor '%s' must be a float [%lld]", bias->file, n, (long long)R);
   *out = (lb_qweight){.kind = LB_QK_AFFINE, .rows = R, .cols = C, .bits = bits, .group = g};
