@@ -1,9 +1,11 @@
 /* bitsandbytes NF4 / FP4 (+ double quant) and LLM.int8: decision-tree ties, error bounds, round
- * trips through the Transformers layout, hostile files, NaN weights, the int8 matmul reference.
+ * trips through the Transformers layout, hostile files, NaN weights, the int8 matmul reference and
+ * the runtime's threaded LLM.int8 lb_linear (bit for bit the reference).
  * Writes every case to argv[1]/model.safetensors (P = "<case>": the bnb tensors, plus "src.<case>"
  * F32 source weights) for tests/py/quant_bnb_ref.py, which recomputes them with numpy. */
 #include <sys/stat.h>
 
+#include "backend/cpu/kernels.h"
 #include "quant/bnb.h"
 #include "test.h"
 
@@ -458,6 +460,130 @@ static void test_int8_linear(void) {
   free(w);
 }
 
+/* The int8 kernels of every ISA this CPU has equal the scalar references bit for bit. */
+static void test_int8_kernels(void) {
+  static const char *isa[] = {"ref", "avx2", "avx512"};
+  const lb_kernels *ref = lb_cpu_kernels_isa("ref");
+  enum { LD = 301 };
+  int16_t w[4 * LD], x[4 * LD];
+  float xf[40 * LD], wf[4 * 40];
+  for (int i = 0; i < 4 * LD; i++)
+    w[i] = (int16_t)(frand() * 127.5f), x[i] = (int16_t)(frand() * 127.5f);
+  for (int i = 0; i < 40 * LD; i++) xf[i] = 8.0f * frand();
+  for (int i = 0; i < 4 * 40; i++) wf[i] = frand();
+  for (size_t s = 0; s < sizeof isa / sizeof isa[0]; s++) {
+    const lb_kernels *k = lb_cpu_kernels_isa(isa[s]);
+    if (!k) continue;
+    for (int64_t n = 0; n <= LD; n += n < 40 ? 1 : 37)
+      for (int nx = 1; nx <= 4; nx++) {
+        int32_t a[16], b[16];
+        k->dot_s16x4(w, LD, x, LD, nx, n, a);
+        ref->dot_s16x4(w, LD, x, LD, nx, n, b);
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < nx; j++)
+            CHECK_MSG(a[i * 4 + j] == b[i * 4 + j], "%s dot_s16x4 n=%lld nx=%d", isa[s], (long long)n, nx);
+      }
+    for (int64_t n = 0; n <= LD; n += n < 70 ? 1 : 29)
+      for (int na = 1; na <= 4; na++)
+        for (int64_t nk = 0; nk <= 40; nk += 13) {
+          static float fa[4 * LD], fb[4 * LD];
+          k->sums_f32x4(fa, LD, xf, LD, wf, 40, na, nk, n);
+          ref->sums_f32x4(fb, LD, xf, LD, wf, 40, na, nk, n);
+          for (int a = 0; a < na; a++)
+            CHECK_MSG(!memcmp(fa + a * LD, fb + a * LD, (size_t)n * sizeof(float)),
+                      "%s sums_f32x4 n=%lld na=%d nk=%lld", isa[s], (long long)n, na, (long long)nk);
+        }
+  }
+}
+
+/* lb_linear on an LB_QK_INT8ROW weight (the runtime's threaded LLM.int8) equals lb_int8_linear_ref
+ * bit for bit, over odd shapes, 1..600 activation rows, threshold 0 and 6, planted outlier columns
+ * or none, bias or none, 1 and 2 threads; and is within the int8 activation-rounding bound of the
+ * float64 x . W_deq^T. */
+static void test_int8_runtime(void) {
+  static const int64_t RC[] = {1, 7, 129}, NX[] = {1, 3, 4, 5, 7, 64, 600};
+  lb_error err = {0};
+  for (int threads = 1; threads <= 2; threads++) {
+    lb_pool *pool = NULL;
+    CHECK_OK(lb_pool_new(threads, &pool, &err), &err);
+    if (!pool) return;
+    for (size_t ri = 0; ri < 3; ri++)
+      for (size_t ci = 0; ci < 3; ci++)
+        for (size_t ni = 0; ni < sizeof NX / sizeof NX[0]; ni++)
+          for (int var = 0; var < 8; var++) {
+            const int64_t rows = RC[ri], cols = RC[ci], n = NX[ni];
+            const float thr = var & 1 ? 6.0f : 0.0f;
+            const bool plant = var & 2, with_bias = var & 4;
+            float *w = make_w(rows, cols), *x = malloc((size_t)(n * cols) * sizeof *x);
+            float *y = malloc((size_t)(n * rows) * sizeof *y), *yr = malloc((size_t)(n * rows) * sizeof *yr);
+            float *bias = malloc((size_t)rows * sizeof *bias);
+            for (int64_t i = 0; i < n * cols; i++) x[i] = 2.5f * frand();
+            for (int64_t r = 0; r < rows; r++) bias[r] = frand();
+            if (plant) /* outliers in columns 0 and 5 (when there), one exactly at the threshold, one just
+                        * below it; the rest of those columns stays small */
+              for (int64_t i = 0; i < n; i += 3) {
+                x[i * cols] = (i & 1 ? -1.0f : 1.0f) * (i % 2 ? 6.0f : 9.5f + frand());
+                if (cols > 5) x[i * cols + 5] = i % 6 ? 5.99f : -40.0f;
+                if (cols > 6 && i + 1 < n) x[(i + 1) * cols + 6] = -6.0f;
+              }
+            lb_qweight q;
+            CHECK_OK(lb_int8_quantize(w, rows, cols, thr, "lin", &q, &err), &err);
+            char label[128];
+            snprintf(label, sizeof label, "[%lld x %lld] n=%lld thr=%g %s%s, %d threads", (long long)rows,
+                     (long long)cols, (long long)n, (double)thr, plant ? "outliers" : "no outliers",
+                     with_bias ? ", bias" : "", threads);
+            if (with_bias) q.bias = bias;
+            CHECK_OK(lb_int8_linear_ref(&q, x, n, yr, &err), &err);
+            lb_mat m = {.dtype = LB_F32, .rows = rows, .cols = cols, .qw = &q};
+            /* the bias as the argument (as the model passes it; qw->bias NULL), then as qw->bias with
+             * a NULL argument, then both: added once in every case */
+            for (int how = 0; how < (with_bias ? 3 : 1); how++) {
+              q.bias = how >= 1 ? bias : NULL;
+              memset(y, 0xff, (size_t)(n * rows) * sizeof *y);
+              CHECK_OK(lb_linear(pool, &m, with_bias && how != 1 ? bias : NULL, x, n, y, &err), &err);
+              CHECK_MSG(!memcmp(y, yr, (size_t)(n * rows) * sizeof *y), "%s (bias case %d): lb_linear "
+                        "differs from lb_int8_linear_ref", label, how);
+            }
+            q.bias = NULL;
+            /* float64: the int8 path rounds each non-outlier activation to a multiple of SCA / 127, an
+             * error <= SCA / 254 (half a step; |x| <= SCA there, so no clamping), which moves the
+             * output by at most sum |Wd| * SCA / 254 over the non-outlier columns; Wd = q * SCB / 127
+             * is exact in both. On top: int8_mm_dequant's constant 6.200124e-05 is 1.8e-5 above
+             * 1 / 127^2 and three fp32 roundings (< 2e-5 relative to the int8 part), and the fp32
+             * outlier sum of nout terms plus the bias and final adds ((nout + 6) ulps of the
+             * magnitude |b| + sum (|x| + SCA / 254) |Wd|). */
+            bool *outl = calloc((size_t)cols, 1);
+            int64_t nout = 0;
+            for (int64_t c = 0; c < cols; c++) {
+              for (int64_t i = 0; thr > 0 && i < n; i++) outl[c] |= fabsf(x[i * cols + c]) >= thr;
+              nout += outl[c];
+            }
+            for (int64_t i = 0; i < n; i++) {
+              const float *xr = x + i * cols;
+              double sca = 0;
+              for (int64_t c = 0; c < cols; c++)
+                if (!(thr > 0 && fabsf(xr[c]) >= thr)) sca = fmax(sca, fabs((double)xr[c]));
+              for (int64_t r = 0; r < rows; r++) {
+                double ref = with_bias ? bias[r] : 0, act = 0, mag = with_bias ? fabs(bias[r]) : 0;
+                for (int64_t c = 0; c < cols; c++) {
+                  double wd = (int8_t)q.q[r * cols + c] * (double)q.scale[r] / 127.0;
+                  ref += xr[c] * wd;
+                  mag += (fabs(xr[c]) + sca / 254) * fabs(wd);
+                  if (!outl[c]) act += fabs(wd) * sca / 254;
+                }
+                double got = y[i * rows + r], bound = act + (2e-5 + (double)(nout + 6) * 0x1p-24) * mag;
+                CHECK_MSG(fabs(got - ref) <= bound, "%s: y[%lld, %lld] = %.9g, float64 %.9g, bound %g",
+                          label, (long long)i, (long long)r, got, ref, bound);
+              }
+            }
+            free(outl);
+            lb_qweight_free(&q);
+            free(w), free(x), free(y), free(yr), free(bias);
+          }
+    lb_pool_free(pool);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s OUTDIR [tests]\n", argv[0]);
@@ -469,6 +595,7 @@ int main(int argc, char **argv) {
       {"roundtrip", test_roundtrip},   {"nan_refused", test_nan_refused},
       {"zero_blocks", test_zero_blocks}, {"hostile4", test_hostile4},
       {"hostile8", test_hostile8},     {"int8_linear", test_int8_linear},
+      {"int8_kernels", test_int8_kernels}, {"int8_runtime", test_int8_runtime},
   };
   argv[1] = argv[0];
   return lb_test_main(argc - 1, argv + 1, cases, sizeof cases / sizeof cases[0]);

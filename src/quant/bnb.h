@@ -42,7 +42,8 @@ lb_status lb_int8_quantize(const float *w, int64_t rows, int64_t cols, float thr
  * x [n, cols], y [n, rows] = x W^T (+ bias). Columns of x with |x| >= threshold in any row
  * (threshold > 0) are computed in fp32 with dequantized weight columns; the rest: each row of x
  * quantized to int8 with its absmax over the non-outlier values, int32 dot products with the codes,
- * scaled by SCA * SCB / 127^2. */
+ * scaled by SCA * SCB / 127^2. lb_linear runs its threaded twin (backend/cpu/matmul.c), equal to it
+ * bit for bit. */
 lb_status lb_int8_linear_ref(const lb_qweight *w, const float *x, int64_t n, float *y,
                              lb_error *err);
 

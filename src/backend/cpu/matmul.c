@@ -1,9 +1,11 @@
-/* Linear layers y = x W^T + b on the CPU, W in its stored dtype (F32/F16/BF16).
+/* Linear layers y = x W^T + b on the CPU, W in its stored dtype (F32/F16/BF16) or quantized.
  *  - n <= SMALL_N rows of x (decode): the weight's rows are split over the pool's threads; each row is
  *    widened to fp32 once and dotted with every row of x, so W is read once from memory.
  *  - more rows (prefill, perplexity): tiles of W's rows are widened to fp32 by the pool and multiplied
- *    by OpenBLAS sgemm (which runs its own threads), writing the matching columns of y. */
+ *    by OpenBLAS sgemm (which runs its own threads), writing the matching columns of y.
+ *  - LLM.int8 weights (LB_QK_INT8ROW), any n: bitsandbytes' mixed int8 / fp32 matmul (below). */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,11 +69,196 @@ static void bias_task(void *p, int ith, int nth) {
     for (int64_t r = 0; r < j->w->rows; r++) j->y[t * j->w->rows + r] += j->bias[r];
 }
 
+/* LLM.int8 (bitsandbytes MatMul8bitLt), the threaded twin of lb_int8_linear_ref, equal to it bit for
+ * bit: every output element goes through the same fp32 operations in the same order; only the int32
+ * dot products (exact) are computed in another order.
+ *   1. outlier columns (any |x| >= threshold, threshold > 0), split over columns;
+ *   2. per activation row: SCA = absmax over the non-outlier values, int8 codes (held as int16, the
+ *      kernel's input) with outlier columns zeroed, and the row's outlier values gathered, column-major
+ *      (xo[o * n + i]); split over rows. Steps 1-2 run on the caller alone when x is small (decode).
+ *   3. split over groups of 4 weight rows: the group widened to int16 once and its outlier columns
+ *      dequantized once; int32 dots with every activation row (4 x 4 blocks), so the weight is read
+ *      once per call; then the fp32 epilogue, vectorized across activation rows: each output
+ *      element's outlier sum is its own chain, in column order as the reference adds it. */
+enum { I8_SERIAL = 1 << 15 /* n * cols up to which steps 1-2 run on the caller */ };
+
+typedef struct {
+  const lb_qweight *w;
+  const float *bias, *x;
+  float *y;
+  int64_t n, nout;
+  uint8_t *outl;   /* [cols] outlier column flags */
+  int64_t *ocol;   /* [nout] outlier columns, ascending */
+  float *xo;       /* [nout * n] activations in the outlier columns, column-major */
+  float *sca;      /* [n] */
+  int16_t *xq;     /* [n * cols] int8 codes of the activations */
+  int16_t *wbuf;   /* per share [4 * cols]: a group of weight rows */
+  float *wdeq;     /* per share [4 * nout]: the group's dequantized outlier weights */
+  int32_t *acc;    /* per share [4 * n]: the group's int32 dot products */
+  float *facc;     /* per share [4 * n]: the group's fp32 outlier sums */
+} i8_job;
+
+static void i8_outliers(i8_job *j, int64_t c0, int64_t c1) {
+  const int64_t cols = j->w->cols;
+  const float thr = j->w->threshold;
+  for (int64_t c = c0; c < c1; c++) j->outl[c] = 0;
+  for (int64_t i = 0; i < j->n; i++) {
+    const float *xr = j->x + i * cols;
+    for (int64_t c = c0; c < c1; c++) j->outl[c] |= fabsf(xr[c]) >= thr;
+  }
+}
+
+static void i8_outliers_task(void *p, int ith, int nth) {
+  i8_job *j = p;
+  int64_t lo, hi;
+  lb_split(j->w->cols, ith, nth, &lo, &hi);
+  i8_outliers(j, lo, hi);
+}
+
+/* int8_vectorwise_quant's rounding, as lb_int8_linear_ref's quant_one (rintf, then clamp to
+ * +-127), reordered so that the compiler can vectorize it: clamp first (the same result: rint is
+ * monotonic and +-127 are integers), then round to nearest even by adding and subtracting 1.5 * 2^23
+ * (exact for |r| <= 127 in the default rounding mode, as rintf). */
+static inline int16_t i8_quant(float v, float scale) {
+  float r = v * scale;
+  r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+  r = (r + 0x1.8p23f) - 0x1.8p23f;
+  return (int16_t)r;
+}
+
+static void i8_quant_rows(i8_job *j, int64_t i0, int64_t i1) {
+  const int64_t cols = j->w->cols, n = j->n, nout = j->nout;
+  const float thr = j->w->threshold;
+  for (int64_t i = i0; i < i1; i++) {
+    const float *xr = j->x + i * cols;
+    int16_t *q = j->xq + i * cols;
+    float sca = 0.0f;
+    for (int64_t c = 0; c < cols; c++) {
+      float a = fabsf(xr[c]);
+      if (!(thr > 0.0f && a >= thr)) sca = a > sca ? a : sca; /* fmaxf for non-NaN values */
+    }
+    j->sca[i] = sca;
+    float s = sca > 0.0f ? 127.0f / sca : 0.0f;
+    for (int64_t c = 0; c < cols; c++) q[c] = i8_quant(xr[c], s);
+    for (int64_t o = 0; o < nout; o++) {
+      q[j->ocol[o]] = 0;
+      j->xo[o * n + i] = xr[j->ocol[o]];
+    }
+  }
+}
+
+static void i8_quant_task(void *p, int ith, int nth) {
+  i8_job *j = p;
+  int64_t lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  i8_quant_rows(j, lo, hi);
+}
+
+static void i8_dot_task(void *p, int ith, int nth) {
+  i8_job *j = p;
+  const lb_qweight *w = j->w;
+  const int64_t rows = w->rows, cols = w->cols, n = j->n, nout = j->nout;
+  const lb_kernels *k = lb_cpu_kernels();
+  int16_t *wb = j->wbuf + (size_t)ith * 4 * (size_t)cols;
+  float *wd = j->wdeq + (size_t)ith * 4 * (size_t)nout;
+  int32_t *acc = j->acc + (size_t)ith * 4 * (size_t)n;
+  float *facc = j->facc + (size_t)ith * 4 * (size_t)n;
+  int64_t lo, hi;
+  lb_split((rows + 3) / 4, ith, nth, &lo, &hi);
+  for (int64_t g = lo; g < hi; g++) {
+    const int64_t r0 = 4 * g, nr = rows - r0 < 4 ? rows - r0 : 4;
+    for (int64_t a = 0; a < 4; a++) {
+      int16_t *dst = wb + a * cols;
+      if (a >= nr) {
+        memset(dst, 0, (size_t)cols * sizeof *dst);
+        continue;
+      }
+      const int8_t *q = (const int8_t *)w->q + (r0 + a) * cols;
+      for (int64_t c = 0; c < cols; c++) dst[c] = q[c];
+      /* int8_vectorwise_dequant of the outlier weight columns: q * SCB * 1/127 (fp32) */
+      for (int64_t o = 0; o < nout; o++)
+        wd[a * nout + o] = (float)q[j->ocol[o]] * w->scale[r0 + a] * 7.874015718698502e-3f;
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += 4) {
+      const int nx = n - i0 < 4 ? (int)(n - i0) : 4;
+      int32_t blk[16];
+      k->dot_s16x4(wb, cols, j->xq + i0 * cols, cols, nx, cols, blk);
+      for (int a = 0; a < 4; a++)
+        for (int b = 0; b < nx; b++) acc[a * n + i0 + b] = blk[a * 4 + b];
+    }
+    if (nout) k->sums_f32x4(facc, n, j->xo, n, wd, nout, (int)nr, nout, n);
+    for (int64_t a = 0; a < nr; a++) {
+      const int64_t r = r0 + a;
+      const float scb = w->scale[r], b = j->bias ? j->bias[r] : 0.0f;
+      const int32_t *ac = acc + a * n;
+      const float *f = facc + a * n;
+      for (int64_t i = 0; i < n; i++) {
+        /* int8_mm_dequant: acc * (SCA * SCB) * 1/127^2 (its fp32 constant) */
+        float v = (float)ac[i] * (j->sca[i] * scb) * 6.200124e-05f;
+        if (j->bias) v += b;
+        if (nout) v += f[i];
+        j->y[i * rows + r] = v;
+      }
+    }
+  }
+}
+
+static lb_status int8_linear(lb_pool *pool, const lb_qweight *w, const float *bias, const float *x,
+                             int64_t n, float *y, lb_error *err) {
+  const int64_t cols = w->cols;
+  const size_t nth = (size_t)lb_pool_size(pool);
+  const bool serial = n * cols <= I8_SERIAL;
+  i8_job j = {.w = w, .bias = bias, .x = x, .y = y, .n = n};
+  if (n <= 0 || w->rows <= 0) return LB_OK;
+  j.outl = calloc((size_t)cols, 1);
+  j.ocol = malloc((size_t)cols * sizeof *j.ocol);
+  j.sca = malloc((size_t)n * sizeof *j.sca);
+  j.xq = malloc((size_t)n * (size_t)cols * sizeof *j.xq);
+  j.wbuf = malloc(nth * 4 * (size_t)cols * sizeof *j.wbuf);
+  j.acc = malloc(nth * 4 * (size_t)n * sizeof *j.acc);
+  lb_status s = LB_OK;
+  if (!j.outl || !j.ocol || !j.sca || !j.xq || !j.wbuf || !j.acc) {
+    s = lb_fail(err, LB_ENOMEM, "LLM.int8 linear: out of memory");
+    goto done;
+  }
+  if (w->threshold > 0.0f) {
+    if (serial) i8_outliers(&j, 0, cols);
+    else lb_pool_run(pool, i8_outliers_task, &j);
+    for (int64_t c = 0; c < cols; c++)
+      if (j.outl[c]) j.ocol[j.nout++] = c;
+  }
+  if (j.nout) {
+    j.xo = malloc((size_t)n * (size_t)j.nout * sizeof *j.xo);
+    j.wdeq = malloc(nth * 4 * (size_t)j.nout * sizeof *j.wdeq);
+    j.facc = malloc(nth * 4 * (size_t)n * sizeof *j.facc);
+    if (!j.xo || !j.wdeq || !j.facc) {
+      s = lb_fail(err, LB_ENOMEM, "LLM.int8 linear: out of memory for %lld outlier columns",
+                  (long long)j.nout);
+      goto done;
+    }
+  }
+  if (serial) i8_quant_rows(&j, 0, n);
+  else lb_pool_run(pool, i8_quant_task, &j);
+  lb_pool_run(pool, i8_dot_task, &j);
+done:
+  free(j.outl), free(j.ocol), free(j.sca), free(j.xq), free(j.wbuf), free(j.acc);
+  free(j.xo), free(j.wdeq), free(j.facc);
+  return s;
+}
+
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err) {
   if (!w->qw && w->dtype != LB_F32 && w->dtype != LB_F16 && w->dtype != LB_BF16)
     return lb_fail(err, LB_EUNSUPPORTED, "linear: weights of dtype %s are not supported",
                    lb_dtype_name(w->dtype));
+  if (!bias && w->qw) bias = w->qw->bias;
+  if (w->qw && w->qw->kind == LB_QK_INT8ROW) {
+    if (w->qw->rows != w->rows || w->qw->cols != w->cols)
+      return lb_fail(err, LB_EINVAL, "linear: LLM.int8 weight is [%lld, %lld], the layer [%lld, %lld]",
+                     (long long)w->qw->rows, (long long)w->qw->cols, (long long)w->rows,
+                     (long long)w->cols);
+    return int8_linear(pool, w->qw, bias, x, n, y, err);
+  }
   lin_job j = {.w = w, .bias = bias, .x = x, .n = n, .y = y};
   int nth = lb_pool_size(pool);
   if (n <= SMALL_N) {

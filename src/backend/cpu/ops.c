@@ -56,12 +56,33 @@ void lb_axpy_ref(float *y, float a, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-static const lb_kernels REF = {"ref", lb_cvt_f32_ref, lb_dot_ref, lb_exp_sum_ref, lb_axpy_ref};
+void lb_dot_s16x4_ref(const int16_t *w, int64_t ldw, const int16_t *x, int64_t ldx, int nx,
+                      int64_t n, int32_t *out) {
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < nx; b++) {
+      int32_t s = 0;
+      for (int64_t c = 0; c < n; c++) s += (int32_t)w[a * ldw + c] * x[b * ldx + c];
+      out[a * 4 + b] = s;
+    }
+}
+
+void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const float *w,
+                       int64_t ldw, int na, int64_t nk, int64_t n) {
+  for (int a = 0; a < na; a++)
+    for (int64_t i = 0; i < n; i++) {
+      float s = 0.0f;
+      for (int64_t o = 0; o < nk; o++) s += x[o * ldx + i] * w[a * ldw + o];
+      f[a * ldf + i] = s;
+    }
+}
+
+static const lb_kernels REF = {"ref", lb_cvt_f32_ref, lb_dot_ref, lb_exp_sum_ref, lb_axpy_ref,
+                               lb_dot_s16x4_ref, lb_sums_f32x4_ref};
 #if defined(__x86_64__)
 static const lb_kernels AVX2 = {"avx2", lb_cvt_f32_avx2, lb_dot_avx2, lb_exp_sum_avx2,
-                                lb_axpy_avx2};
+                                lb_axpy_avx2, lb_dot_s16x4_avx2, lb_sums_f32x4_avx2};
 static const lb_kernels AVX512 = {"avx512", lb_cvt_f32_avx512, lb_dot_avx512, lb_exp_sum_avx512,
-                                  lb_axpy_avx512};
+                                  lb_axpy_avx512, lb_dot_s16x4_avx512, lb_sums_f32x4_avx512};
 #endif
 
 const lb_kernels *lb_cpu_kernels_isa(const char *isa) {

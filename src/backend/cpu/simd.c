@@ -120,3 +120,71 @@ void SFX(lb_axpy)(float *y, float a, const float *x, int64_t n) {
   for (; i + VL <= n; i += VL) storef(y + i, loadf(y + i) + a * loadf(x + i));
   for (; i < n; i++) y[i] += a * x[i];
 }
+
+/* int16 dot products (LLM.int8): plain loops that the compiler turns into multiply-add-pairs
+ * (vpmaddwd) for this ISA; integer sums, so every order gives the reference's values. */
+void SFX(lb_dot_s16x4)(const int16_t *w, int64_t ldw, const int16_t *x, int64_t ldx, int nx,
+                       int64_t n, int32_t *out) {
+  const int16_t *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+  if (nx == 4) {
+    const int16_t *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+    int32_t s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+    int32_t s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+    for (int64_t c = 0; c < n; c++) {
+      int32_t a0 = w0[c], a1 = w1[c], a2 = w2[c], a3 = w3[c];
+      int32_t b0 = x0[c], b1 = x1[c], b2 = x2[c], b3 = x3[c];
+      s00 += a0 * b0, s01 += a0 * b1, s02 += a0 * b2, s03 += a0 * b3;
+      s10 += a1 * b0, s11 += a1 * b1, s12 += a1 * b2, s13 += a1 * b3;
+      s20 += a2 * b0, s21 += a2 * b1, s22 += a2 * b2, s23 += a2 * b3;
+      s30 += a3 * b0, s31 += a3 * b1, s32 += a3 * b2, s33 += a3 * b3;
+    }
+    const int32_t s[16] = {s00, s01, s02, s03, s10, s11, s12, s13,
+                           s20, s21, s22, s23, s30, s31, s32, s33};
+    memcpy(out, s, sizeof s);
+    return;
+  }
+  for (int b = 0; b < nx; b++) {
+    const int16_t *xb = x + b * ldx;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int64_t c = 0; c < n; c++) {
+      int32_t v = xb[c];
+      s0 += w0[c] * v, s1 += w1[c] * v, s2 += w2[c] * v, s3 += w3[c] * v;
+    }
+    out[b] = s0, out[4 + b] = s1, out[8 + b] = s2, out[12 + b] = s3;
+  }
+}
+
+/* LLM.int8's outlier sums: f[a * ldf + i] = sum over o = 0, 1, ... of x[o * ldx + i] * w[a * ldw + o]
+ * for a < na (1..4) and i < n. Vectorized across i only: each element is its own chain from 0 in
+ * the order of o, each product rounded before the add (no FMA: this file is compiled with
+ * -std=c17, which turns contraction off), so the values are the scalar reference's. */
+void SFX(lb_sums_f32x4)(float *f, int64_t ldf, const float *x, int64_t ldx, const float *w,
+                        int64_t ldw, int na, int64_t nk, int64_t n) {
+  int64_t i = 0;
+  if (na == 4)
+    for (; i + 2 * VL <= n; i += 2 * VL) {
+      vf s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
+      for (int64_t o = 0; o < nk; o++) {
+        vf x0 = loadf(x + o * ldx + i), x1 = loadf(x + o * ldx + i + VL);
+        float w0 = w[o], w1 = w[ldw + o], w2 = w[2 * ldw + o], w3 = w[3 * ldw + o];
+        s00 += x0 * w0, s01 += x1 * w0, s10 += x0 * w1, s11 += x1 * w1;
+        s20 += x0 * w2, s21 += x1 * w2, s30 += x0 * w3, s31 += x1 * w3;
+      }
+      storef(f + i, s00), storef(f + i + VL, s01);
+      storef(f + ldf + i, s10), storef(f + ldf + i + VL, s11);
+      storef(f + 2 * ldf + i, s20), storef(f + 2 * ldf + i + VL, s21);
+      storef(f + 3 * ldf + i, s30), storef(f + 3 * ldf + i + VL, s31);
+    }
+  for (; i + VL <= n; i += VL)
+    for (int a = 0; a < na; a++) {
+      vf s = {0};
+      for (int64_t o = 0; o < nk; o++) s += loadf(x + o * ldx + i) * w[a * ldw + o];
+      storef(f + a * ldf + i, s);
+    }
+  for (; i < n; i++)
+    for (int a = 0; a < na; a++) {
+      float s = 0.0f;
+      for (int64_t o = 0; o < nk; o++) s += x[o * ldx + i] * w[a * ldw + o];
+      f[a * ldf + i] = s;
+    }
+}
