@@ -10,23 +10,28 @@ typedef struct lb_hqq_opts {
   bool optimize;   /* run the half-quadratic solver (true in hqq's BaseQuantizeConfig) */
   bool round_zero; /* round the min/max zero before optimizing (BaseQuantizeConfig: nbits == 4) */
   float lp_norm;   /* 0.7 */
-  double beta;     /* 1e1, multiplied by kappa after each iteration (a Python float in hqq) */
-  double kappa;    /* 1.01 */
+  double beta;     /* 1e1 (a Python float in hqq) */
+  double kappa;    /* beta is multiplied by it after each round: 1 (hqq 0.2.x no longer grows beta;
+                      releases before it used 1.01) */
   int iters;       /* 20 */
   bool early_stop; /* stop at the first iteration whose mean |W - W_r| does not improve */
+  int threads;     /* solver threads (groups are split among them); <= 0: one per core. The result
+                      does not depend on it. */
 } lb_hqq_opts;
 
 /* The settings Transformers' HqqConfig(nbits, group_size) produces through hqq's
- * BaseQuantizeConfig: optimize, round_zero = (nbits == 4), lp 0.7, beta 10, kappa 1.01, 20 iters.
+ * BaseQuantizeConfig: optimize, round_zero = (nbits == 4), lp 0.7, beta 10 (fixed), 20 iters, as
+ * hqq 0.2.8's optimize_weights_proximal_legacy (its default solver).
  */
 lb_hqq_opts lb_hqq_default_opts(int nbits);
 
 /* W [rows, cols] (fp32) -> LB_QK_AFFINE codes of nbits (8, 4, 3, 2, 1) as hqq's Quantizer.quantize
  * computes them in fp32 on the CPU. Per group of group_size: inverse scale
- *   s = min(maxq / (max - min), 2e4), zero z = -min * s (rounded when round_zero);
+ *   s = min(maxq / (max - min), 2e4) (1 where |max - min| <= 1e-4), zero z = -min * s (rounded
+ *   when round_zero);
  * then (optimize) optimize_weights_proximal, up to `iters` rounds of
  *   W_q = clamp(round(W s + z)); W_r = (W_q - z) / s; W_e = shrink_lp(W - W_r, beta);
- *   z = mean(W_q - (W - W_e) s); beta *= kappa,
+ *   z = mean(W_q - (W - W_e) s); beta *= kappa (1),
  * stopping once the mean |W - W_r| over the whole tensor stops decreasing (z keeps the update of
  * that last round, as in hqq); finally W_q = clamp(round(W s + z)) and scale = 1 / s. The zero
  * stays fractional (code units): W = (q - zero) * scale.

@@ -1,5 +1,6 @@
 """HQQ against an independent numpy float32 port of hqq's Quantizer.quantize (optimize=True, axis=1)
-and optimize_weights_proximal (lp 0.7, beta 10, kappa 1.01, 20 iterations, early stop), run on the
+and optimize_weights_proximal_legacy as hqq 0.2.8 has them (lp 0.7, beta 10 kept fixed, 20
+iterations, early stop; flat groups get scale 1), run on the
 source weights tests/test_quant_hqq.c wrote beside each checkpoint.
 
 The checkpoint is decoded here with hqq's own BitPack rules (not lowbit's), and its meta tensors are
@@ -28,12 +29,13 @@ F32 = np.float32
 # ---- numpy port of hqq/core/optimize.py and quantize.py (CPU: fp32) ---------------------------
 
 def shrink_lp_op(x, beta, lp_norm):
-    return np.sign(x) * np.maximum(
-        np.abs(x) - F32(1.0 / beta) * np.power(np.abs(x) + F32(1e-8), F32(lp_norm - 1)), F32(0))
+    with np.errstate(divide="ignore"):  # |x| = 0: 0 - inf, clamped to 0 as in PyTorch
+        return np.sign(x) * np.maximum(
+            np.abs(x) - F32(1.0 / beta) * np.power(np.abs(x), F32(lp_norm - 1)), F32(0))
 
 
 def optimize_weights_proximal(W_f, scale, zero, min_max, axis,
-                              lp_norm=0.7, beta=1e1, kappa=1.01, iters=20, early_stop=True):
+                              lp_norm=0.7, beta=1e1, kappa=1.0, iters=20, early_stop=True):
     best_error = np.inf
     for _ in range(iters):
         W_q = np.clip(np.round(W_f * scale + zero), min_max[0], min_max[1])
@@ -57,8 +59,10 @@ def hqq_quantize(tensor, nbits, group_size, round_zero, axis=1):
     _min = W.min(axis=axis, keepdims=True)
     _max = W.max(axis=axis, keepdims=True)
     max_v = round(2 ** nbits - 1)
+    denom = _max - _min
     with np.errstate(divide="ignore"):
-        scale = np.minimum(F32(max_v) / (_max - _min), F32(2e4))
+        scale = F32(max_v) / denom
+    scale = np.minimum(np.where(np.abs(denom) <= F32(1e-4), F32(1), scale), F32(2e4))
     zero = -_min * scale
     if round_zero:
         zero = np.round(zero)

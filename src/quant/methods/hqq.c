@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "base/threads.h"
 #include "quant/hqq.h"
 
 /* PyTorch evaluates W * scale + zero as two rounded ops; a fused multiply-add would change codes at
@@ -20,7 +21,7 @@ lb_hqq_opts lb_hqq_default_opts(int nbits) {
                    .round_zero = nbits == 4,
                    .lp_norm = 0.7f,
                    .beta = 1e1,
-                   .kappa = 1.01,
+                   .kappa = 1.0,
                    .iters = 20,
                    .early_stop = true};
   return o;
@@ -36,23 +37,23 @@ static float clampq(float v, float maxv) { return v < 0.0f ? 0.0f : v > maxv ? m
 
 static float signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
 
-/* One solver round over all groups: updates z in place (through znew) and returns the mean
- * |W - W_r| of the codes it started from. Sums are accumulated in double: PyTorch and numpy both
- * sum fp32 pairwise/vectorized, each close to the exact sum, so the exact sum is the common target.
- */
-static float prox_round(const float *w, int64_t n, int64_t gs, const float *s, float *z,
-                        float *znew, float maxv, float inv_beta, float p1) {
-  double err = 0.0;
-  for (int64_t k = 0; k < n; k++) {
+/* One solver round over groups [k0, k1): the new zeros go to znew and each group's sum of |W - W_r|
+ * (of the codes the round started from) to gerr. Per-group sums are in double: PyTorch and numpy
+ * both sum fp32 pairwise/vectorized, each close to the exact sum, the common target. */
+static void prox_groups(const float *w, int64_t k0, int64_t k1, int64_t gs, const float *s,
+                        const float *z, float *znew, double *gerr, float maxv, float inv_beta,
+                        float p1) {
+  for (int64_t k = k0; k < k1; k++) {
     const float *x = w + k * gs;
-    double acc = 0.0;
+    double acc = 0.0, err = 0.0;
     for (int64_t j = 0; j < gs; j++) {
       float t = x[j] * s[k];
       float q = clampq(rintf(t + z[k]), maxv);
       float wr = (q - z[k]) / s[k];
       float d = x[j] - wr, ad = fabsf(d);
-      /* shrink_lp_op: sign(x) * relu(|x| - (1 / beta) * pow(|x| + 1e-8, p - 1)) */
-      float sh = ad - inv_beta * powf(ad + 1e-8f, p1);
+      /* shrink_lp_op: sign(x) * relu(|x| - (1 / beta) * pow(|x|, p - 1)); |x| = 0 gives
+       * 0 - inf, clamped to 0, as in PyTorch */
+      float sh = ad - inv_beta * powf(ad, p1);
       float we = signf(d) * (sh > 0.0f ? sh : 0.0f);
       float a = x[j] - we;
       float b = a * s[k];
@@ -60,9 +61,34 @@ static float prox_round(const float *w, int64_t n, int64_t gs, const float *s, f
       err += (double)ad;
     }
     znew[k] = (float)(acc / (double)gs);
+    gerr[k] = err;
   }
-  memcpy(z, znew, (size_t)n * sizeof *z);
-  return (float)(err / (double)(n * gs));
+}
+
+typedef struct {
+  const float *w, *s;
+  float *z, *znew;
+  double *gerr;
+  int64_t n, gs;
+  float maxv, inv_beta;
+  float p1;
+} prox_job;
+
+static void prox_task(void *ctx, int ith, int nth) {
+  prox_job *j = ctx;
+  int64_t lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  prox_groups(j->w, lo, hi, j->gs, j->s, j->z, j->znew, j->gerr, j->maxv, j->inv_beta, j->p1);
+}
+
+/* One solver round over all groups on the pool: updates z and returns the mean |W - W_r|, summed
+ * group by group in order (the same value whatever the number of threads). */
+static float prox_round(lb_pool *pool, prox_job *j) {
+  lb_pool_run(pool, prox_task, j);
+  memcpy(j->z, j->znew, (size_t)j->n * sizeof *j->z);
+  double err = 0.0;
+  for (int64_t k = 0; k < j->n; k++) err += j->gerr[k];
+  return (float)(err / (double)(j->n * j->gs));
 }
 
 lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbits,
@@ -90,10 +116,16 @@ lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbi
   const int64_t n = rows * cols / group_size, gs = group_size;
   const float maxv = (float)((1 << nbits) - 1);
   float *s = malloc((size_t)n * sizeof *s), *znew = malloc((size_t)n * sizeof *znew);
-  if (!s || !znew) {
-    free(s), free(znew);
+  double *gerr = malloc((size_t)n * sizeof *gerr);
+  lb_pool *pool = NULL;
+  lb_status st = !s || !znew || !gerr ? lb_fail(err, LB_ENOMEM, "hqq: out of memory for %lld groups",
+                                                 (long long)n)
+                 : opts->optimize     ? lb_pool_new(opts->threads, &pool, err)
+                                      : LB_OK;
+  if (st != LB_OK) {
+    free(s), free(znew), free(gerr);
     lb_qweight_free(&q);
-    return lb_fail(err, LB_ENOMEM, "hqq: out of memory for %lld groups", (long long)n);
+    return st;
   }
   float *z = q.zero; /* groups are row-major (row r, group g) = k: lb_qweight's order too */
   for (int64_t k = 0; k < n; k++) {
@@ -102,18 +134,22 @@ lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbi
       mn = fminf(mn, w[k * gs + j]);
       mx = fmaxf(mx, w[k * gs + j]);
     }
-    /* (max_v / (_max - _min)).clamp(max=2e4): a constant group divides by 0 and gets 2e4 */
-    float inv = maxv / (mx - mn);
+    /* scale = max_v / (_max - _min); 1 where |_max - _min| <= 1e-4 (a flat group); then
+     * .clamp(max=2e4) */
+    float denom = mx - mn, inv = maxv / denom;
+    if (fabsf(denom) <= 1e-4f) inv = 1.0f;
     s[k] = inv > 2e4f ? 2e4f : inv;
     z[k] = -mn * s[k];
     if (opts->round_zero) z[k] = rintf(z[k]);
   }
   if (opts->optimize) {
-    const float p1 = (float)((double)opts->lp_norm - 1.0); /* Python: lp_norm - 1 in double */
+    prox_job job = {.w = w, .s = s, .z = z, .znew = znew, .gerr = gerr, .n = n, .gs = gs,
+                    .maxv = maxv, .p1 = (float)((double)opts->lp_norm - 1.0)}; /* Python: lp_norm - 1 */
     double beta = opts->beta;
     float best = INFINITY;
     for (int it = 0; it < opts->iters; it++) {
-      float cur = prox_round(w, n, gs, s, z, znew, maxv, (float)(1.0 / beta), p1);
+      job.inv_beta = (float)(1.0 / beta);
+      float cur = prox_round(pool, &job);
       beta *= opts->kappa;
       if (opts->early_stop) {
         if (cur < best)
@@ -122,6 +158,7 @@ lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbi
           break; /* z already holds this round's update, as in hqq */
       }
     }
+    lb_pool_free(pool);
   }
   for (int64_t k = 0; k < n; k++) {
     for (int64_t j = 0; j < gs; j++) {
@@ -130,8 +167,7 @@ lb_status lb_hqq_quantize_ex(const float *w, int64_t rows, int64_t cols, int nbi
     }
     q.scale[k] = 1.0f / s[k];
   }
-  free(s);
-  free(znew);
+  free(s), free(znew), free(gerr);
   *out = q;
   return LB_OK;
 }
