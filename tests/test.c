@@ -1,6 +1,7 @@
 #include "test.h"
 
 #include "io/fs.h"
+#include "io/json.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -99,4 +100,11 @@ int lb_test_main(int argc, char **argv, const lb_test_case *cases, size_t n) {
   }
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
+}
+
+json_t *lb_test_json(const char *text) {
+  json_t *j = NULL;
+  lb_error err = {0};
+  CHECK_OK(lb_json_parse(text, strlen(text), "config", &j, &err), &err);
+  return j;
 }

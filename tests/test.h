@@ -61,5 +61,8 @@ const char *lb_test_tmpdir(void);
 char *lb_test_read_file(const char *path, size_t *len);
 /* Writes a buffer to a file; returns 0 on success. */
 int lb_test_write_file(const char *path, const void *data, size_t len);
+/* Parses JSON text that a test expects to be valid (a failure is a test failure; NULL then). */
+struct json_t;
+struct json_t *lb_test_json(const char *text);
 
 #endif

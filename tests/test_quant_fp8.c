@@ -256,19 +256,12 @@ static void hostile_files(void) {
   lb_qweight_free(&q);
 }
 
-static json_t *parse(const char *s) {
-  json_t *j = NULL;
-  lb_error err = {0};
-  CHECK_OK(lb_json_parse(s, strlen(s), "config", &j, &err), &err);
-  return j;
-}
-
 static void configs(void) {
   lb_error err = {0};
   const char *ign[] = {"lm_head"};
   char *s = NULL;
   CHECK_OK(lb_fp8_ct_config(LB_FP8_BLOCK, 128, 128, true, ign, 1, &s, &err), &err);
-  json_t *j = parse(s);
+  json_t *j = lb_test_json(s);
   json_t *wq =
       json_object_get(json_object_get(json_object_get(j, "config_groups"), "group_0"), "weights");
   CHECK(!strcmp(json_string_value(json_object_get(j, "format")), "float-quantized"));
@@ -281,7 +274,7 @@ static void configs(void) {
   json_decref(j);
   free(s);
   CHECK_OK(lb_fp8_ct_config(LB_FP8_CHANNEL, 0, 0, false, NULL, 0, &s, &err), &err);
-  j = parse(s);
+  j = lb_test_json(s);
   CHECK(json_is_null(json_object_get(
       json_object_get(json_object_get(j, "config_groups"), "group_0"), "input_activations")));
   json_decref(j);

@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "quant/spec.h"
 
 static const char *HELP =
     "usage: lowbit inspect DIR [--json] [--tensors]\n"
     "  Architecture and hyper-parameters, parameter count, bytes per dtype, the modules of a\n"
-    "  decoder block with their tensors and shapes, the quantization_config if any, and the memory\n"
-    "  footprint under each method lowbit supports.\n"
+    "  decoder block with their tensors and shapes; for a dense checkpoint the memory footprint under\n"
+    "  each method lowbit supports, for a quantized one its quantization_config and the bits per\n"
+    "  weight its files really hold.\n"
     "  --json     one JSON object instead of text\n"
     "  --tensors  also list every tensor (name, dtype, shape, bytes, file)\n";
 
@@ -82,6 +84,54 @@ static dtype_totals totals_by_dtype(const lb_tensors *ts) {
   return r;
 }
 
+/* What a quantized checkpoint really stores: the decoder Linear layers the quantization_config
+ * converts (all tensors under "<module>." -- codes, scales, zeros, g_idx, absmax, meta, bias)
+ * against their logical weights; everything else is "other". */
+typedef struct {
+  bool ok;
+  char method[160];
+  uint64_t n_quant, n_dense, weights, bytes, other;
+} quant_real;
+
+static quant_real quant_summary(const lb_checkpoint *c) {
+  quant_real r = {0};
+  const char *q = lb_checkpoint_quant_config(c);
+  lb_quant_spec spec;
+  lb_error err = {0};
+  if (!q || lb_quant_spec_parse(q, strlen(q), "quantization_config", &spec, &err) != LB_OK) {
+    if (q) snprintf(r.method, sizeof r.method, "(not readable: %.120s)", err.msg);
+    return r;
+  }
+  lb_quant_spec_describe(&spec, r.method, sizeof r.method);
+  const lb_config *g = lb_checkpoint_config(c);
+  const lb_arch *a = lb_checkpoint_arch(c);
+  const lb_tensors *ts = lb_checkpoint_tensors(c);
+  uint64_t total = 0;
+  for (size_t i = 0; i < lb_tensors_count(ts); i++) total += lb_tensors_at(ts, i)->nbytes;
+  for (int l = 0; l < g->num_hidden_layers; l++)
+    for (int k = 0; k < LB_LIN_COUNT; k++) {
+      char mod[256], blk[64];
+      snprintf(mod, sizeof mod, "%s.%s", lb_arch_block(a, l, blk, sizeof blk), a->linear[k]);
+      if (lb_quant_spec_skips(&spec, mod)) {
+        r.n_dense++;
+        continue;
+      }
+      int64_t out, in;
+      lb_arch_linear_shape(g, (lb_linear_kind)k, &out, &in);
+      r.n_quant++;
+      r.weights += (uint64_t)(out * in);
+      size_t len = strlen(mod);
+      for (size_t i = 0; i < lb_tensors_count(ts); i++) {
+        const lb_tensor *t = lb_tensors_at(ts, i);
+        if (!strncmp(t->name, mod, len) && t->name[len] == '.') r.bytes += t->nbytes;
+      }
+    }
+  r.other = total - r.bytes;
+  r.ok = r.weights > 0;
+  lb_quant_spec_free(&spec);
+  return r;
+}
+
 static void print_text(const lb_checkpoint *c, bool tensors) {
   const lb_config *g = lb_checkpoint_config(c);
   const lb_arch *a = lb_checkpoint_arch(c);
@@ -115,7 +165,21 @@ static void print_text(const lb_checkpoint *c, bool tensors) {
          lb_checkpoint_has_file(c, "tokenizer_config.json") ? "yes" : "no",
          lb_checkpoint_has_file(c, "generation_config.json") ? "yes" : "no");
   const char *q = lb_checkpoint_quant_config(c);
-  printf("%-18s %s\n", "quantization", q ? q : "none");
+  quant_real qr = quant_summary(c);
+  if (q) {
+    printf("%-18s %s\n", "quantization", qr.method);
+    printf("%-18s %s\n", "  config", q);
+  } else
+    printf("%-18s none\n", "quantization");
+  if (qr.ok) {
+    printf("%-18s %llu Linear layers quantized, %llu kept dense: %s for %s weights\n", "  stored",
+           (unsigned long long)qr.n_quant, (unsigned long long)qr.n_dense,
+           cli_bytes(qr.bytes, b1, sizeof b1), cli_count(qr.weights, b2, sizeof b2));
+    printf("%-18s %.3f in the quantized layers (scales, zeros, indices included); other tensors "
+           "%s\n",
+           "  bits per weight", 8.0 * (double)qr.bytes / (double)qr.weights,
+           cli_bytes(qr.other, b3, sizeof b3));
+  }
 
   printf("\nbytes by dtype\n");
   dtype_totals dt = totals_by_dtype(ts);
@@ -156,10 +220,11 @@ static void print_text(const lb_checkpoint *c, bool tensors) {
   else printf("  %-38s tied to %s.weight\n", a->lm_head, a->embed);
 
   lb_footprint rows[16];
-  size_t nr = lb_footprint_table(c, rows, 16);
-  printf("\nmemory footprint by method (Linear layers quantized, the rest in 16-bit)\n");
-  printf("  %-30s %8s %11s %11s %11s %7s\n", "method", "bits/w", "Linear", "other", "total",
-         "vs 16b");
+  size_t nr = q ? 0 : lb_footprint_table(c, rows, 16); /* a prediction for dense checkpoints */
+  if (nr) printf("\nmemory footprint by method (Linear layers quantized, the rest in 16-bit)\n");
+  if (nr)
+    printf("  %-30s %8s %11s %11s %11s %7s\n", "method", "bits/w", "Linear", "other", "total",
+           "vs 16b");
   for (size_t i = 0; i < nr; i++)
     printf("  %-30s %8.3f %11s %11s %11s %6.2fx\n", rows[i].method, rows[i].linear_bits_per_weight,
            cli_bytes(rows[i].linear_bytes, b1, sizeof b1),
@@ -226,6 +291,15 @@ static int print_json(const lb_checkpoint *c, bool tensors) {
   const char *q = lb_checkpoint_quant_config(c);
   json_t *qj = q ? json_loads(q, 0, NULL) : NULL;
   json_object_set_new(o, "quantization_config", qj ? qj : json_null());
+  quant_real qr = quant_summary(c);
+  if (qr.ok)
+    json_object_set_new(
+        o, "quantized",
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I}", "method", qr.method, "linear_quantized",
+                  (json_int_t)qr.n_quant, "linear_dense", (json_int_t)qr.n_dense, "weights",
+                  (json_int_t)qr.weights, "bytes", (json_int_t)qr.bytes, "bits_per_weight",
+                  8.0 * (double)qr.bytes / (double)qr.weights, "other_bytes",
+                  (json_int_t)qr.other));
   json_object_set_new(o, "tokenizer",
                       json_pack("{s:b, s:b, s:b}", "tokenizer.json",
                                 lb_checkpoint_has_file(c, "tokenizer.json"), "tokenizer_config.json",
@@ -233,7 +307,7 @@ static int print_json(const lb_checkpoint *c, bool tensors) {
                                 "generation_config.json",
                                 lb_checkpoint_has_file(c, "generation_config.json")));
   lb_footprint rows[16];
-  size_t nr = lb_footprint_table(c, rows, 16);
+  size_t nr = q ? 0 : lb_footprint_table(c, rows, 16);
   json_t *fp = json_array();
   for (size_t i = 0; i < nr; i++)
     json_array_append_new(fp, json_pack("{s:s, s:f, s:I, s:I, s:I}", "method", rows[i].method,

@@ -20,9 +20,13 @@
 static const char *HELP =
     "usage: lowbit quantize SRC DST --method rtn|nf4|fp4|int8|fp8|hqq [options]\n"
     "  Quantizes the decoder Linear layers of SRC (no calibration data) and writes DST, a complete\n"
-    "  Hugging Face folder in the method's own layout (rtn: GPTQ; nf4/fp4/int8: bitsandbytes;\n"
-    "  fp8: fine-grained FP8; hqq: HQQ). Embeddings and lm_head stay dense.\n"
+    "  Hugging Face folder in the method's own layout (rtn: GPTQ or compressed-tensors;\n"
+    "  nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8; hqq: HQQ). Embeddings and lm_head stay\n"
+    "  dense.\n"
     "  --method M       rtn, nf4, fp4, int8, fp8 or hqq\n"
+    "  --format F       rtn: gptq (default; AutoGPTQ/GPTQModel qweight/qzeros/scales) or\n"
+    "                   compressed-tensors (\"pack-quantized\": weight_packed/weight_scale/\n"
+    "                   weight_zero_point, scales in the model's dtype)\n"
     "  --bits B         rtn: 2, 3, 4, 8 (default 4); hqq: 1, 2, 3, 4, 8 (default 4)\n"
     "  --group G        rtn group size (default 128; -1 per channel); hqq (default 64)\n"
     "  --sym            rtn: symmetric (default asymmetric)\n"
@@ -33,7 +37,7 @@ static const char *HELP =
     "  --force          replace DST if it exists\n";
 
 typedef struct {
-  const char *src, *dst, *method, *config, *skip;
+  const char *src, *dst, *method, *config, *skip, *format;
   long long bits, group;
   bool has_bits, has_group, sym, double_quant, force;
   uint64_t shard;
@@ -51,10 +55,10 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     lb_status st = lb_quant_spec_parse(text, len, o->config, s, err);
     free(text);
     LB_TRY(st);
-    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant) {
+    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant || o->format) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EINVAL, "--config FILE replaces --method/--bits/--group/--sym/"
-                                     "--double-quant; give one or the other");
+                                     "--double-quant/--format; give one or the other");
     }
     if (s->method == LB_QM_GPTQ && s->desc_act) {
       lb_quant_spec_free(s);
@@ -62,7 +66,7 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
                      "%s: key 'desc_act': true needs calibration data (use desc_act false)",
                      o->config);
     }
-    if (s->method == LB_QM_GPTQ) s->rtn = true;
+    if (s->method == LB_QM_GPTQ || s->method == LB_QM_CT_INT) s->rtn = true;
     return LB_OK;
   }
   if (!o->method) return lb_fail(err, LB_EINVAL, "--method or --config is required");
@@ -98,6 +102,11 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     if (s->method != LB_QM_BNB4)
       return lb_fail(err, LB_EINVAL, "--double-quant applies to nf4 and fp4 only");
     s->double_quant = true;
+  }
+  if (o->format) {
+    if (s->method != LB_QM_GPTQ) return lb_fail(err, LB_EINVAL, "--format applies to rtn only");
+    if (strcmp(o->format, "gptq"))
+      s->method = LB_QM_CT_INT; /* same bits, group and symmetry, compressed-tensors' rule */
   }
   return LB_OK;
 }
@@ -148,9 +157,11 @@ static lb_status quantize_one(const lb_quant_spec *s, lb_st_writer *w, const lb_
     *cap = n;
   }
   LB_TRY(lb_convert(*buf, LB_F32, t->data, t->dtype, n, 0, err));
+  lb_quant_spec sl = *s; /* shallow: only wdtype differs */
+  sl.wdtype = t->dtype;  /* compressed-tensors int computes and stores scales in it */
   lb_qweight q;
-  LB_TRY(lb_quant_spec_quantize(s, *buf, rows, cols, t->name, &q, err));
-  lb_status r = lb_quant_spec_write(s, w, mod, &q, t->dtype, err);
+  LB_TRY(lb_quant_spec_quantize(&sl, *buf, rows, cols, t->name, &q, err));
+  lb_status r = lb_quant_spec_write(&sl, w, mod, &q, t->dtype, err);
   lb_qweight_free(&q);
   st->qparams += n;
   st->nq++;
@@ -338,7 +349,8 @@ int cmd_quantize(int argc, char **argv) {
     } else if (!strcmp(a, "--double-quant")) {
       o.double_quant = true;
     } else if (!strcmp(a, "--method") || !strcmp(a, "--config") || !strcmp(a, "--skip") ||
-               !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size")) {
+               !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size") ||
+               !strcmp(a, "--format")) {
       if (!(v = cli_value(argc, argv, &i)))
         return cli_usage_error("quantize", "%s needs a value", a);
       if (!strcmp(a, "--method")) {
@@ -347,6 +359,11 @@ int cmd_quantize(int argc, char **argv) {
           return cli_usage_error("quantize",
                                  "--method '%s': expected rtn, nf4, fp4, int8, fp8 or hqq", v);
         o.method = v;
+      } else if (!strcmp(a, "--format")) {
+        if (strcmp(v, "gptq") && strcmp(v, "compressed-tensors"))
+          return cli_usage_error("quantize", "--format '%s': expected gptq or compressed-tensors",
+                                 v);
+        o.format = v;
       } else if (!strcmp(a, "--config")) o.config = v;
       else if (!strcmp(a, "--skip")) o.skip = v;
       else if (!strcmp(a, "--bits")) {

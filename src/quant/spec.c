@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "io/json.h"
 #include "quant/bnb.h"
+#include "quant/ct.h"
 #include "quant/hqq.h"
 
 static void spec_init(lb_quant_spec *s) {
@@ -23,6 +24,7 @@ static void spec_init(lb_quant_spec *s) {
   s->block_r = s->block_c = 128;
   s->ct_strategy = LB_FP8_CHANNEL;
   s->axis = 1;
+  s->wdtype = LB_F32;
 }
 
 lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *err) {
@@ -289,32 +291,141 @@ static lb_status parse_hqq(const json_t *o, const char *label, lb_quant_spec *s,
   return LB_OK;
 }
 
-static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
-  static const char *const keys[] = {
-      "quant_method", "config_groups", "format", "quantization_status", "ignore",
-      "global_compression_ratio", "kv_cache_scheme", "sparsity_config", "version",
-      "transform_config", "quant_method_version", NULL};
-  LB_TRY(check_keys(o, label, keys, err));
-  char fmt[48];
-  LB_TRY(lb_json_str(o, "format", label, true, "", fmt, sizeof fmt, err));
-  if (strcmp(fmt, "float-quantized"))
-    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (float-quantized)", label, fmt);
-  if (lb_json_has(o, "kv_cache_scheme"))
-    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'kv_cache_scheme'", label);
+/* config_groups must hold one group targeting ["Linear"]; its name and object. */
+static lb_status ct_group(const json_t *o, const char *label, const char **gname,
+                          const json_t **grp, lb_error *err) {
   const json_t *g = json_object_get(o, "config_groups");
   if (!json_is_object(g) || json_object_size(g) != 1)
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'config_groups': expected one group", label);
   void *it = json_object_iter((json_t *)g);
-  const char *gname = json_object_iter_key(it);
-  const json_t *grp = json_object_iter_value(it);
-  if (!json_is_object(grp))
-    return lb_fail(err, LB_EINVAL, "%s: key 'config_groups.%s': expected an object", label, gname);
-  const json_t *t = json_object_get(grp, "targets");
+  *gname = json_object_iter_key(it);
+  *grp = json_object_iter_value(it);
+  if (!json_is_object(*grp))
+    return lb_fail(err, LB_EINVAL, "%s: key 'config_groups.%s': expected an object", label, *gname);
+  const json_t *t = json_object_get(*grp, "targets");
   if (!json_is_array(t) || json_array_size(t) != 1 ||
       strcmp(json_string_value(json_array_get(t, 0)) ? json_string_value(json_array_get(t, 0)) : "",
              "Linear"))
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'config_groups.%s.targets': expected [\"Linear\"]",
-                   label, gname);
+                   label, *gname);
+  return LB_OK;
+}
+
+/* An object-valued key that must be absent, null or {} (sparsity_config, transform_config). */
+static lb_status ct_empty(const json_t *o, const char *key, const char *label, lb_error *err) {
+  const json_t *v = json_object_get(o, key);
+  if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s': only an empty %s is supported", label, key,
+                   key);
+  return LB_OK;
+}
+
+/* format "pack-quantized": integer weights of one group, no activation quantization. */
+static lb_status parse_ct_int(const json_t *o, const char *label, lb_quant_spec *s,
+                              lb_error *err) {
+  const char *gname = "";
+  const json_t *grp = NULL;
+  char sub[200], fmt[48], status[32];
+  LB_TRY(ct_group(o, label, &gname, &grp, err));
+  /* "frozen" would mean dense weights beside the scales: not this layout */
+  LB_TRY(lb_json_str(o, "quantization_status", label, false, "compressed", status, sizeof status,
+                     err));
+  if (strcmp(status, "compressed"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'quantization_status': \"%s\" (compressed)",
+                   label, status);
+  LB_TRY(ct_empty(o, "sparsity_config", label, err));
+  LB_TRY(ct_empty(o, "transform_config", label, err));
+  snprintf(sub, sizeof sub, "%s.config_groups.%s", label, gname);
+  static const char *const gkeys[] = {"targets", "weights", "input_activations",
+                                      "output_activations", "format", NULL};
+  LB_TRY(check_keys(grp, sub, gkeys, err));
+  if (lb_json_has(grp, "input_activations") || lb_json_has(grp, "output_activations"))
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: key 'input_activations'/'output_activations': activation quantization is "
+                   "not supported (weights only)",
+                   sub);
+  LB_TRY(lb_json_str(grp, "format", sub, false, "pack-quantized", fmt, sizeof fmt, err));
+  if (strcmp(fmt, "pack-quantized"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (pack-quantized)", sub, fmt);
+  const json_t *w = json_object_get(grp, "weights");
+  snprintf(sub, sizeof sub, "%s.config_groups.%s.weights", label, gname);
+  if (!json_is_object(w)) return lb_fail(err, LB_EINVAL, "%s: missing", sub);
+  static const char *const wkeys[] = {"num_bits", "type", "symmetric", "group_size", "strategy",
+                                      "block_structure", "dynamic", "actorder", "scale_dtype",
+                                      "zp_dtype", "observer", "observer_kwargs", NULL};
+  LB_TRY(check_keys(w, sub, wkeys, err));
+  int64_t nb, group;
+  char type[16], strat[16], v[32];
+  bool sym, dyn;
+  LB_TRY(lb_json_int(w, "num_bits", sub, true, 8, 1, 64, &nb, err));
+  LB_TRY(lb_json_str(w, "type", sub, false, "int", type, sizeof type, err));
+  if (strcmp(type, "int"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'type': \"%s\" (pack-quantized holds int)", sub,
+                   type);
+  if (nb < 1 || nb > 8)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'num_bits': %lld (pack-quantized holds 1 to 8)",
+                   sub, (long long)nb);
+  LB_TRY(lb_json_bool(w, "symmetric", sub, false, true, &sym, err));
+  LB_TRY(lb_json_bool(w, "dynamic", sub, false, false, &dyn, err));
+  if (dyn) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': true (static weights only)", sub);
+  LB_TRY(lb_json_int(w, "group_size", sub, false, 0, -1, 1 << 20, &group, err));
+  LB_TRY(lb_json_str(w, "strategy", sub, false, group > 0 ? "group" : group == -1 ? "channel" : "",
+                     strat, sizeof strat, err));
+  if (!strcmp(strat, "group")) {
+    if (group < 1)
+      return lb_fail(err, LB_EINVAL, "%s: key 'group_size': strategy \"group\" needs a positive size",
+                     sub);
+  } else if (!strcmp(strat, "channel")) {
+    if (group > 0)
+      return lb_fail(err, LB_EINVAL, "%s: key 'group_size': %lld with strategy \"channel\"", sub,
+                     (long long)group);
+    group = -1;
+  } else {
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'strategy': \"%s\" (group, channel)", sub,
+                   strat[0] ? strat : "tensor");
+  }
+  if (lb_json_has(w, "block_structure"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'block_structure'", sub);
+  if (lb_json_has(w, "scale_dtype"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'scale_dtype' (the weight's dtype only)", sub);
+  if (lb_json_has(w, "zp_dtype")) {
+    LB_TRY(lb_json_str(w, "zp_dtype", sub, false, "", v, sizeof v, err));
+    if (strcmp(v, "torch.int8") && strcmp(v, "int8"))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'zp_dtype': \"%s\" (torch.int8)", sub, v);
+  }
+  /* actorder "weight" (alias "static") only reorders calibration; group act-order (g_idx) is refused */
+  const json_t *ao = json_object_get(w, "actorder");
+  if (ao && !json_is_null(ao) && !json_is_false(ao) &&
+      !(json_is_string(ao) && (!strcmp(json_string_value(ao), "weight") ||
+                               !strcmp(json_string_value(ao), "static"))))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'actorder' (null or \"weight\")", sub);
+  s->method = LB_QM_CT_INT;
+  s->bits = (int)nb;
+  s->group = group;
+  s->sym = sym;
+  LB_TRY(skip_list(s, o, "ignore", label, err));
+  return LB_OK;
+}
+
+static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  static const char *const keys[] = {
+      "quant_method", "config_groups", "format", "quantization_status", "ignore",
+      "global_compression_ratio", "kv_cache_scheme", "sparsity_config", "version",
+      "transform_config", "quant_method_version", "moe_sparsity_config", NULL};
+  LB_TRY(check_keys(o, label, keys, err));
+  char fmt[48];
+  LB_TRY(lb_json_str(o, "format", label, true, "", fmt, sizeof fmt, err));
+  if (strcmp(fmt, "float-quantized") && strcmp(fmt, "pack-quantized"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (float-quantized, pack-quantized)",
+                   label, fmt);
+  if (lb_json_has(o, "kv_cache_scheme"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'kv_cache_scheme'", label);
+  if (lb_json_has(o, "moe_sparsity_config"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'moe_sparsity_config'", label);
+  if (!strcmp(fmt, "pack-quantized")) return parse_ct_int(o, label, s, err);
+  const char *gname = "";
+  const json_t *grp = NULL;
+  LB_TRY(ct_group(o, label, &gname, &grp, err));
   const json_t *w = json_object_get(grp, "weights");
   char sub[160];
   snprintf(sub, sizeof sub, "%s.config_groups.%s.weights", label, gname);
@@ -406,6 +517,9 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
   if (s->method == LB_QM_CT_FP8)
     return lb_fp8_ct_config(s->ct_strategy, s->block_r, s->block_c, false,
                             (const char *const *)s->skip, s->n_skip, json, err);
+  if (s->method == LB_QM_CT_INT)
+    return lb_ct_int_config(s->bits, s->group, s->sym, (const char *const *)s->skip, s->n_skip,
+                            json, err);
   if (s->method == LB_QM_HQQ) {
     lb_hqq_opts o = lb_hqq_default_opts(s->bits);
     return lb_hqq_config(s->bits, s->group, &o, (const char *const *)s->skip, s->n_skip, json, err);
@@ -470,6 +584,14 @@ const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap
     snprintf(buf, cap, "fp8 e4m3 block %lldx%lld", (long long)s->block_r, (long long)s->block_c);
     break;
   case LB_QM_CT_FP8: snprintf(buf, cap, "compressed-tensors fp8 e4m3"); break;
+  case LB_QM_CT_INT:
+    if (s->group > 0)
+      snprintf(buf, cap, "%scompressed-tensors int%d g%lld %s (pack-quantized)", s->rtn ? "rtn " : "",
+               s->bits, (long long)s->group, s->sym ? "sym" : "asym");
+    else
+      snprintf(buf, cap, "%scompressed-tensors int%d per-channel %s (pack-quantized)",
+               s->rtn ? "rtn " : "", s->bits, s->sym ? "sym" : "asym");
+    break;
   case LB_QM_HQQ:
     snprintf(buf, cap, "hqq %d-bit g%lld axis %d", s->bits, (long long)s->group, s->axis);
     break;
@@ -492,6 +614,14 @@ lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_
       return lb_fail(err, LB_EUNSUPPORTED,
                      "%s: [%lld, %lld] at %d bits does not pack into 32-bit words (GPTQ layout)",
                      name, (long long)rows, (long long)cols, s->bits);
+    break;
+  case LB_QM_CT_INT:
+    if (s->group > 0 && cols % s->group)
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: in_features %lld is not a multiple of the group size %lld "
+                     "(compressed-tensors needs whole groups; use a group size that divides it, or "
+                     "--group -1 for per-channel)",
+                     name, (long long)cols, (long long)s->group);
     break;
   case LB_QM_HQQ:
     if (cols % s->group)
@@ -527,6 +657,11 @@ lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t
     break;
   }
   case LB_QM_HQQ: st = lb_hqq_quantize(w, rows, cols, s->bits, s->group, 1, out, err); break;
+  case LB_QM_CT_INT: {
+    /* parameters in the weight's own dtype, codes in fp32 (compressed-tensors on a GPU) */
+    lb_ct_int_opts o = {.compute = s->wdtype, .eager = false};
+    return lb_ct_int_quantize(w, rows, cols, s->bits, s->group, s->sym, &o, name, out, err);
+  }
   default: return lb_fail(err, LB_EINVAL, "%s: unknown method", name);
   }
   if (st != LB_OK) lb_error_prefix(err, "%s", name);
@@ -542,6 +677,7 @@ lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const cha
   case LB_QM_FP8: return lb_fp8_fg_write(w, prefix, q, err);
   case LB_QM_CT_FP8: return lb_fp8_ct_write(w, prefix, q, s->ct_strategy, LB_F32, err);
   case LB_QM_HQQ: return lb_hqq_write(w, prefix, q, orig_dtype, NULL, err);
+  case LB_QM_CT_INT: return lb_ct_int_write(w, prefix, q, s->wdtype, err);
   }
   return lb_fail(err, LB_EINVAL, "%s: unknown method", prefix);
 }
@@ -567,6 +703,7 @@ lb_status lb_quant_spec_read(const lb_quant_spec *s, const lb_tensors *t, const 
     st = lb_fp8_ct_read(t, prefix, s->ct_strategy, s->block_r, s->block_c, out, err);
     break;
   case LB_QM_HQQ: st = lb_hqq_read(t, prefix, out, err); break;
+  case LB_QM_CT_INT: st = lb_ct_int_read(t, prefix, s->bits, s->group, s->sym, out, err); break;
   }
   if (st == LB_OK) st = lb_qweight_check(out, prefix, err);
   if (st != LB_OK) lb_qweight_free(out);

@@ -7,6 +7,8 @@
  *   LB_QM_INT8    "bitsandbytes" load_in_8bit  weight I8 + SCB + weight_format (bnb.h)
  *   LB_QM_FP8     "fp8"                        weight F8_E4M3 + weight_scale_inv (fp8.h)
  *   LB_QM_CT_FP8  "compressed-tensors"         weight F8_E4M3 + weight_scale (float-quantized)
+ *   LB_QM_CT_INT  "compressed-tensors"         weight_packed / weight_shape / weight_scale
+ *                 (rtn --format compressed-tensors) [+ weight_zero_point] (pack-quantized, ct.h)
  *   LB_QM_HQQ     "hqq"                        HQQLinear's encoded state_dict (hqq.h)
  */
 #ifndef LB_QUANT_SPEC_H
@@ -23,6 +25,7 @@ typedef enum lb_qmethod {
   LB_QM_FP8,
   LB_QM_CT_FP8,
   LB_QM_HQQ,
+  LB_QM_CT_INT,
 } lb_qmethod;
 
 #define LB_QSPEC_MAX_SKIP 64
@@ -31,8 +34,8 @@ typedef struct lb_quant_spec {
   lb_qmethod method;
   bool rtn;             /* GPTQ layout produced by round-to-nearest (quant_method "rtn" on input) */
   /* GPTQ / RTN */
-  int bits;             /* 2, 3, 4, 8 (GPTQ); 1..8 (HQQ nbits); 8 for INT8 / FP8; 4 for BNB4 */
-  int64_t group;        /* group_size; -1 = per channel (GPTQ), hqq group_size */
+  int bits;             /* 2, 3, 4, 8 (GPTQ); 1..8 (HQQ nbits, CT int); 8 for INT8 / FP8; 4 for BNB4 */
+  int64_t group;        /* group_size; -1 = per channel (GPTQ, CT int), hqq group_size */
   bool sym;
   bool desc_act;
   lb_gptq_version gptq_version;
@@ -46,6 +49,9 @@ typedef struct lb_quant_spec {
   lb_fp8_strategy ct_strategy;
   /* hqq */
   int axis;
+  /* compressed-tensors int: the dtype of the weights being quantized (LB_F32 default; the caller
+   * sets it per Linear): scales and zero points are computed in it and weight_scale stored in it */
+  lb_dtype wdtype;
   /* modules kept dense: modules_to_not_convert / llm_int8_skip_modules / skip_modules / ignore */
   char *skip[LB_QSPEC_MAX_SKIP];
   size_t n_skip;

@@ -5,9 +5,12 @@ import json
 import os
 import shutil
 
+import numpy as np
 from safetensors import safe_open
 
 from common import POCKET, TMP, lowbit, run_tests, shared
+from quant_ct_ref import check_layer
+from st_numpy import load_file
 
 WIKI = "data/wikitext-2-raw/wiki.test.raw"
 LIN = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -16,6 +19,16 @@ SHAPES = {"self_attn.q_proj": (512, 512), "self_attn.k_proj": (256, 512),
           "self_attn.v_proj": (256, 512), "self_attn.o_proj": (512, 512),
           "mlp.gate_proj": (1536, 512), "mlp.up_proj": (1536, 512), "mlp.down_proj": (512, 1536)}
 _bf16 = {}
+
+
+def quantized_linears(t):
+    """(prefix, out, in) of the first and last block's Linear layers, each checked to hold no dense
+    `weight` any more."""
+    for l in (0, 9):
+        for m in LIN:
+            p = f"model.layers.{l}.{m}"
+            assert f"{p}.weight" not in t, p
+            yield (p, *SHAPES[m])
 
 os.makedirs(TMP, exist_ok=True)
 
@@ -55,9 +68,34 @@ def bf16_ppl():
     return _bf16["ppl"]
 
 
+ITEM = {"BF16": 2, "F16": 2, "F32": 4, "I32": 4, "I64": 8, "U8": 1, "I8": 1, "F8_E4M3": 1}
+
+
+def real_bits_per_weight(d):
+    """Bits per weight of the quantized Linear layers from the safetensors headers alone: every
+    tensor under a block's Linear module (codes, scales, zeros, g_idx, absmax, meta) over the
+    layers' logical [out, in] sizes (pocket-llama: q/o 512x512, k/v 256x512, gate/up/down 1536x512)."""
+    sizes = {"q_proj": 512 * 512, "k_proj": 256 * 512, "v_proj": 256 * 512, "o_proj": 512 * 512,
+             "gate_proj": 1536 * 512, "up_proj": 1536 * 512, "down_proj": 1536 * 512}
+    per_module = {}
+    for name, (dt, shape) in tensors(d).items():
+        parts = name.split(".")
+        if len(parts) > 4 and parts[1] == "layers" and parts[4] in sizes:
+            per_module.setdefault(".".join(parts[:5]), []).append((parts[5], dt, shape))
+    nbytes = weights = 0
+    for m, ts in per_module.items():
+        if {t[0] for t in ts} <= {"weight", "bias"} and ts[0][1] in ("BF16", "F16", "F32"):
+            continue  # kept dense (--skip)
+        nbytes += sum(ITEM[dt] * int(np.prod(shape)) for _, dt, shape in ts)
+        weights += sizes[m.split(".")[-1]]
+    return 8 * nbytes / weights
+
 def loads_and_runs(d):
     p = lowbit("inspect", d)
     assert "quantization" in p.stdout, p.stdout
+    q = json.loads(lowbit("inspect", d, "--json").stdout)["quantized"]
+    # inspect's JSON prints reals with 10 significant digits
+    assert abs(q["bits_per_weight"] - real_bits_per_weight(d)) < 1e-8, (q, real_bits_per_weight(d))
     g = lowbit("generate", d, "-p", "Once upon a time", "-n", "8")
     assert len(g.stdout) > len("Once upon a time"), g.stdout
     for f in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
@@ -78,15 +116,11 @@ def test_rtn_int4_g128_asym():
     assert q["quant_method"] == "gptq" and q["bits"] == 4 and q["group_size"] == 128, q
     assert q["sym"] is False and q["desc_act"] is False and q["checkpoint_format"] == "gptq", q
     t = tensors(d)
-    for l in (0, 9):
-        for m in LIN:
-            o, i = SHAPES[m]
-            p = f"model.layers.{l}.{m}"
-            assert f"{p}.weight" not in t, p
-            assert t[f"{p}.qweight"] == ("I32", (i * 4 // 32, o)), (p, t[f"{p}.qweight"])
-            assert t[f"{p}.qzeros"] == ("I32", (i // 128, o * 4 // 32)), p
-            assert t[f"{p}.scales"] == ("F16", (i // 128, o)), p
-            assert t[f"{p}.g_idx"] == ("I32", (i,)), p
+    for p, o, i in quantized_linears(t):
+        assert t[f"{p}.qweight"] == ("I32", (i * 4 // 32, o)), (p, t[f"{p}.qweight"])
+        assert t[f"{p}.qzeros"] == ("I32", (i // 128, o * 4 // 32)), p
+        assert t[f"{p}.scales"] == ("F16", (i // 128, o)), p
+        assert t[f"{p}.g_idx"] == ("I32", (i,)), p
     assert t["model.embed_tokens.weight"] == ("BF16", (32000, 512)), t["model.embed_tokens.weight"]
     assert t["model.layers.0.input_layernorm.weight"][0] == "BF16"
     assert "4.2" in summary, summary
@@ -106,6 +140,63 @@ def test_rtn_int8_per_channel_sym():
     assert t["model.layers.0.mlp.down_proj.scales"] == ("F16", (1, 512))
     base, got = bf16_ppl(), ppl(d)
     print(f"  bf16 {base:.3f}  rtn int8 per-channel sym {got:.3f} ({100 * (got / base - 1):+.3f}%)")
+    # 8-bit is within 0.01% of bf16 in the README's fake-quant reference; 0.2% is 4-window slack
+    assert abs(got / base - 1) < 0.002, (base, got)
+
+
+CT_KEYS = {"config_groups", "format", "global_compression_ratio", "ignore", "kv_cache_scheme",
+           "moe_sparsity_config", "quant_method", "quantization_status", "sparsity_config",
+           "transform_config", "version"}
+
+
+def test_rtn_compressed_tensors_int4_g128_asym():
+    d, summary = quantize("ct4", "--method", "rtn", "--bits", "4", "--group", "128",
+                          "--format", "compressed-tensors")
+    q = qconfig(d)
+    # the key set compressed-tensors 0.20.0 writes (ModelCompressor.update_config)
+    assert set(q) == CT_KEYS, sorted(q)
+    assert q["quant_method"] == "compressed-tensors" and q["format"] == "pack-quantized", q
+    assert q["quantization_status"] == "compressed" and q["ignore"] == ["lm_head"], q
+    g = q["config_groups"]["group_0"]
+    assert g["targets"] == ["Linear"] and g["format"] == "pack-quantized", g
+    assert g["input_activations"] is None and g["output_activations"] is None, g
+    assert g["weights"] == {"dynamic": False, "group_size": 128, "num_bits": 4,
+                            "strategy": "group", "symmetric": False, "type": "int"}, g
+    t = tensors(d)
+    for p, o, i in quantized_linears(t):
+        assert t[f"{p}.weight_packed"] == ("I32", (o, i * 4 // 32)), (p, t[f"{p}.weight_packed"])
+        assert t[f"{p}.weight_shape"] == ("I64", (2,)), p
+        assert t[f"{p}.weight_scale"] == ("BF16", (o, i // 128)), p
+        assert t[f"{p}.weight_zero_point"] == ("I32", (o * 4 // 32, i // 128)), p
+    # codes, bf16 scales and zero points of two Linears, recomputed from the bf16 source weights
+    # by the independent numpy reference of compressed-tensors (tests/py/quant_ct_ref.py)
+    src = load_file(os.path.join(POCKET, "model.safetensors"))
+    dst = load_file(os.path.join(d, "model.safetensors"))
+    for p in ("model.layers.0.self_attn.k_proj", "model.layers.7.mlp.down_proj"):
+        check_layer(dst, p, src[f"{p}.weight"].astype(np.float32), 4, 128, False, "BF16", False, p)
+    assert "compressed-tensors int4 g128 asym" in summary and "4.1" in summary, summary
+    loads_and_runs(d)
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  rtn compressed-tensors int4 g128 asym {got:.3f} "
+          f"({100 * (got / base - 1):+.2f}%)")
+    # as the GPTQ-layout int4 above: ~+1% expected, 3% is 4-window slack, below -1% = codes ignored
+    assert base * 0.99 < got < base * 1.03, (base, got)
+
+
+def test_rtn_compressed_tensors_int8_channel_sym():
+    d, _ = quantize("ct8", "--method", "rtn", "--bits", "8", "--group", "-1", "--sym",
+                    "--format", "compressed-tensors")
+    w = qconfig(d)["config_groups"]["group_0"]["weights"]
+    assert w == {"dynamic": False, "group_size": None, "num_bits": 8, "strategy": "channel",
+                 "symmetric": True, "type": "int"}, w
+    t = tensors(d)
+    p = "model.layers.0.mlp.down_proj"
+    assert t[f"{p}.weight_packed"] == ("I32", (512, 1536 // 4)), t[f"{p}.weight_packed"]
+    assert t[f"{p}.weight_scale"] == ("BF16", (512, 1)), t[f"{p}.weight_scale"]
+    assert f"{p}.weight_zero_point" not in t  # symmetric: compressed-tensors drops it
+    base, got = bf16_ppl(), ppl(d)
+    print(f"  bf16 {base:.3f}  rtn compressed-tensors int8 per-channel sym {got:.3f} "
+          f"({100 * (got / base - 1):+.3f}%)")
     # 8-bit is within 0.01% of bf16 in the README's fake-quant reference; 0.2% is 4-window slack
     assert abs(got / base - 1) < 0.002, (base, got)
 
@@ -226,6 +317,11 @@ def test_bad_input():
     fails([POCKET, d, "--method", "rtn", "--bits", "5"], 1, "--bits 5", d)
     fails([POCKET, d, "--method", "nf4", "--bits", "8"], 1, "--bits 8", d)
     fails([POCKET, d, "--method", "rtn", "--group", "96"], 1, "not a multiple of the group size", d)
+    fails([POCKET, d, "--method", "rtn", "--group", "96", "--format", "compressed-tensors"], 1,
+          "not a multiple of the group size", d)
+    fails([POCKET, d, "--method", "nf4", "--format", "compressed-tensors"], 1,
+          "--format applies to rtn only", d)
+    fails([POCKET, d, "--method", "rtn", "--format", "awq"], 2, "--format 'awq'", d)
     fails([POCKET, d], 2, "--method or --config", d)
     cfg = os.path.join(TMP, "bad.json")
     json.dump({"quant_method": "gptq", "bits": 4, "frobnicate": 1}, open(cfg, "w"))
@@ -260,10 +356,12 @@ def test_nan_weight():
     d = out("nan")
     for m in ("rtn", "nf4", "int8", "fp8", "hqq"):
         fails([nan, d, "--method", m], 1, name, d)
+    fails([nan, d, "--method", "rtn", "--format", "compressed-tensors"], 1, name, d)
 
 
 if __name__ == "__main__":
     run_tests([test_bad_input, test_nan_weight, test_rtn_int4_g128_asym,
-               test_rtn_int8_per_channel_sym, test_nf4, test_fp4_double_quant, test_int8,
-               test_fp8_and_hqq_load, test_config_file_and_skip,
+               test_rtn_int8_per_channel_sym, test_rtn_compressed_tensors_int4_g128_asym,
+               test_rtn_compressed_tensors_int8_channel_sym, test_nf4, test_fp4_double_quant,
+               test_int8, test_fp8_and_hqq_load, test_config_file_and_skip,
                test_config_compressed_tensors_and_hqq_layout])
