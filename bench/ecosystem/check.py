@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Ecosystem round trip on the GPU machine: do the reference packages read lowbit's checkpoints, and
+does lowbit read theirs, with the same numbers?
+
+  python3 bench/ecosystem/check.py --lowbit BUILD_DIR --model POCKET_DIR --text wiki.test.raw \
+      --work /tmp/eco/work --out OUTDIR [--only NAME ...] [--windows K]
+
+Direction 1, lowbit -> ecosystem: `lowbit quantize` writes each layout below; Transformers (with
+bitsandbytes, hqq, compressed-tensors installed) loads the folder as a user would, with no
+quantization_config passed in.
+Direction 2, ecosystem -> lowbit: Transformers quantizes the bf16 model with the reference package
+(BitsAndBytesConfig, HqqConfig, FineGrainedFP8Config) and save_pretrained() writes it; lowbit loads that.
+
+For every checkpoint, both sides read the same files and are compared three ways:
+  weights  each decoder Linear as the reference package dequantizes it (bnb dequantize_4bit /
+           int8_vectorwise_dequant, HQQLinear.dequantize, compressed-tensors' decompression, the
+           FP8 tensors as Transformers loaded them) against `lowbit-dump dequant` of the same folder;
+  logits   4 sequences x 256 WikiText tokens, Transformers (GPU, fp32 activations where the layer
+           allows, TF32 off) against `lowbit-dump logits` (CPU, fp32);
+  ppl      `lowbit perplexity --max-windows K` against the same protocol in Transformers.
+Results: OUTDIR/ecosystem.md (table) and OUTDIR/ecosystem.json."""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--lowbit", required=True, help="build folder with lowbit and lowbit-dump")
+ap.add_argument("--model", required=True)
+ap.add_argument("--text", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--windows", type=int, default=24)
+ap.add_argument("--only", nargs="*")
+a = ap.parse_args()
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+LB = os.path.join(a.lowbit, "lowbit")
+DUMP = os.path.join(a.lowbit, "lowbit-dump")
+HERE = os.path.dirname(os.path.abspath(__file__))
+os.makedirs(a.work, exist_ok=True)
+os.makedirs(a.out, exist_ok=True)
+MODS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def sh(*cmd):
+    t = time.time()
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r.stdout, time.time() - t
+
+
+# ---- token ids ------------------------------------------------------------------------------------
+tok = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json"))
+ids = tok.encode(open(a.text, "rb").read().decode("utf-8", "replace")).ids
+SEQ, NSEQ = 256, 4
+seqs = [ids[i * 20000:i * 20000 + SEQ] for i in range(NSEQ)]
+seqs = [[1] + s[1:] for s in seqs]  # each sequence starts with BOS, as a prompt would
+ids_file = os.path.join(a.work, "ids.txt")
+with open(ids_file, "w") as f:
+    for s in seqs:
+        f.write(" ".join(map(str, s)) + "\n")
+N = 1024
+windows = [ids[w * N:(w + 1) * N + 1] for w in range(min(a.windows, (len(ids) - 1) // N))]
+
+
+# ---- the reference side ---------------------------------------------------------------------------
+def load_hf(path, **kw):
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(path, device_map="cuda", **kw).eval()
+
+
+def ref_weight(m):
+    """The dequantized weight of one Linear as its own package computes it (float32 on the CPU)."""
+    name = type(m).__name__
+    if name == "Linear4bit":
+        import bitsandbytes.functional as F
+        return F.dequantize_4bit(m.weight.data, m.weight.quant_state).float().cpu()
+    if name == "Linear8bitLt":
+        import bitsandbytes.functional as F
+        return F.int8_vectorwise_dequant(m.weight.CB, m.weight.SCB).float().cpu()
+    if name == "HQQLinear":
+        return m.dequantize().float().cpu()
+    if hasattr(m, "weight_scale_inv"):  # Transformers' FP8Linear (fine-grained, block scales)
+        w = m.weight.float()
+        s = m.weight_scale_inv.float()
+        br, bc = -(-w.shape[0] // s.shape[0]), -(-w.shape[1] // s.shape[1])
+        s = s.repeat_interleave(br, 0)[:w.shape[0]].repeat_interleave(bc, 1)[:, :w.shape[1]]
+        return (w * s).cpu()
+    if hasattr(m, "compressor") and hasattr(m.compressor, "decompress_module"):
+        return m.compressor.decompress_module(m).float().cpu()
+    if hasattr(m, "weight_scale") and m.weight.dtype == torch.float8_e4m3fn:
+        return (m.weight.float() * m.weight_scale.float()).cpu()
+    return m.weight.float().cpu()
+
+
+def hf_logits(model):
+    out = []
+    with torch.no_grad():
+        for s in seqs:  # one sequence per call: LLM.int8 picks outlier columns per call, as lowbit
+            out.append(model(torch.tensor([s]).cuda()).logits[0].float().cpu().numpy())
+    return np.stack(out)
+
+
+def hf_ppl(model):
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for w in windows:
+            lp = torch.log_softmax(model(torch.tensor([w[:N]]).cuda()).logits[0].float(), -1)
+            tgt = torch.tensor(w[1:N + 1]).cuda()
+            total += float(-lp[torch.arange(len(tgt)).cuda(), tgt].double().sum())
+            count += len(tgt)
+    return math.exp(total / count)
+
+
+def lowbit_side(path):
+    npy = os.path.join(a.work, "lb-logits.npy")
+    sh(DUMP, "logits", path, ids_file, npy)
+    dq = os.path.join(a.work, "lb-dequant")
+    shutil.rmtree(dq, ignore_errors=True)
+    sh(DUMP, "dequant", path, dq)
+    out, _ = sh(LB, "perplexity", path, "-f", a.text, "--ctx", N, "--max-windows", len(windows),
+                "--json")
+    return np.load(npy), dq, json.loads(out)["ppl"]
+
+
+def compare(name, direction, path, model, note):
+    lb_logits, dq, lb_ppl = lowbit_side(path)
+    worst, nmods, exact = 0.0, 0, 0
+    for i, layer in enumerate(model.model.layers):
+        for mod in MODS:
+            m = layer.get_submodule(mod)
+            ref = ref_weight(m).numpy()
+            mine = np.load(os.path.join(dq, f"model.layers.{i}.{mod}.npy"))
+            if ref.shape != mine.shape:
+                raise RuntimeError(f"model.layers.{i}.{mod}: shape {ref.shape} vs lowbit {mine.shape}")
+            d = float(np.abs(ref - mine).max() / np.abs(ref).max())
+            worst = max(worst, d)
+            nmods += 1
+            exact += bool((ref == mine).all())
+    ref_logits = hf_logits(model)
+    rel = float(np.linalg.norm(ref_logits - lb_logits) / np.linalg.norm(ref_logits))
+    top1 = float((ref_logits.argmax(-1) == lb_logits.argmax(-1)).mean())
+    ref_ppl = hf_ppl(model)
+    r = dict(name=name, direction=direction, note=note, linears=nmods, weights_exact=exact,
+             weight_max_rel=worst, logits_rel_l2=rel, top1_agree=top1, ppl_lowbit=lb_ppl,
+             ppl_ref=ref_ppl, ppl_rel=abs(lb_ppl - ref_ppl) / ref_ppl,
+             size_mb=sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) / 1e6)
+    print(json.dumps(r), flush=True)
+    return r
+
+
+# ---- what is checked ------------------------------------------------------------------------------
+def cfg(name):
+    return os.path.join(HERE, "configs", name)
+
+
+LOWBIT_WRITES = [  # name, lowbit quantize arguments, how Transformers computes with it
+    ("nf4", ["--method", "nf4"], "bnb Linear4bit, fp32 compute"),
+    ("nf4-dq", ["--method", "nf4", "--double-quant"], "bnb Linear4bit, fp32 compute"),
+    ("fp4", ["--method", "fp4"], "bnb Linear4bit, fp32 compute"),
+    ("int8", ["--method", "int8"], "bnb Linear8bitLt: int8 x int8 + fp outlier columns"),
+    ("fp8-block", ["--method", "fp8"], "FP8Linear: activations quantized to FP8 per 128"),
+    ("ct-fp8-channel", ["--config", cfg("ct-fp8-channel.json")], "compressed-tensors"),
+    ("ct-int4-g128", ["--method", "rtn", "--bits", "4", "--group", "128", "--format",
+                      "compressed-tensors"], "compressed-tensors pack-quantized"),
+    ("ct-int8-channel", ["--method", "rtn", "--bits", "8", "--group", "-1", "--sym", "--format",
+                         "compressed-tensors"], "compressed-tensors pack-quantized"),
+    ("hqq4-g64", ["--method", "hqq", "--bits", "4", "--group", "64"], "HQQLinear, bf16 compute"),
+    ("hqq3-g64", ["--method", "hqq", "--bits", "3", "--group", "64"], "HQQLinear, bf16 compute"),
+]
+
+
+def ref_configs():
+    from transformers import BitsAndBytesConfig, FineGrainedFP8Config, HqqConfig
+    f32 = dict(dtype=torch.float32)
+    return [
+        ("bnb-nf4", dict(quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32), **f32)),
+        ("bnb-nf4-dq", dict(quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32), **f32)),
+        ("bnb-fp4", dict(quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float32), **f32)),
+        ("bnb-int8", dict(quantization_config=BitsAndBytesConfig(load_in_8bit=True), **f32)),
+        ("hqq4-g64", dict(quantization_config=HqqConfig(nbits=4, group_size=64), dtype=torch.bfloat16)),
+        ("hqq3-g64", dict(quantization_config=HqqConfig(nbits=3, group_size=64), dtype=torch.bfloat16)),
+        ("fp8-block", dict(quantization_config=FineGrainedFP8Config(), dtype=torch.bfloat16)),
+    ]
+
+
+results = []
+
+
+def run(name, fn):
+    if a.only and name not in a.only:
+        return
+    try:
+        results.append(fn())
+    except Exception as e:  # one failing layout must not hide the others
+        traceback.print_exc()
+        results.append(dict(name=name, error=f"{type(e).__name__}: {e}"[:800]))
+        print(json.dumps(results[-1]), flush=True)
+    torch.cuda.empty_cache()
+
+
+for name, args, note in LOWBIT_WRITES:
+    def one(name=name, args=args, note=note):
+        path = os.path.join(a.work, "lowbit-" + name)
+        shutil.rmtree(path, ignore_errors=True)
+        _, secs = sh(LB, "quantize", a.model, path, *args)
+        model = load_hf(path, dtype=torch.float32) if not name.startswith("hqq") else \
+            load_hf(path, dtype=torch.bfloat16)
+        r = compare("lowbit-" + name, "lowbit -> Transformers", path, model, note)
+        del model
+        return r
+    run("lowbit-" + name, one)
+
+for name, kw in (ref_configs() if not a.only or any(o.startswith("ref-") for o in a.only) else []):
+    def one(name=name, kw=kw):
+        path = os.path.join(a.work, "ref-" + name)
+        shutil.rmtree(path, ignore_errors=True)
+        model = load_hf(a.model, **kw)
+        model.save_pretrained(path)
+        del model
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(a.model, f), path)
+        model = load_hf(path, dtype=kw["dtype"])
+        r = compare("ref-" + name, "Transformers -> lowbit", path, model, "written by save_pretrained")
+        del model
+        return r
+    run("ref-" + name, one)
+
+def version(mod):
+    try:
+        return __import__(mod).__version__
+    except Exception:
+        return None
+
+
+with open(os.path.join(a.out, "ecosystem.json"), "w") as f:
+    json.dump(dict(results=results, windows=len(windows), seqs=[NSEQ, SEQ],
+                   versions={m: version(m) for m in ("torch", "transformers", "bitsandbytes", "hqq",
+                                                     "compressed_tensors")}), f, indent=1)
+lines = ["| checkpoint | direction | Linears equal / all | weight max rel diff | logits rel L2 | "
+         "top-1 agree | ppl lowbit | ppl reference | size MB |", "|" + " --- |" * 9]
+for r in results:
+    if "error" in r:
+        lines.append(f"| {r['name']} | error: {r['error'][:200]} |")
+        continue
+    lines.append(f"| {r['name']} | {r['direction']} | {r['weights_exact']} / {r['linears']} | "
+                 f"{r['weight_max_rel']:.1e} | {r['logits_rel_l2']:.1e} | {r['top1_agree']:.4f} | "
+                 f"{r['ppl_lowbit']:.3f} | {r['ppl_ref']:.3f} | {r['size_mb']:.1f} |")
+open(os.path.join(a.out, "ecosystem.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
