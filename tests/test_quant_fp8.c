@@ -7,6 +7,7 @@
 
 #include "io/json.h"
 #include "quant/fp8.h"
+#include "quant/spec.h"
 #include "test.h"
 
 static const char *OUT;
@@ -283,6 +284,17 @@ static void configs(void) {
   CHECK(!strcmp(s, "{\"quant_method\":\"fp8\",\"activation_scheme\":\"dynamic\","
                    "\"weight_block_size\":[128,128]}"));
   free(s);
+  /* what Transformers' FineGrainedFP8Config.to_dict() writes (5.17): modules_to_convert null */
+  const char *hf = "{\"quant_method\":\"fp8\",\"activation_scheme\":\"dynamic\","
+                   "\"weight_block_size\":[128,128],\"modules_to_not_convert\":null,"
+                   "\"modules_to_convert\":null,\"dequantize\":false,\"scale_fmt\":null}";
+  lb_quant_spec sp;
+  CHECK_OK(lb_quant_spec_parse(hf, strlen(hf), "qc", &sp, &err), &err);
+  CHECK(sp.method == LB_QM_FP8 && sp.block_r == 128 && sp.block_c == 128);
+  lb_quant_spec_free(&sp);
+  const char *only = "{\"quant_method\":\"fp8\",\"modules_to_convert\":[\"q_proj\"]}";
+  CHECK(lb_quant_spec_parse(only, strlen(only), "qc", &sp, &err) == LB_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "qc: key 'modules_to_convert'"));
 }
 
 int main(int argc, char **argv) {

@@ -29,9 +29,13 @@ import sys
 import time
 import traceback
 
+import warnings
+
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+
+warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--lowbit", required=True, help="build folder with lowbit and lowbit-dump")
@@ -82,28 +86,28 @@ def load_hf(path, **kw):
     return AutoModelForCausalLM.from_pretrained(path, device_map="cuda", **kw).eval()
 
 
+@torch.no_grad()
 def ref_weight(m):
-    """The dequantized weight of one Linear as its own package computes it (float32 on the CPU)."""
+    """The dequantized weight of one Linear as its own package computes it, in the dtype it returns
+    (bitsandbytes: the quant_state's dtype; HQQ: its compute dtype), on the CPU."""
     name = type(m).__name__
     if name == "Linear4bit":
         import bitsandbytes.functional as F
-        return F.dequantize_4bit(m.weight.data, m.weight.quant_state).float().cpu()
+        return F.dequantize_4bit(m.weight.data, m.weight.quant_state).cpu()
     if name == "Linear8bitLt":
         import bitsandbytes.functional as F
-        return F.int8_vectorwise_dequant(m.weight.CB, m.weight.SCB).float().cpu()
+        return F.int8_vectorwise_dequant(m.weight.CB, m.weight.SCB).cpu()
     if name == "HQQLinear":
-        return m.dequantize().float().cpu()
+        return m.dequantize().cpu()
     if hasattr(m, "weight_scale_inv"):  # Transformers' FP8Linear (fine-grained, block scales)
         w = m.weight.float()
         s = m.weight_scale_inv.float()
         br, bc = -(-w.shape[0] // s.shape[0]), -(-w.shape[1] // s.shape[1])
         s = s.repeat_interleave(br, 0)[:w.shape[0]].repeat_interleave(bc, 1)[:, :w.shape[1]]
         return (w * s).cpu()
-    if hasattr(m, "compressor") and hasattr(m.compressor, "decompress_module"):
-        return m.compressor.decompress_module(m).float().cpu()
     if hasattr(m, "weight_scale") and m.weight.dtype == torch.float8_e4m3fn:
         return (m.weight.float() * m.weight_scale.float()).cpu()
-    return m.weight.float().cpu()
+    return m.weight.detach().cpu()  # decompressed by the package at load time (compressed-tensors)
 
 
 def hf_logits(model):
@@ -138,12 +142,16 @@ def lowbit_side(path):
 
 def compare(name, direction, path, model, note):
     lb_logits, dq, lb_ppl = lowbit_side(path)
-    worst, nmods, exact = 0.0, 0, 0
+    worst, nmods, exact, dtypes = 0.0, 0, 0, set()
     for i, layer in enumerate(model.model.layers):
         for mod in MODS:
             m = layer.get_submodule(mod)
-            ref = ref_weight(m).numpy()
-            mine = np.load(os.path.join(dq, f"model.layers.{i}.{mod}.npy"))
+            ref = ref_weight(m)
+            dtypes.add(str(ref.dtype).replace("torch.", ""))
+            # lowbit dequantizes in fp32; rounded once to the dtype the reference returns
+            mine = torch.from_numpy(np.load(os.path.join(dq, f"model.layers.{i}.{mod}.npy")))
+            mine = mine.to(ref.dtype).float().numpy()
+            ref = ref.float().numpy()
             if ref.shape != mine.shape:
                 raise RuntimeError(f"model.layers.{i}.{mod}: shape {ref.shape} vs lowbit {mine.shape}")
             d = float(np.abs(ref - mine).max() / np.abs(ref).max())
@@ -154,7 +162,9 @@ def compare(name, direction, path, model, note):
     rel = float(np.linalg.norm(ref_logits - lb_logits) / np.linalg.norm(ref_logits))
     top1 = float((ref_logits.argmax(-1) == lb_logits.argmax(-1)).mean())
     ref_ppl = hf_ppl(model)
+    qc = json.load(open(os.path.join(path, "config.json")))["quantization_config"]
     r = dict(name=name, direction=direction, note=note, linears=nmods, weights_exact=exact,
+             ref_weight_dtype="/".join(sorted(dtypes)), quantization_config=qc,
              weight_max_rel=worst, logits_rel_l2=rel, top1_agree=top1, ppl_lowbit=lb_ppl,
              ppl_ref=ref_ppl, ppl_rel=abs(lb_ppl - ref_ppl) / ref_ppl,
              size_mb=sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) / 1e6)
@@ -172,19 +182,21 @@ LOWBIT_WRITES = [  # name, lowbit quantize arguments, how Transformers computes 
     ("nf4-dq", ["--method", "nf4", "--double-quant"], "bnb Linear4bit, fp32 compute"),
     ("fp4", ["--method", "fp4"], "bnb Linear4bit, fp32 compute"),
     ("int8", ["--method", "int8"], "bnb Linear8bitLt: int8 x int8 + fp outlier columns"),
-    ("fp8-block", ["--method", "fp8"], "FP8Linear: activations quantized to FP8 per 128"),
+    ("fp8-block", ["--method", "fp8"], "FineGrainedFP8Config(dequantize=True): fp32 compute"),
     ("ct-fp8-channel", ["--config", cfg("ct-fp8-channel.json")], "compressed-tensors"),
     ("ct-int4-g128", ["--method", "rtn", "--bits", "4", "--group", "128", "--format",
                       "compressed-tensors"], "compressed-tensors pack-quantized"),
     ("ct-int8-channel", ["--method", "rtn", "--bits", "8", "--group", "-1", "--sym", "--format",
                          "compressed-tensors"], "compressed-tensors pack-quantized"),
-    ("hqq4-g64", ["--method", "hqq", "--bits", "4", "--group", "64"], "HQQLinear, bf16 compute"),
-    ("hqq3-g64", ["--method", "hqq", "--bits", "3", "--group", "64"], "HQQLinear, bf16 compute"),
+    ("hqq4-g64", ["--method", "hqq", "--bits", "4", "--group", "64"],
+     "hqq's HQQLinear.load_state_dict, bf16 compute"),
+    ("hqq3-g64", ["--method", "hqq", "--bits", "3", "--group", "64"],
+     "hqq's HQQLinear.load_state_dict, bf16 compute"),
 ]
 
 
 def ref_configs():
-    from transformers import BitsAndBytesConfig, FineGrainedFP8Config, HqqConfig
+    from transformers import BitsAndBytesConfig, FineGrainedFP8Config
     f32 = dict(dtype=torch.float32)
     return [
         ("bnb-nf4", dict(quantization_config=BitsAndBytesConfig(
@@ -195,10 +207,73 @@ def ref_configs():
         ("bnb-fp4", dict(quantization_config=BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float32), **f32)),
         ("bnb-int8", dict(quantization_config=BitsAndBytesConfig(load_in_8bit=True), **f32)),
-        ("hqq4-g64", dict(quantization_config=HqqConfig(nbits=4, group_size=64), dtype=torch.bfloat16)),
-        ("hqq3-g64", dict(quantization_config=HqqConfig(nbits=3, group_size=64), dtype=torch.bfloat16)),
         ("fp8-block", dict(quantization_config=FineGrainedFP8Config(), dtype=torch.bfloat16)),
+        # Transformers 5.17 cannot quantize with HqqConfig at load time ("not available yet"); it
+        # loads HQQ checkpoints. So hqq itself quantizes: every HQQLinear of a loaded HQQ model is
+        # re-quantized from the bf16 source weights by HQQLinear.quantize (hqq's Quantizer, on the
+        # GPU), and Transformers' save_pretrained serializes the result.
+        ("hqq4-g64", dict(hqq_bits=4, dtype=torch.bfloat16)),
+        ("hqq3-g64", dict(hqq_bits=3, dtype=torch.bfloat16)),
     ]
+
+
+def set_module(layer, mod, new):
+    parent, child = mod.split(".")
+    setattr(layer.get_submodule(parent), child, new)
+
+
+@torch.no_grad()
+def hqq_model(path):
+    """Transformers 5.17 has no HQQ path (HqqConfig raises "not available yet"; an HQQ checkpoint
+    loads as plain, randomly initialized Linear layers), so the hqq package itself reads the
+    checkpoint: the dense bf16 model's decoder Linear layers are replaced by HQQLinear modules
+    filled by HQQLinear.load_state_dict from each module's tensors in the file, as Transformers 4.x
+    did. Returns the model (bf16, HQQLinear forward = hqq's dequantize + matmul)."""
+    from hqq.core.quantize import HQQLinear
+    from safetensors.torch import load_file
+    sd = {}
+    for f in sorted(os.listdir(path)):
+        if f.endswith(".safetensors"):
+            sd.update(load_file(os.path.join(path, f), device="cuda"))
+    model = load_hf(a.model, dtype=torch.bfloat16)
+    for i, layer in enumerate(model.model.layers):
+        for mod in MODS:
+            pre = f"model.layers.{i}.{mod}."
+            hq = HQQLinear(None, quant_config=None, compute_dtype=torch.bfloat16, device="cuda",
+                           initialize=False)
+            hq.load_state_dict({k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)})
+            set_module(layer, mod, hq)
+    return model
+
+
+@torch.no_grad()
+def hqq_reference(bits, path):
+    """hqq quantizes (HQQLinear on the GPU, BaseQuantizeConfig(nbits, group_size=64, axis=1) as
+    Transformers' HqqConfig passes it, compute dtype bf16) and its own encoded state_dict() is
+    written under each module's name, with the quantization_config Transformers 4.x wrote."""
+    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+    from safetensors.torch import save_file
+    model = load_hf(a.model, dtype=torch.bfloat16)
+    qc = BaseQuantizeConfig(nbits=bits, group_size=64, axis=1)
+    sd = {k: v for k, v in model.state_dict().items()}
+    for i, layer in enumerate(model.model.layers):
+        for mod in MODS:
+            hq = HQQLinear(layer.get_submodule(mod), quant_config=qc, compute_dtype=torch.bfloat16,
+                           device="cuda")
+            pre = f"model.layers.{i}.{mod}."
+            del sd[pre + "weight"]
+            for k, v in hq.state_dict().items():
+                sd[pre + k] = v
+    sd.pop("lm_head.weight", None)  # tied
+    os.makedirs(path, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in sd.items()}, os.path.join(path, "model.safetensors"),
+              metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(a.model, "config.json")))
+    cfg["quantization_config"] = {"quant_config": qc, "quant_method": "hqq",
+                                  "skip_modules": ["lm_head"]}
+    json.dump(cfg, open(os.path.join(path, "config.json"), "w"), indent=2)
+    for f in ("generation_config.json",):
+        shutil.copy(os.path.join(a.model, f), path)
 
 
 results = []
@@ -221,9 +296,19 @@ for name, args, note in LOWBIT_WRITES:
         path = os.path.join(a.work, "lowbit-" + name)
         shutil.rmtree(path, ignore_errors=True)
         _, secs = sh(LB, "quantize", a.model, path, *args)
-        model = load_hf(path, dtype=torch.float32) if not name.startswith("hqq") else \
-            load_hf(path, dtype=torch.bfloat16)
-        r = compare("lowbit-" + name, "lowbit -> Transformers", path, model, note)
+        if name.startswith("hqq"):
+            model = hqq_model(path)
+        elif name.startswith("fp8-block"):  # no FP8 kernel without the `kernels` hub download:
+            from transformers import FineGrainedFP8Config  # Transformers dequantizes at load time
+            model = load_hf(path, dtype=torch.float32,
+                            quantization_config=FineGrainedFP8Config(dequantize=True))
+        elif name.startswith("ct-int"):  # decompressed to dense weights by compressed-tensors
+            from transformers import CompressedTensorsConfig
+            model = load_hf(path, dtype=torch.float32,
+                            quantization_config=CompressedTensorsConfig(run_compressed=False))
+        else:
+            model = load_hf(path, dtype=torch.float32)
+        r = compare("lowbit-" + name, "lowbit -> reference", path, model, note)
         del model
         return r
     run("lowbit-" + name, one)
@@ -232,13 +317,26 @@ for name, kw in (ref_configs() if not a.only or any(o.startswith("ref-") for o i
     def one(name=name, kw=kw):
         path = os.path.join(a.work, "ref-" + name)
         shutil.rmtree(path, ignore_errors=True)
-        model = load_hf(a.model, **kw)
-        model.save_pretrained(path)
-        del model
+        kw = dict(kw)
+        bits = kw.pop("hqq_bits", None)
+        if bits:
+            hqq_reference(bits, path)
+        else:
+            model = load_hf(a.model, **kw)
+            model.save_pretrained(path)
+            del model
         for f in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(os.path.join(a.model, f), path)
-        model = load_hf(path, dtype=kw["dtype"])
-        r = compare("ref-" + name, "Transformers -> lowbit", path, model, "written by save_pretrained")
+        if bits:
+            model = hqq_model(path)
+        elif name.startswith("fp8"):
+            from transformers import FineGrainedFP8Config
+            model = load_hf(path, dtype=torch.float32,
+                            quantization_config=FineGrainedFP8Config(dequantize=True))
+        else:
+            model = load_hf(path, dtype=kw["dtype"])
+        r = compare("ref-" + name, "reference -> lowbit", path, model,
+                    "hqq state_dict()" if bits else "written by save_pretrained")
         del model
         return r
     run("ref-" + name, one)

@@ -219,8 +219,20 @@ static lb_status parse_bnb(const json_t *o, const char *label, lb_quant_spec *s,
 
 static lb_status parse_fp8(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   static const char *const keys[] = {"quant_method", "activation_scheme", "weight_block_size",
-                                     "modules_to_not_convert", "dequantize", NULL};
+                                     "modules_to_not_convert", "modules_to_convert", "dequantize",
+                                     "scale_fmt", NULL};
   LB_TRY(check_keys(o, label, keys, err));
+  /* Transformers' FineGrainedFP8Config writes modules_to_convert: null (every Linear) and
+   * scale_fmt (null, or "ue8m0" for power-of-two scales): weight_scale_inv holds the multiplier
+   * either way, and the reader checks its dtype */
+  const json_t *fmt = json_object_get(o, "scale_fmt");
+  if (fmt && !json_is_null(fmt) && !json_is_string(fmt))
+    return lb_fail(err, LB_EINVAL, "%s: key 'scale_fmt': expected a string or null", label);
+  const json_t *conv = json_object_get(o, "modules_to_convert");
+  if (conv && !json_is_null(conv) && !(json_is_array(conv) && json_array_size(conv) == 0))
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: key 'modules_to_convert': only null (convert every Linear) is supported",
+                   label);
   char act[32];
   LB_TRY(lb_json_str(o, "activation_scheme", label, false, "dynamic", act, sizeof act, err));
   if (strcmp(act, "dynamic"))
