@@ -43,6 +43,11 @@ static float signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
 static void prox_groups(const float *w, int64_t k0, int64_t k1, int64_t gs, const float *s,
                         const float *z, float *znew, double *gerr, float maxv, float inv_beta,
                         float p1) {
+  /* The shrink is positive only where |d|^(1-p) > 1/beta, i.e. |d| > (1/beta)^(1/(1-p)) (p < 1):
+   * 0.17 for beta 10, p -0.3, far above the residuals of real weights. Below 0.999 of that bound
+   * the clamped value is exactly 0 whatever powf rounds to (the margin is 1000x float rounding), so
+   * the powf call is skipped there: same results, several times faster. */
+  const double thr = p1 < 1.0f ? 0.999 * pow((double)inv_beta, 1.0 / (1.0 - (double)p1)) : 0.0;
   for (int64_t k = k0; k < k1; k++) {
     const float *x = w + k * gs;
     double acc = 0.0, err = 0.0;
@@ -52,10 +57,12 @@ static void prox_groups(const float *w, int64_t k0, int64_t k1, int64_t gs, cons
       float wr = (q - z[k]) / s[k];
       float d = x[j] - wr, ad = fabsf(d);
       /* shrink_lp_op: sign(x) * relu(|x| - (1 / beta) * pow(|x|, p - 1)); |x| = 0 gives
-       * 0 - inf, clamped to 0, as in PyTorch */
-      float sh = ad - inv_beta * powf(ad, p1);
-      float we = signf(d) * (sh > 0.0f ? sh : 0.0f);
-      float a = x[j] - we;
+       * 0 - inf, clamped to 0, as in PyTorch. x - (+-0) is x. */
+      float a = x[j];
+      if ((double)ad >= thr) {
+        float sh = ad - inv_beta * powf(ad, p1);
+        a = x[j] - signf(d) * (sh > 0.0f ? sh : 0.0f);
+      }
       float b = a * s[k];
       acc += (double)(q - b);
       err += (double)ad;
