@@ -5,6 +5,7 @@
 
 #include "io/fs.h"
 #include "quant/gptq.h"
+#include "quant/spec.h"
 #include "test.h"
 
 static const char *OUT;
@@ -200,6 +201,175 @@ static void real_layer(void) {
   lb_tensors_close(t);
 }
 
+/* ---- per-module overrides: GPTQModel's `dynamic` ---------------------------------------------- */
+
+static lb_status parse_dyn(const char *dynamic, lb_quant_spec *s, lb_error *err) {
+  char buf[2048];
+  snprintf(buf, sizeof buf, "{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 128, "
+           "\"sym\": true, \"dynamic\": %s}", dynamic);
+  return lb_quant_spec_parse(buf, strlen(buf), "quantization_config", s, err);
+}
+
+static void override_parse(void) {
+  lb_error err = {0};
+  lb_quant_spec s;
+  /* first match wins; keys a rule leaves out keep the base's; no prefix means "+:" */
+  CHECK_OK(parse_dyn("{\"+:model\\\\.layers\\\\.0\\\\..*\": {\"bits\": 8, \"sym\": false},"
+                     " \"+:.*down_proj\": {\"bits\": 2, \"group_size\": 64},"
+                     " \"-:.*layers\\\\.\\\\d+\\\\.self_attn\\\\.k_proj\": {},"
+                     " \".*v_proj\": {\"group_size\": -1, \"desc_act\": true}}", &s, &err), &err);
+  CHECK(s.n_ov == 4 && s.bits == 4 && s.group == 128 && s.sym);
+  CHECK(!strcmp(s.ov[0].pattern, "model\\.layers\\.0\\..*") && !s.ov[0].skip);
+  CHECK(s.ov[2].skip && !strcmp(s.ov[2].pattern, ".*layers\\.\\d+\\.self_attn\\.k_proj"));
+  lb_quant_spec e = lb_quant_spec_for(&s, "model.layers.0.mlp.down_proj"); /* rule 0, not 1 */
+  CHECK(e.bits == 8 && e.group == 128 && !e.sym && e.n_ov == 0 && e.ov == NULL);
+  e = lb_quant_spec_for(&s, "model.layers.1.mlp.down_proj");
+  CHECK(e.bits == 2 && e.group == 64 && e.sym);
+  e = lb_quant_spec_for(&s, "model.layers.1.mlp.up_proj"); /* no rule: the base */
+  CHECK(e.bits == 4 && e.group == 128 && e.sym && lb_quant_spec_match(&s, "model.layers.1.mlp.up_proj") == NULL);
+  e = lb_quant_spec_for(&s, "model.layers.7.self_attn.v_proj");
+  CHECK(e.bits == 4 && e.group == -1 && e.desc_act);
+  /* "-:" keeps a module dense (\d as Python's); layer 0's k_proj matches rule 0 first */
+  CHECK(lb_quant_spec_skips(&s, "model.layers.3.self_attn.k_proj"));
+  CHECK(!lb_quant_spec_skips(&s, "model.layers.0.self_attn.k_proj"));
+  CHECK(!lb_quant_spec_skips(&s, "model.layers.3.self_attn.q_proj"));
+  char d[96];
+  CHECK(!strcmp(lb_quant_spec_describe(&s, d, sizeof d), "gptq int4 g128 sym + 4 overrides"));
+  lb_quant_spec copy = s; /* a by-value copy shares the rules; only the original is freed */
+  CHECK(lb_quant_spec_match(&copy, "model.layers.2.mlp.down_proj") == &s.ov[1]);
+  lb_quant_spec_free(&s);
+  CHECK(s.n_ov == 0 && s.ov == NULL);
+
+  /* re.match: anchored at the start of the full name, not at the end */
+  CHECK_OK(lb_quant_spec_default("rtn", &s, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, "down_proj", false, 8, 128, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, "model.layers.1", false, 2, 64, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, ".*down_proj", false, 3, 128, &err), &err);
+  CHECK(lb_quant_spec_match(&s, "model.layers.0.mlp.down_proj") == &s.ov[2]); /* not "down_proj" */
+  CHECK(lb_quant_spec_match(&s, "down_proj") == &s.ov[0]);
+  CHECK(lb_quant_spec_match(&s, "model.layers.10.mlp.down_proj") == &s.ov[1]); /* no end anchor */
+  CHECK(lb_quant_spec_match(&s, "xmodel.layers.1.mlp.up_proj") == NULL);
+  CHECK(lb_quant_spec_for(&s, "model.layers.0.mlp.down_proj").bits == 3);
+  lb_quant_spec_free(&s);
+  /* only the GPTQ layout records per-module widths */
+  CHECK_OK(lb_quant_spec_default("hqq", &s, &err), &err);
+  CHECK(lb_quant_spec_add_override(&s, ".*", false, 8, 64, &err) == LB_EUNSUPPORTED &&
+        strstr(err.msg, "GPTQ layout"));
+  lb_quant_spec_free(&s);
+}
+
+static void override_refuse(void) {
+  lb_error err = {0};
+  lb_quant_spec s;
+  static const struct {
+    const char *dyn, *needle;
+  } bad[] = {
+      {"{\"+:.*down(\": {\"bits\": 8}}", "key 'dynamic.+:.*down(': bad regex"},
+      {"{\"+:.*down_proj\": {\"bits\": 8, \"frob\": 1}}", "key 'frob' is not supported"},
+      {"{\"+:.*down_proj\": {\"bits\": 5}}", "key 'dynamic.+:.*down_proj': bits 5"},
+      {"{\"+:.*down_proj\": {\"bits\": 16}}", "key 'bits'"},
+      {"{\"+:.*down_proj\": {\"group_size\": 0}}", "key 'dynamic.+:.*down_proj': group_size 0"},
+      {"{\"+:.*down_proj\": {\"group_size\": -2}}", "key 'group_size'"},
+      {"{\"+:.*down_proj\": {\"sym\": 1}}", "key 'sym'"},
+      {"{\"+:.*down_proj\": 8}", "key 'dynamic.+:.*down_proj': expected an object"},
+      {"[\".*down_proj\"]", "key 'dynamic': expected an object"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    err = (lb_error){0};
+    CHECK_MSG(parse_dyn(bad[i].dyn, &s, &err) != LB_OK && strstr(err.msg, bad[i].needle) &&
+                  strstr(err.msg, "quantization_config"),
+              "%s: %s", bad[i].dyn, err.msg);
+  }
+  /* a later bad rule frees the earlier ones (ASan) */
+  CHECK(parse_dyn("{\"+:a\": {\"bits\": 8}, \"-:b\": {}, \"+:(\": {}}", &s, &err) == LB_EINVAL);
+  CHECK_OK(parse_dyn("null", &s, &err), &err);
+  CHECK(s.n_ov == 0);
+  lb_quant_spec_free(&s);
+}
+
+static void override_json(void) {
+  lb_error err = {0};
+  lb_quant_spec s, back;
+  char *json;
+  CHECK_OK(lb_quant_spec_default("rtn", &s, &err), &err);
+  CHECK_OK(lb_quant_spec_to_json(&s, &json, &err), &err);
+  CHECK(!strstr(json, "dynamic")); /* only when overrides exist */
+  free(json);
+  CHECK_OK(lb_quant_spec_add_override(&s, ".*down_proj", false, 8, 128, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, ".*layers\\.0\\.", false, 2, -1, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, ".*k_proj", true, 0, 0, &err), &err);
+  CHECK_OK(lb_quant_spec_to_json(&s, &json, &err), &err);
+  CHECK_MSG(strstr(json, "\"dynamic\":{\"+:.*down_proj\":{\"bits\":8,\"group_size\":128},"
+                         "\"+:.*layers\\\\.0\\\\.\":{\"bits\":2,\"group_size\":-1},"
+                         "\"-:.*k_proj\":{}}") != NULL, "%s", json);
+  CHECK_OK(lb_quant_spec_parse(json, strlen(json), "qc", &back, &err), &err);
+  CHECK(back.n_ov == 3);
+  for (size_t i = 0; i < back.n_ov && i < 3; i++) {
+    CHECK(!strcmp(back.ov[i].pattern, s.ov[i].pattern) && back.ov[i].skip == s.ov[i].skip);
+    if (!s.ov[i].skip) CHECK(back.ov[i].bits == s.ov[i].bits && back.ov[i].group == s.ov[i].group);
+  }
+  CHECK(lb_quant_spec_skips(&back, "model.layers.4.self_attn.k_proj"));
+  CHECK(lb_quant_spec_for(&back, "model.layers.0.mlp.down_proj").bits == 8);
+  CHECK(lb_quant_spec_for(&back, "model.layers.0.mlp.up_proj").group == -1);
+  char *again;
+  CHECK_OK(lb_quant_spec_to_json(&back, &again, &err), &err);
+  CHECK(!strcmp(json, again));
+  free(again), free(json);
+  lb_quant_spec_free(&back);
+  lb_quant_spec_free(&s);
+}
+
+/* Two modules at different widths through the spec's own dispatch: quantize, write, read. */
+static void override_round_trip(void) {
+  lb_error err = {0};
+  lb_quant_spec s;
+  CHECK_OK(lb_quant_spec_default("rtn", &s, &err), &err);
+  CHECK_OK(lb_quant_spec_add_override(&s, ".*down_proj", false, 8, 64, &err), &err);
+  static const char *const mods[2] = {"model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj"};
+  int64_t R = 32, C = 256;
+  /* the width check is per module: a base group of 96 does not divide 256, the override's 64 does */
+  lb_quant_spec g = s;
+  g.group = 96;
+  CHECK(lb_quant_spec_check_shape(&g, R, C, mods[0], &err) == LB_OK); /* override: g64 */
+  CHECK(lb_quant_spec_check_shape(&g, R, C, mods[1], &err) == LB_EUNSUPPORTED &&
+        strstr(err.msg, mods[1]));
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/override", OUT);
+  mkdir(dir, 0755);
+  lb_st_writer *wr;
+  CHECK_OK(lb_st_writer_open(dir, 0, &wr, &err), &err);
+  float *w = malloc(R * C * 4);
+  lb_qweight q[2];
+  for (int m = 0; m < 2; m++) {
+    for (int64_t k = 0; k < R * C; k++) w[k] = frand() * 0.05f * (1 + (k % 3));
+    CHECK_OK(lb_quant_spec_quantize(&s, w, R, C, mods[m], &q[m], &err), &err);
+    CHECK_OK(lb_quant_spec_write(&s, wr, mods[m], &q[m], LB_BF16, &err), &err);
+  }
+  CHECK(q[0].bits == 8 && q[0].group == 64 && q[1].bits == 4 && q[1].group == 128);
+  CHECK_OK(lb_st_writer_finish(wr, &err), &err);
+  lb_tensors *t;
+  CHECK_OK(lb_tensors_open(dir, &t, &err), &err);
+  const lb_tensor *qw0 = t ? lb_tensors_find(t, "model.layers.0.mlp.down_proj.qweight") : NULL;
+  const lb_tensor *qw1 = t ? lb_tensors_find(t, "model.layers.0.mlp.up_proj.qweight") : NULL;
+  CHECK(qw0 && qw0->shape[0] == C * 8 / 32 && qw1 && qw1->shape[0] == C * 4 / 32);
+  for (int m = 0; t && m < 2; m++) {
+    lb_qweight back;
+    CHECK_OK(lb_quant_spec_read(&s, t, mods[m], &back, &err), &err);
+    CHECK(back.bits == q[m].bits && back.group == q[m].group && back.ngroups == q[m].ngroups);
+    CHECK(!memcmp(back.q, q[m].q, (size_t)(R * C)));
+    lb_qweight_free(&back);
+  }
+  /* the base spec alone (no override) cannot read the 8-bit module */
+  lb_quant_spec plain = s;
+  plain.n_ov = 0, plain.ov = NULL;
+  lb_qweight bad;
+  CHECK(t && lb_quant_spec_read(&plain, t, mods[0], &bad, &err) != LB_OK);
+  lb_tensors_close(t);
+  for (int m = 0; m < 2; m++) lb_qweight_free(&q[m]);
+  free(w);
+  lb_quant_spec_free(&s);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return fprintf(stderr, "usage: test_quant_gptq OUTDIR\n"), 2;
   OUT = argv[1];
@@ -208,6 +378,8 @@ int main(int argc, char **argv) {
   static const lb_test_case cases[] = {
       {"packing", packing}, {"bounds", bounds}, {"round_trip", round_trip},
       {"bad_input", bad_input}, {"real_layer", real_layer},
+      {"override_parse", override_parse}, {"override_refuse", override_refuse},
+      {"override_json", override_json}, {"override_round_trip", override_round_trip},
   };
   return lb_test_main(1, argv, cases, sizeof cases / sizeof cases[0]);
 }

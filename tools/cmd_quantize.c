@@ -32,20 +32,89 @@ static const char *HELP =
     "  --sym            rtn: symmetric (default asymmetric)\n"
     "  --double-quant   nf4/fp4: quantize the absmax too (bnb_4bit_use_double_quant)\n"
     "  --skip REGEX     keep Linear modules whose name matches REGEX (POSIX ERE) dense\n"
+    "  --override PATTERN=BITS[:GROUP]\n"
+    "                   rtn --format gptq only, repeatable: Linear modules whose full name\n"
+    "                   (model.layers.3.mlp.down_proj) matches the Python regex PATTERN from its\n"
+    "                   start (re.match) get BITS (2, 3, 4, 8) and GROUP (-1 or a size; default\n"
+    "                   --group); the first matching override wins. Written as GPTQModel's\n"
+    "                   \"dynamic\" (e.g. --override '.*down_proj=8')\n"
     "  --config FILE    a quantization_config JSON (Transformers key names) instead of --method\n"
     "  --shard-size S   cut shards at S (e.g. 2GB; default one file)\n"
     "  --force          replace DST if it exists\n";
+
+/* One --override PATTERN=BITS[:GROUP], as given: the pattern is arg[0, pat_len). */
+typedef struct {
+  const char *arg;
+  size_t pat_len;
+  int bits;
+  long long group; /* 0: --group's */
+} override_arg;
 
 typedef struct {
   const char *src, *dst, *method, *config, *skip, *format;
   long long bits, group;
   bool has_bits, has_group, sym, double_quant, force;
   uint64_t shard;
+  override_arg ov[LB_QSPEC_MAX_OVERRIDE];
+  size_t n_ov;
 } opts;
 
 typedef struct {
   uint64_t qbytes, qparams, nq, ndense_lin;
 } stats;
+
+/* The --override rules, in order (cmd_quantize checked them and the method). */
+static lb_status add_overrides(const opts *o, lb_quant_spec *s, lb_error *err) {
+  for (size_t i = 0; i < o->n_ov; i++) {
+    const override_arg *a = &o->ov[i];
+    char *pat = strndup(a->arg, a->pat_len);
+    if (!pat) {
+      lb_quant_spec_free(s);
+      return lb_fail(err, LB_ENOMEM, "out of memory");
+    }
+    lb_status st = lb_quant_spec_add_override(s, pat, false, a->bits,
+                                              a->group ? a->group : s->group, err);
+    free(pat);
+    if (st != LB_OK) {
+      lb_quant_spec_free(s);
+      return st;
+    }
+  }
+  return LB_OK;
+}
+
+/* --override PATTERN=BITS[:GROUP]: split at the last '=' (a pattern may hold one, "(?=...)"), the
+ * numbers checked and the regex compiled. Returns 0, or the usage error's exit code. */
+static int parse_override(const char *v, override_arg *out) {
+  const char *eq = strrchr(v, '=');
+  if (!eq || eq == v)
+    return cli_usage_error("quantize", "--override '%s': expected PATTERN=BITS[:GROUP]", v);
+  char num[64];
+  snprintf(num, sizeof num, "%s", eq + 1);
+  char *colon = strchr(num, ':');
+  if (colon) *colon++ = 0;
+  long long b, g = 0;
+  if (!cli_parse_int(num, 2, 8, &b) || (b != 2 && b != 3 && b != 4 && b != 8))
+    return cli_usage_error("quantize", "--override '%s': bits '%s' (expected 2, 3, 4 or 8)", v,
+                           num);
+  if (colon && (!cli_parse_int(colon, -1, 1 << 20, &g) || g == 0))
+    return cli_usage_error("quantize",
+                           "--override '%s': group '%s' (expected -1 or a positive size)", v,
+                           colon);
+  *out = (override_arg){.arg = v, .pat_len = (size_t)(eq - v), .bits = (int)b, .group = g};
+  /* the regex, compiled once here so that a bad one is a usage error */
+  lb_quant_spec t;
+  lb_error err = {0};
+  char *pat = strndup(v, out->pat_len);
+  lb_status st = pat ? lb_quant_spec_default("rtn", &t, &err) : LB_ENOMEM;
+  if (st == LB_OK) {
+    st = lb_quant_spec_add_override(&t, pat, false, out->bits, g ? g : 128, &err);
+    lb_quant_spec_free(&t);
+  }
+  free(pat);
+  if (st != LB_OK) return cli_usage_error("quantize", "--%s", err.msg); /* "--override ..." */
+  return 0;
+}
 
 static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
   if (o->config) {
@@ -60,7 +129,10 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
       return lb_fail(err, LB_EINVAL, "--config FILE replaces --method/--bits/--group/--sym/"
                                      "--double-quant/--format; give one or the other");
     }
-    if (s->method == LB_QM_GPTQ && s->desc_act) {
+    bool act = s->method == LB_QM_GPTQ && s->desc_act;
+    for (size_t i = 0; i < s->n_ov; i++)
+      act |= !s->ov[i].skip && s->ov[i].has_desc_act && s->ov[i].desc_act;
+    if (act) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EUNSUPPORTED,
                      "%s: key 'desc_act': true needs calibration data (use desc_act false)",
@@ -108,7 +180,7 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     if (strcmp(o->format, "gptq"))
       s->method = LB_QM_CT_INT; /* same bits, group and symmetry, compressed-tensors' rule */
   }
-  return LB_OK;
+  return add_overrides(o, s, err);
 }
 
 static lb_status write_config(const opts *o, const lb_quant_spec *s, const char *out_dir,
@@ -157,8 +229,9 @@ static lb_status quantize_one(const lb_quant_spec *s, lb_st_writer *w, const lb_
     *cap = n;
   }
   LB_TRY(lb_convert(*buf, LB_F32, t->data, t->dtype, n, 0, err));
-  lb_quant_spec sl = *s; /* shallow: only wdtype differs */
-  sl.wdtype = t->dtype;  /* compressed-tensors int computes and stores scales in it */
+  /* shallow: the module's override applied (bits, group), wdtype set; never freed */
+  lb_quant_spec sl = lb_quant_spec_for(s, mod);
+  sl.wdtype = t->dtype; /* compressed-tensors int computes and stores scales in it */
   lb_qweight q;
   LB_TRY(lb_quant_spec_quantize(&sl, *buf, rows, cols, t->name, &q, err));
   lb_status r = lb_quant_spec_write(&sl, w, mod, &q, t->dtype, err);
@@ -298,7 +371,8 @@ static lb_status run(const opts *o, lb_error *err) {
   if (s == LB_OK && lb_path_exists(o->dst) && !o->force) /* before any work */
     s = lb_fail(err, LB_EEXIST, "%s: already exists (use --force to replace it)", o->dst);
   if (s == LB_OK) s = add_skips(o, &spec, c, err);
-  /* refuse unsupported shapes before writing anything */
+  /* refuse unsupported shapes before writing anything; count the modules each override takes */
+  uint64_t ov_hits[LB_QSPEC_MAX_OVERRIDE] = {0};
   if (s == LB_OK) {
     const lb_arch *a = lb_checkpoint_arch(c);
     const lb_config *cfg = lb_checkpoint_config(c);
@@ -309,6 +383,8 @@ static lb_status run(const opts *o, lb_error *err) {
         snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
         int64_t out, in;
         lb_arch_linear_shape(cfg, (lb_linear_kind)k, &out, &in);
+        const lb_quant_override *hit = lb_quant_spec_match(&spec, mod);
+        if (hit) ov_hits[hit - spec.ov]++;
         if (!lb_quant_spec_skips(&spec, mod))
           s = lb_quant_spec_check_shape(&spec, out, in, mod, err);
       }
@@ -322,6 +398,17 @@ static lb_status run(const opts *o, lb_error *err) {
     char d[96], b1[32], b2[32];
     printf("quantized %s -> %s\n", o->src, o->dst);
     printf("  method:          %s\n", lb_quant_spec_describe(&spec, d, sizeof d));
+    for (size_t i = 0; i < spec.n_ov; i++) {
+      const lb_quant_override *r = &spec.ov[i];
+      lb_quant_spec e = lb_quant_spec_for(&spec, ""); /* the base, to fill keys a rule leaves */
+      if (r->has_bits) e.bits = r->bits;
+      if (r->has_group) e.group = r->group;
+      if (r->skip) snprintf(d, sizeof d, "dense");
+      else if (e.group > 0) snprintf(d, sizeof d, "int%d g%lld", e.bits, (long long)e.group);
+      else snprintf(d, sizeof d, "int%d per-channel", e.bits);
+      printf("  %-17s%c:%s -> %s (%llu module%s)\n", i ? "" : "overrides:", r->skip ? '-' : '+',
+             r->pattern, d, (unsigned long long)ov_hits[i], ov_hits[i] == 1 ? "" : "s");
+    }
     printf("  linear layers:   %llu quantized, %llu kept dense (%s parameters quantized)\n",
            (unsigned long long)st.nq, (unsigned long long)st.ndense_lin,
            cli_count(st.qparams, b1, sizeof b1));
@@ -350,7 +437,7 @@ int cmd_quantize(int argc, char **argv) {
       o.double_quant = true;
     } else if (!strcmp(a, "--method") || !strcmp(a, "--config") || !strcmp(a, "--skip") ||
                !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size") ||
-               !strcmp(a, "--format")) {
+               !strcmp(a, "--format") || !strcmp(a, "--override")) {
       if (!(v = cli_value(argc, argv, &i)))
         return cli_usage_error("quantize", "%s needs a value", a);
       if (!strcmp(a, "--method")) {
@@ -364,6 +451,12 @@ int cmd_quantize(int argc, char **argv) {
           return cli_usage_error("quantize", "--format '%s': expected gptq or compressed-tensors",
                                  v);
         o.format = v;
+      } else if (!strcmp(a, "--override")) {
+        if (o.n_ov == LB_QSPEC_MAX_OVERRIDE)
+          return cli_usage_error("quantize", "more than %d --override", LB_QSPEC_MAX_OVERRIDE);
+        int rc = parse_override(v, &o.ov[o.n_ov]);
+        if (rc) return rc;
+        o.n_ov++;
       } else if (!strcmp(a, "--config")) o.config = v;
       else if (!strcmp(a, "--skip")) o.skip = v;
       else if (!strcmp(a, "--bits")) {
@@ -389,6 +482,11 @@ int cmd_quantize(int argc, char **argv) {
   }
   if (!o.src || !o.dst) return cli_usage_error("quantize", "needs SRC and DST");
   if (!o.method && !o.config) return cli_usage_error("quantize", "needs --method or --config");
+  if (o.n_ov && (o.config || strcmp(o.method, "rtn") || (o.format && strcmp(o.format, "gptq"))))
+    return cli_usage_error("quantize",
+                           "--override needs --method rtn --format gptq: per-module bit widths are "
+                           "written only in the GPTQ layout (GPTQModel's \"dynamic\")%s",
+                           o.config ? "; with --config, put them in its \"dynamic\" key" : "");
   lb_error err = {0};
   if (run(&o, &err) != LB_OK) return cli_fail(&err);
   return 0;

@@ -1,8 +1,10 @@
 /* quantization_config <-> lb_quant_spec, and the per-Linear dispatch (spec.h). */
 #include "quant/spec.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <math.h>
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,95 @@ lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *
 void lb_quant_spec_free(lb_quant_spec *s) {
   for (size_t i = 0; i < s->n_skip; i++) free(s->skip[i]);
   s->n_skip = 0;
+  for (size_t i = 0; i < s->n_ov; i++) {
+    free(s->ov[i].pattern);
+    if (s->ov[i].re) pcre2_code_free(s->ov[i].re);
+  }
+  free(s->ov);
+  s->ov = NULL;
+  s->n_ov = 0;
+}
+
+/* ---- per-module overrides ("dynamic") ---------------------------------------------------------- */
+
+/* Appends rule r (its pattern compiled here from `pattern`); `what` names it in errors. */
+static lb_status push_override(lb_quant_spec *s, const char *pattern, const lb_quant_override *r,
+                               const char *what, lb_error *err) {
+  if (s->method != LB_QM_GPTQ)
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: per-module bit widths are written only in the GPTQ layout", what);
+  if (s->n_ov == LB_QSPEC_MAX_OVERRIDE)
+    return lb_fail(err, LB_EINVAL, "%s: more than %d per-module overrides", what,
+                   LB_QSPEC_MAX_OVERRIDE);
+  if (!r->skip && r->has_bits && r->bits != 2 && r->bits != 3 && r->bits != 4 && r->bits != 8)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: bits %d (expected 2, 3, 4 or 8)", what, r->bits);
+  if (!r->skip && r->has_group && (r->group == 0 || r->group < -1))
+    return lb_fail(err, LB_EINVAL, "%s: group_size %lld (expected -1 or a positive size)", what,
+                   (long long)r->group);
+  int code;
+  PCRE2_SIZE off;
+  /* re.match: anchored at the start only; Python 3 str patterns are Unicode-aware (\d, \w) */
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                 PCRE2_ANCHORED | PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
+  if (!re) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(code, msg, sizeof msg);
+    return lb_fail(err, LB_EINVAL, "%s: bad regex '%.200s': %s at offset %zu", what, pattern,
+                   (char *)msg, (size_t)off);
+  }
+  if (!(s->n_ov % 8)) {
+    lb_quant_override *n = realloc(s->ov, (s->n_ov + 8) * sizeof *n);
+    if (!n) {
+      pcre2_code_free(re);
+      return lb_fail(err, LB_ENOMEM, "out of memory");
+    }
+    s->ov = n;
+  }
+  lb_quant_override *o = &s->ov[s->n_ov];
+  *o = *r;
+  o->re = re;
+  if (!(o->pattern = strdup(pattern))) {
+    pcre2_code_free(re);
+    return lb_fail(err, LB_ENOMEM, "out of memory");
+  }
+  s->n_ov++;
+  return LB_OK;
+}
+
+lb_status lb_quant_spec_add_override(lb_quant_spec *s, const char *pattern, bool skip, int bits,
+                                     int64_t group, lb_error *err) {
+  lb_quant_override r = {.skip = skip, .has_bits = !skip, .has_group = !skip, .bits = bits,
+                         .group = group};
+  char what[300];
+  snprintf(what, sizeof what, "override '%.200s'", pattern);
+  return push_override(s, pattern, &r, what, err);
+}
+
+const lb_quant_override *lb_quant_spec_match(const lb_quant_spec *s, const char *name) {
+  if (!s->n_ov) return NULL;
+  const lb_quant_override *hit = NULL;
+  for (size_t i = 0; i < s->n_ov && !hit; i++) {
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(s->ov[i].re, NULL);
+    if (!md) continue;
+    if (pcre2_match(s->ov[i].re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+      hit = &s->ov[i];
+    pcre2_match_data_free(md);
+  }
+  return hit;
+}
+
+lb_quant_spec lb_quant_spec_for(const lb_quant_spec *s, const char *name) {
+  lb_quant_spec e = *s;
+  e.ov = NULL;
+  e.n_ov = 0;
+  const lb_quant_override *o = lb_quant_spec_match(s, name);
+  if (o && !o->skip) {
+    if (o->has_bits) e.bits = o->bits;
+    if (o->has_group) e.group = o->group;
+    if (o->has_sym) e.sym = o->sym;
+    if (o->has_desc_act) e.desc_act = o->desc_act;
+  }
+  return e;
 }
 
 lb_status lb_quant_spec_add_skip(lb_quant_spec *s, const char *name, lb_error *err) {
@@ -70,7 +161,8 @@ lb_status lb_quant_spec_add_skip(lb_quant_spec *s, const char *name, lb_error *e
 bool lb_quant_spec_skips(const lb_quant_spec *s, const char *name) {
   for (size_t i = 0; i < s->n_skip; i++)
     if (s->skip[i][0] && strstr(name, s->skip[i])) return true;
-  return false;
+  const lb_quant_override *o = lb_quant_spec_match(s, name);
+  return o && o->skip;
 }
 
 /* ---- parsing ---------------------------------------------------------------------------------- */
@@ -133,7 +225,58 @@ static const char *const GPTQ_KEYS[] = {
     "block_name_to_quantize", "module_name_preceding_first_block", "batch_size", "pad_token_id",
     "use_exllama", "max_input_length", "exllama_config", "cache_block_outputs",
     "modules_in_block_to_quantize", "meta", "backend", "format", "lm_head", "pack_dtype",
-    "modules_to_not_convert", "is_marlin_format", "quantizer", "v2", "mse", "hyb_act", NULL};
+    "modules_to_not_convert", "is_marlin_format", "quantizer", "v2", "mse", "hyb_act", "dynamic",
+    NULL};
+
+/* GPTQModel's per-module overrides: {"+:REGEX": {"bits": 8, ...}, "-:REGEX": {}, ...} in order. */
+static lb_status parse_dynamic(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  const json_t *d = json_object_get(o, "dynamic");
+  if (!d || json_is_null(d)) return LB_OK;
+  if (!json_is_object(d))
+    return lb_fail(err, LB_EINVAL, "%s: key 'dynamic': expected an object of regex -> overrides, "
+                   "got %s", label, lb_json_type_name(d));
+  static const char *const keys[] = {"bits", "group_size", "sym", "desc_act", NULL};
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)d, key, v) {
+    char sub[400];
+    snprintf(sub, sizeof sub, "%s: key 'dynamic.%.200s'", label, key);
+    lb_quant_override r = {0};
+    const char *pat = key;
+    if (!strncmp(key, "-:", 2)) r.skip = true, pat += 2;
+    else if (!strncmp(key, "+:", 2)) pat += 2;
+    if (!json_is_object(v))
+      return lb_fail(err, LB_EINVAL, "%s: expected an object of overrides, got %s", sub,
+                     lb_json_type_name(v));
+    const char *k;
+    const json_t *x;
+    json_object_foreach((json_t *)v, k, x) {
+      if (!in_list(k, keys))
+        return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s' is not supported (bits, group_size, "
+                       "sym, desc_act)", sub, k);
+    }
+    if (lb_json_has(v, "bits")) {
+      int64_t b;
+      LB_TRY(lb_json_int(v, "bits", sub, true, 4, 2, 8, &b, err));
+      r.has_bits = true;
+      r.bits = (int)b;
+    }
+    if (lb_json_has(v, "group_size")) {
+      LB_TRY(lb_json_int(v, "group_size", sub, true, 128, -1, 1 << 20, &r.group, err));
+      r.has_group = true;
+    }
+    if (lb_json_has(v, "sym")) {
+      LB_TRY(lb_json_bool(v, "sym", sub, true, false, &r.sym, err));
+      r.has_sym = true;
+    }
+    if (lb_json_has(v, "desc_act")) {
+      LB_TRY(lb_json_bool(v, "desc_act", sub, true, false, &r.desc_act, err));
+      r.has_desc_act = true;
+    }
+    LB_TRY(push_override(s, pat, &r, sub, err));
+  }
+  return LB_OK;
+}
 
 static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   LB_TRY(check_keys(o, label, GPTQ_KEYS, err));
@@ -167,6 +310,7 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
     if (!strcmp(fmt, "gptq_v2")) s->gptq_version = LB_GPTQ_V2;
   }
   LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
+  LB_TRY(parse_dynamic(o, label, s, err));
   return LB_OK;
 }
 
@@ -551,6 +695,33 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
     json_object_set_new(o, "checkpoint_format",
                         json_string(s->gptq_version == LB_GPTQ_V2 ? "gptq_v2" : "gptq"));
     json_object_set_new(o, "modules_to_not_convert", skip_array(s));
+    if (s->n_ov) {
+      /* GPTQModel's `dynamic`: rule order kept (JSON_PRESERVE_ORDER) since the first match wins */
+      json_t *dyn = json_object();
+      for (size_t i = 0; dyn && i < s->n_ov; i++) {
+        const lb_quant_override *r = &s->ov[i];
+        size_t n = strlen(r->pattern) + 3;
+        char *k = malloc(n);
+        json_t *v = json_object();
+        if (!k || !v) {
+          free(k);
+          json_decref(v);
+          json_decref(dyn);
+          json_decref(o);
+          return lb_fail(err, LB_ENOMEM, "out of memory");
+        }
+        snprintf(k, n, "%s%s", r->skip ? "-:" : "+:", r->pattern);
+        if (!r->skip) {
+          json_object_set_new(v, "bits", json_integer(r->has_bits ? r->bits : s->bits));
+          json_object_set_new(v, "group_size", json_integer(r->has_group ? r->group : s->group));
+          if (r->has_sym) json_object_set_new(v, "sym", json_boolean(r->sym));
+          if (r->has_desc_act) json_object_set_new(v, "desc_act", json_boolean(r->desc_act));
+        }
+        json_object_set_new(dyn, k, v);
+        free(k);
+      }
+      json_object_set_new(o, "dynamic", dyn);
+    }
     json_t *meta = json_object();
     json_object_set_new(meta, "quantizer", json_string("lowbit:rtn"));
     json_object_set_new(o, "meta", meta);
@@ -608,6 +779,9 @@ const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap
     snprintf(buf, cap, "hqq %d-bit g%lld axis %d", s->bits, (long long)s->group, s->axis);
     break;
   }
+  size_t n = strlen(buf);
+  if (s->n_ov && n < cap)
+    snprintf(buf + n, cap - n, " + %zu override%s", s->n_ov, s->n_ov == 1 ? "" : "s");
   return buf;
 }
 
@@ -615,6 +789,10 @@ const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap
 
 lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_t cols,
                                     const char *name, lb_error *err) {
+  if (s->n_ov) {
+    lb_quant_spec e = lb_quant_spec_for(s, name);
+    return lb_quant_spec_check_shape(&e, rows, cols, name, err);
+  }
   switch (s->method) {
   case LB_QM_GPTQ:
     if (s->group > 0 && cols % s->group)
@@ -649,14 +827,21 @@ lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_
 lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t rows, int64_t cols,
                                  const char *name, lb_qweight *out, lb_error *err) {
   memset(out, 0, sizeof *out);
+  if (s->n_ov) {
+    lb_quant_spec e = lb_quant_spec_for(s, name);
+    return lb_quant_spec_quantize(&e, w, rows, cols, name, out, err);
+  }
   LB_TRY(lb_quant_spec_check_shape(s, rows, cols, name, err));
   lb_status st;
   switch (s->method) {
   case LB_QM_GPTQ:
     if (s->desc_act)
       return lb_fail(err, LB_EUNSUPPORTED, "%s: desc_act needs calibration data (GPTQ)", name);
-    return lb_rtn_quantize(w, rows, cols, s->bits, s->group > 0 ? s->group : cols, s->sym, name,
-                           out, err);
+    st = lb_rtn_quantize(w, rows, cols, s->bits, s->group > 0 ? s->group : cols, s->sym, name,
+                         out, err);
+    /* v1 cannot store a zero of 0 (see lb_rtn_v1_safe) */
+    if (st == LB_OK && s->gptq_version == LB_GPTQ_V1) lb_rtn_v1_safe(w, out);
+    return st;
   case LB_QM_BNB4:
     return lb_bnb4_quantize(w, rows, cols, s->nf4, 64, s->double_quant, name, out, err);
   case LB_QM_INT8:
@@ -682,6 +867,10 @@ lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t
 
 lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const char *prefix,
                               const lb_qweight *q, lb_dtype orig_dtype, lb_error *err) {
+  if (s->n_ov) {
+    lb_quant_spec e = lb_quant_spec_for(s, prefix);
+    return lb_quant_spec_write(&e, w, prefix, q, orig_dtype, err);
+  }
   switch (s->method) {
   case LB_QM_GPTQ: return lb_gptq_write(w, prefix, q, s->gptq_version, err);
   case LB_QM_BNB4:
@@ -697,6 +886,10 @@ lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const cha
 lb_status lb_quant_spec_read(const lb_quant_spec *s, const lb_tensors *t, const char *prefix,
                              lb_qweight *out, lb_error *err) {
   memset(out, 0, sizeof *out);
+  if (s->n_ov) {
+    lb_quant_spec e = lb_quant_spec_for(s, prefix);
+    return lb_quant_spec_read(&e, t, prefix, out, err);
+  }
   lb_status st = LB_EINVAL;
   switch (s->method) {
   case LB_QM_GPTQ:

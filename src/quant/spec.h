@@ -29,6 +29,21 @@ typedef enum lb_qmethod {
 } lb_qmethod;
 
 #define LB_QSPEC_MAX_SKIP 64
+#define LB_QSPEC_MAX_OVERRIDE 64
+
+/* One per-module rule of GPTQModel's `dynamic` (quantization_config["dynamic"], as vLLM's
+ * gptq_utils.get_dynamic_override reads it): a Python regex tried with re.match semantics (anchored
+ * at the start of the full module name, not at the end); "+:" (or no prefix) gives the module the
+ * overrides set here, "-:" keeps it dense. Rules are tried in order; the first match wins. */
+typedef struct lb_quant_override {
+  char *pattern;        /* the regex text, without the "+:" / "-:" prefix */
+  void *re;             /* compiled pattern (pcre2_code, PCRE2_ANCHORED | PCRE2_UTF | PCRE2_UCP) */
+  bool skip;            /* "-:": not quantized */
+  bool has_bits, has_group, has_sym, has_desc_act; /* keys present; others keep the base's */
+  int bits;
+  int64_t group;
+  bool sym, desc_act;
+} lb_quant_override;
 
 typedef struct lb_quant_spec {
   lb_qmethod method;
@@ -55,6 +70,10 @@ typedef struct lb_quant_spec {
   /* modules kept dense: modules_to_not_convert / llm_int8_skip_modules / skip_modules / ignore */
   char *skip[LB_QSPEC_MAX_SKIP];
   size_t n_skip;
+  /* per-module overrides (GPTQ layout only; "dynamic"), in rule order. Owned like skip[]: a copy of
+   * the struct by value shares them and must not be freed (only the original is). */
+  lb_quant_override *ov;
+  size_t n_ov;
 } lb_quant_spec;
 
 /* Defaults of a method (what the CLI starts from): rtn 4-bit g128 asym; nf4/fp4 (bnb4, blocksize
@@ -70,14 +89,28 @@ void lb_quant_spec_free(lb_quant_spec *s);
 /* Adds a module name (or regex text) to the skip list. */
 lb_status lb_quant_spec_add_skip(lb_quant_spec *s, const char *name, lb_error *err);
 /* Whether module `name` ("model.layers.0.mlp.up_proj") stays dense: a skip entry equal to the
- * name, or to one of its dot-separated suffixes/components (Transformers' substring rule). */
+ * name, or to one of its dot-separated suffixes/components (Transformers' substring rule), or a
+ * "-:" override that is the first rule matching it. */
 bool lb_quant_spec_skips(const lb_quant_spec *s, const char *name);
+
+/* Appends a "+:" rule (skip false: `bits` 2/3/4/8, `group` -1 or a positive size, both required)
+ * or a "-:" rule (skip true; bits and group ignored) for Python regex `pattern`. GPTQ layout only.
+ * A bad regex or value is refused naming the pattern. */
+lb_status lb_quant_spec_add_override(lb_quant_spec *s, const char *pattern, bool skip, int bits,
+                                     int64_t group, lb_error *err);
+/* The first override whose pattern matches module `name` (re.match), or NULL. */
+const lb_quant_override *lb_quant_spec_match(const lb_quant_spec *s, const char *name);
+/* The effective spec of module `name`: s with the first matching "+:" rule's keys applied and no
+ * overrides of its own (so it is final). A shallow copy: never lb_quant_spec_free it. */
+lb_quant_spec lb_quant_spec_for(const lb_quant_spec *s, const char *name);
 
 /* The quantization_config lowbit writes, as compact JSON text (malloc'd). */
 lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *err);
-/* A short description ("rtn int4 g128 asym"). */
+/* A short description ("rtn int4 g128 asym", "+ N overrides" when there are). */
 const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap);
 
+/* The four functions below take the module name ("model.layers.0.mlp.down_proj") and apply its
+ * override (lb_quant_spec_for) when s has any. */
 /* Checks that a [rows, cols] Linear can be quantized by s (group divides cols, packing widths);
  * the error says why and names the module. */
 lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_t cols,

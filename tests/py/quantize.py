@@ -57,8 +57,9 @@ def qconfig(d):
     return json.load(open(os.path.join(d, "config.json")))["quantization_config"]
 
 
-def ppl(d):
-    p = lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows", "4", "--json")
+def ppl(d, windows=4):
+    p = lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows", str(windows),
+               "--json")
     return json.loads(p.stdout)["ppl"]
 
 
@@ -199,6 +200,61 @@ def test_rtn_compressed_tensors_int8_channel_sym():
           f"({100 * (got / base - 1):+.3f}%)")
     # 8-bit is within 0.01% of bf16 in the README's fake-quant reference; 0.2% is 4-window slack
     assert abs(got / base - 1) < 0.002, (base, got)
+
+
+def test_rtn_override_down_proj_int8():
+    d, summary = quantize("rtn4-down8", "--method", "rtn", "--bits", "4", "--group", "128",
+                          "--override", ".*down_proj=8")
+    q = qconfig(d)
+    assert q["quant_method"] == "gptq" and q["bits"] == 4 and q["group_size"] == 128, q
+    # GPTQModel's per-module overrides, as vLLM's gptq_utils.get_dynamic_override reads them
+    assert q["dynamic"] == {"+:.*down_proj": {"bits": 8, "group_size": 128}}, q
+    assert "+ 1 override" in summary and "+:.*down_proj -> int8 g128 (10 modules)" in summary, summary
+    t = tensors(d)
+    for p, o, i in quantized_linears(t):
+        b = 8 if p.endswith("down_proj") else 4
+        assert t[f"{p}.qweight"] == ("I32", (i * b // 32, o)), (p, t[f"{p}.qweight"])
+        assert t[f"{p}.qzeros"] == ("I32", (i // 128, o * b // 32)), (p, t[f"{p}.qzeros"])
+        assert t[f"{p}.scales"] == ("F16", (i // 128, o)), p
+    # each module's tensors are exactly those of the plain int4 / int8 (g128 asym) checkpoints
+    d4, _ = quantize("rtn4-plain", "--method", "rtn", "--bits", "4", "--group", "128")
+    d8, _ = quantize("rtn8-g128", "--method", "rtn", "--bits", "8", "--group", "128")
+    mixed, four, eight = (load_file(os.path.join(x, "model.safetensors")) for x in (d, d4, d8))
+    assert set(mixed) == set(four), sorted(set(mixed) ^ set(four))
+    for k, v in mixed.items():
+        ref = eight[k] if ".down_proj." in k else four[k]
+        assert v.dtype == ref.dtype and v.tobytes() == ref.tobytes(), k
+    loads_and_runs(d)
+    # Perplexity on 2 windows. Ordering int4 > mixed > bf16 is NOT asserted: on these windows the
+    # mixed checkpoint measures slightly above plain int4 (372.19 vs 370.69, bf16 368.17), because
+    # down_proj's int4 rounding errors happen to help this text a little; a few thousand tokens do
+    # not resolve a ~0.5% effect. What is robust: the value is finite and in the 4-bit band
+    # around bf16 (as test_rtn_int4_g128_asym), and the reader applies `dynamic` per module:
+    # every module overridden to 8 bits ('.*=8' over a 4-bit base) reads back exactly as the plain
+    # int8 checkpoint, perplexity equal to the last digit (a reader using the base bits would
+    # fail on the qweight shapes or give other values).
+    base, got, plain4 = ppl(POCKET, 2), ppl(d, 2), ppl(d4, 2)
+    print(f"  bf16 {base:.3f}  int4 {plain4:.3f}  int4 + down_proj int8 {got:.3f} "
+          f"({100 * (got / base - 1):+.2f}%)")
+    assert np.isfinite(got) and base * 0.99 < got < base * 1.03, (base, got, plain4)
+    assert got != plain4, (got, plain4)  # the 8-bit down_proj codes were used
+    a8, _ = quantize("rtn4-all8", "--method", "rtn", "--override", ".*=8")
+    assert qconfig(a8)["dynamic"] == {"+:.*": {"bits": 8, "group_size": 128}}
+    assert ppl(a8, 2) == ppl(d8, 2)
+
+
+def test_override_bad_input():
+    d = out("bad-ov")
+    for v, text in ((".*down(=8", "bad regex"), (".*down_proj=5", "bits '5'"),
+                    (".*down_proj=4:0", "group '0'"), ("down_proj", "PATTERN=BITS[:GROUP]"),
+                    ("=8", "PATTERN=BITS[:GROUP]"), (".*down_proj=8:x", "group 'x'")):
+        fails([POCKET, d, "--method", "rtn", "--override", v], 2, text, d)
+    for extra in (["--method", "nf4"], ["--method", "hqq"],
+                  ["--method", "rtn", "--format", "compressed-tensors"]):
+        fails([POCKET, d, *extra, "--override", ".*down_proj=8"], 2, "only in the GPTQ layout", d)
+    # an 8-bit override at a group that does not divide down_proj's 1536 inputs
+    fails([POCKET, d, "--method", "rtn", "--override", ".*down_proj=8:1024"], 1,
+          "model.layers.0.mlp.down_proj: in_features 1536 is not a multiple of the group size", d)
 
 
 def test_nf4():
@@ -361,7 +417,8 @@ def test_nan_weight():
 
 if __name__ == "__main__":
     run_tests([test_bad_input, test_nan_weight, test_rtn_int4_g128_asym,
-               test_rtn_int8_per_channel_sym, test_rtn_compressed_tensors_int4_g128_asym,
+               test_rtn_int8_per_channel_sym, test_rtn_override_down_proj_int8,
+               test_override_bad_input, test_rtn_compressed_tensors_int4_g128_asym,
                test_rtn_compressed_tensors_int8_channel_sym, test_nf4, test_fp4_double_quant,
                test_int8, test_fp8_and_hqq_load, test_config_file_and_skip,
                test_config_compressed_tensors_and_hqq_layout])
