@@ -15,11 +15,19 @@
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, int bits, int64_t group,
                           bool sym, const char *name, lb_qweight *out, lb_error *err);
 
+/* Makes an asymmetric RTN weight safe for the v1 layout: v1 stores zero - 1, so a group whose zero
+ * is 0 (all its weights >= -scale / 2) comes back as 2^bits from AutoGPTQ's kernels and lowbit, and
+ * GPTQModel's packed +1 carries it into the next channel's zero. Such groups get zero 1 and
+ * scale = xmax / (maxq - 1) (xmax = max(max x, 0)), which still spans the group ([-scale, xmax]
+ * holds min x >= -scale / 2), and their codes are recomputed: q = clamp(round(x / scale) + 1). w is
+ * the weight q was made from. Returns the number of groups changed. */
+int64_t lb_rtn_v1_safe(const float *w, lb_qweight *q);
+
 typedef enum { LB_GPTQ_V1, LB_GPTQ_V2 } lb_gptq_version;
 
 /* Writes <prefix>.qweight/.qzeros/.scales/.g_idx (+ .bias) of one Linear. Scales are stored as F16
- * (what AutoGPTQ and GPTQModel load); zeros must be whole numbers in [0, 2^bits) (v1 stores zero - 1
- * modulo 2^bits, so a zero of 0 reads back as 2^bits there, as in the references). Needs
+ * (what AutoGPTQ and GPTQModel load); zeros must be whole numbers in [0, 2^bits), and in [1, 2^bits)
+ * for v1 (which stores zero - 1: see lb_rtn_v1_safe), else the write is refused. Needs
  * rows * bits and cols * bits to be multiples of 32. */
 lb_status lb_gptq_write(lb_st_writer *w, const char *prefix, const lb_qweight *q, lb_gptq_version v,
                         lb_error *err);

@@ -45,10 +45,14 @@ lb_status lb_gptq_write(lb_st_writer *w, const char *prefix, const lb_qweight *q
                    "%d bits divisible by 32 (shape [%lld, %lld])", prefix, b, (long long)q->rows,
                    (long long)q->cols);
   int64_t R = q->rows, C = q->cols, G = q->ngroups, maxq = (1 << b) - 1;
+  float zmin = v == LB_GPTQ_V1 ? 1.0f : 0.0f;
   for (int64_t i = 0; i < R * G; i++)
-    if (q->zero[i] != floorf(q->zero[i]) || q->zero[i] < 0 || q->zero[i] > (float)maxq)
-      return lb_fail(err, LB_EINVAL, "%s: zero point %g is not a whole number in [0, %lld]", prefix,
-                     (double)q->zero[i], (long long)maxq);
+    if (q->zero[i] != floorf(q->zero[i]) || q->zero[i] < zmin || q->zero[i] > (float)maxq)
+      return lb_fail(err, LB_EINVAL,
+                     "%s: zero point %g is not a whole number in [%g, %lld]%s", prefix,
+                     (double)(q->zero[i] + 0.0f), (double)zmin, (long long)maxq,
+                     v == LB_GPTQ_V1 ? " (v1 stores zero - 1: a zero of 0 would read back as 2^bits)"
+                                     : "");
   size_t words_q = (size_t)(C * b / 32) * (size_t)R, words_z = (size_t)G * (size_t)(R * b / 32);
   uint32_t *qw = malloc(words_q * 4), *qz = malloc(words_z * 4), *col = malloc((size_t)(C * b / 32) * 4);
   uint16_t *sc = malloc((size_t)(G * R) * 2);

@@ -37,3 +37,27 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, int bits, 
     }
   return LB_OK;
 }
+
+int64_t lb_rtn_v1_safe(const float *w, lb_qweight *q) {
+  int64_t changed = 0;
+  if (q->kind != LB_QK_AFFINE || q->sym || q->g_idx) return 0;
+  float maxq = (float)((1 << q->bits) - 1);
+  for (int64_t r = 0; r < q->rows; r++)
+    for (int64_t g = 0; g < q->ngroups; g++) {
+      if (q->zero[r * q->ngroups + g] != 0.0f) continue;
+      const float *x = w + r * q->cols + g * q->group;
+      int64_t n = q->cols - g * q->group < q->group ? q->cols - g * q->group : q->group;
+      float xmax = 0;
+      for (int64_t i = 0; i < n; i++) xmax = fmaxf(xmax, x[i]);
+      float scale = xmax / (maxq - 1.0f); /* xmax > 0: a zero of 0 needs max x > scale / 2 > 0 */
+      q->scale[r * q->ngroups + g] = scale;
+      q->zero[r * q->ngroups + g] = 1.0f;
+      uint8_t *c = q->q + r * q->cols + g * q->group;
+      for (int64_t i = 0; i < n; i++) {
+        float v = nearbyintf(x[i] / scale) + 1.0f;
+        c[i] = (uint8_t)(v < 0 ? 0 : v > maxq ? maxq : v);
+      }
+      changed++;
+    }
+  return changed;
+}
