@@ -5,7 +5,8 @@ WikiText-2 test and on pocket-valid.txt, beside the unquantized model and, for p
 fake-quantized Transformers references of its README (the issue asks RTN/NF4 within 0.3% of them).
 
 usage: bench/quant_bench.py [MODEL_DIR] [-w WINDOWS (0 = all)] [-t THREADS] [--bin build/lowbit]
-                            [--only SUBSTR ...] [--texts wiki valid] [--json OUT] [--keep DIR]
+                            [--only NAME ...] [--texts wiki valid] [--json OUT] [--keep DIR]
+                            [--base wiki=PPL valid=PPL]
 
 The quantize time is set beside `lowbit convert` of the same model (read + write of every tensor:
 what the disk alone costs)."""
@@ -29,6 +30,8 @@ ap.add_argument("--only", nargs="*")
 ap.add_argument("--texts", nargs="*", default=["wiki", "valid"])
 ap.add_argument("--json")
 ap.add_argument("--keep")
+ap.add_argument("--base", nargs="*", default=[],
+                help="known unquantized perplexities (wiki=283.3286 valid=33.2717) instead of measuring")
 a = ap.parse_args()
 TEXTS = {"wiki": os.path.join(SHARED, "data/wikitext-2-raw/wiki.test.raw"),
          "valid": os.path.join(SHARED, "data/pocket-valid.txt")}
@@ -87,13 +90,14 @@ cvt = os.path.join(out, "convert")
 shutil.rmtree(cvt, ignore_errors=True)
 _, convert_s = run(["convert", a.model, cvt])
 shutil.rmtree(cvt, ignore_errors=True)
-base = {t: ppl(a.model, t) for t in a.texts}
+known = dict((k, float(v)) for k, v in (b.split("=") for b in a.base))
+base = {t: known[t] if t in known else ppl(a.model, t) for t in a.texts}
 rows.append(dict(method="bf16 (unquantized)", bits=16.0, size_mb=None, seconds=convert_s,
                  ppl=base, ref=None))
 print(f"model {a.model}; ctx 1024, {a.w or 'all'} windows; convert (disk) {convert_s:.2f} s; "
       + ", ".join(f"{t} bf16 ppl {v:.4f}" for t, v in base.items()), flush=True)
 for name, flags, ref in METHODS:
-    if a.only and not any(o in name for o in a.only):
+    if a.only and not any(o == name for o in a.only):
         continue
     dst = os.path.join(out, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
     p, secs = run(["quantize", a.model, dst, "--force", *flags])
