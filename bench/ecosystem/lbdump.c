@@ -97,14 +97,12 @@ static int cmd_dequant(int argc, char **argv) {
   lb_quant_spec spec;
   if (lb_quant_spec_parse(qc, strlen(qc), "quantization_config", &spec, &err)) return fail(argv[2], &err);
   mkdir(argv[3], 0755);
-  static const char *mods[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                               "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                               "mlp.down_proj"};
+  const lb_arch *a = lb_checkpoint_arch(c);
   int rc = 0, written = 0;
-  for (int64_t l = 0; !rc && l < lb_checkpoint_config(c)->num_hidden_layers; l++)
-    for (size_t k = 0; !rc && k < sizeof mods / sizeof *mods; k++) {
-      char name[256], path[1024];
-      snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, mods[k]);
+  for (int l = 0; !rc && l < lb_checkpoint_config(c)->num_hidden_layers; l++)
+    for (int k = 0; !rc && k < LB_LIN_COUNT; k++) {
+      char blk[64], name[256], path[1024];
+      snprintf(name, sizeof name, "%s.%s", lb_arch_block(a, l, blk, sizeof blk), a->linear[k]);
       if (lb_quant_spec_skips(&spec, name)) continue;
       lb_qweight q;
       if (lb_quant_spec_read(&spec, lb_checkpoint_tensors(c), name, &q, &err)) return fail(name, &err);

@@ -75,20 +75,18 @@ ITEM = {"BF16": 2, "F16": 2, "F32": 4, "I32": 4, "I64": 8, "U8": 1, "I8": 1, "F8
 def real_bits_per_weight(d):
     """Bits per weight of the quantized Linear layers from the safetensors headers alone: every
     tensor under a block's Linear module (codes, scales, zeros, g_idx, absmax, meta) over the
-    layers' logical [out, in] sizes (pocket-llama: q/o 512x512, k/v 256x512, gate/up/down 1536x512)."""
-    sizes = {"q_proj": 512 * 512, "k_proj": 256 * 512, "v_proj": 256 * 512, "o_proj": 512 * 512,
-             "gate_proj": 1536 * 512, "up_proj": 1536 * 512, "down_proj": 1536 * 512}
+    layers' logical [out, in] sizes (SHAPES)."""
     per_module = {}
     for name, (dt, shape) in tensors(d).items():
         parts = name.split(".")
-        if len(parts) > 4 and parts[1] == "layers" and parts[4] in sizes:
+        if len(parts) > 5 and parts[1] == "layers" and ".".join(parts[3:5]) in SHAPES:
             per_module.setdefault(".".join(parts[:5]), []).append((parts[5], dt, shape))
     nbytes = weights = 0
     for m, ts in per_module.items():
         if {t[0] for t in ts} <= {"weight", "bias"} and ts[0][1] in ("BF16", "F16", "F32"):
             continue  # kept dense (--skip)
         nbytes += sum(ITEM[dt] * int(np.prod(shape)) for _, dt, shape in ts)
-        weights += sizes[m.split(".")[-1]]
+        weights += int(np.prod(SHAPES[".".join(m.split(".")[3:5])]))
     return 8 * nbytes / weights
 
 def loads_and_runs(d):
