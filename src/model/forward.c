@@ -106,13 +106,23 @@ static void attend_gemm(lb_model *m, int64_t l, int64_t n, int64_t pos) {
 
 enum { SMALL_N = 4 };
 
-static lb_status block(lb_model *m, int64_t l, int64_t n, int64_t pos, lb_error *err) {
+/* Calls the tap at `site` with the [n, d] rows at x; true when the block stops there. */
+static bool tap_at(const lb_block_tap *tap, lb_site site, const float *x, int64_t n, int64_t d) {
+  if (!tap) return false;
+  if (tap->fn) tap->fn(tap->ctx, site, x, n, d);
+  return tap->stop == site;
+}
+
+/* x += o_proj(attention(rope(q(norm1 x)), rope(k(...)), v(...))) */
+static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
+                           bool *stopped, lb_error *err) {
   const lb_config *c = m->cfg;
   lb_layer *L = &m->layers[l];
   int64_t hd = c->head_dim, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
-  int64_t kvd = nkv * hd;
+  int64_t kvd = nkv * hd, d = c->hidden_size;
   job j = {.m = m, .n = n, .pos = pos, .l = l, .w = L->attn_norm, .a = m->x, .b = m->xn};
   lb_pool_run(m->pool, norm_task, &j);
+  if ((*stopped = tap_at(tap, LB_SITE_ATTN_IN, m->xn, n, d))) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_Q], L->bias[LB_LIN_Q], m->xn, n, m->q, err));
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_K], L->bias[LB_LIN_K], m->xn, n, m->k, err));
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_V], L->bias[LB_LIN_V], m->xn, n, m->v, err));
@@ -125,20 +135,43 @@ static lb_status block(lb_model *m, int64_t l, int64_t n, int64_t pos, lb_error 
     lb_pool_run(m->pool, attend_small_task, &j);
   else
     attend_gemm(m, l, n, pos);
+  if ((*stopped = tap_at(tap, LB_SITE_O_IN, m->att, n, nh * hd))) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_O], L->bias[LB_LIN_O], m->att, n, m->xn, err));
+  if ((*stopped = tap_at(tap, LB_SITE_ATTN_OUT, m->xn, n, d))) return LB_OK;
   j.a = m->x, j.b = m->xn;
   lb_pool_run(m->pool, add_task, &j);
+  return LB_OK;
+}
 
-  j.w = L->mlp_norm;
+/* x += down(silu(gate(norm2 x)) * up(norm2 x)) */
+static lb_status mlp_part(lb_model *m, int64_t l, int64_t n, const lb_block_tap *tap, lb_error *err) {
+  lb_layer *L = &m->layers[l];
+  int64_t d = m->cfg->hidden_size;
+  job j = {.m = m, .n = n, .l = l, .w = L->mlp_norm, .a = m->x, .b = m->xn};
+  if (tap_at(tap, LB_SITE_MLP_RESID, m->x, n, d)) return LB_OK;
   lb_pool_run(m->pool, norm_task, &j);
+  if (tap_at(tap, LB_SITE_MLP_IN, m->xn, n, d)) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_GATE], L->bias[LB_LIN_GATE], m->xn, n, m->gate, err));
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_UP], L->bias[LB_LIN_UP], m->xn, n, m->up, err));
   j.a = m->gate, j.b = m->up;
   lb_pool_run(m->pool, silu_task, &j);
+  if (tap_at(tap, LB_SITE_DOWN_IN, m->gate, n, m->cfg->intermediate_size)) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_DOWN], L->bias[LB_LIN_DOWN], m->gate, n, m->xn, err));
+  if (tap_at(tap, LB_SITE_MLP_OUT, m->xn, n, d)) return LB_OK;
   j.a = m->x, j.b = m->xn;
   lb_pool_run(m->pool, add_task, &j);
+  tap_at(tap, LB_SITE_OUT, m->x, n, d);
   return LB_OK;
+}
+
+lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
+                         lb_error *err) {
+  bool stopped = false;
+  if (!tap || tap->start != LB_SITE_MLP_RESID) {
+    LB_TRY(attn_part(m, l, n, pos, tap, &stopped, err));
+    if (stopped) return LB_OK;
+  }
+  return mlp_part(m, l, n, tap, err);
 }
 
 lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
@@ -159,7 +192,7 @@ lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float 
     for (int64_t t = 0; t < cn; t++)
       lb_cvt_f32_ref(m->x + t * d, (const char *)m->embed.data + (size_t)tokens[t0 + t] * d * esz,
                      m->embed.dtype, d);
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, cn, m->pos, err));
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(lb_model_block(m, l, cn, m->pos, NULL, err));
     m->pos += cn;
     bool last = t0 + cn == n;
     if (!logits || (!all && !last)) continue;

@@ -40,6 +40,31 @@ struct lb_model {
   float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
 };
 
+/* Points inside a decoder block where a tap sees the activations (calibration): [n, d] rows. */
+typedef enum lb_site {
+  LB_SITE_ATTN_IN,   /* norm1(x): the input of q/k/v [n, hidden] */
+  LB_SITE_O_IN,      /* the attention output, input of o_proj [n, heads * head_dim] */
+  LB_SITE_ATTN_OUT,  /* o_proj's output, before the residual add [n, hidden] */
+  LB_SITE_MLP_RESID, /* the residual stream after attention (x + attn) [n, hidden] */
+  LB_SITE_MLP_IN,    /* norm2 of it: the input of gate/up [n, hidden] */
+  LB_SITE_DOWN_IN,   /* silu(gate) * up: the input of down_proj [n, intermediate] */
+  LB_SITE_MLP_OUT,   /* down_proj's output, before the residual add [n, hidden] */
+  LB_SITE_OUT,       /* the block's output (m->x) */
+} lb_site;
+
+typedef struct lb_block_tap {
+  void (*fn)(void *ctx, lb_site site, const float *x, int64_t n, int64_t d); /* may be NULL */
+  void *ctx;
+  lb_site stop;  /* the block returns right after this site (LB_SITE_OUT: runs whole) */
+  lb_site start; /* LB_SITE_MLP_RESID: m->x already holds the residual after attention, and only
+                    the MLP half runs; anything else: the whole block */
+} lb_block_tap;
+
+/* One decoder block over the n rows of m->x (positions pos .. pos + n - 1; the keys and values of
+ * earlier positions of this layer are in the KV cache), in place; tap NULL: the plain forward. */
+lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
+                         lb_error *err);
+
 /* rope.c */
 lb_status lb_rope_init(lb_rope_state *r, const lb_config *cfg, lb_error *err);
 void lb_rope_free(lb_rope_state *r);
