@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Quantization benchmark: `lowbit quantize` of a model with each calibration-free method (seconds,
+"""Quantization benchmark: `lowbit quantize` of a model with each method (seconds,
 bits per weight, size), then `lowbit perplexity` of the result (ctx 1024, every window unless -w) on
 WikiText-2 test and on pocket-valid.txt, beside the unquantized model and, for pocket-llama, the
 fake-quantized Transformers references of its README (the issue asks RTN/NF4 within 0.3% of them).
@@ -38,6 +38,7 @@ TEXTS = {"wiki": os.path.join(SHARED, "data/wikitext-2-raw/wiki.test.raw"),
 out = a.keep or tempfile.mkdtemp(prefix="lowbit-quant-")
 os.makedirs(out, exist_ok=True)
 CT = os.path.join(HERE, "ecosystem/configs/ct-fp8-channel.json")
+CALIB = ["--calib", os.path.join(SHARED, "data/calibration/groups_merged.txt")]  # 128 x 512 tokens
 # name, quantize flags, README reference (WikiText, pocket-valid) for pocket-llama
 METHODS = [
     ("rtn int8 per-channel sym", ["--method", "rtn", "--bits", "8", "--group", "-1", "--sym"],
@@ -64,6 +65,20 @@ METHODS = [
     ("hqq 4-bit g64", ["--method", "hqq", "--bits", "4", "--group", "64"], None),
     ("hqq 3-bit g64", ["--method", "hqq", "--bits", "3", "--group", "64"], None),
     ("hqq 2-bit g64", ["--method", "hqq", "--bits", "2", "--group", "64"], None),
+    ("gptq int4 g128 asym", ["--method", "gptq", "--bits", "4", "--group", "128", *CALIB], None),
+    ("gptq int4 g128 asym act-order", ["--method", "gptq", "--bits", "4", "--group", "128",
+                                       "--desc-act", *CALIB], None),
+    ("gptq int3 g128 asym", ["--method", "gptq", "--bits", "3", "--group", "128", *CALIB], None),
+    ("gptq int3 g128 asym act-order", ["--method", "gptq", "--bits", "3", "--group", "128",
+                                       "--desc-act", *CALIB], None),
+    ("gptq int2 g64 asym", ["--method", "gptq", "--bits", "2", "--group", "64", *CALIB], None),
+    ("gptq int2 g64 asym act-order", ["--method", "gptq", "--bits", "2", "--group", "64",
+                                      "--desc-act", *CALIB], None),
+    ("awq int4 g128 gemm", ["--method", "awq", "--group", "128", *CALIB], None),
+    ("awq int3 g128 (compressed-tensors)", ["--method", "awq", "--bits", "3", "--group", "128",
+                                            "--format", "compressed-tensors", *CALIB], None),
+    ("awq int2 g64 (compressed-tensors)", ["--method", "awq", "--bits", "2", "--group", "64",
+                                           "--format", "compressed-tensors", *CALIB], None),
 ]
 
 

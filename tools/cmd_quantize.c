@@ -1,8 +1,9 @@
 /* lowbit quantize SRC DST --method M [options]
- * Quantizes the decoder Linear layers of a dense checkpoint without calibration data and writes a
- * complete Hugging Face folder in the method's ecosystem layout. Streams layer by layer: one Linear
- * at a time is widened to fp32, quantized and appended to the streaming safetensors writer; other
- * tensors are copied as they are. DST is built under a temporary name and renamed at the end. */
+ * Quantizes the decoder Linear layers of a dense checkpoint and writes a complete Hugging Face folder
+ * in the method's ecosystem layout. Streams layer by layer: calibration-free methods widen one
+ * Linear at a time to fp32, quantize it and append it to the streaming safetensors writer; GPTQ and
+ * AWQ run the calibration engine (quant/calib.h) one decoder block at a time and write that block.
+ * Other tensors are copied as they are. DST is built under a temporary name and renamed at the end. */
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
@@ -15,21 +16,41 @@
 #include "cli.h"
 #include "io/fs.h"
 #include "io/json.h"
+#include "calib_input.h"
+#include "model/model_internal.h"
+#include "quant/calib.h"
 #include "quant/spec.h"
 
 static const char *HELP =
-    "usage: lowbit quantize SRC DST --method rtn|nf4|fp4|int8|fp8|hqq [options]\n"
-    "  Quantizes the decoder Linear layers of SRC (no calibration data) and writes DST, a complete\n"
-    "  Hugging Face folder in the method's own layout (rtn: GPTQ or compressed-tensors;\n"
-    "  nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8; hqq: HQQ). Embeddings and lm_head stay\n"
-    "  dense.\n"
-    "  --method M       rtn, nf4, fp4, int8, fp8 or hqq\n"
-    "  --format F       rtn: gptq (default; AutoGPTQ/GPTQModel qweight/qzeros/scales) or\n"
-    "                   compressed-tensors (\"pack-quantized\": weight_packed/weight_scale/\n"
-    "                   weight_zero_point, scales in the model's dtype)\n"
-    "  --bits B         rtn: 2, 3, 4, 8 (default 4); hqq: 1, 2, 3, 4, 8 (default 4)\n"
-    "  --group G        rtn group size (default 128; -1 per channel); hqq (default 64)\n"
-    "  --sym            rtn: symmetric (default asymmetric)\n"
+    "usage: lowbit quantize SRC DST --method gptq|awq|rtn|nf4|fp4|int8|fp8|hqq [options]\n"
+    "  Quantizes the decoder Linear layers of SRC and writes DST, a complete Hugging Face folder in\n"
+    "  the method's own layout (gptq, rtn: GPTQ (AutoGPTQ/GPTQModel) or compressed-tensors; awq:\n"
+    "  AutoAWQ; nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8; hqq: HQQ). Embeddings and\n"
+    "  lm_head stay dense. gptq and awq learn from calibration text (--calib).\n"
+    "  --method M       gptq, awq, rtn, nf4, fp4, int8, fp8 or hqq\n"
+    "  --format F       gptq, rtn: gptq (default; checkpoint_format \"gptq\", v1) or gptq_v2;\n"
+    "                   rtn also compressed-tensors (\"pack-quantized\"); awq: gemm (default) or\n"
+    "                   gemv (AutoAWQ's two layouts, 4-bit), or compressed-tensors (any --bits,\n"
+    "                   as llm-compressor writes AWQ)\n"
+    "  --bits B         gptq, rtn: 2, 3, 4, 8 (default 4); hqq: 1, 2, 3, 4, 8 (default 4);\n"
+    "                   awq: 4 (2, 3, 8 with --format compressed-tensors)\n"
+    "  --group G        gptq, rtn, awq group size (default 128; -1 per channel); hqq (default 64)\n"
+    "  --sym            gptq, rtn: symmetric (default asymmetric)\n"
+    "calibration (gptq, awq):\n"
+    "  --calib FILE     calibration text (e.g. ../shared/data/calibration/groups_merged.txt); or\n"
+    "                   a --config file's \"dataset\" (a file path or a list of strings)\n"
+    "  --calib-lines    the text holds one document per line (each tokenized on its own)\n"
+    "  --nsamples N     windows of calibration tokens (default 128)\n"
+    "  --seqlen L       tokens per window (default 512)\n"
+    "  --seed S         which windows are drawn (default 0; same seed, same windows)\n"
+    "  --desc-act       gptq: act-order (columns by decreasing Hessian diagonal; writes g_idx)\n"
+    "  --static-groups  gptq: group parameters fixed before the updates\n"
+    "  --damp P         gptq: damp_percent, a fraction of the mean Hessian diagonal (default 0.01)\n"
+    "  --awq-search-samples N\n"
+    "                   awq: windows the scale search measures its loss on (default 8; AutoAWQ\n"
+    "                   uses all, on a GPU); the activation statistics always use all\n"
+    "  --no-clip        awq: skip the weight clipping search\n"
+    "  --threads T      threads (default: one per core)\n"
     "  --double-quant   nf4/fp4: quantize the absmax too (bnb_4bit_use_double_quant)\n"
     "  --skip REGEX     keep Linear modules whose name matches REGEX (POSIX ERE) dense\n"
     "  --override PATTERN=BITS[:GROUP]\n"
@@ -51,9 +72,11 @@ typedef struct {
 } override_arg;
 
 typedef struct {
-  const char *src, *dst, *method, *config, *skip, *format;
-  long long bits, group;
-  bool has_bits, has_group, sym, double_quant, force;
+  const char *src, *dst, *method, *config, *skip, *format, *calib;
+  long long bits, group, nsamples, seqlen, seed, threads, search_samples;
+  double damp;
+  bool has_bits, has_group, sym, double_quant, force, calib_lines, desc_act, static_groups;
+  bool has_damp, no_clip, has_calib_opts;
   uint64_t shard;
   override_arg ov[LB_QSPEC_MAX_OVERRIDE];
   size_t n_ov;
@@ -116,6 +139,11 @@ static int parse_override(const char *v, override_arg *out) {
   return 0;
 }
 
+/* GPTQ proper and AWQ learn from calibration text. */
+static bool calibrated(const lb_quant_spec *s) {
+  return (s->method == LB_QM_GPTQ && !s->rtn) || s->method == LB_QM_AWQ;
+}
+
 static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
   if (o->config) {
     char *text;
@@ -124,21 +152,28 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     lb_status st = lb_quant_spec_parse(text, len, o->config, s, err);
     free(text);
     LB_TRY(st);
-    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant || o->format) {
+    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant || o->format ||
+        o->desc_act || o->static_groups || o->has_damp) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EINVAL, "--config FILE replaces --method/--bits/--group/--sym/"
-                                     "--double-quant/--format; give one or the other");
+                                     "--double-quant/--format/--desc-act/--static-groups/--damp; "
+                                     "give one or the other");
     }
     bool act = s->method == LB_QM_GPTQ && s->desc_act;
     for (size_t i = 0; i < s->n_ov; i++)
       act |= !s->ov[i].skip && s->ov[i].has_desc_act && s->ov[i].desc_act;
-    if (act) {
+    if (act && s->rtn) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EUNSUPPORTED,
-                     "%s: key 'desc_act': true needs calibration data (use desc_act false)",
+                     "%s: key 'desc_act': true needs calibration data (quant_method \"gptq\")",
                      o->config);
     }
-    if (s->method == LB_QM_GPTQ || s->method == LB_QM_CT_INT) s->rtn = true;
+    if (s->method == LB_QM_CT_INT) s->rtn = true;
+    if (!calibrated(s) && o->has_calib_opts) {
+      lb_quant_spec_free(s);
+      return lb_fail(err, LB_EINVAL, "%s: calibration options are for quant_method \"gptq\" and "
+                     "\"awq\"", o->config);
+    }
     return LB_OK;
   }
   if (!o->method) return lb_fail(err, LB_EINVAL, "--method or --config is required");
@@ -150,35 +185,65 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
               : s->method == LB_QM_HQQ  ? (b == 1 || b == 2 || b == 3 || b == 4 || b == 8)
               : s->method == LB_QM_BNB4 ? b == 4
                                         : b == 8;
+    if (s->method == LB_QM_AWQ)
+      ok = b == 4 || ((b == 2 || b == 3 || b == 8) && o->format &&
+                      !strcmp(o->format, "compressed-tensors"));
     if (!ok)
       return lb_fail(err, LB_EINVAL, "--bits %lld is not available for --method %s (%s)", b, m,
                      s->method == LB_QM_GPTQ  ? "2, 3, 4 or 8"
                      : s->method == LB_QM_HQQ ? "1, 2, 3, 4 or 8"
+                     : s->method == LB_QM_AWQ ? "4 in AutoAWQ's gemm/gemv; 2, 3, 4 or 8 with "
+                                                "--format compressed-tensors"
                      : s->method == LB_QM_BNB4 ? "4"
                                                : "8");
     s->bits = (int)b;
   }
   if (o->has_group) {
-    if (s->method != LB_QM_GPTQ && s->method != LB_QM_HQQ)
-      return lb_fail(err, LB_EINVAL, "--group applies to rtn and hqq only");
+    if (s->method != LB_QM_GPTQ && s->method != LB_QM_HQQ && s->method != LB_QM_AWQ)
+      return lb_fail(err, LB_EINVAL, "--group applies to gptq, awq, rtn and hqq only");
     if (o->group == 0 || o->group < -1 || (o->group == -1 && s->method == LB_QM_HQQ))
       return lb_fail(err, LB_EINVAL, "--group %lld: expected a positive size%s", o->group,
-                     s->method == LB_QM_GPTQ ? " or -1 (per channel)" : "");
+                     s->method != LB_QM_HQQ ? " or -1 (per channel)" : "");
     s->group = o->group;
   }
   if (o->sym) {
-    if (s->method != LB_QM_GPTQ) return lb_fail(err, LB_EINVAL, "--sym applies to rtn only");
+    if (s->method != LB_QM_GPTQ) return lb_fail(err, LB_EINVAL, "--sym applies to gptq and rtn only");
     s->sym = true;
   }
+  if ((o->desc_act || o->static_groups || o->has_damp) && !(s->method == LB_QM_GPTQ && !s->rtn))
+    return lb_fail(err, LB_EINVAL, "--desc-act, --static-groups and --damp apply to gptq only");
+  if ((o->search_samples || o->no_clip) && s->method != LB_QM_AWQ)
+    return lb_fail(err, LB_EINVAL, "--awq-search-samples and --no-clip apply to awq only");
+  if (o->has_calib_opts && !calibrated(s))
+    return lb_fail(err, LB_EINVAL, "calibration options (--calib, --nsamples, ...) apply to gptq "
+                   "and awq only");
+  s->desc_act = o->desc_act;
+  s->static_groups = o->static_groups;
+  if (o->has_damp) s->damp = o->damp;
   if (o->double_quant) {
     if (s->method != LB_QM_BNB4)
       return lb_fail(err, LB_EINVAL, "--double-quant applies to nf4 and fp4 only");
     s->double_quant = true;
   }
   if (o->format) {
-    if (s->method != LB_QM_GPTQ) return lb_fail(err, LB_EINVAL, "--format applies to rtn only");
-    if (strcmp(o->format, "gptq"))
-      s->method = LB_QM_CT_INT; /* same bits, group and symmetry, compressed-tensors' rule */
+    const char *f = o->format;
+    bool gptq_fmt = !strcmp(f, "gptq") || !strcmp(f, "gptq_v2");
+    if (s->method == LB_QM_AWQ) {
+      if (strcmp(f, "gemm") && strcmp(f, "gemv") && strcmp(f, "compressed-tensors"))
+        return lb_fail(err, LB_EINVAL, "--format %s: awq writes gemm, gemv or compressed-tensors",
+                       f);
+      s->awq_version = !strcmp(f, "gemv") ? LB_AWQ_GEMV : LB_AWQ_GEMM;
+      s->awq_ct = !strcmp(f, "compressed-tensors");
+    } else if (s->method == LB_QM_GPTQ) {
+      if (!gptq_fmt && (!s->rtn || strcmp(f, "compressed-tensors")))
+        return lb_fail(err, LB_EINVAL, "--format %s: %s writes gptq or gptq_v2%s", f, m,
+                       s->rtn ? " or compressed-tensors" : "");
+      if (!strcmp(f, "gptq_v2")) s->gptq_version = LB_GPTQ_V2;
+      if (!gptq_fmt)
+        s->method = LB_QM_CT_INT; /* same bits, group and symmetry, compressed-tensors' rule */
+    } else {
+      return lb_fail(err, LB_EINVAL, "--format applies to gptq, rtn and awq only");
+    }
   }
   return add_overrides(o, s, err);
 }
@@ -241,15 +306,60 @@ static lb_status quantize_one(const lb_quant_spec *s, lb_st_writer *w, const lb_
   return r;
 }
 
+/* An fp32 array written in the tensor's own dtype under its name and shape. */
+static lb_status write_f32(lb_st_writer *w, const lb_tensor *t, const float *v, lb_error *err) {
+  size_t n = t->nbytes / lb_dtype_size(t->dtype);
+  void *buf = malloc(t->nbytes ? t->nbytes : 1);
+  if (!buf) return lb_fail(err, LB_ENOMEM, "out of memory writing '%s'", t->name);
+  lb_status r = lb_convert(buf, t->dtype, v, LB_F32, n, 0, err);
+  if (r == LB_OK) r = lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, buf, t->nbytes, err);
+  free(buf);
+  return r;
+}
+
+/* Block l's tensor t from what the calibration engine made of the block. */
+static lb_status write_calibrated(const lb_quant_spec *s, lb_st_writer *w, const lb_checkpoint *c,
+                                  const char *blk, const lb_tensor *t, const lb_calib_block *b,
+                                  stats *st, lb_error *err) {
+  const lb_arch *a = lb_checkpoint_arch(c);
+  char mod[256], name[300];
+  for (int k = 0; k < LB_LIN_COUNT; k++) {
+    snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
+    snprintf(name, sizeof name, "%s.weight", mod);
+    if (!strcmp(t->name, name)) {
+      if (b->quantized[k]) {
+        lb_quant_spec sl = lb_quant_spec_for(s, mod);
+        sl.wdtype = t->dtype; /* compressed-tensors stores scales in it */
+        st->qparams += (uint64_t)(b->q[k].rows * b->q[k].cols);
+        st->nq++;
+        return lb_quant_spec_write(&sl, w, mod, &b->q[k], t->dtype, err);
+      }
+      st->ndense_lin++;
+      if (b->dense[k]) return write_f32(w, t, b->dense[k], err);
+      break;
+    }
+    snprintf(name, sizeof name, "%s.bias", mod);
+    if (!strcmp(t->name, name) && b->bias[k]) return write_f32(w, t, b->bias[k], err);
+  }
+  const char *norms[2] = {a->attn_norm, a->mlp_norm};
+  const float *vals[2] = {b->attn_norm, b->mlp_norm};
+  for (int i = 0; i < 2; i++) {
+    snprintf(name, sizeof name, "%s.%s.weight", blk, norms[i]);
+    if (!strcmp(t->name, name) && vals[i]) return write_f32(w, t, vals[i], err);
+  }
+  return lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, err);
+}
+
 static lb_status write_tensors(const opts *o, const lb_quant_spec *s, const lb_checkpoint *c,
-                               const char *out_dir, stats *st, lb_error *err) {
+                               lb_calib *cal, const char *out_dir, stats *st, lb_error *err) {
   const lb_tensors *ts = lb_checkpoint_tensors(c);
   const lb_arch *a = lb_checkpoint_arch(c);
   const lb_config *cfg = lb_checkpoint_config(c);
   lb_st_writer *w;
   LB_TRY(lb_st_writer_open(out_dir, o->shard, &w, err));
   lb_progress bar;
-  lb_progress_start(&bar, "quantize", (uint64_t)cfg->num_hidden_layers, "layers", 1);
+  lb_progress_start(&bar, cal ? (s->method == LB_QM_AWQ ? "awq" : "gptq") : "quantize",
+                    (uint64_t)cfg->num_hidden_layers, "layers", 1);
   lb_status r = LB_OK;
   float *buf = NULL;
   size_t cap = 0;
@@ -259,9 +369,15 @@ static lb_status write_tensors(const opts *o, const lb_quant_spec *s, const lb_c
   for (int l = 0; l < cfg->num_hidden_layers && r == LB_OK; l++) {
     lb_arch_block(a, l, blk, sizeof blk);
     size_t nb = strlen(blk);
+    lb_calib_block cb;
+    if (cal) r = lb_calib_block_run(cal, l, &cb, err);
     for (size_t i = 0; i < lb_tensors_count(ts) && r == LB_OK; i++) {
       const lb_tensor *t = lb_tensors_at(ts, i);
       if (strncmp(t->name, blk, nb) || t->name[nb] != '.') continue;
+      if (cal) {
+        r = write_calibrated(s, w, c, blk, t, &cb, st, err);
+        continue;
+      }
       bool done = false;
       for (int k = 0; k < LB_LIN_COUNT && !done; k++) {
         snprintf(mod, sizeof mod, "%s.%s", blk, a->linear[k]);
@@ -351,13 +467,61 @@ typedef struct {
   const opts *o;
   const lb_quant_spec *spec;
   const lb_checkpoint *c;
+  lb_calib *cal;
   stats *st;
 } quant_ctx;
 
 static lb_status fill(void *p, const char *tmp, lb_error *err) {
   quant_ctx *x = p;
-  LB_TRY(write_tensors(x->o, x->spec, x->c, tmp, x->st, err));
+  LB_TRY(write_tensors(x->o, x->spec, x->c, x->cal, tmp, x->st, err));
   return write_config(x->o, x->spec, tmp, err);
+}
+
+typedef struct {
+  cli_docs docs;
+  lb_calib_data data;
+  lb_model *model;
+  lb_calib *cal;
+  const char *source;
+} calib_run;
+
+static void calib_free(calib_run *r) {
+  lb_calib_free(r->cal);
+  lb_model_free(r->model);
+  lb_calib_data_free(&r->data);
+  cli_docs_free(&r->docs);
+}
+
+/* The calibration windows, the dense model and the engine. */
+static lb_status calib_setup(const opts *o, const lb_quant_spec *spec, calib_run *r,
+                             lb_error *err) {
+  bool found = false;
+  if (o->calib) {
+    LB_TRY(cli_calib_docs_file(o->calib, o->calib_lines, &r->docs, err));
+    r->source = o->calib;
+  } else if (o->config) {
+    LB_TRY(cli_calib_docs_config(o->config, o->calib_lines, &found, &r->docs, err));
+    r->source = "the config's dataset";
+  }
+  if (!o->calib && !found)
+    return lb_fail(err, LB_EINVAL, "%s needs calibration text: --calib FILE (e.g. "
+                   "../shared/data/calibration/groups_merged.txt)%s",
+                   spec->method == LB_QM_AWQ ? "awq" : "gptq",
+                   o->config ? " or a \"dataset\" in the config" : "");
+  lb_tokenizer *tok;
+  LB_TRY(lb_tokenizer_load(o->src, &tok, err));
+  lb_status s = lb_calib_sample(tok, r->docs.docs, r->docs.lens, r->docs.n, o->nsamples, o->seqlen,
+                                (uint64_t)o->seed, r->source, &r->data, err);
+  lb_tokenizer_free(tok);
+  LB_TRY(s);
+  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->seqlen};
+  LB_TRY(lb_model_open(o->src, &mo, &r->model, err));
+  lb_calib_opts co = lb_calib_default_opts();
+  co.damp = spec->damp;
+  co.static_groups = spec->static_groups;
+  if (o->search_samples) co.awq_search_samples = o->search_samples;
+  co.awq_no_clip = o->no_clip;
+  return lb_calib_new(r->model, spec, &r->data, &co, &r->cal, err);
 }
 
 static lb_status run(const opts *o, lb_error *err) {
@@ -391,7 +555,10 @@ static lb_status run(const opts *o, lb_error *err) {
   }
   stats st = {0};
   uint64_t total = 0;
-  quant_ctx x = {o, &spec, c, &st};
+  quant_ctx x = {o, &spec, c, NULL, &st};
+  calib_run cr = {0};
+  if (s == LB_OK && calibrated(&spec)) s = calib_setup(o, &spec, &cr, err);
+  x.cal = cr.cal;
   if (s == LB_OK) s = cli_build_output(o->dst, o->force, c, fill, &x, err);
   if (s == LB_OK) s = measure(&spec, c, o->dst, &st, &total, err);
   if (s == LB_OK) {
@@ -415,15 +582,19 @@ static lb_status run(const opts *o, lb_error *err) {
     printf("  bits per weight: %.3f (quantized layers, scales and zeros included)\n",
            st.qparams ? 8.0 * (double)st.qbytes / (double)st.qparams : 0.0);
     printf("  size:            %s (tensors)\n", cli_bytes(total, b2, sizeof b2));
+    if (cr.cal)
+      printf("  calibration:     %lld x %lld tokens of %s (seed %lld)\n",
+             (long long)cr.data.nsamples, (long long)cr.data.seqlen, cr.source, o->seed);
     printf("  time:            %.1f s\n", lb_now() - t0);
   }
+  calib_free(&cr);
   lb_checkpoint_close(c);
   lb_quant_spec_free(&spec);
   return s;
 }
 
 int cmd_quantize(int argc, char **argv) {
-  opts o = {0};
+  opts o = {.nsamples = 128, .seqlen = 512};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -435,6 +606,43 @@ int cmd_quantize(int argc, char **argv) {
       o.sym = true;
     } else if (!strcmp(a, "--double-quant")) {
       o.double_quant = true;
+    } else if (!strcmp(a, "--calib-lines")) {
+      o.calib_lines = o.has_calib_opts = true;
+    } else if (!strcmp(a, "--desc-act")) {
+      o.desc_act = true;
+    } else if (!strcmp(a, "--static-groups")) {
+      o.static_groups = true;
+    } else if (!strcmp(a, "--no-clip")) {
+      o.no_clip = true;
+    } else if (!strcmp(a, "--calib") || !strcmp(a, "--nsamples") || !strcmp(a, "--seqlen") ||
+               !strcmp(a, "--seed") || !strcmp(a, "--damp") || !strcmp(a, "--threads") ||
+               !strcmp(a, "--awq-search-samples")) {
+      if (!(v = cli_value(argc, argv, &i)))
+        return cli_usage_error("quantize", "%s needs a value", a);
+      if (!strcmp(a, "--calib")) {
+        o.calib = v, o.has_calib_opts = true;
+      } else if (!strcmp(a, "--nsamples")) {
+        if (!cli_parse_int(v, 1, 1 << 20, &o.nsamples))
+          return cli_usage_error("quantize", "--nsamples '%s': expected a positive count", v);
+        o.has_calib_opts = true;
+      } else if (!strcmp(a, "--seqlen")) {
+        if (!cli_parse_int(v, 2, 1 << 20, &o.seqlen))
+          return cli_usage_error("quantize", "--seqlen '%s': expected 2 or more tokens", v);
+        o.has_calib_opts = true;
+      } else if (!strcmp(a, "--seed")) {
+        if (!cli_parse_int(v, 0, INT64_MAX, &o.seed))
+          return cli_usage_error("quantize", "--seed '%s': expected a non-negative integer", v);
+        o.has_calib_opts = true;
+      } else if (!strcmp(a, "--damp")) {
+        if (!cli_parse_double(v, 1e-9, 0.999, &o.damp))
+          return cli_usage_error("quantize", "--damp '%s': expected a fraction in (0, 1)", v);
+        o.has_damp = true;
+      } else if (!strcmp(a, "--threads")) {
+        if (!cli_parse_int(v, 1, 4096, &o.threads))
+          return cli_usage_error("quantize", "--threads '%s': expected 1 to 4096", v);
+      } else if (!cli_parse_int(v, 1, 1 << 20, &o.search_samples)) {
+        return cli_usage_error("quantize", "--awq-search-samples '%s': expected a positive count", v);
+      }
     } else if (!strcmp(a, "--method") || !strcmp(a, "--config") || !strcmp(a, "--skip") ||
                !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size") ||
                !strcmp(a, "--format") || !strcmp(a, "--override")) {
@@ -442,14 +650,15 @@ int cmd_quantize(int argc, char **argv) {
         return cli_usage_error("quantize", "%s needs a value", a);
       if (!strcmp(a, "--method")) {
         if (strcmp(v, "rtn") && strcmp(v, "nf4") && strcmp(v, "fp4") && strcmp(v, "int8") &&
-            strcmp(v, "fp8") && strcmp(v, "hqq"))
-          return cli_usage_error("quantize",
-                                 "--method '%s': expected rtn, nf4, fp4, int8, fp8 or hqq", v);
+            strcmp(v, "fp8") && strcmp(v, "hqq") && strcmp(v, "gptq") && strcmp(v, "awq"))
+          return cli_usage_error("quantize", "--method '%s': expected gptq, awq, rtn, nf4, fp4, "
+                                 "int8, fp8 or hqq", v);
         o.method = v;
       } else if (!strcmp(a, "--format")) {
-        if (strcmp(v, "gptq") && strcmp(v, "compressed-tensors"))
-          return cli_usage_error("quantize", "--format '%s': expected gptq or compressed-tensors",
-                                 v);
+        if (strcmp(v, "gptq") && strcmp(v, "gptq_v2") && strcmp(v, "compressed-tensors") &&
+            strcmp(v, "gemm") && strcmp(v, "gemv"))
+          return cli_usage_error("quantize", "--format '%s': expected gptq, gptq_v2, "
+                                 "compressed-tensors, gemm or gemv", v);
         o.format = v;
       } else if (!strcmp(a, "--override")) {
         if (o.n_ov == LB_QSPEC_MAX_OVERRIDE)
@@ -482,7 +691,8 @@ int cmd_quantize(int argc, char **argv) {
   }
   if (!o.src || !o.dst) return cli_usage_error("quantize", "needs SRC and DST");
   if (!o.method && !o.config) return cli_usage_error("quantize", "needs --method or --config");
-  if (o.n_ov && (o.config || strcmp(o.method, "rtn") || (o.format && strcmp(o.format, "gptq"))))
+  if (o.n_ov && (o.config || (strcmp(o.method, "rtn") && strcmp(o.method, "gptq")) ||
+                   (o.format && strcmp(o.format, "gptq") && strcmp(o.format, "gptq_v2"))))
     return cli_usage_error("quantize",
                            "--override needs --method rtn --format gptq: per-module bit widths are "
                            "written only in the GPTQ layout (GPTQModel's \"dynamic\")%s",

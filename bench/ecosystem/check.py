@@ -3,11 +3,13 @@
 does lowbit read theirs, with the same numbers?
 
   python3 bench/ecosystem/check.py --lowbit BUILD_DIR --model POCKET_DIR --text wiki.test.raw \
-      --work /tmp/eco/work --out OUTDIR [--only NAME ...] [--windows K]
+      --work /tmp/eco/work --out OUTDIR [--only NAME ...] [--windows K] [--calib FILE]
 
 Direction 1, lowbit -> ecosystem: `lowbit quantize` writes each layout below; Transformers (with
 bitsandbytes, hqq, compressed-tensors installed) loads the folder as a user would, with no
-quantization_config passed in.
+quantization_config passed in. The calibrated layouts (GPTQ v1 / gptq_v2 / desc_act / 3-bit, AWQ
+gemm / gemv, `lowbit quantize --method gptq|awq --calib`) are read by gptqmodel / autoawq where
+installed, else by gptq_awq_ref.py's independent dequantizers into a dense fp32 Transformers model.
 Direction 2, ecosystem -> lowbit: Transformers quantizes the bf16 model with the reference package
 (BitsAndBytesConfig, HqqConfig, FineGrainedFP8Config) and save_pretrained() writes it; lowbit loads that.
 
@@ -45,13 +47,18 @@ ap.add_argument("--work", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--windows", type=int, default=24)
 ap.add_argument("--only", nargs="*")
+ap.add_argument("--calib", help="calibration text of the GPTQ / AWQ entries (default: --text)")
 a = ap.parse_args()
+a.calib = a.calib or a.text
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 LB = os.path.join(a.lowbit, "lowbit")
 DUMP = os.path.join(a.lowbit, "lowbit-dump")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gptq_awq_ref  # noqa: E402  (independent GPTQ / AWQ dequantizers: the reference where the
+                     # packages gptqmodel / autoawq are not installed)
 os.makedirs(a.work, exist_ok=True)
 os.makedirs(a.out, exist_ok=True)
 MODS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -91,6 +98,8 @@ def ref_weight(m):
     """The dequantized weight of one Linear as its own package computes it, in the dtype it returns
     (bitsandbytes: the quant_state's dtype; HQQ: its compute dtype), on the CPU."""
     name = type(m).__name__
+    if hasattr(m, "qweight"):  # a gptqmodel / autoawq QuantLinear (package loader path)
+        return gptq_awq_ref.package_weight(m, m.eco_qc)
     if name == "Linear4bit":
         import bitsandbytes.functional as F
         return F.dequantize_4bit(m.weight.data, m.weight.quant_state).cpu()
@@ -193,6 +202,42 @@ LOWBIT_WRITES = [  # name, lowbit quantize arguments, how Transformers computes 
     ("hqq3-g64", ["--method", "hqq", "--bits", "3", "--group", "64"],
      "hqq's HQQLinear.load_state_dict, bf16 compute"),
 ]
+
+# The calibrated methods, with a small calibration (seconds). Reference side: gptqmodel / autoawq
+# through Transformers when installed; otherwise bench/ecosystem/gptq_awq_ref.py dequantizes every
+# Linear as GPTQModel's dequantize_weight (v1: AutoGPTQ's zero + 1, g_idx honoured) or AutoAWQ's
+# dequantize_gemm / the WQLinear_GEMV layout, in fp32, into a dense Transformers model whose other
+# tensors (AWQ's rescaled RMSNorm weights included) come from the quantized folder: fp32 compute.
+CALIB = ["--calib", a.calib, "--nsamples", "16", "--seqlen", "256"]
+DENSE = "gptq_awq_ref dequantization -> dense Transformers, fp32 compute"
+LOWBIT_WRITES += [
+    ("gptq-4bit-g128", ["--method", "gptq", "--bits", "4", "--group", "128", "--format", "gptq", *CALIB],
+     "GPTQ v1 (zero - 1 stored); " + DENSE),
+    ("gptq-4bit-g128-v2", ["--method", "gptq", "--bits", "4", "--group", "128", "--format", "gptq_v2",
+                           *CALIB], "GPTQ gptq_v2; " + DENSE),
+    ("gptq-4bit-g128-act", ["--method", "gptq", "--bits", "4", "--group", "128", "--desc-act", *CALIB],
+     "GPTQ v1, desc_act (permuted g_idx); " + DENSE),
+    ("gptq-3bit-g128", ["--method", "gptq", "--bits", "3", "--group", "128", *CALIB],
+     "GPTQ v1, 3-bit words straddling; " + DENSE),
+    ("awq-4bit-g128-gemm", ["--method", "awq", "--group", "128", "--format", "gemm", *CALIB],
+     "AutoAWQ gemm, norms rescaled; " + DENSE),
+    ("awq-4bit-g128-gemv", ["--method", "awq", "--group", "128", "--format", "gemv", *CALIB],
+     "AutoAWQ gemv, norms rescaled; " + DENSE),
+]
+
+
+@torch.no_grad()
+def calibrated_model(path):
+    """The reference model of a GPTQ / AWQ folder: the package's loader where it is installed (its
+    QuantLinear modules dequantized by ref_weight), else gptq_awq_ref.load_dense on the GPU, fp32."""
+    qc = json.load(open(os.path.join(path, "config.json")))["quantization_config"]
+    if gptq_awq_ref.package_available(qc["quant_method"]):
+        model = load_hf(path, dtype=torch.float16)
+        for m in model.modules():
+            if hasattr(m, "qweight"):
+                m.eco_qc = qc
+        return model
+    return gptq_awq_ref.load_dense(path, a.model, dtype=torch.float32, device="cuda")
 
 
 def ref_configs():
@@ -302,6 +347,8 @@ for name, args, note in LOWBIT_WRITES:
             from transformers import FineGrainedFP8Config  # Transformers dequantizes at load time
             model = load_hf(path, dtype=torch.float32,
                             quantization_config=FineGrainedFP8Config(dequantize=True))
+        elif name.startswith(("gptq", "awq")):
+            model = calibrated_model(path)
         elif name.startswith("ct-int"):  # decompressed to dense weights by compressed-tensors
             from transformers import CompressedTensorsConfig
             model = load_hf(path, dtype=torch.float32,
@@ -351,7 +398,8 @@ def version(mod):
 with open(os.path.join(a.out, "ecosystem.json"), "w") as f:
     json.dump(dict(results=results, windows=len(windows), seqs=[NSEQ, SEQ],
                    versions={m: version(m) for m in ("torch", "transformers", "bitsandbytes", "hqq",
-                                                     "compressed_tensors")}), f, indent=1)
+                                                     "compressed_tensors", "gptqmodel", "awq")}),
+              f, indent=1)
 lines = ["| checkpoint | direction | Linears equal / all | weight max rel diff | logits rel L2 | "
          "top-1 agree | ppl lowbit | ppl reference | size MB |", "|" + " --- |" * 9]
 for r in results:

@@ -121,7 +121,7 @@ static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const
   int64_t hd = c->head_dim, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
   int64_t kvd = nkv * hd, d = c->hidden_size;
   job j = {.m = m, .n = n, .pos = pos, .l = l, .w = L->attn_norm, .a = m->x, .b = m->xn};
-  lb_pool_run(m->pool, norm_task, &j);
+  if (!tap || tap->start != LB_SITE_ATTN_IN) lb_pool_run(m->pool, norm_task, &j);
   if ((*stopped = tap_at(tap, LB_SITE_ATTN_IN, m->xn, n, d))) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_Q], L->bias[LB_LIN_Q], m->xn, n, m->q, err));
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_K], L->bias[LB_LIN_K], m->xn, n, m->k, err));
@@ -148,8 +148,9 @@ static lb_status mlp_part(lb_model *m, int64_t l, int64_t n, const lb_block_tap 
   lb_layer *L = &m->layers[l];
   int64_t d = m->cfg->hidden_size;
   job j = {.m = m, .n = n, .l = l, .w = L->mlp_norm, .a = m->x, .b = m->xn};
-  if (tap_at(tap, LB_SITE_MLP_RESID, m->x, n, d)) return LB_OK;
-  lb_pool_run(m->pool, norm_task, &j);
+  bool from_in = tap && tap->start == LB_SITE_MLP_IN;
+  if (!from_in && tap_at(tap, LB_SITE_MLP_RESID, m->x, n, d)) return LB_OK;
+  if (!from_in) lb_pool_run(m->pool, norm_task, &j);
   if (tap_at(tap, LB_SITE_MLP_IN, m->xn, n, d)) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_GATE], L->bias[LB_LIN_GATE], m->xn, n, m->gate, err));
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_UP], L->bias[LB_LIN_UP], m->xn, n, m->up, err));
@@ -167,7 +168,7 @@ static lb_status mlp_part(lb_model *m, int64_t l, int64_t n, const lb_block_tap 
 lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
                          lb_error *err) {
   bool stopped = false;
-  if (!tap || tap->start != LB_SITE_MLP_RESID) {
+  if (!tap || tap->start == LB_SITE_X || tap->start == LB_SITE_ATTN_IN) {
     LB_TRY(attn_part(m, l, n, pos, tap, &stopped, err));
     if (stopped) return LB_OK;
   }

@@ -42,6 +42,7 @@ struct lb_model {
 
 /* Points inside a decoder block where a tap sees the activations (calibration): [n, d] rows. */
 typedef enum lb_site {
+  LB_SITE_X,         /* the block's input (m->x) */
   LB_SITE_ATTN_IN,   /* norm1(x): the input of q/k/v [n, hidden] */
   LB_SITE_O_IN,      /* the attention output, input of o_proj [n, heads * head_dim] */
   LB_SITE_ATTN_OUT,  /* o_proj's output, before the residual add [n, hidden] */
@@ -56,8 +57,12 @@ typedef struct lb_block_tap {
   void (*fn)(void *ctx, lb_site site, const float *x, int64_t n, int64_t d); /* may be NULL */
   void *ctx;
   lb_site stop;  /* the block returns right after this site (LB_SITE_OUT: runs whole) */
-  lb_site start; /* LB_SITE_MLP_RESID: m->x already holds the residual after attention, and only
-                    the MLP half runs; anything else: the whole block */
+  lb_site start; /* where the block starts: LB_SITE_X (the whole block, from m->x);
+                    LB_SITE_ATTN_IN (m->xn holds the attention input: norm1 skipped; the
+                    residual add is skipped too, so stop at LB_SITE_ATTN_OUT);
+                    LB_SITE_MLP_RESID (m->x holds the residual after attention: the MLP half);
+                    LB_SITE_MLP_IN (m->xn holds the MLP input: norm2 skipped; stop at
+                    LB_SITE_MLP_OUT) */
 } lb_block_tap;
 
 /* One decoder block over the n rows of m->x (positions pos .. pos + n - 1; the keys and values of

@@ -26,6 +26,7 @@
 #ifndef LB_QUANT_AWQ_H
 #define LB_QUANT_AWQ_H
 
+#include "base/threads.h"
 #include "quant/qweight.h"
 
 typedef enum { LB_AWQ_GEMM, LB_AWQ_GEMV } lb_awq_version;
@@ -47,5 +48,39 @@ lb_status lb_awq_read(const lb_tensors *t, const char *prefix, int bits, int64_t
 /* AutoAWQ's calculate_zeros_width: words per output row of the gemv qzeros (see above); -1 for a
  * group size it does not support. */
 int64_t lb_awq_gemv_zeros_width(int64_t in_features, int64_t group);
+
+/* ---- the method (AutoAWQ's AwqQuantizer), the parts that do not run the model ------------------ */
+
+/* AutoAWQ's pseudo_quantize_tensor with zero_point, per row and group of `group` columns: the
+ * group's own min and max (not widened to include 0), scale = max(max - min, 1e-5) / maxq,
+ * zero = clamp(-round(min / scale), 0, maxq), q = clamp(round(w / scale) + zero, 0, maxq).
+ * lb_awq_fake_quant replaces w by (q - zero) * scale in place; lb_awq_quantize makes the codes. */
+void lb_awq_fake_quant(float *w, int64_t rows, int64_t cols, int bits, int64_t group);
+/* scale_dtype: the dtype the file stores scales in (F16 for gemm/gemv, the model's for
+ * compressed-tensors): each scale is rounded to it before the codes are chosen, so the codes fit
+ * the stored scale (AutoAWQ computes in the model's fp16). */
+lb_status lb_awq_quantize(const float *w, int64_t rows, int64_t cols, int bits, int64_t group,
+                          lb_dtype scale_dtype, const char *name, lb_qweight *out, lb_error *err);
+
+/* The weight statistic of a scaling group (Linears sharing an input, n of them): per row and group
+ * |w| / (max |w| of the group + 1e-6), averaged over all rows of all of them, per column. */
+void lb_awq_w_mean(const float *const *w, const int64_t *rows, int n, int64_t cols, int64_t group,
+                   float *w_mean);
+/* The candidate scales of exponent `ratio` (duo scaling): s = max(x_mean^ratio /
+ * (w_mean^(1 - ratio) + 1e-4), 1e-4), then s / sqrt(max s * min s); NaN or Inf entries become 1. */
+void lb_awq_scales(const float *x_mean, const float *w_mean, int64_t cols, double ratio, float *s);
+/* AutoAWQ's _search_best_scale: for ratio = i / grid, i = 0 .. grid - 1, the scales of that ratio
+ * and loss(ctx, s) (the caller's output error of the module with its Linears replaced by
+ * fake_quant(W * s) / s); returns the i with the smallest loss (the first on ties) and its scales
+ * in best_s, or -1 when no loss is finite. losses: NULL or [grid]. */
+int lb_awq_search(const float *x_mean, const float *w_mean, int64_t cols, int grid,
+                  double (*loss)(void *ctx, const float *s), void *ctx, float *best_s,
+                  double *losses);
+/* AutoAWQ's _compute_best_clip for one Linear W [rows, cols] (scaled) with n sampled input rows x
+ * [n, cols]: per row and group, max_val = max |w| * (1 - i / 20), i = 0 .. 9; the one whose
+ * fake-quantized clamp(w, -max_val, max_val) gives the smallest mean squared error of the group's
+ * partial outputs x_g . w_g over the n rows; W is clamped to it in place. Threads over groups. */
+lb_status lb_awq_clip(float *w, int64_t rows, int64_t cols, int bits, int64_t group, const float *x,
+                      int64_t n, struct lb_pool *pool, const char *name, lb_error *err);
 
 #endif

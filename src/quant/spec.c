@@ -20,6 +20,7 @@ static void spec_init(lb_quant_spec *s) {
   s->bits = 4;
   s->group = 128;
   s->gptq_version = LB_GPTQ_V1;
+  s->damp = 0.01;
   s->nf4 = true;
   s->compute_dtype = LB_F32;
   s->int8_threshold = 6.0;
@@ -31,9 +32,11 @@ static void spec_init(lb_quant_spec *s) {
 
 lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *err) {
   spec_init(out);
-  if (!strcmp(name, "rtn")) {
+  if (!strcmp(name, "rtn") || !strcmp(name, "gptq")) {
     out->method = LB_QM_GPTQ;
-    out->rtn = true;
+    out->rtn = name[0] == 'r';
+  } else if (!strcmp(name, "awq")) {
+    out->method = LB_QM_AWQ;
   } else if (!strcmp(name, "nf4") || !strcmp(name, "fp4")) {
     out->method = LB_QM_BNB4;
     out->nf4 = name[0] == 'n';
@@ -48,8 +51,8 @@ lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *
     out->method = LB_QM_HQQ;
     out->group = 64;
   } else {
-    return lb_fail(err, LB_EINVAL, "unknown method '%s' (expected rtn, nf4, fp4, int8, fp8, hqq)",
-                   name);
+    return lb_fail(err, LB_EINVAL,
+                   "unknown method '%s' (expected rtn, gptq, awq, nf4, fp4, int8, fp8, hqq)", name);
   }
   return LB_OK;
 }
@@ -293,6 +296,18 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
   s->group = group;
   LB_TRY(lb_json_bool(o, "sym", label, false, true, &s->sym, err));
   LB_TRY(lb_json_bool(o, "desc_act", label, false, false, &s->desc_act, err));
+  LB_TRY(lb_json_bool(o, "static_groups", label, false, false, &s->static_groups, err));
+  if (lb_json_has(o, "damp_percent")) {
+    const json_t *d = json_object_get(o, "damp_percent");
+    if (!json_is_number(d) || json_number_value(d) <= 0 || json_number_value(d) >= 1)
+      return lb_fail(err, LB_EINVAL, "%s: key 'damp_percent': expected a number in (0, 1)", label);
+    s->damp = json_number_value(d);
+  }
+  bool tseq;
+  LB_TRY(lb_json_bool(o, "true_sequential", label, false, true, &tseq, err));
+  if (!tseq && !s->rtn)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'true_sequential': false (lowbit's GPTQ is always "
+                   "true-sequential)", label);
   bool lm_head;
   LB_TRY(lb_json_bool(o, "lm_head", label, false, false, &lm_head, err));
   if (lm_head) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'lm_head': a quantized lm_head", label);
@@ -311,6 +326,59 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
   }
   LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
   LB_TRY(parse_dynamic(o, label, s, err));
+  return LB_OK;
+}
+
+/* Transformers' AwqConfig keys, and AutoAWQ's own quant_config keys (w_bit, q_group_size). */
+static const char *const AWQ_KEYS[] = {
+    "quant_method", "bits", "group_size", "zero_point", "version", "backend", "do_fuse",
+    "fuse_max_seq_len", "modules_to_fuse", "modules_to_not_convert", "exllama_config", "w_bit",
+    "q_group_size", NULL};
+
+static lb_status parse_awq(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  LB_TRY(check_keys(o, label, AWQ_KEYS, err));
+  bool tb = lb_json_has(o, "bits"), ab = lb_json_has(o, "w_bit");
+  bool tg = lb_json_has(o, "group_size"), ag = lb_json_has(o, "q_group_size");
+  int64_t bits = 4, group = 128, v;
+  if (tb) LB_TRY(lb_json_int(o, "bits", label, true, 4, 1, 16, &bits, err));
+  if (ab) {
+    LB_TRY(lb_json_int(o, "w_bit", label, true, 4, 1, 16, &v, err));
+    if (tb && v != bits)
+      return lb_fail(err, LB_EINVAL, "%s: keys 'bits' (%lld) and 'w_bit' (%lld) disagree", label,
+                     (long long)bits, (long long)v);
+    bits = v;
+  }
+  if (bits != 4)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s': %lld (AutoAWQ's layouts hold 4-bit codes)",
+                   label, ab ? "w_bit" : "bits", (long long)bits);
+  if (tg) LB_TRY(lb_json_int(o, "group_size", label, true, 128, -1, 1 << 20, &group, err));
+  if (ag) {
+    LB_TRY(lb_json_int(o, "q_group_size", label, true, 128, -1, 1 << 20, &v, err));
+    if (tg && v != group)
+      return lb_fail(err, LB_EINVAL, "%s: keys 'group_size' (%lld) and 'q_group_size' (%lld) "
+                     "disagree", label, (long long)group, (long long)v);
+    group = v;
+  }
+  if (group == 0 || group < -1)
+    return lb_fail(err, LB_EINVAL, "%s: key 'group_size': %lld (expected -1 or a positive size)",
+                   label, (long long)group);
+  bool zp;
+  LB_TRY(lb_json_bool(o, "zero_point", label, false, true, &zp, err));
+  if (!zp)
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'zero_point': false (AutoAWQ's gemm and gemv "
+                   "layouts store zero points; only zero_point true)", label);
+  char ver[32];
+  LB_TRY(lb_json_str(o, "version", label, false, "gemm", ver, sizeof ver, err));
+  for (char *p = ver; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+  if (!strcmp(ver, "gemm")) s->awq_version = LB_AWQ_GEMM;
+  else if (!strcmp(ver, "gemv")) s->awq_version = LB_AWQ_GEMV;
+  else
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'version': \"%s\" (gemm, gemv)", label, ver);
+  s->method = LB_QM_AWQ;
+  s->bits = 4;
+  s->group = group;
+  s->sym = false;
+  LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
   return LB_OK;
 }
 
@@ -633,11 +701,12 @@ static lb_status parse_obj(const json_t *o, const char *label, lb_quant_spec *s,
     return parse_gptq(o, label, s, err);
   }
   if (!strcmp(m, "bitsandbytes")) return parse_bnb(o, label, s, err);
+  if (!strcmp(m, "awq")) return parse_awq(o, label, s, err);
   if (!strcmp(m, "fp8")) return parse_fp8(o, label, s, err);
   if (!strcmp(m, "hqq")) return parse_hqq(o, label, s, err);
   if (!strcmp(m, "compressed-tensors")) return parse_ct(o, label, s, err);
   return lb_fail(err, LB_EUNSUPPORTED,
-                 "%s: key 'quant_method': \"%s\" (gptq, rtn, bitsandbytes, fp8, hqq, "
+                 "%s: key 'quant_method': \"%s\" (gptq, rtn, awq, bitsandbytes, fp8, hqq, "
                  "compressed-tensors)",
                  label, m);
 }
@@ -680,17 +749,30 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
     lb_hqq_opts o = lb_hqq_default_opts(s->bits);
     return lb_hqq_config(s->bits, s->group, &o, (const char *const *)s->skip, s->n_skip, json, err);
   }
+  if (s->method == LB_QM_AWQ && s->awq_ct)
+    return lb_ct_int_config(s->bits, s->group, false, (const char *const *)s->skip, s->n_skip, json,
+                            err);
   json_t *o = json_object();
   if (!o) return lb_fail(err, LB_ENOMEM, "out of memory");
-  if (s->method == LB_QM_GPTQ) {
+  if (s->method == LB_QM_AWQ) {
+    /* AutoAWQ's quantization_config, key for key */
+    json_object_set_new(o, "quant_method", json_string("awq"));
+    json_object_set_new(o, "zero_point", json_true());
+    json_object_set_new(o, "group_size", json_integer(s->group));
+    json_object_set_new(o, "bits", json_integer(s->bits));
+    json_object_set_new(o, "version", json_string(s->awq_version == LB_AWQ_GEMV ? "gemv" : "gemm"));
+    json_object_set_new(o, "modules_to_not_convert", s->n_skip ? skip_array(s) : json_null());
+  } else if (s->method == LB_QM_GPTQ) {
     json_object_set_new(o, "quant_method", json_string("gptq"));
     json_object_set_new(o, "bits", json_integer(s->bits));
     json_object_set_new(o, "group_size", json_integer(s->group));
     json_object_set_new(o, "sym", json_boolean(s->sym));
     json_object_set_new(o, "desc_act", json_boolean(s->desc_act));
-    json_object_set_new(o, "static_groups", json_false());
+    json_object_set_new(o, "static_groups", json_boolean(s->static_groups));
     json_object_set_new(o, "true_sequential", json_true());
-    json_object_set_new(o, "damp_percent", json_real(0.01));
+    json_object_set_new(o, "damp_percent", json_real(s->damp));
+    json_object_set_new(o, "damp_auto_increment", json_real(0.0025));
+    json_object_set_new(o, "pack_dtype", json_string("int32"));
     json_object_set_new(o, "lm_head", json_false());
     json_object_set_new(o, "checkpoint_format",
                         json_string(s->gptq_version == LB_GPTQ_V2 ? "gptq_v2" : "gptq"));
@@ -723,7 +805,7 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
       json_object_set_new(o, "dynamic", dyn);
     }
     json_t *meta = json_object();
-    json_object_set_new(meta, "quantizer", json_string("lowbit:rtn"));
+    json_object_set_new(meta, "quantizer", json_string(s->rtn ? "lowbit:rtn" : "lowbit:gptq"));
     json_object_set_new(o, "meta", meta);
   } else {
     bool four = s->method == LB_QM_BNB4;
@@ -778,6 +860,11 @@ const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap
   case LB_QM_HQQ:
     snprintf(buf, cap, "hqq %d-bit g%lld axis %d", s->bits, (long long)s->group, s->axis);
     break;
+  case LB_QM_AWQ:
+    snprintf(buf, cap, "awq int%d g%lld zero-point %s", s->bits, (long long)s->group,
+             s->awq_ct ? "compressed-tensors (pack-quantized)"
+             : s->awq_version == LB_AWQ_GEMV ? "gemv" : "gemm");
+    break;
   }
   size_t n = strlen(buf);
   if (s->n_ov && n < cap)
@@ -819,6 +906,23 @@ lb_status lb_quant_spec_check_shape(const lb_quant_spec *s, int64_t rows, int64_
                      "%s: in_features %lld is not a multiple of the group size %lld", name,
                      (long long)cols, (long long)s->group);
     break;
+  case LB_QM_AWQ:
+    if (s->awq_ct) {
+      if (s->group > 0 && cols % s->group)
+        return lb_fail(err, LB_EUNSUPPORTED,
+                       "%s: in_features %lld is not a multiple of the group size %lld", name,
+                       (long long)cols, (long long)s->group);
+      break;
+    }
+    if ((s->group > 0 && cols % s->group) || rows % 8 || cols % 8)
+      return lb_fail(err, LB_EUNSUPPORTED,
+                     "%s: [%lld, %lld] does not fit AutoAWQ's layout (out_features a multiple of 8, "
+                     "in_features of 8 and of the group size %lld)",
+                     name, (long long)rows, (long long)cols, (long long)s->group);
+    if (s->awq_version == LB_AWQ_GEMV && lb_awq_gemv_zeros_width(cols, s->group > 0 ? s->group : cols) < 0)
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: AutoAWQ's gemv layout takes group sizes 32, 64 or "
+                     ">= 128 (got %lld)", name, (long long)s->group);
+    break;
   default: break;
   }
   return LB_OK;
@@ -834,7 +938,11 @@ lb_status lb_quant_spec_quantize(const lb_quant_spec *s, const float *w, int64_t
   LB_TRY(lb_quant_spec_check_shape(s, rows, cols, name, err));
   lb_status st;
   switch (s->method) {
+  case LB_QM_AWQ:
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: AWQ needs calibration data", name);
   case LB_QM_GPTQ:
+    if (!s->rtn)
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: GPTQ needs calibration data (or use rtn)", name);
     if (s->desc_act)
       return lb_fail(err, LB_EUNSUPPORTED, "%s: desc_act needs calibration data (GPTQ)", name);
     st = lb_rtn_quantize(w, rows, cols, s->bits, s->group > 0 ? s->group : cols, s->sym, name,
@@ -879,6 +987,9 @@ lb_status lb_quant_spec_write(const lb_quant_spec *s, lb_st_writer *w, const cha
   case LB_QM_CT_FP8: return lb_fp8_ct_write(w, prefix, q, s->ct_strategy, LB_F32, err);
   case LB_QM_HQQ: return lb_hqq_write(w, prefix, q, orig_dtype, NULL, err);
   case LB_QM_CT_INT: return lb_ct_int_write(w, prefix, q, s->wdtype, err);
+  case LB_QM_AWQ:
+    if (s->awq_ct) return lb_ct_int_write(w, prefix, q, s->wdtype, err);
+    return lb_awq_write(w, prefix, q, s->awq_version, err);
   }
   return lb_fail(err, LB_EINVAL, "%s: unknown method", prefix);
 }
@@ -909,6 +1020,7 @@ lb_status lb_quant_spec_read(const lb_quant_spec *s, const lb_tensors *t, const 
     break;
   case LB_QM_HQQ: st = lb_hqq_read(t, prefix, out, err); break;
   case LB_QM_CT_INT: st = lb_ct_int_read(t, prefix, s->bits, s->group, s->sym, out, err); break;
+  case LB_QM_AWQ: st = lb_awq_read(t, prefix, s->bits, s->group, s->awq_version, out, err); break;
   }
   if (st == LB_OK) st = lb_qweight_check(out, prefix, err);
   if (st != LB_OK) lb_qweight_free(out);

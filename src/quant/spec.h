@@ -10,10 +10,14 @@
  *   LB_QM_CT_INT  "compressed-tensors"         weight_packed / weight_shape / weight_scale
  *                 (rtn --format compressed-tensors) [+ weight_zero_point] (pack-quantized, ct.h)
  *   LB_QM_HQQ     "hqq"                        HQQLinear's encoded state_dict (hqq.h)
- */
+ *   LB_QM_AWQ     "awq" (calibrated only)      AutoAWQ qweight / qzeros / scales, gemm or gemv (awq.h)
+ *
+ * LB_QM_GPTQ with rtn false is GPTQ proper (calibrated, quant/calib.h); rtn true the
+ * calibration-free round-to-nearest written in the same layout. */
 #ifndef LB_QUANT_SPEC_H
 #define LB_QUANT_SPEC_H
 
+#include "quant/awq.h"
 #include "quant/fp8.h"
 #include "quant/gptq.h"
 #include "quant/qweight.h"
@@ -26,6 +30,7 @@ typedef enum lb_qmethod {
   LB_QM_CT_FP8,
   LB_QM_HQQ,
   LB_QM_CT_INT,
+  LB_QM_AWQ,
 } lb_qmethod;
 
 #define LB_QSPEC_MAX_SKIP 64
@@ -54,6 +59,8 @@ typedef struct lb_quant_spec {
   bool sym;
   bool desc_act;
   lb_gptq_version gptq_version;
+  double damp;          /* GPTQ damp_percent (0.01) */
+  bool static_groups;   /* GPTQ static_groups */
   /* bitsandbytes */
   bool nf4;             /* bnb_4bit_quant_type "nf4" (else "fp4") */
   bool double_quant;    /* bnb_4bit_use_double_quant */
@@ -64,6 +71,10 @@ typedef struct lb_quant_spec {
   lb_fp8_strategy ct_strategy;
   /* hqq */
   int axis;
+  /* awq */
+  lb_awq_version awq_version; /* "version": gemm (default) or gemv */
+  bool awq_ct;                /* AWQ written as compressed-tensors pack-quantized (any bits, as
+                                 llm-compressor's AWQ does); the config is then compressed-tensors */
   /* compressed-tensors int: the dtype of the weights being quantized (LB_F32 default; the caller
    * sets it per Linear): scales and zero points are computed in it and weight_scale stored in it */
   lb_dtype wdtype;
@@ -76,9 +87,10 @@ typedef struct lb_quant_spec {
   size_t n_ov;
 } lb_quant_spec;
 
-/* Defaults of a method (what the CLI starts from): rtn 4-bit g128 asym; nf4/fp4 (bnb4, blocksize
- * 64); int8 (threshold 6.0); fp8 per-channel... (fine-grained 128 x 128); hqq 4-bit g64 axis 1.
- * `name` is one of "rtn", "nf4", "fp4", "int8", "fp8", "hqq". */
+/* Defaults of a method (what the CLI starts from): rtn and gptq 4-bit g128 asym (GPTQ layout v1);
+ * nf4/fp4 (bnb4, blocksize 64); int8 (threshold 6.0); fp8 (fine-grained 128 x 128); hqq 4-bit g64
+ * axis 1; awq 4-bit g128 zero point, gemm. `name` is one of "rtn", "gptq", "awq", "nf4", "fp4",
+ * "int8", "fp8", "hqq". */
 lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *err);
 
 /* Parses a quantization_config object (JSON text, Transformers key names). `label` names it in
