@@ -326,6 +326,9 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
   }
   LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
   LB_TRY(parse_dynamic(o, label, s, err));
+  /* lowbit's calibration-free checkpoints say so in meta.quantizer */
+  const json_t *meta = json_object_get(o, "meta"), *qz = meta ? json_object_get(meta, "quantizer") : NULL;
+  if (qz && json_is_string(qz) && !strcmp(json_string_value(qz), "lowbit:rtn")) s->rtn = true;
   return LB_OK;
 }
 
@@ -333,7 +336,7 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
 static const char *const AWQ_KEYS[] = {
     "quant_method", "bits", "group_size", "zero_point", "version", "backend", "do_fuse",
     "fuse_max_seq_len", "modules_to_fuse", "modules_to_not_convert", "exllama_config", "w_bit",
-    "q_group_size", NULL};
+    "q_group_size", "dataset", NULL};
 
 static lb_status parse_awq(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   LB_TRY(check_keys(o, label, AWQ_KEYS, err));

@@ -374,13 +374,13 @@ def test_bad_input():
     fails([POCKET, d, "--method", "rtn", "--group", "96", "--format", "compressed-tensors"], 1,
           "not a multiple of the group size", d)
     fails([POCKET, d, "--method", "nf4", "--format", "compressed-tensors"], 1,
-          "--format applies to rtn only", d)
+          "--format applies to gptq, rtn and awq only", d)
     fails([POCKET, d, "--method", "rtn", "--format", "awq"], 2, "--format 'awq'", d)
     fails([POCKET, d], 2, "--method or --config", d)
     cfg = os.path.join(TMP, "bad.json")
     json.dump({"quant_method": "gptq", "bits": 4, "frobnicate": 1}, open(cfg, "w"))
     fails([POCKET, d, "--config", cfg], 1, "'frobnicate'", d)
-    json.dump({"quant_method": "awq", "bits": 4}, open(cfg, "w"))
+    json.dump({"quant_method": "aqlm", "bits": 4}, open(cfg, "w"))
     fails([POCKET, d, "--config", cfg], 1, "quant_method", d)
     # DST exists without --force: refused and left alone; --force replaces it
     e = out("exists")
