@@ -209,8 +209,12 @@ LOWBIT_WRITES = [  # name, lowbit quantize arguments, how Transformers computes 
 # dequantize_gemm / the WQLinear_GEMV layout, in fp32, into a dense Transformers model whose other
 # tensors (AWQ's rescaled RMSNorm weights included) come from the quantized folder: fp32 compute.
 CALIB = ["--calib", a.calib, "--nsamples", "16", "--seqlen", "256"]
+ACALIB = [*CALIB, "--awq-search-samples", "2"]
 DENSE = "gptq_awq_ref dequantization -> dense Transformers, fp32 compute"
 LOWBIT_WRITES += [
+    ("ct-awq3-g128", ["--method", "awq", "--bits", "3", "--group", "128", "--format",
+                      "compressed-tensors", *ACALIB], "AWQ as llm-compressor writes it: "
+     "compressed-tensors pack-quantized, norms rescaled"),
     ("gptq-4bit-g128", ["--method", "gptq", "--bits", "4", "--group", "128", "--format", "gptq", *CALIB],
      "GPTQ v1 (zero - 1 stored); " + DENSE),
     ("gptq-4bit-g128-v2", ["--method", "gptq", "--bits", "4", "--group", "128", "--format", "gptq_v2",
@@ -219,9 +223,9 @@ LOWBIT_WRITES += [
      "GPTQ v1, desc_act (permuted g_idx); " + DENSE),
     ("gptq-3bit-g128", ["--method", "gptq", "--bits", "3", "--group", "128", *CALIB],
      "GPTQ v1, 3-bit words straddling; " + DENSE),
-    ("awq-4bit-g128-gemm", ["--method", "awq", "--group", "128", "--format", "gemm", *CALIB],
+    ("awq-4bit-g128-gemm", ["--method", "awq", "--group", "128", "--format", "gemm", *ACALIB],
      "AutoAWQ gemm, norms rescaled; " + DENSE),
-    ("awq-4bit-g128-gemv", ["--method", "awq", "--group", "128", "--format", "gemv", *CALIB],
+    ("awq-4bit-g128-gemv", ["--method", "awq", "--group", "128", "--format", "gemv", *ACALIB],
      "AutoAWQ gemv, norms rescaled; " + DENSE),
 ]
 
