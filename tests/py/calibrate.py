@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from quantize import fails, leftovers, out, ppl, qconfig, tensors
 from st_numpy import load_file
 
 CAL = "data/calibration/groups_merged.txt"
+WIKI_FILE = "data/wikitext-2-raw/wiki.test.raw"
 SMALL = ["--nsamples", "8", "--seqlen", "256"]
 
 
@@ -205,7 +207,22 @@ def test_bad_input():
     assert not leftovers(d)
 
 
+def test_quick_engine():
+    """The sanitizer build's run: every engine path once on a tiny calibration (2 x 128 tokens)."""
+    tiny = ["--calib", shared(CAL), "--nsamples", "2", "--seqlen", "128"]
+    d, _ = quantize("quick-gptq", "--method", "gptq", "--desc-act", "--static-groups", *tiny)
+    assert qconfig(d)["static_groups"] is True
+    lowbit("perplexity", d, "-f", shared(WIKI_FILE), "--ctx", "128", "--max-windows", "1")
+    d, _ = quantize("quick-awq", "--method", "awq", "--format", "gemv", "--awq-search-samples", "1",
+                    *tiny)
+    lowbit("perplexity", d, "-f", shared(WIKI_FILE), "--ctx", "128", "--max-windows", "1")
+
+
 if __name__ == "__main__":
-    run_tests([test_bad_input, test_gptq_v1_layout_and_quality, test_gptq_act_order_v2_round_trip,
-               test_gptq_3bit_beats_rtn, test_awq_gemm_gemv_and_norms,
-               test_awq_3bit_compressed_tensors, test_seed_and_determinism, test_config_dataset])
+    if sys.argv[1:] == ["quick"]:
+        run_tests([test_bad_input, test_quick_engine])
+    else:
+        run_tests([test_bad_input, test_gptq_v1_layout_and_quality,
+                   test_gptq_act_order_v2_round_trip, test_gptq_3bit_beats_rtn,
+                   test_awq_gemm_gemv_and_norms, test_awq_3bit_compressed_tensors,
+                   test_seed_and_determinism, test_config_dataset])
