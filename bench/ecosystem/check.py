@@ -212,7 +212,7 @@ CALIB = ["--calib", a.calib, "--nsamples", "16", "--seqlen", "256"]
 ACALIB = [*CALIB, "--awq-search-samples", "2"]
 DENSE = "gptq_awq_ref dequantization -> dense Transformers, fp32 compute"
 LOWBIT_WRITES += [
-    ("ct-awq3-g128", ["--method", "awq", "--bits", "3", "--group", "128", "--format",
+    ("ct-int3-awq-g128", ["--method", "awq", "--bits", "3", "--group", "128", "--format",
                       "compressed-tensors", *ACALIB], "AWQ as llm-compressor writes it: "
      "compressed-tensors pack-quantized, norms rescaled"),
     ("gptq-4bit-g128", ["--method", "gptq", "--bits", "4", "--group", "128", "--format", "gptq", *CALIB],

@@ -411,6 +411,10 @@ def test_nan_weight():
     for m in ("rtn", "nf4", "int8", "fp8", "hqq"):
         fails([nan, d, "--method", m], 1, name, d)
     fails([nan, d, "--method", "rtn", "--format", "compressed-tensors"], 1, name, d)
+    cal = ["--calib", shared("data/calibration/groups_merged.txt"), "--nsamples", "2", "--seqlen",
+           "64"]
+    for m in ("gptq", "awq"):
+        fails([nan, d, "--method", m, *cal], 1, name, d)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,10 @@ lb_status lb_calib_block_run(lb_calib *c, int l, lb_calib_block *b, lb_error *er
     c->w[k] = p;
     lb_cvt_f32_ref(p, w->data, w->dtype, (int64_t)n);
     Ly->lin[k] = (lb_mat){.dtype = LB_F32, .rows = w->rows, .cols = w->cols, .data = p};
+    char name[300];
+    lb_calib_module(c, l, k, name, sizeof name - 8);
+    strcat(name, ".weight"); /* NaN / Inf refused before they reach any activation */
+    LB_TRY(lb_quant_check_finite(p, w->rows, w->cols, name, err));
   }
   for (int i = 0; i < 4; i++) c->out.ratio[i] = -1;
   lb_status s = c->spec->method == LB_QM_AWQ ? lb_calib_awq_block(c, l, err)
