@@ -26,7 +26,6 @@
 #ifndef LB_QUANT_AWQ_H
 #define LB_QUANT_AWQ_H
 
-#include "base/threads.h"
 #include "quant/qweight.h"
 
 typedef enum { LB_AWQ_GEMM, LB_AWQ_GEMV } lb_awq_version;
@@ -79,8 +78,9 @@ int lb_awq_search(const float *x_mean, const float *w_mean, int64_t cols, int gr
 /* AutoAWQ's _compute_best_clip for one Linear W [rows, cols] (scaled) with n sampled input rows x
  * [n, cols]: per row and group, max_val = max |w| * (1 - i / 20), i = 0 .. 9; the one whose
  * fake-quantized clamp(w, -max_val, max_val) gives the smallest mean squared error of the group's
- * partial outputs x_g . w_g over the n rows; W is clamped to it in place. Threads over groups. */
+ * partial outputs x_g . w_g over the n rows; W is clamped to it in place. The partial outputs are
+ * OpenBLAS sgemms (threaded by OpenBLAS). */
 lb_status lb_awq_clip(float *w, int64_t rows, int64_t cols, int bits, int64_t group, const float *x,
-                      int64_t n, struct lb_pool *pool, const char *name, lb_error *err);
+                      int64_t n, const char *name, lb_error *err);
 
 #endif

@@ -54,8 +54,6 @@ typedef struct lb_calib_block {
   const float *dense[LB_LIN_COUNT]; /* a dense Linear AWQ rescaled: fp32 [rows, cols], else NULL */
   const float *attn_norm, *mlp_norm; /* norms AWQ rescaled: fp32 [hidden], else NULL */
   const float *bias[LB_LIN_COUNT];   /* AWQ: the Linear biases as they now are (fp32), else NULL */
-  double rel_err[LB_LIN_COUNT]; /* GPTQ: tr(dW H dW^T) / tr(W H W^T); AWQ: the searched loss */
-  double ratio[4];              /* AWQ: the best exponent of each scaling group (-1: not run) */
 } lb_calib_block;
 
 typedef struct lb_calib lb_calib;

@@ -112,10 +112,9 @@ static double search_loss(void *p, const float *s) {
   return e / (double)n;
 }
 
-/* Searches the scales of one group (the Linears ks reading slot's input); best into s. Returns
- * the chosen ratio index. */
+/* Searches the scales of one group (the Linears ks reading slot's input); the best into s. */
 static lb_status search(awq_state *a, int l, int slot, const int *ks, int nk, int inspect,
-                        float *s, double *ratio, lb_error *err) {
+                        float *s, lb_error *err) {
   lb_calib *c = a->c;
   const lb_layer *Ly = &c->m->layers[l];
   int64_t C = a->width[slot];
@@ -146,7 +145,6 @@ static lb_status search(awq_state *a, int l, int slot, const int *ks, int nk, in
         st = lb_fail(err, LB_EINVAL, "%s: AWQ scale search found no finite loss (NaN activations?)",
                      lb_calib_module(c, l, ks[0], mod, sizeof mod));
       }
-      *ratio = (double)best / c->o.awq_grid;
     }
     for (int i = 0; i < nk; i++) /* back to the unquantized weights */
       memcpy(c->w[ks[i]], orig[i], (size_t)(rows[i] * C) * sizeof(float));
@@ -205,10 +203,10 @@ lb_status lb_calib_awq_block(lb_calib *c, int l, lb_error *err) {
   float *s[4] = {0};
   for (int i = 0; i < 4 && st == LB_OK; i++)
     if (!(s[i] = malloc((size_t)a.width[i] * sizeof(float)))) st = lb_fail(err, LB_ENOMEM, "out of memory");
-  if (st == LB_OK) st = search(&a, l, S_ATTN, QKV, 3, -1, s[0], &c->out.ratio[0], err);
-  if (st == LB_OK && vo) st = search(&a, l, S_O, O, 1, LB_LIN_O, s[1], &c->out.ratio[1], err);
-  if (st == LB_OK) st = search(&a, l, S_MLP, GU, 2, -1, s[2], &c->out.ratio[2], err);
-  if (st == LB_OK) st = search(&a, l, S_DOWN, DN, 1, LB_LIN_DOWN, s[3], &c->out.ratio[3], err);
+  if (st == LB_OK) st = search(&a, l, S_ATTN, QKV, 3, -1, s[0], err);
+  if (st == LB_OK && vo) st = search(&a, l, S_O, O, 1, LB_LIN_O, s[1], err);
+  if (st == LB_OK) st = search(&a, l, S_MLP, GU, 2, -1, s[2], err);
+  if (st == LB_OK) st = search(&a, l, S_DOWN, DN, 1, LB_LIN_DOWN, s[3], err);
   /* 3. fold the scales in: x / s into the previous op, W * s; the clipping rows follow x / s */
   if (st == LB_OK) {
     int64_t d = c->d, qd = c->qd, I = c->inter;
@@ -262,7 +260,7 @@ lb_status lb_calib_awq_block(lb_calib *c, int l, lb_error *err) {
     st = lb_quant_spec_check_shape(c->spec, w->rows, w->cols, mod, err);
     if (st == LB_OK && CLIP_SLOT[k] >= 0 && !c->o.awq_no_clip)
       st = lb_awq_clip(c->w[k], w->rows, w->cols, c->spec->bits, c->spec->group,
-                       a.clip[CLIP_SLOT[k]], a.Tc, m->pool, mod, err);
+                       a.clip[CLIP_SLOT[k]], a.Tc, mod, err);
     if (st == LB_OK)
       st = lb_awq_quantize(c->w[k], w->rows, w->cols, c->spec->bits, c->spec->group,
                            c->spec->awq_ct ? c->orig[k].dtype : LB_F16, mod, &c->out.q[k], err);

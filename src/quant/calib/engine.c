@@ -145,7 +145,6 @@ lb_status lb_calib_block_run(lb_calib *c, int l, lb_calib_block *b, lb_error *er
     strcat(name, ".weight"); /* NaN / Inf refused before they reach any activation */
     LB_TRY(lb_quant_check_finite(p, w->rows, w->cols, name, err));
   }
-  for (int i = 0; i < 4; i++) c->out.ratio[i] = -1;
   lb_status s = c->spec->method == LB_QM_AWQ ? lb_calib_awq_block(c, l, err)
                                              : lb_calib_gptq_block(c, l, err);
   if (s != LB_OK) return s;

@@ -4,35 +4,10 @@
  *   3. residual + o_proj (quantized) -> MLP norm: H of gate/up -> gate, up quantized;
  *   4. -> silu(gate) * up: H of down_proj -> down quantized;
  *   5. the quantized MLP gives the block's output: the next block's inputs. */
-#include <cblas.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/status.h"
 #include "quant/calib/engine.h"
-
-/* tr(dW H dW^T) / tr(W H W^T), dW = dequant(q) - W (float64, H the undamped Hessian). */
-static double rel_err(const lb_calib *c, const float *w, const lb_qweight *q) {
-  int64_t R = q->rows, C = q->cols;
-  double *D = malloc((size_t)(R * C) * sizeof(double)), *P = malloc((size_t)(R * C) * sizeof(double));
-  float *row = malloc((size_t)C * sizeof(float));
-  double num = 0, den = 0;
-  if (D && P && row) {
-    for (int64_t r = 0; r < R; r++) {
-      lb_qweight_dequant_row(q, r, row);
-      for (int64_t i = 0; i < C; i++) D[r * C + i] = (double)row[i] - (double)w[r * C + i];
-    }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)C, (int)C, 1.0, D, (int)C,
-                c->H, (int)C, 0.0, P, (int)C);
-    for (int64_t i = 0; i < R * C; i++) num += D[i] * P[i];
-    for (int64_t i = 0; i < R * C; i++) D[i] = w[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)C, (int)C, 1.0, D, (int)C,
-                c->H, (int)C, 0.0, P, (int)C);
-    for (int64_t i = 0; i < R * C; i++) den += D[i] * P[i];
-  }
-  free(D), free(P), free(row);
-  return den > 0 ? num / den : 0;
-}
 
 /* Quantizes the listed Linears of block l with the Hessian in c->H; the model then runs their
  * dequantized weights. */
@@ -53,7 +28,6 @@ static lb_status quantize(lb_calib *c, int l, const int *ks, int nk, lb_error *e
     lb_qweight *q = &c->out.q[k];
     LB_TRY(lb_gptq_solve(c->w[k], w->rows, w->cols, c->H, &o, c->m->pool, mod, q, NULL, err));
     c->out.quantized[k] = true;
-    c->out.rel_err[k] = rel_err(c, c->w[k], q);
     for (int64_t r = 0; r < w->rows; r++) lb_qweight_dequant_row(q, r, c->w[k] + r * w->cols);
   }
   return LB_OK;
@@ -67,23 +41,26 @@ static void o_tap(void *ctx, lb_site site, const float *x, int64_t n, int64_t d)
   lb_calib_h_tap(ctx, site, x, n, d);
 }
 
+/* One Hessian from the inputs seen at `site` (cols wide) over every calibration row fed from
+ * `start`, then the Linears ks quantized with it. */
+static lb_status hessian_pass(lb_calib *c, int l, lb_site start, lb_site site, int64_t cols,
+                              void (*fn)(void *, lb_site, const float *, int64_t, int64_t),
+                              const int *ks, int nk, lb_error *err) {
+  lb_calib_h_reset(c, cols, site);
+  lb_block_tap t = {.fn = fn, .ctx = c, .stop = site, .start = start};
+  LB_TRY(lb_calib_feed(c, l, c->X, c->T, &t, NULL, err));
+  lb_calib_h_final(c);
+  return quantize(c, l, ks, nk, err);
+}
+
 lb_status lb_calib_gptq_block(lb_calib *c, int l, lb_error *err) {
   lb_model *m = c->m;
   lb_layer *Ly = &m->layers[l];
-  /* 1. q/k/v */
-  lb_calib_h_reset(c, c->d, LB_SITE_ATTN_IN);
-  lb_block_tap t1 = {.fn = lb_calib_h_tap, .ctx = c, .stop = LB_SITE_ATTN_IN, .start = LB_SITE_X};
-  LB_TRY(lb_calib_feed(c, l, c->X, c->T, &t1, NULL, err));
-  lb_calib_h_final(c);
-  static const int qkv[] = {LB_LIN_Q, LB_LIN_K, LB_LIN_V};
-  LB_TRY(quantize(c, l, qkv, 3, err));
-  /* 2. o */
-  lb_calib_h_reset(c, c->qd, LB_SITE_O_IN);
-  lb_block_tap t2 = {.fn = o_tap, .ctx = c, .stop = LB_SITE_O_IN, .start = LB_SITE_X};
-  LB_TRY(lb_calib_feed(c, l, c->X, c->T, &t2, NULL, err));
-  lb_calib_h_final(c);
-  static const int o[] = {LB_LIN_O};
-  LB_TRY(quantize(c, l, o, 1, err));
+  static const int QKV[] = {LB_LIN_Q, LB_LIN_K, LB_LIN_V}, O[] = {LB_LIN_O},
+                   GU[] = {LB_LIN_GATE, LB_LIN_UP}, DN[] = {LB_LIN_DOWN};
+  /* 1. q/k/v; 2. o (its inputs kept in c->A) */
+  LB_TRY(hessian_pass(c, l, LB_SITE_X, LB_SITE_ATTN_IN, c->d, lb_calib_h_tap, QKV, 3, err));
+  LB_TRY(hessian_pass(c, l, LB_SITE_X, LB_SITE_O_IN, c->qd, o_tap, O, 1, err));
   /* 3. X += o_proj(A): the residual after attention, in place; then gate/up's inputs */
   int64_t step = m->chunk;
   for (int64_t r = 0; r < c->T; r += step) {
@@ -93,19 +70,10 @@ lb_status lb_calib_gptq_block(lb_calib *c, int l, lb_error *err) {
     float *x = c->X + r * c->d;
     for (int64_t i = 0; i < n * c->d; i++) x[i] += m->xn[i];
   }
-  lb_calib_h_reset(c, c->d, LB_SITE_MLP_IN);
-  lb_block_tap t3 = {.fn = lb_calib_h_tap, .ctx = c, .stop = LB_SITE_MLP_IN, .start = LB_SITE_MLP_RESID};
-  LB_TRY(lb_calib_feed(c, l, c->X, c->T, &t3, NULL, err));
-  lb_calib_h_final(c);
-  static const int gu[] = {LB_LIN_GATE, LB_LIN_UP};
-  LB_TRY(quantize(c, l, gu, 2, err));
+  LB_TRY(hessian_pass(c, l, LB_SITE_MLP_RESID, LB_SITE_MLP_IN, c->d, lb_calib_h_tap, GU, 2, err));
   /* 4. down */
-  lb_calib_h_reset(c, c->inter, LB_SITE_DOWN_IN);
-  lb_block_tap t4 = {.fn = lb_calib_h_tap, .ctx = c, .stop = LB_SITE_DOWN_IN, .start = LB_SITE_MLP_RESID};
-  LB_TRY(lb_calib_feed(c, l, c->X, c->T, &t4, NULL, err));
-  lb_calib_h_final(c);
-  static const int dn[] = {LB_LIN_DOWN};
-  LB_TRY(quantize(c, l, dn, 1, err));
+  LB_TRY(hessian_pass(c, l, LB_SITE_MLP_RESID, LB_SITE_DOWN_IN, c->inter, lb_calib_h_tap, DN, 1,
+                      err));
   /* 5. the quantized block's outputs */
   lb_block_tap t5 = {.stop = LB_SITE_OUT, .start = LB_SITE_MLP_RESID};
   return lb_calib_feed(c, l, c->X, c->T, &t5, c->X, err);

@@ -121,8 +121,7 @@ int lb_awq_search(const float *x_mean, const float *w_mean, int64_t cols, int gr
 }
 
 lb_status lb_awq_clip(float *w, int64_t rows, int64_t cols, int bits, int64_t group, const float *x,
-                      int64_t n, lb_pool *pool, const char *name, lb_error *err) {
-  (void)pool;
+                      int64_t n, const char *name, lb_error *err) {
   int64_t gs = group > 0 ? group : cols, R = rows;
   float maxq = (float)((1 << bits) - 1);
   float *org = malloc((size_t)(n * R) * sizeof(float)), *out = malloc((size_t)(n * R) * sizeof(float));

@@ -15,10 +15,10 @@
 
 /* GPTQ's Quantizer.find_params over one row's n values (float64): see lb_rtn_quantize. v1_safe:
  * a zero of 0 becomes 1 with scale = xmax / (maxq - 1) (lb_rtn_v1_safe's rule). */
-static void find_params(const double *x, int64_t n, int64_t stride, const lb_gptq_opts *o,
-                        double *scale, double *zero) {
+static void find_params(const double *x, int64_t n, const lb_gptq_opts *o, double *scale,
+                        double *zero) {
   double maxq = (double)((1 << o->bits) - 1), xmin = 0, xmax = 0;
-  for (int64_t i = 0; i < n; i++) xmin = fmin(xmin, x[i * stride]), xmax = fmax(xmax, x[i * stride]);
+  for (int64_t i = 0; i < n; i++) xmin = fmin(xmin, x[i]), xmax = fmax(xmax, x[i]);
   if (o->sym) {
     xmax = fmax(fabs(xmin), xmax);
     if (xmin < 0) xmin = -xmax;
@@ -72,7 +72,7 @@ static void block_task(void *p, int ith, int nth) {
           int64_t n = C - i < j->gs ? C - i : j->gs;
           double *x = snap + B;
           for (int64_t k = 0; k < n; k++) x[k] = i + k < j->i2 ? snap[i + k - j->i1] : w[i + k];
-          find_params(x, n, 1, o, &j->sc[r * G + g], &j->zr[r * G + g]);
+          find_params(x, n, o, &j->sc[r * G + g], &j->zr[r * G + g]);
         }
       }
       double d = j->Hinv[i * C + i];
@@ -150,7 +150,7 @@ lb_status lb_gptq_solve(const float *w, int64_t rows, int64_t cols, const double
   /* per channel: one set per row, found on the whole row before dead columns are zeroed (as the
    * reference does) */
   if (!(o->group > 0))
-    for (int64_t r = 0; r < R; r++) find_params(W + r * C, C, 1, o, &sc[r], &zr[r]);
+    for (int64_t r = 0; r < R; r++) find_params(W + r * C, C, o, &sc[r], &zr[r]);
   int64_t dead = 0;
   for (int64_t c = 0; c < C; c++)
     if (H[c * C + c] == 0) { /* a column no calibration token ever touched */
@@ -161,7 +161,7 @@ lb_status lb_gptq_solve(const float *w, int64_t rows, int64_t cols, const double
   /* static groups: per group, after the dead columns, before the permutation */
   if (o->group > 0 && o->static_groups)
     for (int64_t r = 0; r < R; r++)
-      for (int64_t g = 0; g < G; g++) find_params(W + r * C + g * gs, gs, 1, o, &sc[r * G + g], &zr[r * G + g]);
+      for (int64_t g = 0; g < G; g++) find_params(W + r * C + g * gs, gs, o, &sc[r * G + g], &zr[r * G + g]);
   for (int64_t c = 0; c < C; c++) perm[c] = (int32_t)c;
   if (o->desc_act) {
     for (int64_t c = 0; c < C; c++) diag[c] = (diag_entry){H[c * C + c], (int32_t)c};
