@@ -77,7 +77,9 @@ def test_gptq_v1_layout_and_quality():
     assert t[f"{p}.scales"] == ("F16", (12, 512)) and t[f"{p}.g_idx"] == ("I32", (1536,))
     base = ppl(POCKET, 2)
     got = ppl(d, 2)
-    assert got < base * 1.03, (got, base)  # 4-bit g128: within a few percent of bf16
+    # 4-bit g128: RTN is +1.1% over bf16 on the full text, GPTQ less; 3% leaves room for the
+    # 2-window noise of a 2k-token calibration
+    assert got < base * 1.03, (got, base)
 
 
 def test_gptq_act_order_v2_round_trip():
@@ -99,7 +101,7 @@ def test_gptq_act_order_v2_round_trip():
             ref = dequant_gptq(t, p, 4, v1=False)
             mine = np.load(os.path.join(dump, f"{p}.npy"))
             assert np.array_equal(ref, mine), (p, np.abs(ref - mine).max())
-    assert ppl(d, 2) < ppl(POCKET, 2) * 1.03
+    assert ppl(d, 2) < ppl(POCKET, 2) * 1.03  # as in test_gptq_v1_layout_and_quality
 
 
 def test_gptq_3bit_beats_rtn():
@@ -125,7 +127,7 @@ def test_awq_gemm_gemv_and_norms():
     a = w[n].astype(np.float32)
     assert w[n].dtype == src[n].dtype and not np.array_equal(a, src[n].astype(np.float32)), n
     assert np.all(np.isfinite(a)) and np.all(a != 0)
-    assert ppl(d, 2) < ppl(POCKET, 2) * 1.03
+    assert ppl(d, 2) < ppl(POCKET, 2) * 1.03  # as in test_gptq_v1_layout_and_quality
     v, _ = quantize("awq4v", "--method", "awq", "--format", "gemv", "--awq-search-samples", "2",
                     *calib())
     assert qconfig(v)["version"] == "gemv"
