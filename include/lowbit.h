@@ -366,6 +366,8 @@ typedef struct lb_model lb_model;
 typedef struct lb_model_options {
   int n_threads;   /* <= 0: one per logical core */
   int64_t max_ctx; /* KV cache length; <= 0: max_position_embeddings, capped at 4096 */
+  bool reference;  /* quantized weights through the scalar reference dequantization instead of
+                      the packed kernels (to measure what the kernels change) */
 } lb_model_options;
 
 /* Opens a checkpoint folder and prepares it to run (weights stay mmap'd in their dtype). */
@@ -378,6 +380,13 @@ int64_t lb_model_ctx(const lb_model *m);  /* KV cache capacity in tokens */
 int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now */
 int lb_model_threads(const lb_model *m);
 void lb_model_reset(lb_model *m);         /* empties the KV cache */
+
+/* Wall-clock seconds spent per op by lb_model_forward while profiling is on (enable resets them). */
+typedef struct lb_model_profile {
+  double qkv, attention, o_proj, gate_up, down, lm_head, other; /* other: embed, norms, rope, adds */
+} lb_model_profile;
+void lb_model_profile_enable(lb_model *m, bool on);
+void lb_model_profile_get(const lb_model *m, lb_model_profile *out);
 
 /* Runs n tokens at positions pos .. pos+n-1, appending them to the KV cache. logits: NULL, or
  * room for vocab_size floats (all=false: the last position) or n*vocab_size (all=true). */

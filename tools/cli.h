@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "lowbit: error: <message>" and returns 1. */
 int cli_fail(const lb_error *err);

@@ -13,10 +13,11 @@ static const struct {
   const char *help;
 } COMMANDS[] = {
     {"inspect", cmd_inspect, "architecture, parameters, tensors and memory footprint by method"},
-    {"quantize", cmd_quantize, "quantize without calibration: rtn, nf4, fp4, int8, fp8, hqq"},
+    {"quantize", cmd_quantize, "quantize: gptq, awq (calibrated), rtn, nf4, fp4, int8, fp8, hqq"},
     {"convert", cmd_convert, "rewrite a checkpoint (re-shard, change dtype), tensors byte-exact"},
     {"generate", cmd_generate, "continue a prompt, streaming the text (greedy or sampled)"},
     {"perplexity", cmd_perplexity, "perplexity of a text file over fixed windows"},
+    {"bench", cmd_bench, "prompt and generation speed, llama-bench's protocol (pp512, tg128)"},
     {"tokenize", cmd_tokenize, "token ids and pieces of a text"},
     {"devices", cmd_devices, "CPU features and CUDA GPUs this build can use"},
 };

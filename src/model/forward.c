@@ -10,8 +10,24 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/progress.h"
 #include "base/status.h"
 #include "model/model_internal.h"
+
+/* Profiling: the time since the last mark goes to *slot. */
+static double mark(lb_model *m, double t0, double *slot) {
+  if (!m->profiling) return 0;
+  double t = lb_now();
+  *slot += t - t0;
+  return t;
+}
+
+void lb_model_profile_enable(lb_model *m, bool on) {
+  m->profiling = on;
+  memset(&m->prof, 0, sizeof m->prof);
+}
+
+void lb_model_profile_get(const lb_model *m, lb_model_profile *out) { *out = m->prof; }
 
 typedef struct {
   lb_model *m;
@@ -104,7 +120,14 @@ static void attend_gemm(lb_model *m, int64_t l, int64_t n, int64_t pos) {
   }
 }
 
-enum { SMALL_N = 4 };
+enum { SMALL_N = 4, INLINE_WORK = 1 << 14 };
+
+/* A row-wise or element-wise op over `work` values: on the caller when that is small (decode:
+ * waking the pool costs more than the op), else split over the pool. */
+static void run_op(lb_model *m, lb_task fn, job *j, int64_t work) {
+  if (work <= INLINE_WORK) fn(j, 0, 1);
+  else lb_pool_run(m->pool, fn, j);
+}
 
 /* Calls the tap at `site` with the [n, d] rows at x; true when the block stops there. */
 static bool tap_at(const lb_block_tap *tap, lb_site site, const float *x, int64_t n, int64_t d) {
@@ -121,11 +144,16 @@ static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const
   int64_t hd = c->head_dim, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
   int64_t kvd = nkv * hd, d = c->hidden_size;
   job j = {.m = m, .n = n, .pos = pos, .l = l, .w = L->attn_norm, .a = m->x, .b = m->xn};
-  if (!tap || tap->start != LB_SITE_ATTN_IN) lb_pool_run(m->pool, norm_task, &j);
+  lb_model_profile *P = &m->prof;
+  double t = m->profiling ? lb_now() : 0;
+  if (!tap || tap->start != LB_SITE_ATTN_IN) run_op(m, norm_task, &j, n * d);
+  t = mark(m, t, &P->other);
   if ((*stopped = tap_at(tap, LB_SITE_ATTN_IN, m->xn, n, d))) return LB_OK;
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_Q], L->bias[LB_LIN_Q], m->xn, n, m->q, err));
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_K], L->bias[LB_LIN_K], m->xn, n, m->k, err));
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_V], L->bias[LB_LIN_V], m->xn, n, m->v, err));
+  const lb_mat *qkv[3] = {&L->lin[LB_LIN_Q], &L->lin[LB_LIN_K], &L->lin[LB_LIN_V]};
+  float *qkv_b[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
+  float *qkv_y[3] = {m->q, m->k, m->v};
+  LB_TRY(lb_linear_many(m->pool, 3, qkv, qkv_b, m->xn, n, qkv_y, err));
+  t = mark(m, t, &P->qkv);
   lb_rope_apply(&m->rope, c, m->q, n, nh, nh * hd, pos, pos + n);
   lb_rope_apply(&m->rope, c, m->k, n, nkv, kvd, pos, pos + n);
   size_t off = ((size_t)l * (size_t)m->ctx + (size_t)pos) * (size_t)kvd;
@@ -135,11 +163,14 @@ static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const
     lb_pool_run(m->pool, attend_small_task, &j);
   else
     attend_gemm(m, l, n, pos);
+  t = mark(m, t, &P->attention);
   if ((*stopped = tap_at(tap, LB_SITE_O_IN, m->att, n, nh * hd))) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_O], L->bias[LB_LIN_O], m->att, n, m->xn, err));
+  t = mark(m, t, &P->o_proj);
   if ((*stopped = tap_at(tap, LB_SITE_ATTN_OUT, m->xn, n, d))) return LB_OK;
   j.a = m->x, j.b = m->xn;
-  lb_pool_run(m->pool, add_task, &j);
+  run_op(m, add_task, &j, n * d);
+  mark(m, t, &P->other);
   return LB_OK;
 }
 
@@ -149,18 +180,26 @@ static lb_status mlp_part(lb_model *m, int64_t l, int64_t n, const lb_block_tap 
   int64_t d = m->cfg->hidden_size;
   job j = {.m = m, .n = n, .l = l, .w = L->mlp_norm, .a = m->x, .b = m->xn};
   bool from_in = tap && tap->start == LB_SITE_MLP_IN;
+  lb_model_profile *P = &m->prof;
+  double t = m->profiling ? lb_now() : 0;
   if (!from_in && tap_at(tap, LB_SITE_MLP_RESID, m->x, n, d)) return LB_OK;
-  if (!from_in) lb_pool_run(m->pool, norm_task, &j);
+  if (!from_in) run_op(m, norm_task, &j, n * d);
+  t = mark(m, t, &P->other);
   if (tap_at(tap, LB_SITE_MLP_IN, m->xn, n, d)) return LB_OK;
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_GATE], L->bias[LB_LIN_GATE], m->xn, n, m->gate, err));
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_UP], L->bias[LB_LIN_UP], m->xn, n, m->up, err));
+  const lb_mat *gu[2] = {&L->lin[LB_LIN_GATE], &L->lin[LB_LIN_UP]};
+  float *gu_b[2] = {L->bias[LB_LIN_GATE], L->bias[LB_LIN_UP]}, *gu_y[2] = {m->gate, m->up};
+  LB_TRY(lb_linear_many(m->pool, 2, gu, gu_b, m->xn, n, gu_y, err));
+  t = mark(m, t, &P->gate_up);
   j.a = m->gate, j.b = m->up;
-  lb_pool_run(m->pool, silu_task, &j);
+  run_op(m, silu_task, &j, n * m->cfg->intermediate_size);
+  t = mark(m, t, &P->other);
   if (tap_at(tap, LB_SITE_DOWN_IN, m->gate, n, m->cfg->intermediate_size)) return LB_OK;
   LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_DOWN], L->bias[LB_LIN_DOWN], m->gate, n, m->xn, err));
+  t = mark(m, t, &P->down);
   if (tap_at(tap, LB_SITE_MLP_OUT, m->xn, n, d)) return LB_OK;
   j.a = m->x, j.b = m->xn;
-  lb_pool_run(m->pool, add_task, &j);
+  run_op(m, add_task, &j, n * d);
+  mark(m, t, &P->other);
   tap_at(tap, LB_SITE_OUT, m->x, n, d);
   return LB_OK;
 }
@@ -200,8 +239,11 @@ lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float 
     /* all: every row of the chunk; else the final row only */
     int64_t r0 = all ? 0 : cn - 1, rn = all ? cn : 1;
     job j = {.m = m, .n = rn, .w = m->final_norm, .a = m->x + r0 * d, .b = m->xn};
-    lb_pool_run(m->pool, norm_task, &j);
+    double t = m->profiling ? lb_now() : 0;
+    run_op(m, norm_task, &j, rn * d);
+    t = mark(m, t, &m->prof.other);
     LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, rn, logits + (all ? t0 * V : 0), err));
+    mark(m, t, &m->prof.lm_head);
   }
   return LB_OK;
 }

@@ -11,7 +11,9 @@ typedef struct lb_layer {
   float *attn_norm, *mlp_norm; /* [hidden] */
   lb_mat lin[LB_LIN_COUNT];
   float *bias[LB_LIN_COUNT]; /* NULL when the Linear has none */
-  struct lb_qweight *qw[LB_LIN_COUNT]; /* owned quantized weights (lin[k].qw), NULL when dense */
+  struct lb_qweight *qw[LB_LIN_COUNT]; /* owned canonical quantized weights (lin[k].qw) */
+  struct lb_qpack *pack[LB_LIN_COUNT]; /* owned packed weights (lin[k].pack); the canonical one is
+                                          freed once packed */
   bool sliding;              /* attends to the last sliding_window positions only */
 } lb_layer;
 
@@ -35,6 +37,9 @@ struct lb_model {
   lb_layer *layers;
   lb_rope_state rope;
   int64_t ctx, pos, chunk;
+  bool reference; /* lb_model_options.reference */
+  bool profiling;
+  lb_model_profile prof;
   float *kcache, *vcache; /* [layers][ctx][kv_heads * head_dim] */
   /* scratch for up to `chunk` tokens */
   float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;

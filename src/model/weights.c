@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/qpack.h"
 #include "base/status.h"
 #include "model/model_internal.h"
 #include "quant/spec.h"
@@ -97,6 +98,17 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
       else free(L->qw[k]->bias);
       L->qw[k]->bias = NULL;
     }
+    /* Packed once for the kernels; the canonical codes (a byte each) are dropped then. */
+    if (L->qw[k] && !m->reference) {
+      LB_TRY(lb_qpack_new(L->qw[k], &L->pack[k], err));
+      if (L->pack[k]) {
+        lb_qweight_free(L->qw[k]);
+        free(L->qw[k]);
+        L->qw[k] = NULL;
+        L->lin[k].qw = NULL;
+        L->lin[k].pack = L->pack[k];
+      }
+    }
   }
   /* Mistral: every layer; Qwen2 (use_sliding_window): layers from max_window_layers on */
   L->sliding = c->sliding_window > 0 &&
@@ -136,6 +148,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
                    (long long)c->num_key_value_heads);
   LB_TRY(lb_rope_init(&m->rope, c, err));
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
+  m->reference = opt && opt->reference;
   openblas_set_num_threads(lb_pool_size(m->pool));
 
   char name[256];
@@ -201,6 +214,7 @@ void lb_model_free(lb_model *m) {
       free(m->layers[l].bias[k]);
       if (m->layers[l].qw[k]) lb_qweight_free(m->layers[l].qw[k]);
       free(m->layers[l].qw[k]);
+      lb_qpack_free(m->layers[l].pack[k]);
     }
   }
   free(m->layers);

@@ -24,6 +24,26 @@ typedef struct lb_kernels {
    * from 0 in the order of o, product then add, as a scalar loop (bit-identical in every ISA) */
   void (*sums_f32x4)(float *f, int64_t ldf, const float *x, int64_t ldx, const float *w,
                      int64_t ldw, int na, int64_t nk, int64_t n);
+
+  /* The quantized-weight kernels (qpack.h; the definitions are the scalar twins in qref.c). */
+  /* Activations to int8 codes per block of kb values: d[k] block scale, sum[k] the codes' sum */
+  void (*qact_s8)(const float *x, int64_t kb, int64_t nkb, int8_t *q, float *d, int32_t *sum);
+  /* One tile of 16 interleaved U4 / U8 weight rows by nj activation rows (see qref.c) */
+  void (*qgemm_u4)(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,
+                   int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
+                   int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
+  void (*qgemm_u8)(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,
+                   int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
+                   int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
+  /* A packed NF4/FP4 or FP8 row dequantized to fp32, times s[c / group] */
+  void (*deq_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                  int64_t colsp, float *out);
+  void (*deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                  float *out);
+  /* One weight row stored as F32/F16/BF16, widened in registers, dotted with nx (1..4) fp32 rows
+   * of stride ldx: out[b] = sum_c w[c] * x[b][c] */
+  void (*dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
+               float *out);
 } lb_kernels;
 
 const lb_kernels *lb_cpu_kernels(void);
@@ -39,6 +59,19 @@ void lb_dot_s16x4_ref(const int16_t *w, int64_t ldw, const int16_t *x, int64_t l
 void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const float *w,
                        int64_t ldw, int na, int64_t nk, int64_t n);
 float lb_expf_fast(float x); /* the polynomial every exp_sum uses (|rel err| < 2e-7) */
+void lb_qact_s8_ref(const float *x, int64_t kb, int64_t nkb, int8_t *q, float *d, int32_t *sum);
+void lb_qgemm_u4_ref(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,
+                     int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
+                     int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
+void lb_qgemm_u8_ref(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,
+                     int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
+                     int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
+void lb_dotw_ref(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
+                 float *out);
+void lb_deq_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                    int64_t colsp, float *out);
+void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                    float *out);
 
 #define LB_DECLARE_ISA(sfx)                                                                        \
   void lb_cvt_f32_##sfx(float *dst, const void *src, lb_dtype dt, int64_t n);                      \
@@ -48,7 +81,23 @@ float lb_expf_fast(float x); /* the polynomial every exp_sum uses (|rel err| < 2
   void lb_dot_s16x4_##sfx(const int16_t *w, int64_t ldw, const int16_t *x, int64_t ldx, int nx,    \
                           int64_t n, int32_t *out);                                        \
   void lb_sums_f32x4_##sfx(float *f, int64_t ldf, const float *x, int64_t ldx, const float *w,     \
-                           int64_t ldw, int na, int64_t nk, int64_t n);
+                           int64_t ldw, int na, int64_t nk, int64_t n);                            \
+  void lb_qact_s8_##sfx(const float *x, int64_t kb, int64_t nkb, int8_t *q, float *d,             \
+                        int32_t *sum);                                                             \
+  void lb_qgemm_u4_##sfx(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,      \
+                         int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz,    \
+                         int nj, int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y,       \
+                         int64_t ldy);                                                             \
+  void lb_qgemm_u8_##sfx(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,      \
+                         int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz,    \
+                         int nj, int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y,       \
+                         int64_t ldy);                                                             \
+  void lb_deq_nf4_##sfx(const uint8_t *w, const float *lut, const float *s, int64_t group,         \
+                        int64_t colsp, float *out);                                                \
+  void lb_deq_fp8_##sfx(const uint8_t *w, bool e5m2, const float *s, int64_t group,               \
+                        int64_t colsp, float *out);                                                \
+  void lb_dotw_##sfx(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,   \
+                     float *out);
 LB_DECLARE_ISA(avx2)
 LB_DECLARE_ISA(avx512)
 
@@ -60,22 +109,34 @@ double lb_logsumexp(const float *x, int64_t n);
 
 struct lb_qweight;
 
+struct lb_qpack;
+
 /* A Linear weight: row-major [rows = out_features, cols = in_features], either as stored (data in
- * dtype F32/F16/BF16) or quantized (qw set; dtype and data unused). */
+ * dtype F32/F16/BF16) or quantized: packed for the fast kernels (pack set, qpack.h), or canonical
+ * (qw set: the reference dequantization); dtype and data unused then. */
 typedef struct lb_mat {
   lb_dtype dtype;
   int64_t rows, cols;
   const void *data;
   const struct lb_qweight *qw;
+  const struct lb_qpack *pack;
 } lb_mat;
 
-/* y[n, rows] = x[n, cols] . W^T (+ bias[rows]). Few rows of x: a threaded dequantize-dot per weight
- * row; more: weight tiles widened (or dequantized) to fp32 and multiplied by OpenBLAS sgemm. A
- * quantized weight goes through lb_qweight_dequant_row, the scalar reference of every format,
- * except LLM.int8 (LB_QK_INT8ROW), which runs bitsandbytes' int8 matmul with outlier decomposition
- * (equal bit for bit to lb_int8_linear_ref). The bias added, once, is `bias`, or when that is NULL
+/* y[n, rows] = x[n, cols] . W^T (+ bias[rows]). A packed weight runs lb_qpack_linear (qmatmul.c).
+ * Otherwise, few rows of x: a threaded dequantize-dot per weight row; more: weight tiles widened
+ * (or dequantized) to fp32 and multiplied by OpenBLAS sgemm. A canonical quantized weight goes
+ * through lb_qweight_dequant_row, the scalar reference of every format, except LLM.int8
+ * (LB_QK_INT8ROW), which runs bitsandbytes' int8 matmul with outlier decomposition (equal bit for
+ * bit to lb_int8_linear_ref). The bias added, once, is `bias`, or when that is NULL
  * the quantized weight's own qw->bias (the model loader moves it into the layer's bias). */
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err);
+
+/* y[i] = x . w[i]^T + bias[i] for count (<= LB_MANY_MAX) Linears reading the same x (q/k/v,
+ * gate/up): with few rows of x one parallel region runs them all (decode makes ~100 regions a
+ * token otherwise); the results are lb_linear's. */
+enum { LB_MANY_MAX = 4 };
+lb_status lb_linear_many(lb_pool *pool, int count, const lb_mat *const *w, float *const *bias,
+                         const float *x, int64_t n, float *const *y, lb_error *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/qpack.h"
 #include "base/status.h"
 #include "quant/qweight.h"
 
@@ -24,27 +25,33 @@ typedef struct {
   float *tile;
 } lin_job;
 
-static void small_task(void *p, int ith, int nth) {
-  lin_job *j = p;
+/* Weight rows [lo, hi) of a few-row product: dequantized (canonical quantized weight) into a
+ * buffer, or widened in registers by dotw. */
+static void small_rows(lin_job *j, int64_t lo, int64_t hi, int ith) {
   const lb_kernels *k = lb_cpu_kernels();
   const lb_mat *w = j->w;
   size_t esz = lb_dtype_size(w->dtype);
-  float *row = j->rowbuf + (size_t)ith * (size_t)w->cols;
-  int64_t lo, hi;
-  lb_split(w->rows, ith, nth, &lo, &hi);
+  float *row = j->rowbuf ? j->rowbuf + (size_t)ith * (size_t)w->cols : NULL;
+  hi = hi < w->rows ? hi : w->rows;
   for (int64_t r = lo; r < hi; r++) {
     const char *src = (const char *)w->data + (size_t)r * (size_t)w->cols * esz;
-    const float *wr = row;
-    if (w->qw)
+    float b = j->bias ? j->bias[r] : 0.0f, out[SMALL_N];
+    if (w->qw) {
       lb_qweight_dequant_row(w->qw, r, row);
-    else if (w->dtype == LB_F32)
-      wr = (const float *)src;
-    else
-      k->cvt_f32(row, src, w->dtype, w->cols);
-    float b = j->bias ? j->bias[r] : 0.0f;
-    for (int64_t t = 0; t < j->n; t++)
-      j->y[t * w->rows + r] = k->dot(wr, j->x + t * w->cols, w->cols) + b;
+      for (int64_t t = 0; t < j->n; t++)
+        j->y[t * w->rows + r] = k->dot(row, j->x + t * w->cols, w->cols) + b;
+      continue;
+    }
+    k->dotw(src, w->dtype, j->x, w->cols, (int)j->n, w->cols, out);
+    for (int64_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = out[t] + b;
   }
+}
+
+static void small_task(void *p, int ith, int nth) {
+  lin_job *j = p;
+  int64_t lo, hi;
+  lb_split(j->w->rows, ith, nth, &lo, &hi);
+  small_rows(j, lo, hi, ith);
 }
 
 static void widen_task(void *p, int ith, int nth) {
@@ -248,6 +255,7 @@ done:
 
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err) {
+  if (w->pack) return lb_qpack_linear(pool, w->pack, bias, x, n, y, err);
   if (!w->qw && w->dtype != LB_F32 && w->dtype != LB_F16 && w->dtype != LB_BF16)
     return lb_fail(err, LB_EUNSUPPORTED, "linear: weights of dtype %s are not supported",
                    lb_dtype_name(w->dtype));
@@ -261,6 +269,10 @@ lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const flo
   }
   lin_job j = {.w = w, .bias = bias, .x = x, .n = n, .y = y};
   int nth = lb_pool_size(pool);
+  if (n <= SMALL_N && !w->qw) {
+    lb_pool_run(pool, small_task, &j);
+    return LB_OK;
+  }
   if (n <= SMALL_N) {
     j.rowbuf = malloc((size_t)nth * (size_t)w->cols * sizeof(float));
     if (!j.rowbuf) return lb_fail(err, LB_ENOMEM, "linear: out of memory");
@@ -290,4 +302,63 @@ lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const flo
   free(j.tile);
   if (bias) lb_pool_run(pool, bias_task, &j);
   return LB_OK;
+}
+
+/* Several Linears reading the same x, for few rows of x (decode), in one parallel region: each is
+ * prepared (activations quantized once per packed weight), then the shares take contiguous ranges
+ * of all their tiles together. Other cases run lb_linear one by one. */
+typedef struct {
+  int count;
+  lb_qrun run[LB_MANY_MAX];
+  lin_job dense[LB_MANY_MAX];
+  int64_t first[LB_MANY_MAX + 1]; /* units before part i */
+} many_job;
+
+enum { DENSE_RT = 16 };
+
+static void many_task(void *p, int ith, int nth) {
+  many_job *mj = p;
+  int64_t lo, hi;
+  lb_split(mj->first[mj->count], ith, nth, &lo, &hi);
+  for (int i = 0; i < mj->count && lo < hi; i++) {
+    int64_t a = lo > mj->first[i] ? lo : mj->first[i];
+    int64_t b = hi < mj->first[i + 1] ? hi : mj->first[i + 1];
+    if (a >= b) continue;
+    if (mj->run[i].p) {
+      lb_qrun_units(&mj->run[i], a - mj->first[i], b - mj->first[i], ith);
+    } else {
+      lin_job *j = &mj->dense[i];
+      small_rows(j, (a - mj->first[i]) * DENSE_RT, (b - mj->first[i]) * DENSE_RT, ith);
+    }
+  }
+}
+
+lb_status lb_linear_many(lb_pool *pool, int count, const lb_mat *const *w, float *const *bias,
+                         const float *x, int64_t n, float *const *y, lb_error *err) {
+  bool merge = n <= SMALL_N && count <= LB_MANY_MAX;
+  for (int i = 0; merge && i < count; i++)
+    if (!w[i]->pack && (w[i]->qw || (w[i]->dtype != LB_F32 && w[i]->dtype != LB_F16 &&
+                                      w[i]->dtype != LB_BF16)))
+      merge = false;
+  if (!merge) {
+    for (int i = 0; i < count; i++) LB_TRY(lb_linear(pool, w[i], bias[i], x, n, y[i], err));
+    return LB_OK;
+  }
+  many_job mj = {.count = count};
+  lb_status s = LB_OK;
+  int prepared = 0;
+  for (int i = 0; i < count; i++, prepared++) {
+    if (w[i]->pack) {
+      s = lb_qrun_prepare(&mj.run[i], pool, lb_cpu_kernels(), w[i]->pack, bias[i], x, n, y[i], err);
+      if (s != LB_OK) break;
+      mj.first[i + 1] = mj.first[i] + mj.run[i].units;
+    } else {
+      mj.dense[i] = (lin_job){.w = w[i], .bias = bias[i], .x = x, .n = n, .y = y[i]};
+      mj.first[i + 1] = mj.first[i] + (w[i]->rows + DENSE_RT - 1) / DENSE_RT;
+    }
+  }
+  if (s == LB_OK) lb_pool_run(pool, many_task, &mj);
+  for (int i = 0; i < prepared; i++)
+    if (mj.run[i].p) lb_qrun_done(&mj.run[i]);
+  return s;
 }

@@ -52,6 +52,18 @@ float lb_exp_sum_ref(float *x, int64_t n, float shift) {
   return s;
 }
 
+void lb_dotw_ref(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
+                 float *out) {
+  float buf[256];
+  for (int b = 0; b < nx; b++) out[b] = 0.0f;
+  for (int64_t c0 = 0; c0 < n; c0 += 256) {
+    int64_t m = n - c0 < 256 ? n - c0 : 256;
+    lb_cvt_f32_ref(buf, (const char *)w + c0 * (int64_t)lb_dtype_size(dt), dt, m);
+    for (int b = 0; b < nx; b++)
+      for (int64_t i = 0; i < m; i++) out[b] += buf[i] * x[b * ldx + c0 + i];
+  }
+}
+
 void lb_axpy_ref(float *y, float a, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
@@ -76,13 +88,14 @@ void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const
     }
 }
 
-static const lb_kernels REF = {"ref", lb_cvt_f32_ref, lb_dot_ref, lb_exp_sum_ref, lb_axpy_ref,
-                               lb_dot_s16x4_ref, lb_sums_f32x4_ref};
+#define LB_KERNEL_SET(name, sfx)                                                                   \
+  {name,              lb_cvt_f32_##sfx,    lb_dot_##sfx,      lb_exp_sum_##sfx, lb_axpy_##sfx,     \
+   lb_dot_s16x4_##sfx, lb_sums_f32x4_##sfx, lb_qact_s8_##sfx, lb_qgemm_u4_##sfx, lb_qgemm_u8_##sfx, \
+   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx}
+static const lb_kernels REF = LB_KERNEL_SET("ref", ref);
 #if defined(__x86_64__)
-static const lb_kernels AVX2 = {"avx2", lb_cvt_f32_avx2, lb_dot_avx2, lb_exp_sum_avx2,
-                                lb_axpy_avx2, lb_dot_s16x4_avx2, lb_sums_f32x4_avx2};
-static const lb_kernels AVX512 = {"avx512", lb_cvt_f32_avx512, lb_dot_avx512, lb_exp_sum_avx512,
-                                  lb_axpy_avx512, lb_dot_s16x4_avx512, lb_sums_f32x4_avx512};
+static const lb_kernels AVX2 = LB_KERNEL_SET("avx2", avx2);
+static const lb_kernels AVX512 = LB_KERNEL_SET("avx512", avx512);
 #endif
 
 const lb_kernels *lb_cpu_kernels_isa(const char *isa) {
@@ -92,7 +105,10 @@ const lb_kernels *lb_cpu_kernels_isa(const char *isa) {
   lb_cpu_detect(&c);
   bool avx2 = c.avx2 && c.fma && c.f16c;
   if (!strcmp(isa, "avx2")) return avx2 ? &AVX2 : NULL;
-  if (!strcmp(isa, "avx512")) return avx2 && c.avx512f && c.avx512bw && c.avx512vl ? &AVX512 : NULL;
+  /* the AVX-512 set needs VNNI (vpdpbusd, vpdpwssd): Ice Lake, Zen 4 and later; older AVX-512
+   * CPUs (Skylake-X) take the AVX2 set */
+  if (!strcmp(isa, "avx512"))
+    return avx2 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512_vnni ? &AVX512 : NULL;
 #endif
   return NULL;
 }

@@ -188,3 +188,45 @@ void SFX(lb_sums_f32x4)(float *f, int64_t ldf, const float *x, int64_t ldx, cons
       f[a * ldf + i] = s;
     }
 }
+
+/* One weight row in its stored dtype (F32, F16, BF16) widened in registers and dotted with nx
+ * (1..4) fp32 rows: out[b] = sum_c w[c] * x[b * ldx + c] (decode's dense Linear: W read once). */
+static inline vf widen(const void *w, lb_dtype dt, int64_t c) {
+  vf f;
+  if (dt == LB_F32) return loadf((const float *)w + c);
+  vu16 h;
+  memcpy(&h, (const uint16_t *)w + c, sizeof h);
+  if (dt == LB_BF16) {
+    vu32 u = __builtin_convertvector(h, vu32) << 16;
+    memcpy(&f, &u, sizeof f);
+    return f;
+  }
+#if VL == 16
+  __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + c)));
+#else
+  __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + c)));
+#endif
+  memcpy(&f, &v, sizeof f);
+  return f;
+}
+
+void SFX(lb_dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
+                  float *out) {
+  vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+  int64_t c = 0;
+  for (; c + VL <= n; c += VL) {
+    vf v = widen(w, dt, c);
+    s0 += v * loadf(x + c);
+    if (nx > 1) s1 += v * loadf(x + ldx + c);
+    if (nx > 2) s2 += v * loadf(x + 2 * ldx + c);
+    if (nx > 3) s3 += v * loadf(x + 3 * ldx + c);
+  }
+  float t[4] = {hsum(s0), hsum(s1), hsum(s2), hsum(s3)};
+  if (c < n) {
+    float tail[VL];
+    lb_cvt_f32_ref(tail, (const char *)w + c * (int64_t)lb_dtype_size(dt), dt, n - c);
+    for (int b = 0; b < nx; b++)
+      for (int64_t i = c; i < n; i++) t[b] += tail[i - c] * x[b * ldx + i];
+  }
+  for (int b = 0; b < nx; b++) out[b] = t[b];
+}

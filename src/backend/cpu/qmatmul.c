@@ -1,0 +1,198 @@
+/* y = x W^T (+ bias) for packed quantized weights (qpack.h).
+ *  - U4/U8: the activation rows are gathered (act-order), padded and quantized to int8 per block
+ *    once (on the caller for a few rows, by the pool for many); then the pool splits the tiles of
+ *    16 weight rows: each tile (8 or 16 bytes a column, in L1) runs against every activation row, 8
+ *    at a time (AVX2: 4), so each weight byte is read from memory once per call.
+ *  - NF4/FP8, up to SMALL_N rows: each weight row is dequantized into an fp32 buffer and dotted
+ *    with every activation row; more rows: tiles of dequantized rows and OpenBLAS sgemm. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/qpack.h"
+#include "base/status.h"
+
+enum { SMALL_N = 4, TILE_FLOATS = 1 << 22, SERIAL_ACT = 1 << 15 };
+
+
+static bool is_u4(const lb_qpack *p) { return p->kind == LB_QP_U4; }
+
+/* Activation row j: gathered by perm, padded with zeros, quantized; z = sum_k d * sum. */
+static void quant_row(lb_qrun *j, int64_t i, float *xb, int32_t *sums) {
+  const lb_qpack *p = j->p;
+  const float *xr = j->x + i * p->cols;
+  const float *src = xr;
+  if (p->perm || p->colsp != p->cols) {
+    if (p->perm)
+      for (int64_t c = 0; c < p->cols; c++) xb[c] = xr[p->perm[c]];
+    else
+      memcpy(xb, xr, (size_t)p->cols * sizeof(float));
+    memset(xb + p->cols, 0, (size_t)(p->colsp - p->cols) * sizeof(float));
+    src = xb;
+  }
+  const int64_t nkb = j->a.nkb, kpg = p->group / p->kb;
+  float *d = j->a.d + i * nkb, *z = j->a.z + i * p->ngroups;
+  j->k->qact_s8(src, p->kb, nkb, (int8_t *)j->a.q + i * p->colsp, d, sums);
+  for (int64_t g = 0; g < p->ngroups; g++) {
+    float s = 0.0f;
+    for (int64_t k = g * kpg; k < (g + 1) * kpg; k++) s += d[k] * (float)sums[k];
+    z[g] = s;
+  }
+}
+
+static void quant_task(void *ctx, int ith, int nth) {
+  lb_qrun *j = ctx;
+  int64_t lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++)
+    quant_row(j, i, j->xbuf + ith * j->p->colsp, j->sums + ith * j->a.nkb);
+}
+
+/* Tiles [lo, hi) of 16 weight rows against all n activation rows; share ith's buffer takes a
+ * partial last tile. */
+static void int_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
+  const lb_qpack *p = j->p;
+  const int64_t colsp = p->colsp, ng = p->ngroups, nkb = j->a.nkb, kpg = p->group / p->kb;
+  const int64_t tile_bytes = 16 * (is_u4(p) ? colsp / 2 : colsp);
+  const int8_t *a = j->a.q;
+  for (int64_t t = lo; t < hi; t++) {
+    const int64_t r0 = 16 * t, nr = p->rows - r0 < 16 ? p->rows - r0 : 16;
+    float *y = nr == 16 ? j->y + r0 : j->ybuf + (size_t)ith * (size_t)(16 * j->n);
+    const int64_t ldy = nr == 16 ? p->rows : 16;
+    const float *sc = p->scale + t * 16 * ng, *zs = p->zs + t * 16 * ng;
+    (is_u4(p) ? j->k->qgemm_u4 : j->k->qgemm_u8)(p->codes + t * tile_bytes, sc, zs, a, colsp,
+                                                 j->a.d, nkb, j->a.z, ng, (int)j->n, p->kb, nkb,
+                                                 kpg, ng, y, ldy);
+    for (int64_t i = 0; i < j->n; i++) {
+      float *yo = j->y + i * p->rows + r0;
+      for (int64_t r = 0; r < nr; r++) {
+        if (nr < 16) yo[r] = y[i * 16 + r];
+        if (j->bias) yo[r] += j->bias[r0 + r];
+      }
+    }
+  }
+}
+
+static void deq_row(const lb_qrun *j, int64_t r, float *out) {
+  const lb_qpack *p = j->p;
+  const float *s = p->scale + r * p->ngroups;
+  if (p->kind == LB_QP_NF4) j->k->deq_nf4(p->codes + r * (p->colsp / 2), p->lut, s, p->group, p->colsp, out);
+  else j->k->deq_fp8(p->codes + r * p->colsp, p->e5m2, s, p->group, p->colsp, out);
+}
+
+/* Row tiles [lo, hi): each row dequantized into share ith's buffer, dotted with every row of x. */
+static void float_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
+  const lb_qpack *p = j->p;
+  float *row = j->rowbuf + ith * p->colsp;
+  lo *= j->rt, hi = hi * j->rt < p->rows ? hi * j->rt : p->rows;
+  for (int64_t r = lo; r < hi; r++) {
+    deq_row(j, r, row);
+    float b = j->bias ? j->bias[r] : 0.0f;
+    for (int64_t i = 0; i < j->n; i++)
+      j->y[i * p->rows + r] = j->k->dot(row, j->x + i * p->cols, p->cols) + b;
+  }
+}
+
+static void float_tile_task(void *ctx, int ith, int nth) {
+  lb_qrun *j = ctx;
+  int64_t lo, hi;
+  lb_split(j->r1 - j->r0, ith, nth, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) deq_row(j, j->r0 + r, j->tile + r * j->p->colsp);
+}
+
+static void bias_task(void *ctx, int ith, int nth) {
+  lb_qrun *j = ctx;
+  int64_t lo, hi;
+  lb_split(j->n, ith, nth, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++)
+    for (int64_t r = 0; r < j->p->rows; r++) j->y[i * j->p->rows + r] += j->bias[r];
+}
+
+void lb_qrun_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
+  if (j->p->kind == LB_QP_NF4 || j->p->kind == LB_QP_FP8) float_units(j, lo, hi, ith);
+  else int_units(j, lo, hi, ith);
+}
+
+static void units_task(void *ctx, int ith, int nth) {
+  lb_qrun *j = ctx;
+  int64_t lo, hi;
+  lb_split(j->units, ith, nth, &lo, &hi);
+  lb_qrun_units(j, lo, hi, ith);
+}
+
+void lb_qrun_done(lb_qrun *j) {
+  free(j->a.q), free(j->a.d), free(j->a.z), free(j->xbuf), free(j->sums), free(j->ybuf);
+  free(j->rowbuf), free(j->tile);
+  memset(j, 0, sizeof *j);
+}
+
+lb_status lb_qrun_prepare(lb_qrun *j, lb_pool *pool, const lb_kernels *k, const lb_qpack *p,
+                          const float *bias, const float *x, int64_t n, float *y, lb_error *err) {
+  *j = (lb_qrun){.p = p, .k = k, .x = x, .bias = bias, .y = y, .n = n};
+  const size_t nth = (size_t)lb_pool_size(pool), colsp = (size_t)p->colsp;
+  if (p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) {
+    j->rt = 16;
+    j->units = (p->rows + j->rt - 1) / j->rt;
+    if (!(j->rowbuf = malloc(nth * colsp * sizeof(float))))
+      return lb_fail(err, LB_ENOMEM, "linear: out of memory");
+    return LB_OK;
+  }
+  j->rt = 16;
+  j->units = p->rowsp / 16;
+  j->a = (lb_qact){.n = n, .colsp = p->colsp, .nkb = p->colsp / p->kb, .ngroups = p->ngroups};
+  j->a.q = malloc((size_t)n * colsp);
+  j->a.d = malloc((size_t)(n * j->a.nkb) * sizeof(float));
+  j->a.z = malloc((size_t)(n * p->ngroups) * sizeof(float));
+  j->xbuf = malloc(nth * colsp * sizeof(float));
+  j->sums = malloc(nth * (size_t)j->a.nkb * sizeof(int32_t));
+  j->ybuf = malloc(nth * (size_t)(16 * n) * sizeof(float));
+  if (!j->a.q || !j->a.d || !j->a.z || !j->xbuf || !j->sums || !j->ybuf) {
+    lb_qrun_done(j);
+    return lb_fail(err, LB_ENOMEM, "linear: out of memory for %lld activation rows", (long long)n);
+  }
+  if (n * p->colsp <= SERIAL_ACT)
+    for (int64_t i = 0; i < n; i++) quant_row(j, i, j->xbuf, j->sums);
+  else
+    lb_pool_run(pool, quant_task, j);
+  return LB_OK;
+}
+
+/* Prefill of NF4/FP8: tiles of dequantized rows and OpenBLAS sgemm. */
+static lb_status float_gemm(lb_pool *pool, lb_qrun *j, lb_error *err) {
+  const lb_qpack *p = j->p;
+  int64_t tile_rows = TILE_FLOATS / p->colsp;
+  tile_rows = tile_rows < 16 ? 16 : tile_rows > p->rows ? p->rows : tile_rows;
+  j->tile = malloc((size_t)(tile_rows * p->colsp) * sizeof(float));
+  if (!j->tile) return lb_fail(err, LB_ENOMEM, "linear: out of memory for a weight tile");
+  for (j->r0 = 0; j->r0 < p->rows; j->r0 += tile_rows) {
+    j->r1 = j->r0 + tile_rows < p->rows ? j->r0 + tile_rows : p->rows;
+    lb_pool_run(pool, float_tile_task, j);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(j->r1 - j->r0),
+                (int)p->cols, 1.0f, j->x, (int)p->cols, j->tile, (int)p->colsp, 0.0f,
+                j->y + j->r0, (int)p->rows);
+  }
+  if (j->bias) lb_pool_run(pool, bias_task, j);
+  lb_qrun_done(j);
+  return LB_OK;
+}
+
+lb_status lb_qpack_linear_k(lb_pool *pool, const lb_kernels *k, const lb_qpack *p,
+                            const float *bias, const float *x, int64_t n, float *y,
+                            lb_error *err) {
+  if (n <= 0) return LB_OK;
+  lb_qrun j;
+  if ((p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) && n > SMALL_N) {
+    j = (lb_qrun){.p = p, .k = k, .x = x, .bias = bias, .y = y, .n = n};
+    return float_gemm(pool, &j, err);
+  }
+  LB_TRY(lb_qrun_prepare(&j, pool, k, p, bias, x, n, y, err));
+  lb_pool_run(pool, units_task, &j);
+  lb_qrun_done(&j);
+  return LB_OK;
+}
+
+lb_status lb_qpack_linear(lb_pool *pool, const lb_qpack *p, const float *bias, const float *x,
+                          int64_t n, float *y, lb_error *err) {
+  return lb_qpack_linear_k(pool, lb_cpu_kernels(), p, bias, x, n, y, err);
+}
