@@ -66,20 +66,6 @@ static int64_t first_key(const lb_model *m, int64_t l, int64_t i) {
   return m->layers[l].sliding && i - w + 1 > 0 ? i - w + 1 : 0;
 }
 
-/* Softmax of score rows [lo, hi) of a chunk (row t = position pos + t over keys 0 .. pos + t). */
-static void softmax_task(void *p, int ith, int nth) {
-  job *j = p;
-  int64_t nk = j->pos + j->n, lo, hi;
-  lb_split(j->n, ith, nth, &lo, &hi);
-  for (int64_t t = lo; t < hi; t++) {
-    float *row = j->m->scores + t * nk;
-    int64_t i = j->pos + t, k0 = first_key(j->m, j->l, i);
-    memset(row, 0, (size_t)k0 * sizeof(float));
-    lb_softmax(row + k0, i + 1 - k0);
-    memset(row + i + 1, 0, (size_t)(nk - i - 1) * sizeof(float));
-  }
-}
-
 /* Few query rows: per (token, head) pair, dot products with the keys, softmax, sum of values. */
 static void attend_small_task(void *p, int ith, int nth) {
   job *j = p;
@@ -102,22 +88,47 @@ static void attend_small_task(void *p, int ith, int nth) {
   }
 }
 
-/* Many query rows: per head, S = Q K^T by sgemm, masked softmax by the pool, O = S V by sgemm. */
-static void attend_gemm(lb_model *m, int64_t l, int64_t n, int64_t pos) {
+/* Many query rows (prefill): work items of (query block of QB rows, head), spread over the pool
+ * round-robin; each item multiplies its queries by the keys they may see only (causal: up to the
+ * block's last position; sliding window: from the block's first visible key), S = Q K^T and O = S V
+ * by single-threaded OpenBLAS sgemm (OpenBLAS's own threads are off meanwhile), with the masked
+ * softmax between, in the share's slice of m->scores. */
+enum { QB = 64 };
+
+static void attend_block_task(void *p, int ith, int nth) {
+  job *j = p;
+  lb_model *m = j->m;
   const lb_config *c = m->cfg;
-  int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
-  int64_t kvd = c->num_key_value_heads * hd, nk = pos + n;
-  const float *K = m->kcache + l * m->ctx * kvd, *V = m->vcache + l * m->ctx * kvd;
-  float scale = 1.0f / sqrtf((float)hd);
-  job j = {.m = m, .n = n, .pos = pos, .l = l};
-  for (int64_t h = 0; h < nh; h++) {
-    int64_t kv = h / group;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nk, (int)hd, scale,
-                m->q + h * hd, (int)(nh * hd), K + kv * hd, (int)kvd, 0.0f, m->scores, (int)nk);
-    lb_pool_run(m->pool, softmax_task, &j);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hd, (int)nk, 1.0f,
-                m->scores, (int)nk, V + kv * hd, (int)kvd, 0.0f, m->att + h * hd, (int)(nh * hd));
+  const int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
+  const int64_t kvd = c->num_key_value_heads * hd, qd = nh * hd, nqb = (j->n + QB - 1) / QB;
+  const float *K = m->kcache + j->l * m->ctx * kvd, *V = m->vcache + j->l * m->ctx * kvd;
+  const float scale = 1.0f / sqrtf((float)hd);
+  float *S = m->scores + (size_t)ith * QB * (size_t)m->ctx;
+  for (int64_t e = ith; e < nqb * nh; e += nth) {
+    const int64_t qb = e / nh, h = e % nh, kv = h / group;
+    const int64_t r0 = qb * QB, nr = j->n - r0 < QB ? j->n - r0 : QB;
+    const int64_t k0 = first_key(m, j->l, j->pos + r0), k1 = j->pos + r0 + nr, nk = k1 - k0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)hd, scale,
+                m->q + r0 * qd + h * hd, (int)qd, K + k0 * kvd + kv * hd, (int)kvd, 0.0f, S,
+                (int)nk);
+    for (int64_t t = 0; t < nr; t++) {
+      float *row = S + t * nk;
+      const int64_t i = j->pos + r0 + t, a = first_key(m, j->l, i) - k0, b = i + 1 - k0;
+      memset(row, 0, (size_t)a * sizeof(float));
+      lb_softmax(row + a, b - a);
+      memset(row + b, 0, (size_t)(nk - b) * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hd, (int)nk, 1.0f, S,
+                (int)nk, V + k0 * kvd + kv * hd, (int)kvd, 0.0f, m->att + r0 * qd + h * hd,
+                (int)qd);
   }
+}
+
+static void attend_gemm(lb_model *m, int64_t l, int64_t n, int64_t pos) {
+  job j = {.m = m, .n = n, .pos = pos, .l = l};
+  openblas_set_num_threads(1);
+  lb_pool_run(m->pool, attend_block_task, &j);
+  openblas_set_num_threads(lb_pool_size(m->pool));
 }
 
 enum { SMALL_N = 4, INLINE_WORK = 1 << 14 };

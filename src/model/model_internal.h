@@ -24,6 +24,8 @@ typedef struct lb_rope_state {
   float *dyn_freq;  /* [dim/2], dynamic NTK: recomputed when the sequence grows past it */
   int64_t dyn_len;  /* sequence length dyn_freq was made for; 0 = none */
   float attention_scaling;
+  float *cs;                        /* cos/sin table of the last call's rows, or NULL */
+  int64_t cs_n, cs_pos0, cs_seq;    /* what the table holds */
 } lb_rope_state;
 
 struct lb_model {

@@ -17,6 +17,8 @@ lb_status lb_rope_init(lb_rope_state *r, const lb_config *cfg, lb_error *err) {
   r->dim = cfg->head_dim;
   r->attention_scaling = 1.0f;
   r->dyn_len = 0;
+  r->cs = NULL;
+  r->cs_n = 0;
   if (r->dim % 2)
     return lb_fail(err, LB_EUNSUPPORTED, "config.json: head_dim %lld is odd", (long long)r->dim);
   if (p->type == LB_ROPE_YARN)
@@ -47,7 +49,8 @@ lb_status lb_rope_init(lb_rope_state *r, const lb_config *cfg, lb_error *err) {
 void lb_rope_free(lb_rope_state *r) {
   free(r->inv_freq);
   free(r->dyn_freq);
-  r->inv_freq = r->dyn_freq = NULL;
+  free(r->cs);
+  r->inv_freq = r->dyn_freq = r->cs = NULL;
 }
 
 /* Dynamic NTK (Transformers' dynamic_rope_update): past the original context, theta grows with the
@@ -64,25 +67,47 @@ static const float *freqs_for(lb_rope_state *r, const lb_config *cfg, int64_t se
   return r->dyn_freq;
 }
 
+/* cos and sin of row t at cs[t * dim] (cos in the first half, sin in the second). A forward
+ * pass rotates q and k of every layer at the same positions, so the table of the last call is
+ * kept and reused while positions and length match (up to TABLE_ROWS rows). */
+enum { TABLE_ROWS = 512 };
+
+static void angles(const lb_rope_state *r, const float *inv, int64_t pos, float *cs) {
+  const int64_t half = r->dim / 2;
+  for (int64_t i = 0; i < half; i++) {
+    float a = (float)pos * inv[i];
+    cs[i] = cosf(a) * r->attention_scaling;
+    cs[half + i] = sinf(a) * r->attention_scaling;
+  }
+}
+
+static void rotate(const float *cs, int64_t dim, float *x, int64_t heads) {
+  const int64_t half = dim / 2;
+  for (int64_t h = 0; h < heads; h++) {
+    float *v = x + h * dim;
+    for (int64_t i = 0; i < half; i++) {
+      float x1 = v[i], x2 = v[i + half], c = cs[i], s = cs[half + i];
+      v[i] = x1 * c - x2 * s;
+      v[i + half] = x2 * c + x1 * s;
+    }
+  }
+}
+
 void lb_rope_apply(lb_rope_state *r, const lb_config *cfg, float *x, int64_t n, int64_t heads,
                    int64_t stride, int64_t pos0, int64_t seq_len) {
   const float *inv = freqs_for(r, cfg, seq_len);
-  int64_t half = r->dim / 2;
-  float c[512], s[512]; /* head_dim <= 1024 is checked at model open */
+  if (!r->cs) r->cs = malloc((size_t)(TABLE_ROWS * r->dim) * sizeof(float));
+  bool cached = r->cs && r->cs_n >= n && r->cs_pos0 == pos0 && r->cs_seq == seq_len;
+  if (r->cs && !cached && n <= TABLE_ROWS) {
+    for (int64_t t = 0; t < n; t++) angles(r, inv, pos0 + t, r->cs + t * r->dim);
+    r->cs_n = n, r->cs_pos0 = pos0, r->cs_seq = seq_len;
+    cached = true;
+  }
+  float one[2048]; /* head_dim <= 1024 is checked at model open */
   for (int64_t t = 0; t < n; t++) {
-    float pos = (float)(pos0 + t);
-    for (int64_t i = 0; i < half; i++) {
-      float a = pos * inv[i];
-      c[i] = cosf(a) * r->attention_scaling;
-      s[i] = sinf(a) * r->attention_scaling;
-    }
-    for (int64_t h = 0; h < heads; h++) {
-      float *v = x + t * stride + h * r->dim;
-      for (int64_t i = 0; i < half; i++) {
-        float x1 = v[i], x2 = v[i + half];
-        v[i] = x1 * c[i] - x2 * s[i];
-        v[i + half] = x2 * c[i] + x1 * s[i];
-      }
-    }
+    const float *cs = one;
+    if (cached) cs = r->cs + t * r->dim;
+    else angles(r, inv, pos0 + t, one);
+    rotate(cs, r->dim, x + t * stride, heads);
   }
 }

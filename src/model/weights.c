@@ -185,8 +185,9 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(alloc_f32(&m->att, ch * (size_t)qd, err));
   LB_TRY(alloc_f32(&m->gate, ch * inter, err));
   LB_TRY(alloc_f32(&m->up, ch * inter, err));
-  /* attention scores: a chunk's rows for one head (prefill), or one row per thread (decode) */
-  size_t rows = ch > (size_t)lb_pool_size(m->pool) ? ch : (size_t)lb_pool_size(m->pool);
+  /* attention scores: a block of query rows per share (prefill), or one row per share (decode) */
+  size_t rows = (size_t)lb_pool_size(m->pool) * 64; /* forward.c's QB query rows per share */
+  rows = rows > ch ? rows : ch;
   LB_TRY(alloc_f32(&m->scores, rows * (size_t)ctx, err));
   return LB_OK;
 }

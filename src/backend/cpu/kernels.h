@@ -44,6 +44,8 @@ typedef struct lb_kernels {
    * of stride ldx: out[b] = sum_c w[c] * x[b][c] */
   void (*dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
                float *out);
+  /* g[i] = g[i] / (1 + exp(-g[i])) * u[i], exp by lb_expf_fast's polynomial */
+  void (*silu_mul)(float *g, const float *u, int64_t n);
 } lb_kernels;
 
 const lb_kernels *lb_cpu_kernels(void);
@@ -66,6 +68,7 @@ void lb_qgemm_u4_ref(const uint8_t *w, const float *sc, const float *zs, const i
 void lb_qgemm_u8_ref(const uint8_t *w, const float *sc, const float *zs, const int8_t *a,
                      int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
                      int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
+void lb_silu_mul_ref(float *g, const float *u, int64_t n);
 void lb_dotw_ref(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
                  float *out);
 void lb_deq_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
@@ -97,13 +100,14 @@ void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, 
   void lb_deq_fp8_##sfx(const uint8_t *w, bool e5m2, const float *s, int64_t group,               \
                         int64_t colsp, float *out);                                                \
   void lb_dotw_##sfx(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,   \
-                     float *out);
+                     float *out);                                                                  \
+  void lb_silu_mul_##sfx(float *g, const float *u, int64_t n);
 LB_DECLARE_ISA(avx2)
 LB_DECLARE_ISA(avx512)
 
 /* Row-wise ops on [n, d] fp32 activations. */
 void lb_rmsnorm(float *y, const float *x, const float *w, int64_t d, float eps);
-void lb_silu_mul(float *g, const float *u, int64_t n); /* g = silu(g) * u */
+void lb_silu_mul(float *g, const float *u, int64_t n); /* g = silu(g) * u (the chosen kernel) */
 void lb_softmax(float *x, int64_t n);
 double lb_logsumexp(const float *x, int64_t n);
 

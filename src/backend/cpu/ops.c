@@ -91,7 +91,7 @@ void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const
 #define LB_KERNEL_SET(name, sfx)                                                                   \
   {name,              lb_cvt_f32_##sfx,    lb_dot_##sfx,      lb_exp_sum_##sfx, lb_axpy_##sfx,     \
    lb_dot_s16x4_##sfx, lb_sums_f32x4_##sfx, lb_qact_s8_##sfx, lb_qgemm_u4_##sfx, lb_qgemm_u8_##sfx, \
-   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx}
+   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx,     lb_silu_mul_##sfx}
 static const lb_kernels REF = LB_KERNEL_SET("ref", ref);
 #if defined(__x86_64__)
 static const lb_kernels AVX2 = LB_KERNEL_SET("avx2", avx2);
@@ -133,9 +133,11 @@ void lb_rmsnorm(float *y, const float *x, const float *w, int64_t d, float eps) 
   for (int64_t i = 0; i < d; i++) y[i] = w[i] * (x[i] * r);
 }
 
-void lb_silu_mul(float *g, const float *u, int64_t n) {
-  for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+void lb_silu_mul_ref(float *g, const float *u, int64_t n) {
+  for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + lb_expf_fast(-g[i])) * u[i];
 }
+
+void lb_silu_mul(float *g, const float *u, int64_t n) { lb_cpu_kernels()->silu_mul(g, u, n); }
 
 void lb_softmax(float *x, int64_t n) {
   float mx = -INFINITY;

@@ -230,3 +230,14 @@ void SFX(lb_dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int n
   }
   for (int b = 0; b < nx; b++) out[b] = t[b];
 }
+
+/* silu(g) * u lane by lane with vexp: the same operations as lb_silu_mul_ref (no FMA here), so the
+ * same values. */
+void SFX(lb_silu_mul)(float *g, const float *u, int64_t n) {
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) {
+    vf x = loadf(g + i);
+    storef(g + i, x / (1.0f + vexp((vf){0} - x)) * loadf(u + i));
+  }
+  for (; i < n; i++) g[i] = g[i] / (1.0f + lb_expf_fast(-g[i])) * u[i];
+}
