@@ -13,18 +13,21 @@
 
 static const char *HELP =
     "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t THREADS] [--json]\n"
+    "                         [--ref-kernels]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
     "  --ctx N           window length in tokens (default 1024)\n"
     "  --max-windows K   score only the first K windows (default: all)\n"
     "  -t THREADS        threads (default: all cores)\n"
-    "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n";
+    "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n"
+    "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
+    "                    activations instead of the packed kernels (what the kernels change)\n";
 
 typedef struct {
   const char *dir, *file;
   long long ctx, max_windows, threads;
-  bool json;
+  bool json, ref;
 } opts;
 
 static void on_window(void *p, int64_t done, int64_t total) {
@@ -43,7 +46,7 @@ static lb_status run(const opts *o, lb_error *err) {
   double t0 = lb_now();
   if (s == LB_OK) s = lb_tokenize(tok, text, len, LB_TOK_ADD_SPECIAL, &ids, &n, err);
   double t_tok = lb_now() - t0;
-  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx};
+  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
   lb_ppl_result r = {0};
   if (s == LB_OK) {
@@ -93,6 +96,8 @@ int cmd_perplexity(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--json")) {
       o.json = true;
+    } else if (!strcmp(a, "--ref-kernels")) {
+      o.ref = true;
     } else if (a[0] == '-' && a[1]) {
       static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "-t", "--threads"};
       bool known = false;

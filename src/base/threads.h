@@ -7,6 +7,8 @@
 #ifndef LB_BASE_THREADS_H
 #define LB_BASE_THREADS_H
 
+#include <stdatomic.h>
+
 #include "lowbit.h"
 
 typedef struct lb_pool lb_pool;
@@ -20,6 +22,16 @@ int lb_pool_size(const lb_pool *p);
 /* Runs fn(ctx, i, n) once for every i in [0, n) and returns when all have finished. Not reentrant;
  * one caller at a time. */
 void lb_pool_run(lb_pool *p, lb_task fn, void *ctx);
+
+/* Dynamic split inside a region: each call claims the next `chunk` of n items from the shared
+ * counter (zeroed before the region); false when none is left. A share whose thread runs late
+ * (another process on its core) then takes fewer chunks instead of holding up the region. */
+static inline bool lb_claim(_Atomic int64_t *next, int64_t n, int64_t chunk, int64_t *lo,
+                            int64_t *hi) {
+  *lo = atomic_fetch_add_explicit(next, chunk, memory_order_relaxed);
+  *hi = *lo + chunk < n ? *lo + chunk : n;
+  return *lo < n;
+}
 
 /* [*lo, *hi) of ith's share when n items are split into nth nearly equal parts. */
 static inline void lb_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {

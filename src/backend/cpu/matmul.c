@@ -22,6 +22,7 @@ typedef struct {
   int64_t n;
   float *y, *rowbuf; /* rowbuf: one W row of fp32 per thread */
   int64_t r0, r1;    /* tile rows (sgemm path) */
+  _Atomic int64_t next; /* rows claimed (few-row path) */
   float *tile;
 } lin_job;
 
@@ -49,9 +50,8 @@ static void small_rows(lin_job *j, int64_t lo, int64_t hi, int ith) {
 
 static void small_task(void *p, int ith, int nth) {
   lin_job *j = p;
-  int64_t lo, hi;
-  lb_split(j->w->rows, ith, nth, &lo, &hi);
-  small_rows(j, lo, hi, ith);
+  int64_t lo, hi, chunk = j->w->rows / (8 * nth) + 1;
+  while (lb_claim(&j->next, j->w->rows, chunk, &lo, &hi)) small_rows(j, lo, hi, ith);
 }
 
 static void widen_task(void *p, int ith, int nth) {
@@ -312,14 +312,15 @@ typedef struct {
   lb_qrun run[LB_MANY_MAX];
   lin_job dense[LB_MANY_MAX];
   int64_t first[LB_MANY_MAX + 1]; /* units before part i */
+  _Atomic int64_t next;           /* units claimed */
 } many_job;
 
 enum { DENSE_RT = 16 };
 
 static void many_task(void *p, int ith, int nth) {
   many_job *mj = p;
-  int64_t lo, hi;
-  lb_split(mj->first[mj->count], ith, nth, &lo, &hi);
+  int64_t lo, hi, total = mj->first[mj->count], chunk = total / (8 * nth) + 1;
+  while (lb_claim(&mj->next, total, chunk, &lo, &hi))
   for (int i = 0; i < mj->count && lo < hi; i++) {
     int64_t a = lo > mj->first[i] ? lo : mj->first[i];
     int64_t b = hi < mj->first[i + 1] ? hi : mj->first[i + 1];

@@ -116,9 +116,8 @@ void lb_qrun_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
 
 static void units_task(void *ctx, int ith, int nth) {
   lb_qrun *j = ctx;
-  int64_t lo, hi;
-  lb_split(j->units, ith, nth, &lo, &hi);
-  lb_qrun_units(j, lo, hi, ith);
+  int64_t lo, hi, chunk = j->units / (8 * nth) + 1;
+  while (lb_claim(&j->next, j->units, chunk, &lo, &hi)) lb_qrun_units(j, lo, hi, ith);
 }
 
 void lb_qrun_done(lb_qrun *j) {

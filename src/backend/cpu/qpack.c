@@ -84,8 +84,6 @@ static bool plan(const lb_qweight *w, lb_qpack *p) {
       p->kb = w->group <= 256 ? w->group : w->group % 128 == 0 ? 128 : w->group % 64 == 0 ? 64 : 32;
       if (p->kb % align) return false;
       p->colsp = round_up(w->cols, w->group);
-      p->colsp = round_up(p->colsp, 64);
-      if (p->colsp % p->group) return false;
     }
     p->ngroups = p->colsp / p->group;
     return p->ngroups == w->ngroups;
@@ -101,7 +99,9 @@ static bool plan(const lb_qweight *w, lb_qpack *p) {
     p->e5m2 = w->fp8 == LB_F8_E5M2;
     p->colsp = round_up(w->cols, 64);
     p->group = w->block_c >= w->cols ? p->colsp : w->block_c;
-    if (p->group % 16 || p->colsp % p->group) return false;
+    if (p->group % 16) return false;
+    if (p->group < p->colsp) p->colsp = round_up(p->colsp, p->group * (p->group % 64 ? 4 : 1));
+    if (p->colsp % 64 || p->colsp % p->group) return false;
     p->ngroups = p->colsp / p->group;
     for (int64_t i = 0; i < w->rows * w->cols; i++)
       if (!fp8_finite(w->q[i], p->e5m2)) return false; /* NaN stays with the reference */

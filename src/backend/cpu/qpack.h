@@ -15,9 +15,9 @@
  *              activations (no activation rounding at all).
  *   LB_QP_FP8  E4M3/E5M2 bytes turned into fp16 by shifts, then fp32: fp32 activations.
  *
- * Columns are padded with zeros to a multiple of 64 (U4/NF4 nibble chunks: byte i of a 64-column
- * chunk holds column i in its low nibble and column 32 + i in its high one); the padded
- * activations are zero, so the padding adds nothing. Act-order (g_idx) weights have their columns
+ * Columns are padded with zeros (U4/U8 to a whole group, NF4/FP8 to a multiple of 64: byte i of a
+ * 64-column NF4 chunk holds column i in its low nibble and column 32 + i in its high one); the
+ * padded activations are zero, so the padding adds nothing. Act-order (g_idx) weights have their columns
  * sorted by group, so groups are contiguous; the activations are gathered by the same permutation.
  *
  * The integer kinds compute, for weight row r and activation row j,
@@ -37,7 +37,8 @@ typedef enum lb_qpkind { LB_QP_U4, LB_QP_U8, LB_QP_NF4, LB_QP_FP8 } lb_qpkind;
 
 typedef struct lb_qpack {
   lb_qpkind kind;
-  int64_t rows, cols, colsp; /* colsp: cols padded to a multiple of 64 (of kb for U4/U8) */
+  int64_t rows, cols, colsp; /* colsp: cols padded (U4/U8: to the group or kb; NF4/FP8: to 64
+                                and the scale block) */
   int64_t rowsp;             /* U4/U8: rows padded to a multiple of 16 (tiles); else rows */
   int64_t group;   /* columns per scale: a weight group (U4/U8), absmax block (NF4), scale block
                       width (FP8); colsp when one scale covers the row */
@@ -87,6 +88,7 @@ typedef struct lb_qrun {
   float *y;
   int64_t n;
   int64_t units; /* tiles of rt weight rows */
+  _Atomic int64_t next; /* units claimed (lb_qpack_linear's region) */
   int64_t rt;
   lb_qact a;      /* U4/U8: the quantized activations */
   float *xbuf;    /* per share [colsp]: a gathered activation row */

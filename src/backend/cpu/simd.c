@@ -214,6 +214,16 @@ void SFX(lb_dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int n
                   float *out) {
   vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
   int64_t c = 0;
+  if (nx == 1) { /* four chains, so FMA latency does not bound one long sum */
+    for (; c + 4 * VL <= n; c += 4 * VL) {
+      s0 += widen(w, dt, c) * loadf(x + c);
+      s1 += widen(w, dt, c + VL) * loadf(x + c + VL);
+      s2 += widen(w, dt, c + 2 * VL) * loadf(x + c + 2 * VL);
+      s3 += widen(w, dt, c + 3 * VL) * loadf(x + c + 3 * VL);
+    }
+    s0 = (s0 + s1) + (s2 + s3);
+    s1 = s2 = s3 = (vf){0};
+  }
   for (; c + VL <= n; c += VL) {
     vf v = widen(w, dt, c);
     s0 += v * loadf(x + c);
