@@ -93,7 +93,7 @@ static void attend_small_task(void *p, int ith, int nth) {
  * block's last position; sliding window: from the block's first visible key), S = Q K^T and O = S V
  * by single-threaded OpenBLAS sgemm (OpenBLAS's own threads are off meanwhile), with the masked
  * softmax between, in the share's slice of m->scores. */
-enum { QB = 64 };
+enum { QB = LB_ATTN_QB };
 
 static void attend_block_task(void *p, int ith, int nth) {
   job *j = p;
@@ -108,6 +108,13 @@ static void attend_block_task(void *p, int ith, int nth) {
     const int64_t qb = e / nh, h = e % nh, kv = h / group;
     const int64_t r0 = qb * QB, nr = j->n - r0 < QB ? j->n - r0 : QB;
     const int64_t k0 = first_key(m, j->l, j->pos + r0), k1 = j->pos + r0 + nr, nk = k1 - k0;
+    if (hd % 16 == 0 && LB_ATTN_SCRATCH(hd) <= QB * m->ctx) { /* the fused kernel */
+      int64_t ka[QB], kb[QB];
+      for (int64_t t = 0; t < nr; t++) ka[t] = first_key(m, j->l, j->pos + r0 + t), kb[t] = j->pos + r0 + t + 1;
+      lb_cpu_kernels()->attn_rows(m->q + r0 * qd + h * hd, qd, K + kv * hd, V + kv * hd, kvd, hd,
+                                  nr, ka, kb, scale, m->att + r0 * qd + h * hd, qd, S);
+      continue;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)hd, scale,
                 m->q + r0 * qd + h * hd, (int)qd, K + k0 * kvd + kv * hd, (int)kvd, 0.0f, S,
                 (int)nk);

@@ -46,7 +46,17 @@ typedef struct lb_kernels {
                float *out);
   /* g[i] = g[i] / (1 + exp(-g[i])) * u[i], exp by lb_expf_fast's polynomial */
   void (*silu_mul)(float *g, const float *u, int64_t n);
+  /* Attention of nq (<= LB_ATTN_QB) query rows of one head (q: row stride ldq, hd values, hd a
+   * multiple of 16) over keys/values K, V (row stride ldkv): row t sees keys [ka[t], kb[t]);
+   * o[t] = softmax(scale * q_t K^T) V over them, by key blocks of LB_ATTN_KB with the online
+   * softmax (running max and sum, earlier outputs rescaled); scratch: LB_ATTN_SCRATCH(hd) floats */
+  void (*attn_rows)(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                    int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                    float *o, int64_t ldo, float *scratch);
 } lb_kernels;
+
+enum { LB_ATTN_QB = 64, LB_ATTN_KB = 64 };
+#define LB_ATTN_SCRATCH(hd) ((hd) * LB_ATTN_KB + LB_ATTN_QB * LB_ATTN_KB + 2 * LB_ATTN_QB)
 
 const lb_kernels *lb_cpu_kernels(void);
 const lb_kernels *lb_cpu_kernels_isa(const char *isa); /* NULL when the CPU lacks it */
@@ -69,6 +79,9 @@ void lb_qgemm_u8_ref(const uint8_t *w, const float *sc, const float *zs, const i
                      int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
                      int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
 void lb_silu_mul_ref(float *g, const float *u, int64_t n);
+void lb_attn_rows_ref(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                      int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                      float *o, int64_t ldo, float *scratch);
 void lb_dotw_ref(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
                  float *out);
 void lb_deq_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
@@ -101,7 +114,10 @@ void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, 
                         int64_t colsp, float *out);                                                \
   void lb_dotw_##sfx(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,   \
                      float *out);                                                                  \
-  void lb_silu_mul_##sfx(float *g, const float *u, int64_t n);
+  void lb_silu_mul_##sfx(float *g, const float *u, int64_t n);                                    \
+  void lb_attn_rows_##sfx(const float *q, int64_t ldq, const float *K, const float *V,             \
+                          int64_t ldkv, int64_t hd, int64_t nq, const int64_t *ka,                 \
+                          const int64_t *kb, float scale, float *o, int64_t ldo, float *scratch);
 LB_DECLARE_ISA(avx2)
 LB_DECLARE_ISA(avx512)
 

@@ -91,7 +91,7 @@ void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const
 #define LB_KERNEL_SET(name, sfx)                                                                   \
   {name,              lb_cvt_f32_##sfx,    lb_dot_##sfx,      lb_exp_sum_##sfx, lb_axpy_##sfx,     \
    lb_dot_s16x4_##sfx, lb_sums_f32x4_##sfx, lb_qact_s8_##sfx, lb_qgemm_u4_##sfx, lb_qgemm_u8_##sfx, \
-   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx,     lb_silu_mul_##sfx}
+   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx,     lb_silu_mul_##sfx,  lb_attn_rows_##sfx}
 static const lb_kernels REF = LB_KERNEL_SET("ref", ref);
 #if defined(__x86_64__)
 static const lb_kernels AVX2 = LB_KERNEL_SET("avx2", avx2);
@@ -138,6 +138,40 @@ void lb_silu_mul_ref(float *g, const float *u, int64_t n) {
 }
 
 void lb_silu_mul(float *g, const float *u, int64_t n) { lb_cpu_kernels()->silu_mul(g, u, n); }
+
+/* The online-softmax attention the ISA kernels compute, block by block in the same order: per key
+ * block, scores scale * q.k, the block's max m' = max(m, block max), the running sum
+ * l = l * exp(m - m') + sum exp(s - m'), the output rescaled by exp(m - m') and += p v. */
+void lb_attn_rows_ref(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                      int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                      float *o, int64_t ldo, float *scratch) {
+  float *p = scratch;
+  for (int64_t t = 0; t < nq; t++) {
+    float m = -INFINITY, l = 0.0f, *ot = o + t * ldo;
+    memset(ot, 0, (size_t)hd * sizeof(float));
+    int64_t first = ka[0];
+    for (int64_t u = 0; u < nq; u++) first = ka[u] < first ? ka[u] : first;
+    for (int64_t b0 = first; b0 < kb[t]; b0 += LB_ATTN_KB) {
+      int64_t lo = ka[t] > b0 ? ka[t] : b0, hi = kb[t] < b0 + LB_ATTN_KB ? kb[t] : b0 + LB_ATTN_KB;
+      if (lo >= hi) continue;
+      float mx = -INFINITY;
+      for (int64_t j = lo; j < hi; j++) {
+        float s = 0.0f;
+        for (int64_t d = 0; d < hd; d++) s += q[t * ldq + d] * K[j * ldkv + d];
+        p[j - lo] = s * scale;
+        mx = p[j - lo] > mx ? p[j - lo] : mx;
+      }
+      float mn = mx > m ? mx : m, corr = lb_expf_fast(m - mn);
+      l = l * corr + lb_exp_sum_ref(p, hi - lo, mn);
+      m = mn;
+      for (int64_t d = 0; d < hd; d++) ot[d] *= corr;
+      for (int64_t j = lo; j < hi; j++)
+        for (int64_t d = 0; d < hd; d++) ot[d] += p[j - lo] * V[j * ldkv + d];
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int64_t d = 0; d < hd; d++) ot[d] *= inv;
+  }
+}
 
 void lb_softmax(float *x, int64_t n) {
   float mx = -INFINITY;

@@ -251,3 +251,102 @@ void SFX(lb_silu_mul)(float *g, const float *u, int64_t n) {
   }
   for (; i < n; i++) g[i] = g[i] / (1.0f + lb_expf_fast(-g[i])) * u[i];
 }
+
+/* Fused multiply-add and broadcast for the attention kernel (this file is compiled without FP
+ * contraction, so a * b + c would round twice and take two instructions). */
+#if VL == 16
+#define VFMA(a, b, c) ((vf)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define VSET1(s) ((vf)_mm512_set1_ps(s))
+#else
+#define VFMA(a, b, c) ((vf)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define VSET1(s) ((vf)_mm256_set1_ps(s))
+#endif
+
+/* Attention of nq (<= LB_ATTN_QB) query rows of one head (see lb_attn_rows_ref): key blocks of
+ * LB_ATTN_KB, each block's keys transposed into scratch so that a vector holds VL keys and a
+ * broadcast query element feeds them all (no horizontal sums), scores for 4 query rows at a time,
+ * then the online softmax per row and O += P V for 4 rows at a time. */
+void SFX(lb_attn_rows)(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                       int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                       float *o, int64_t ldo, float *scratch) {
+  enum { KB = LB_ATTN_KB };
+  float *kt = scratch, *S = kt + hd * KB, *mrow = S + LB_ATTN_QB * KB, *lrow = mrow + LB_ATTN_QB;
+  int64_t k0 = ka[0], k1 = kb[0];
+  for (int64_t t = 0; t < nq; t++) {
+    k0 = ka[t] < k0 ? ka[t] : k0, k1 = kb[t] > k1 ? kb[t] : k1;
+    mrow[t] = -INFINITY, lrow[t] = 0.0f;
+    memset(o + t * ldo, 0, (size_t)hd * sizeof(float));
+  }
+  for (int64_t b0 = k0; b0 < k1; b0 += KB) {
+    const int64_t nk = k1 - b0 < KB ? k1 - b0 : KB, nkv = (nk + VL - 1) / VL * VL;
+    for (int64_t d = 0; d < hd; d++) {
+      for (int64_t j = 0; j < nk; j++) kt[d * KB + j] = K[(b0 + j) * ldkv + d];
+      for (int64_t j = nk; j < nkv; j++) kt[d * KB + j] = 0.0f;
+    }
+    for (int64_t t = 0; t < nq; t += 4) {
+      const int nr = nq - t < 4 ? (int)(nq - t) : 4;
+      for (int64_t j = 0; j < nkv; j += VL) {
+        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        const float *q0 = q + t * ldq;
+        for (int64_t d = 0; d < hd; d++) {
+          vf k = loadf(kt + d * KB + j);
+          a0 = VFMA(VSET1(q0[d]), k, a0);
+          if (nr > 1) a1 = VFMA(VSET1(q0[ldq + d]), k, a1);
+          if (nr > 2) a2 = VFMA(VSET1(q0[2 * ldq + d]), k, a2);
+          if (nr > 3) a3 = VFMA(VSET1(q0[3 * ldq + d]), k, a3);
+        }
+        storef(S + t * KB + j, a0 * VSET1(scale));
+        if (nr > 1) storef(S + (t + 1) * KB + j, a1 * VSET1(scale));
+        if (nr > 2) storef(S + (t + 2) * KB + j, a2 * VSET1(scale));
+        if (nr > 3) storef(S + (t + 3) * KB + j, a3 * VSET1(scale));
+      }
+    }
+    for (int64_t t = 0; t < nq; t++) { /* the row's visible keys in this block: [lo, hi) */
+      float *s = S + t * KB;
+      int64_t lo = ka[t] - b0, hi = kb[t] - b0;
+      lo = lo < 0 ? 0 : lo, hi = hi > nk ? nk : hi;
+      if (lo >= hi) {
+        memset(s, 0, (size_t)nk * sizeof(float));
+        continue;
+      }
+      float mx = -INFINITY;
+      for (int64_t j = lo; j < hi; j++) mx = s[j] > mx ? s[j] : mx;
+      const float m = mx > mrow[t] ? mx : mrow[t], corr = lb_expf_fast(mrow[t] - m);
+      memset(s, 0, (size_t)lo * sizeof(float));
+      lrow[t] = lrow[t] * corr + SFX(lb_exp_sum)(s + lo, hi - lo, m);
+      memset(s + hi, 0, (size_t)(nk - hi) * sizeof(float));
+      mrow[t] = m;
+      if (corr != 1.0f)
+        for (int64_t d = 0; d < hd; d += VL) storef(o + t * ldo + d, loadf(o + t * ldo + d) * VSET1(corr));
+    }
+    for (int64_t t = 0; t < nq; t += 4) {
+      const int nr = nq - t < 4 ? (int)(nq - t) : 4;
+      for (int64_t d = 0; d < hd; d += 2 * VL) {
+        const bool two = d + VL < hd;
+        vf o00 = loadf(o + t * ldo + d), o01 = two ? loadf(o + t * ldo + d + VL) : (vf){0};
+        vf o10 = {0}, o11 = {0}, o20 = {0}, o21 = {0}, o30 = {0}, o31 = {0};
+        if (nr > 1) o10 = loadf(o + (t + 1) * ldo + d), o11 = two ? loadf(o + (t + 1) * ldo + d + VL) : o11;
+        if (nr > 2) o20 = loadf(o + (t + 2) * ldo + d), o21 = two ? loadf(o + (t + 2) * ldo + d + VL) : o21;
+        if (nr > 3) o30 = loadf(o + (t + 3) * ldo + d), o31 = two ? loadf(o + (t + 3) * ldo + d + VL) : o31;
+        for (int64_t j = 0; j < nk; j++) {
+          const float *vr = V + (b0 + j) * ldkv + d;
+          vf v0 = loadf(vr), v1 = two ? loadf(vr + VL) : (vf){0};
+          const float *p = S + t * KB + j;
+          o00 = VFMA(VSET1(p[0]), v0, o00), o01 = VFMA(VSET1(p[0]), v1, o01);
+          if (nr > 1) o10 = VFMA(VSET1(p[KB]), v0, o10), o11 = VFMA(VSET1(p[KB]), v1, o11);
+          if (nr > 2) o20 = VFMA(VSET1(p[2 * KB]), v0, o20), o21 = VFMA(VSET1(p[2 * KB]), v1, o21);
+          if (nr > 3) o30 = VFMA(VSET1(p[3 * KB]), v0, o30), o31 = VFMA(VSET1(p[3 * KB]), v1, o31);
+        }
+        storef(o + t * ldo + d, o00);
+        if (two) storef(o + t * ldo + d + VL, o01);
+        if (nr > 1) { storef(o + (t + 1) * ldo + d, o10); if (two) storef(o + (t + 1) * ldo + d + VL, o11); }
+        if (nr > 2) { storef(o + (t + 2) * ldo + d, o20); if (two) storef(o + (t + 2) * ldo + d + VL, o21); }
+        if (nr > 3) { storef(o + (t + 3) * ldo + d, o30); if (two) storef(o + (t + 3) * ldo + d + VL, o31); }
+      }
+    }
+  }
+  for (int64_t t = 0; t < nq; t++) {
+    const float inv = lrow[t] > 0.0f ? 1.0f / lrow[t] : 0.0f;
+    for (int64_t d = 0; d < hd; d += VL) storef(o + t * ldo + d, loadf(o + t * ldo + d) * VSET1(inv));
+  }
+}
