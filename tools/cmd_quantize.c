@@ -26,7 +26,7 @@ static const char *HELP =
     "  Quantizes the decoder Linear layers of SRC and writes DST, a complete Hugging Face folder in\n"
     "  the method's own layout (gptq, rtn: GPTQ (AutoGPTQ/GPTQModel) or compressed-tensors; awq:\n"
     "  AutoAWQ; nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8; hqq: HQQ). Embeddings and\n"
-    "  lm_head stay dense. gptq and awq learn from calibration text (--calib).\n"
+    "  lm_head stay dense (rtn: --lm-head). gptq and awq learn from calibration text (--calib).\n"
     "  --method M       gptq, awq, rtn, nf4, fp4, int8, fp8 or hqq\n"
     "  --format F       gptq, rtn: gptq (default; checkpoint_format \"gptq\", v1) or gptq_v2;\n"
     "                   rtn also compressed-tensors (\"pack-quantized\"); awq: gemm (default) or\n"
@@ -36,6 +36,9 @@ static const char *HELP =
     "                   awq: 4 (2, 3, 8 with --format compressed-tensors)\n"
     "  --group G        gptq, rtn, awq group size (default 128; -1 per channel); hqq (default 64)\n"
     "  --sym            gptq, rtn: symmetric (default asymmetric)\n"
+    "  --lm-head        rtn (GPTQ layout): quantize the lm_head too, with the same bits and group\n"
+    "                   (GPTQModel's \"lm_head\": true; a tied model is untied: the embeddings stay\n"
+    "                   as stored). Decode reads the lm_head every token.\n"
     "calibration (gptq, awq):\n"
     "  --calib FILE     calibration text (e.g. ../shared/data/calibration/groups_merged.txt); or\n"
     "                   a --config file's \"dataset\" (a file path or a list of strings)\n"
@@ -76,7 +79,7 @@ typedef struct {
   long long bits, group, nsamples, seqlen, seed, threads, search_samples;
   double damp;
   bool has_bits, has_group, sym, double_quant, force, calib_lines, desc_act, static_groups;
-  bool has_damp, no_clip, has_calib_opts;
+  bool has_damp, no_clip, has_calib_opts, lm_head;
   uint64_t shard;
   override_arg ov[LB_QSPEC_MAX_OVERRIDE];
   size_t n_ov;
@@ -217,6 +220,9 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
   if (o->has_calib_opts && !calibrated(s))
     return lb_fail(err, LB_EINVAL, "calibration options (--calib, --nsamples, ...) apply to gptq "
                    "and awq only");
+  if (o->lm_head && !(s->method == LB_QM_GPTQ && s->rtn))
+    return lb_fail(err, LB_EINVAL, "--lm-head applies to rtn (GPTQ layout) only");
+  s->lm_head = o->lm_head;
   s->desc_act = o->desc_act;
   s->static_groups = o->static_groups;
   if (o->has_damp) s->damp = o->damp;
@@ -258,6 +264,7 @@ static lb_status write_config(const opts *o, const lb_quant_spec *s, const char 
   if (st == LB_OK) st = lb_quant_spec_to_json(s, &qtext, err);
   if (st == LB_OK) st = lb_json_parse(qtext, strlen(qtext), "quantization_config", &q, err);
   if (st == LB_OK) {
+    if (s->lm_head) json_object_set_new(root, "tie_word_embeddings", json_false());
     json_object_set_new(root, "quantization_config", q);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text) st = lb_fail(err, LB_ENOMEM, "out of memory");
@@ -396,11 +403,25 @@ static lb_status write_tensors(const opts *o, const lb_quant_spec *s, const lb_c
     }
     lb_progress_update(&bar, (uint64_t)l + 1);
   }
-  /* everything outside the blocks (embeddings, final norm, lm_head), as stored */
+  /* everything outside the blocks (embeddings, final norm, lm_head), as stored; with --lm-head
+   * the lm_head quantized (from the embeddings when they are tied) */
+  char head[256];
+  snprintf(head, sizeof head, "%s.weight", a->lm_head);
   for (size_t i = 0; i < lb_tensors_count(ts) && r == LB_OK; i++) {
     const lb_tensor *t = lb_tensors_at(ts, i);
     if (!strncmp(t->name, a->blocks, nblocks) && t->name[nblocks] == '.') continue;
+    if (s->lm_head && !strcmp(t->name, head)) {
+      r = quantize_one(s, w, t, a->lm_head, &buf, &cap, st, err);
+      continue;
+    }
     r = lb_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, err);
+    char embed[256];
+    snprintf(embed, sizeof embed, "%s.weight", a->embed);
+    if (r == LB_OK && s->lm_head && cfg->tie_word_embeddings && !strcmp(t->name, embed)) {
+      lb_tensor h = *t;
+      h.name = head;
+      r = quantize_one(s, w, &h, a->lm_head, &buf, &cap, st, err);
+    }
   }
   free(buf);
   if (r != LB_OK) {
@@ -423,6 +444,8 @@ static lb_status measure(const lb_quant_spec *s, const lb_checkpoint *c, const c
   for (size_t i = 0; i < lb_tensors_count(t); i++) {
     const lb_tensor *x = lb_tensors_at(t, i);
     *total += x->nbytes;
+    size_t nh = strlen(a->lm_head);
+    if (s->lm_head && !strncmp(x->name, a->lm_head, nh) && x->name[nh] == '.') st->qbytes += x->nbytes;
     for (int l = 0; l < cfg->num_hidden_layers; l++) {
       lb_arch_block(a, l, blk, sizeof blk);
       for (int k = 0; k < LB_LIN_COUNT; k++) {
@@ -440,7 +463,8 @@ static lb_status measure(const lb_quant_spec *s, const lb_checkpoint *c, const c
 
 static lb_status add_skips(const opts *o, lb_quant_spec *s, const lb_checkpoint *c, lb_error *err) {
   const lb_arch *a = lb_checkpoint_arch(c);
-  if (!lb_quant_spec_skips(s, a->lm_head)) LB_TRY(lb_quant_spec_add_skip(s, a->lm_head, err));
+  if (!s->lm_head && !lb_quant_spec_skips(s, a->lm_head))
+    LB_TRY(lb_quant_spec_add_skip(s, a->lm_head, err));
   if (!o->skip) return LB_OK;
   regex_t re;
   int rc = regcomp(&re, o->skip, REG_EXTENDED | REG_NOSUB);
@@ -610,6 +634,8 @@ int cmd_quantize(int argc, char **argv) {
       o.calib_lines = o.has_calib_opts = true;
     } else if (!strcmp(a, "--desc-act")) {
       o.desc_act = true;
+    } else if (!strcmp(a, "--lm-head")) {
+      o.lm_head = true;
     } else if (!strcmp(a, "--static-groups")) {
       o.static_groups = true;
     } else if (!strcmp(a, "--no-clip")) {

@@ -60,10 +60,14 @@ static lb_status validate(const lb_checkpoint *c, lb_error *err) {
   LB_TRY(expect(c, name, g->vocab_size, g->hidden_size, err));
   snprintf(name, sizeof name, "%s.weight", a->final_norm);
   LB_TRY(expect(c, name, g->hidden_size, 0, err));
-  snprintf(name, sizeof name, "%s.weight", a->lm_head);
-  if (!g->tie_word_embeddings || lb_tensors_find(c->tensors, name))
-    LB_TRY(expect(c, name, g->vocab_size, g->hidden_size, err));
   bool quantized = c->quant_config != NULL; /* Linear layers are in a quantized layout */
+  snprintf(name, sizeof name, "%s.weight", a->lm_head);
+  char qhead[256]; /* a quantized lm_head (GPTQ "lm_head": true) is checked by its reader */
+  snprintf(qhead, sizeof qhead, "%s.qweight", a->lm_head);
+  bool head_quantized = quantized && !lb_tensors_find(c->tensors, name) &&
+                        lb_tensors_find(c->tensors, qhead);
+  if ((!g->tie_word_embeddings || lb_tensors_find(c->tensors, name)) && !head_quantized)
+    LB_TRY(expect(c, name, g->vocab_size, g->hidden_size, err));
   for (int l = 0; l < g->num_hidden_layers; l++) {
     char block[64];
     lb_arch_block(a, l, block, sizeof block);
@@ -189,9 +193,14 @@ lb_param_count lb_checkpoint_params(const lb_checkpoint *c) {
   }
   r.n_linear = (uint64_t)LB_LIN_COUNT * (uint64_t)g->num_hidden_layers;
   bool quantized = c->quant_config != NULL;
+  char qhead[256], head[256]; /* a quantized lm_head counts by its logical shape too */
+  snprintf(qhead, sizeof qhead, "%s.qweight", c->arch->lm_head);
+  snprintf(head, sizeof head, "%s.", c->arch->lm_head);
+  bool head_q = quantized && lb_tensors_find(c->tensors, qhead);
+  if (head_q) r.total += (uint64_t)(g->vocab_size * g->hidden_size);
   for (size_t i = 0; i < lb_tensors_count(c->tensors); i++) {
     const lb_tensor *t = lb_tensors_at(c->tensors, i);
-    bool lin = is_block_linear(c, t->name);
+    bool lin = is_block_linear(c, t->name) || (head_q && !strncmp(t->name, head, strlen(head)));
     /* dense: count what is stored; quantized: Linear weights by their logical shape below,
        but their biases as stored */
     size_t n = strlen(t->name);

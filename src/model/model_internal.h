@@ -35,6 +35,8 @@ struct lb_model {
   lb_pool *pool;
   struct lb_quant_spec *qspec; /* the checkpoint's quantization_config, NULL when dense */
   lb_mat embed, lm_head;
+  struct lb_qweight *head_qw; /* a quantized lm_head (quantization_config lm_head), owned */
+  struct lb_qpack *head_pack;
   float *final_norm;
   lb_layer *layers;
   lb_rope_state rope;

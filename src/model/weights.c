@@ -154,7 +154,20 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   char name[256];
   snprintf(name, sizeof name, "%s.weight", m->arch->embed);
   LB_TRY(mat(m, name, c->vocab_size, c->hidden_size, &m->embed, err));
-  if (c->tie_word_embeddings) {
+  if (m->qspec && m->qspec->lm_head) { /* GPTQModel's quantized lm_head */
+    LB_TRY(load_quantized(m, m->arch->lm_head, c->vocab_size, c->hidden_size, &m->head_qw, err));
+    if (m->head_qw->bias)
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: the quantized lm_head has a bias", dir);
+    m->lm_head = (lb_mat){.dtype = LB_F32, .rows = c->vocab_size, .cols = c->hidden_size,
+                          .qw = m->head_qw};
+    if (!m->reference) LB_TRY(lb_qpack_new(m->head_qw, &m->head_pack, err));
+    if (m->head_pack) {
+      lb_qweight_free(m->head_qw);
+      free(m->head_qw);
+      m->head_qw = NULL;
+      m->lm_head.qw = NULL, m->lm_head.pack = m->head_pack;
+    }
+  } else if (c->tie_word_embeddings) {
     m->lm_head = m->embed;
   } else {
     snprintf(name, sizeof name, "%s.weight", m->arch->lm_head);
@@ -220,6 +233,9 @@ void lb_model_free(lb_model *m) {
   }
   free(m->layers);
   free(m->final_norm);
+  if (m->head_qw) lb_qweight_free(m->head_qw);
+  free(m->head_qw);
+  lb_qpack_free(m->head_pack);
   if (m->qspec) lb_quant_spec_free(m->qspec);
   free(m->qspec);
   lb_rope_free(&m->rope);

@@ -308,9 +308,7 @@ static lb_status parse_gptq(const json_t *o, const char *label, lb_quant_spec *s
   if (!tseq && !s->rtn)
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'true_sequential': false (lowbit's GPTQ is always "
                    "true-sequential)", label);
-  bool lm_head;
-  LB_TRY(lb_json_bool(o, "lm_head", label, false, false, &lm_head, err));
-  if (lm_head) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'lm_head': a quantized lm_head", label);
+  LB_TRY(lb_json_bool(o, "lm_head", label, false, false, &s->lm_head, err));
   char fmt[32];
   LB_TRY(lb_json_str(o, "checkpoint_format", label, false, "gptq", fmt, sizeof fmt, err));
   if (!strcmp(fmt, "gptq")) s->gptq_version = LB_GPTQ_V1;
@@ -776,7 +774,7 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
     json_object_set_new(o, "damp_percent", json_real(s->damp));
     json_object_set_new(o, "damp_auto_increment", json_real(0.0025));
     json_object_set_new(o, "pack_dtype", json_string("int32"));
-    json_object_set_new(o, "lm_head", json_false());
+    json_object_set_new(o, "lm_head", json_boolean(s->lm_head));
     json_object_set_new(o, "checkpoint_format",
                         json_string(s->gptq_version == LB_GPTQ_V2 ? "gptq_v2" : "gptq"));
     json_object_set_new(o, "modules_to_not_convert", skip_array(s));

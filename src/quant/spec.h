@@ -61,6 +61,8 @@ typedef struct lb_quant_spec {
   lb_gptq_version gptq_version;
   double damp;          /* GPTQ damp_percent (0.01) */
   bool static_groups;   /* GPTQ static_groups */
+  bool lm_head;         /* GPTQ layout: the lm_head is quantized too (GPTQModel's "lm_head": true;
+                           the checkpoint holds lm_head.qweight ... and is not tied) */
   /* bitsandbytes */
   bool nf4;             /* bnb_4bit_quant_type "nf4" (else "fp4") */
   bool double_quant;    /* bnb_4bit_use_double_quant */

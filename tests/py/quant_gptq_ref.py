@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 
 from common import run_tests
 
-OUT = sys.argv[1]
+OUT = sys.argv[1] if __name__ == "__main__" else None  # imported: quantize() only
 LAYERS = {  # name: (bits, group, sym, act_order)
     "a.w4g128": (4, 128, False, False), "a.w4sym": (4, 128, True, False),
     "a.w3g128": (3, 128, False, False), "a.w2g64": (2, 64, False, False),
