@@ -40,6 +40,12 @@ typedef struct lb_kernels {
                   int64_t colsp, float *out);
   void (*deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
                   float *out);
+  /* A packed NF4/FP8 row (colsp columns, the activations zero past cols) dotted with nx (1..4)
+   * fp32 rows: out[b] = sum_g s[g] * sum_{c in g} value(c) * x[b][c] */
+  void (*qdot_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                   int64_t colsp, const float *x, int64_t ldx, int nx, float *out);
+  void (*qdot_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                   const float *x, int64_t ldx, int nx, float *out);
   /* One weight row stored as F32/F16/BF16, widened in registers, dotted with nx (1..4) fp32 rows
    * of stride ldx: out[b] = sum_c w[c] * x[b][c] */
   void (*dotw)(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
@@ -79,6 +85,10 @@ void lb_qgemm_u8_ref(const uint8_t *w, const float *sc, const float *zs, const i
                      int64_t lda, const float *d, int64_t ldd, const float *z, int64_t ldz, int nj,
                      int64_t kb, int64_t nkb, int64_t kpg, int64_t ng, float *y, int64_t ldy);
 void lb_silu_mul_ref(float *g, const float *u, int64_t n);
+void lb_qdot_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                     int64_t colsp, const float *x, int64_t ldx, int nx, float *out);
+void lb_qdot_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                     const float *x, int64_t ldx, int nx, float *out);
 void lb_attn_rows_ref(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
                       int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
                       float *o, int64_t ldo, float *scratch);
@@ -115,6 +125,10 @@ void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, 
   void lb_dotw_##sfx(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,   \
                      float *out);                                                                  \
   void lb_silu_mul_##sfx(float *g, const float *u, int64_t n);                                    \
+  void lb_qdot_nf4_##sfx(const uint8_t *w, const float *lut, const float *s, int64_t group,        \
+                         int64_t colsp, const float *x, int64_t ldx, int nx, float *out);          \
+  void lb_qdot_fp8_##sfx(const uint8_t *w, bool e5m2, const float *s, int64_t group,               \
+                         int64_t colsp, const float *x, int64_t ldx, int nx, float *out);          \
   void lb_attn_rows_##sfx(const float *q, int64_t ldq, const float *K, const float *V,             \
                           int64_t ldkv, int64_t hd, int64_t nq, const int64_t *ka,                 \
                           const int64_t *kb, float scale, float *o, int64_t ldo, float *scratch);

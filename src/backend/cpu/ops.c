@@ -91,7 +91,8 @@ void lb_sums_f32x4_ref(float *f, int64_t ldf, const float *x, int64_t ldx, const
 #define LB_KERNEL_SET(name, sfx)                                                                   \
   {name,              lb_cvt_f32_##sfx,    lb_dot_##sfx,      lb_exp_sum_##sfx, lb_axpy_##sfx,     \
    lb_dot_s16x4_##sfx, lb_sums_f32x4_##sfx, lb_qact_s8_##sfx, lb_qgemm_u4_##sfx, lb_qgemm_u8_##sfx, \
-   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_dotw_##sfx,     lb_silu_mul_##sfx,  lb_attn_rows_##sfx}
+   lb_deq_nf4_##sfx,  lb_deq_fp8_##sfx,    lb_qdot_nf4_##sfx, lb_qdot_fp8_##sfx,                    \
+   lb_dotw_##sfx,     lb_silu_mul_##sfx,  lb_attn_rows_##sfx}
 static const lb_kernels REF = LB_KERNEL_SET("ref", ref);
 #if defined(__x86_64__)
 static const lb_kernels AVX2 = LB_KERNEL_SET("avx2", avx2);

@@ -83,14 +83,23 @@ static void deq_row(const lb_qrun *j, int64_t r, float *out) {
 
 /* Row tiles [lo, hi): each row dequantized into share ith's buffer, dotted with every row of x. */
 static void float_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
+  (void)ith;
   const lb_qpack *p = j->p;
-  float *row = j->rowbuf + ith * p->colsp;
+  const int64_t colsp = p->colsp, ng = p->ngroups;
+  const float *x = j->xbuf ? j->xbuf : j->x; /* zero-padded to colsp */
   lo *= j->rt, hi = hi * j->rt < p->rows ? hi * j->rt : p->rows;
   for (int64_t r = lo; r < hi; r++) {
-    deq_row(j, r, row);
-    float b = j->bias ? j->bias[r] : 0.0f;
-    for (int64_t i = 0; i < j->n; i++)
-      j->y[i * p->rows + r] = j->k->dot(row, j->x + i * p->cols, p->cols) + b;
+    float out[4], b = j->bias ? j->bias[r] : 0.0f;
+    for (int64_t i0 = 0; i0 < j->n; i0 += 4) {
+      const int nx = j->n - i0 < 4 ? (int)(j->n - i0) : 4;
+      if (p->kind == LB_QP_NF4)
+        j->k->qdot_nf4(p->codes + r * (colsp / 2), p->lut, p->scale + r * ng, p->group, colsp,
+                       x + i0 * colsp, colsp, nx, out);
+      else
+        j->k->qdot_fp8(p->codes + r * colsp, p->e5m2, p->scale + r * ng, p->group, colsp,
+                       x + i0 * colsp, colsp, nx, out);
+      for (int b2 = 0; b2 < nx; b2++) j->y[(i0 + b2) * p->rows + r] = out[b2] + b;
+    }
   }
 }
 
@@ -122,7 +131,7 @@ static void units_task(void *ctx, int ith, int nth) {
 
 void lb_qrun_done(lb_qrun *j) {
   free(j->a.q), free(j->a.d), free(j->a.z), free(j->xbuf), free(j->sums), free(j->ybuf);
-  free(j->rowbuf), free(j->tile);
+  free(j->tile);
   memset(j, 0, sizeof *j);
 }
 
@@ -133,8 +142,13 @@ lb_status lb_qrun_prepare(lb_qrun *j, lb_pool *pool, const lb_kernels *k, const 
   if (p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) {
     j->rt = 16;
     j->units = (p->rows + j->rt - 1) / j->rt;
-    if (!(j->rowbuf = malloc(nth * colsp * sizeof(float))))
-      return lb_fail(err, LB_ENOMEM, "linear: out of memory");
+    if (p->colsp != p->cols) { /* the kernels read whole groups: the activations padded */
+      if (!(j->xbuf = calloc((size_t)n * colsp, sizeof(float))))
+        return lb_fail(err, LB_ENOMEM, "linear: out of memory");
+      for (int64_t i = 0; i < n; i++)
+        memcpy(j->xbuf + i * p->colsp, x + i * p->cols, (size_t)p->cols * sizeof(float));
+    }
+    (void)nth;
     return LB_OK;
   }
   j->rt = 16;

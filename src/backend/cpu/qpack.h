@@ -91,10 +91,10 @@ typedef struct lb_qrun {
   _Atomic int64_t next; /* units claimed (lb_qpack_linear's region) */
   int64_t rt;
   lb_qact a;      /* U4/U8: the quantized activations */
-  float *xbuf;    /* per share [colsp]: a gathered activation row */
+  float *xbuf;    /* U4/U8: per share [colsp], a gathered activation row; NF4/FP8: [n * colsp]
+                     the activations padded, when colsp > cols (else NULL) */
   float *ybuf;    /* per share [n * 16]: a partial tile's outputs */
   int32_t *sums;  /* per share [nkb] */
-  float *rowbuf;  /* NF4/FP8, per share [colsp] */
   int64_t r0, r1; /* NF4/FP8 prefill: the tile */
   float *tile;
 } lb_qrun;

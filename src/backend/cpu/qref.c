@@ -76,3 +76,26 @@ void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, 
   }
 }
 
+
+/* out[b] = sum_g s[g] * sum_{c in g} value(c) * x[b][c], value as lb_deq_*_ref without the scale. */
+#define QDOT_REF(VALUE)                                                                            \
+  for (int b = 0; b < nx; b++) {                                                                   \
+    float acc = 0.0f;                                                                              \
+    for (int64_t c0 = 0; c0 < colsp; c0 += group) {                                                \
+      float g = 0.0f;                                                                              \
+      for (int64_t c = c0; c < c0 + group; c++) g += (VALUE) * x[b * ldx + c];                     \
+      acc += g * s[c0 / group];                                                                    \
+    }                                                                                              \
+    out[b] = acc;                                                                                  \
+  }
+
+void lb_qdot_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                     int64_t colsp, const float *x, int64_t ldx, int nx, float *out) {
+  QDOT_REF(lut[(c % 64 < 32 ? w[c / 64 * 32 + c % 32] : w[c / 64 * 32 + c % 32] >> 4) & 15])
+}
+
+void lb_qdot_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                     const float *x, int64_t ldx, int nx, float *out) {
+  QDOT_REF(lb_f16_to_f32(e5m2 ? (uint16_t)(w[c] << 8)
+                              : (uint16_t)((w[c] & 0x80) << 8 | (w[c] & 0x7F) << 7)))
+}

@@ -321,3 +321,106 @@ void SFX(lb_deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group,
   fp8_row(w, e5m2, colsp, out);
   scale_row(s, group, colsp, out);
 }
+
+/* Decode of NF4/FP8: one packed row dotted with nx (1..4) fp32 activation rows, the values made in
+ * registers 16 (AVX2: 8) at a time and the scale applied once per group:
+ * out[b] = sum_g s[g] * sum_{c in g} value(c) * x[b][c]. */
+#if defined(LB_ISA_AVX512)
+#define QD_FMA _mm512_fmadd_ps
+#define QD_SET1 _mm512_set1_ps
+#define QD_LOAD _mm512_loadu_ps
+#else
+#define QD_FMA _mm256_fmadd_ps
+#define QD_SET1 _mm256_set1_ps
+#define QD_LOAD _mm256_loadu_ps
+#endif
+
+/* values of columns c .. c + VF - 1 */
+static inline vf nf4_vals(const uint8_t *w, int64_t c, const vf *lut) {
+  const uint8_t *chunk = w + c / 64 * 32;
+  const int64_t i = c % 64; /* 0, 16, 32, 48 (AVX2: every 8) */
+  __m128i b = _mm_loadu_si128((const __m128i *)(chunk + i % 32));
+  if (i >= 32) b = _mm_srli_epi16(b, 4);
+  b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+#if defined(LB_ISA_AVX512)
+  return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b), lut[0]);
+#else
+  return lut16(lut[0], lut[1], b);
+#endif
+}
+
+static inline vf fp8_vals(const uint8_t *w, int64_t c, bool e5m2) {
+#if defined(LB_ISA_AVX512)
+  __m256i h = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + c)));
+  if (e5m2) h = _mm256_slli_epi16(h, 8);
+  else
+    h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x80)), 8),
+                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7F)), 7));
+  return _mm512_cvtph_ps(h);
+#else
+  __m128i h = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(w + c)));
+  if (e5m2) h = _mm_slli_epi16(h, 8);
+  else
+    h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi16(0x80)), 8),
+                     _mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7F)), 7));
+  return _mm256_cvtph_ps(h);
+#endif
+}
+
+#define QDOT_BODY(VALS)                                                                            \
+  vf acc[4], g[4];                                                                                 \
+  for (int b = 0; b < 4; b++) acc[b] = vf_zero();                                                  \
+  for (int64_t c0 = 0; c0 < colsp; c0 += group) {                                                  \
+    for (int b = 0; b < 4; b++) g[b] = vf_zero();                                                  \
+    for (int64_t c = c0; c < c0 + group; c += VF) {                                                \
+      vf v = VALS;                                                                                 \
+      g[0] = QD_FMA(v, QD_LOAD(x + c), g[0]);                                                      \
+      if (nx > 1) g[1] = QD_FMA(v, QD_LOAD(x + ldx + c), g[1]);                                    \
+      if (nx > 2) g[2] = QD_FMA(v, QD_LOAD(x + 2 * ldx + c), g[2]);                                \
+      if (nx > 3) g[3] = QD_FMA(v, QD_LOAD(x + 3 * ldx + c), g[3]);                                \
+    }                                                                                              \
+    const vf sg = QD_SET1(s[c0 / group]);                                                          \
+    for (int b = 0; b < nx; b++) acc[b] = QD_FMA(g[b], sg, acc[b]);                                \
+  }                                                                                                \
+  for (int b = 0; b < nx; b++) out[b] = vf_hsum(acc[b])
+
+void SFX(lb_qdot_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                      int64_t colsp, const float *x, int64_t ldx, int nx, float *out) {
+#if defined(LB_ISA_AVX512)
+  const vf t[1] = {_mm512_loadu_ps(lut)};
+#else
+  const vf t[2] = {_mm256_loadu_ps(lut), _mm256_loadu_ps(lut + 8)};
+#endif
+  if (group % 64 == 0 && nx == 1) { /* decode: a 64-column chunk's 32 bytes unpacked at once */
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    vf acc = vf_zero();
+    for (int64_t c0 = 0; c0 < colsp; c0 += group) {
+      vf g0 = vf_zero(), g1 = vf_zero();
+      for (int64_t c = c0; c < c0 + group; c += 64) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(w + c / 2));
+        __m256i lo = _mm256_and_si256(b, m), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+        __m128i q[4] = {_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1),
+                        _mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)};
+        for (int k = 0; k < 4; k++) {
+#if defined(LB_ISA_AVX512)
+          vf v = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(q[k]), t[0]);
+          if (k & 1) g1 = QD_FMA(v, QD_LOAD(x + c + 16 * k), g1);
+          else g0 = QD_FMA(v, QD_LOAD(x + c + 16 * k), g0);
+#else
+          g0 = QD_FMA(lut16(t[0], t[1], q[k]), QD_LOAD(x + c + 16 * k), g0);
+          g1 = QD_FMA(lut16(t[0], t[1], _mm_srli_si128(q[k], 8)), QD_LOAD(x + c + 16 * k + 8), g1);
+#endif
+        }
+      }
+      acc = QD_FMA(g0 + g1, QD_SET1(s[c0 / group]), acc);
+    }
+    out[0] = vf_hsum(acc);
+    return;
+  }
+  QDOT_BODY(nf4_vals(w, c, t));
+}
+
+void SFX(lb_qdot_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                      const float *x, int64_t ldx, int nx, float *out) {
+  QDOT_BODY(fp8_vals(w, c, e5m2));
+}
