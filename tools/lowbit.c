@@ -4,38 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "cli.h"
-
-/* OpenBLAS picks its kernels by CPU model when it loads, and Debian's 0.3.21 does not know AVX-512
- * on AMD Zen 4/5: it runs them with its Haswell (AVX2) kernels, at about half the sgemm speed
- * (bench/BENCHMARKS.md). When the CPU has what OpenBLAS's SkylakeX kernels need (AVX-512 F, BW,
- * DQ, VL, CD, with the OS saving the registers), OpenBLAS chose a kernel without AVX-512, and the
- * user has not chosen one (OPENBLAS_CORETYPE unset), the program runs itself again once with
- * OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's documented override. LOWBIT_NO_REEXEC=1 turns this off. */
-extern char *openblas_get_corename(void);
-
-static void pick_openblas_kernels(char **argv) {
-#if defined(__x86_64__)
-  if (getenv("OPENBLAS_CORETYPE") || getenv("LOWBIT_NO_REEXEC")) return;
-  const char *core = openblas_get_corename();
-  static const char *const AVX512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-  for (size_t i = 0; core && i < sizeof AVX512 / sizeof AVX512[0]; i++)
-    if (!strcmp(core, AVX512[i])) return;
-  lb_cpu_info c;
-  lb_cpu_detect(&c);
-  __builtin_cpu_init();
-  if (!(c.avx512f && c.avx512bw && c.avx512vl && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512cd")))
-    return;
-  if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) != 0) return;
-  execv("/proc/self/exe", argv); /* returns only on failure: carry on as we are */
-  unsetenv("OPENBLAS_CORETYPE");
-#else
-  (void)argv;
-#endif
-}
 
 static const struct {
   const char *name;
@@ -151,10 +121,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-    if (!strcmp(argv[1], COMMANDS[i].name)) {
-      pick_openblas_kernels(argv);
-      return COMMANDS[i].run(argc - 1, argv + 1);
-    }
+    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
   fprintf(stderr, "lowbit: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;
