@@ -111,6 +111,54 @@ static bool plan(const lb_qweight *w, lb_qpack *p) {
   return false;
 }
 
+/* U4/U8: tiles of 16 rows, codes interleaved (pack_tile), columns in act-order's order, scales and
+ * zero * scale stored [tile][group][16]. */
+static lb_status pack_affine(const lb_qweight *w, lb_qpack *p, lb_error *err) {
+  const int64_t rows = p->rows, cols = p->cols, ng = p->ngroups;
+  const int64_t tile_bytes = 16 * (p->kind == LB_QP_U4 ? p->colsp / 2 : p->colsp);
+  uint8_t *perm_rows = p->perm ? malloc((size_t)(16 * cols)) : NULL;
+  if (p->perm && !perm_rows) return lb_fail(err, LB_ENOMEM, "out of memory packing a weight");
+  for (int64_t t = 0; t < p->rowsp / 16; t++) {
+    const uint8_t *rowq[16] = {0};
+    for (int i = 0; i < 16 && t * 16 + i < rows; i++) {
+      rowq[i] = w->q + (t * 16 + i) * cols;
+      if (p->perm) {
+        for (int64_t c = 0; c < cols; c++) perm_rows[i * cols + c] = rowq[i][p->perm[c]];
+        rowq[i] = perm_rows + i * cols;
+      }
+      for (int64_t g = 0; g < ng; g++) {
+        int64_t src = (t * 16 + i) * ng + g, dst = (t * ng + g) * 16 + i;
+        p->scale[dst] = w->scale[src];
+        p->zs[dst] = w->zero[src] * w->scale[src];
+      }
+    }
+    pack_tile(p, rowq, p->codes + t * tile_bytes);
+  }
+  free(perm_rows);
+  return LB_OK;
+}
+
+/* NF4: row-major 64-column nibble chunks, absmax per block; FP8: bytes, scales expanded per row. */
+static void pack_float(const lb_qweight *w, lb_qpack *p) {
+  const int64_t rows = p->rows, cols = p->cols, colsp = p->colsp, ng = p->ngroups;
+  for (int64_t r = 0; r < rows; r++) {
+    if (p->kind == LB_QP_NF4) pack_nibbles(w->q + r * cols, cols, colsp, p->codes + r * (colsp / 2));
+    else memcpy(p->codes + r * colsp, w->q + r * cols, (size_t)cols);
+  }
+  if (p->kind == LB_QP_NF4) {
+    memcpy(p->lut, w->code, sizeof p->lut);
+    for (int64_t r = 0; r < rows; r++)
+      memcpy(p->scale + r * ng, w->absmax + r * (cols / w->block),
+             (size_t)(cols / w->block) * sizeof(float));
+    return;
+  }
+  int64_t ncb = (cols + w->block_c - 1) / w->block_c;
+  float unit = p->e5m2 ? 1.0f : 256.0f; /* E4M3 goes through fp16 at 2^-8 of its value */
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t g = 0; g < ng && g < ncb; g++)
+      p->scale[r * ng + g] = w->scale[(r / w->block_r) * ncb + g] * unit;
+}
+
 lb_status lb_qpack_new(const lb_qweight *w, lb_qpack **out, lb_error *err) {
   *out = NULL;
   lb_qpack *p = calloc(1, sizeof *p);
@@ -121,74 +169,30 @@ lb_status lb_qpack_new(const lb_qweight *w, lb_qpack **out, lb_error *err) {
   }
   const bool nib = p->kind == LB_QP_U4 || p->kind == LB_QP_NF4;
   const bool affine = p->kind == LB_QP_U4 || p->kind == LB_QP_U8;
+  const bool perm = affine && w->g_idx && p->ngroups > 1;
   p->rowsp = affine ? round_up(p->rows, 16) : p->rows;
-  const int64_t rows = p->rows, rowsp = p->rowsp, cols = p->cols, colsp = p->colsp, ng = p->ngroups;
-  p->codes = calloc((size_t)(rowsp * (nib ? colsp / 2 : colsp)), 1);
+  const int64_t rowsp = p->rowsp, ng = p->ngroups;
+  p->codes = calloc((size_t)(rowsp * (nib ? p->colsp / 2 : p->colsp)), 1);
   p->scale = calloc((size_t)(rowsp * ng), sizeof *p->scale);
   if (affine) p->zs = calloc((size_t)(rowsp * ng), sizeof *p->zs);
-  if (affine && w->g_idx && ng > 1) p->perm = malloc((size_t)cols * sizeof *p->perm);
-  uint8_t *tmp = calloc((size_t)colsp, 1);
-  if (!p->codes || !p->scale || (affine && !p->zs) || (affine && w->g_idx && ng > 1 && !p->perm) || !tmp) {
-    free(tmp);
+  if (perm) p->perm = malloc((size_t)p->cols * sizeof *p->perm);
+  if (!p->codes || !p->scale || (affine && !p->zs) || (perm && !p->perm)) {
     lb_qpack_free(p);
     return lb_fail(err, LB_ENOMEM, "out of memory packing a [%lld, %lld] quantized weight",
-                   (long long)rows, (long long)cols);
+                   (long long)w->rows, (long long)w->cols);
   }
-  if (p->perm && !group_perm(w, p->perm)) {
-    free(tmp);
+  if (perm && !group_perm(w, p->perm)) { /* groups of unequal size: the reference runs it */
     lb_qpack_free(p);
     return LB_OK;
   }
   if (affine) {
-    /* tile t: codes at t * 16 * colsp (U8) or t * 8 * colsp (U4); scales [ng][16] at t * 16 * ng */
-    uint8_t *perm_rows = p->perm ? malloc((size_t)(16 * cols)) : NULL;
-    if (p->perm && !perm_rows) {
-      free(tmp);
+    lb_status s = pack_affine(w, p, err);
+    if (s != LB_OK) {
       lb_qpack_free(p);
-      return lb_fail(err, LB_ENOMEM, "out of memory packing a quantized weight");
+      return s;
     }
-    for (int64_t t = 0; t < rowsp / 16; t++) {
-      const uint8_t *rowq[16] = {0};
-      for (int i = 0; i < 16 && t * 16 + i < rows; i++) {
-        rowq[i] = w->q + (t * 16 + i) * cols;
-        if (p->perm) {
-          for (int64_t c = 0; c < cols; c++) perm_rows[i * cols + c] = rowq[i][p->perm[c]];
-          rowq[i] = perm_rows + i * cols;
-        }
-        for (int64_t g = 0; g < ng; g++) {
-          int64_t src = (t * 16 + i) * ng + g, dst = (t * ng + g) * 16 + i;
-          p->scale[dst] = w->scale[src];
-          p->zs[dst] = w->zero[src] * w->scale[src];
-        }
-      }
-      pack_tile(p, rowq, p->codes + t * 16 * (nib ? colsp / 2 : colsp));
-    }
-    free(perm_rows);
   } else {
-    for (int64_t r = 0; r < rows; r++) {
-      if (nib) pack_nibbles(w->q + r * cols, cols, colsp, p->codes + r * (colsp / 2));
-      else memcpy(p->codes + r * colsp, w->q + r * cols, (size_t)cols);
-    }
-  }
-  free(tmp);
-  switch (p->kind) {
-  case LB_QP_U4:
-  case LB_QP_U8:
-    break;
-  case LB_QP_NF4:
-    memcpy(p->lut, w->code, sizeof p->lut);
-    for (int64_t r = 0; r < rows; r++)
-      memcpy(p->scale + r * ng, w->absmax + r * (cols / w->block),
-             (size_t)(cols / w->block) * sizeof(float));
-    break;
-  case LB_QP_FP8: {
-    int64_t ncb = (cols + w->block_c - 1) / w->block_c;
-    float unit = p->e5m2 ? 1.0f : 256.0f; /* E4M3 goes through fp16 at 2^-8 of its value */
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t g = 0; g < ng && g < ncb; g++)
-        p->scale[r * ng + g] = w->scale[(r / w->block_r) * ncb + g] * unit;
-    break;
-  }
+    pack_float(w, p);
   }
   *out = p;
   return LB_OK;
