@@ -339,7 +339,11 @@ void SFX(lb_deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group,
 static inline vf nf4_vals(const uint8_t *w, int64_t c, const vf *lut) {
   const uint8_t *chunk = w + c / 64 * 32;
   const int64_t i = c % 64; /* 0, 16, 32, 48 (AVX2: every 8) */
+#if defined(LB_ISA_AVX512)
   __m128i b = _mm_loadu_si128((const __m128i *)(chunk + i % 32));
+#else /* 8 codes: 8 bytes (16 would run past the last chunk of a row) */
+  __m128i b = _mm_loadl_epi64((const __m128i *)(chunk + i % 32));
+#endif
   if (i >= 32) b = _mm_srli_epi16(b, 4);
   b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
 #if defined(LB_ISA_AVX512)
