@@ -337,14 +337,9 @@ static void attention(void) {
     const int64_t hd = hdi ? 128 : 64, nq = 37, ld = hd + 16, pos = 250;
     float *q = malloc((size_t)(nq * ld) * 4), *K = malloc((size_t)((pos + nq) * ld) * 4);
     float *V = malloc((size_t)((pos + nq) * ld) * 4), *o = malloc((size_t)(nq * ld) * 4);
-    float *scratch = malloc((size_t)LB_ATTN_SCRATCH * 4);
-    const int64_t nk = pos + nq, ldkt = nk + 3; /* the transposed keys, an odd row stride */
-    float *Kt = malloc((size_t)(hd * ldkt + 16) * 4);
+    float *scratch = malloc((size_t)LB_ATTN_SCRATCH(hd) * 4);
     for (int64_t i = 0; i < nq * ld; i++) q[i] = 2 * frand();
-    for (int64_t i = 0; i < nk * ld; i++) K[i] = 2 * frand(), V[i] = frand();
-    for (int64_t i = 0; i < hd * ldkt + 16; i++) Kt[i] = NAN; /* lanes past a row: unused */
-    for (int64_t j = 0; j < nk; j++)
-      for (int64_t d = 0; d < hd; d++) Kt[d * ldkt + j] = K[j * ld + d];
+    for (int64_t i = 0; i < (pos + nq) * ld; i++) K[i] = 2 * frand(), V[i] = frand();
     for (int window = 0; window < 2; window++) {
       int64_t ka[64], kb[64];
       for (int64_t t = 0; t < nq; t++) {
@@ -356,7 +351,7 @@ static void attention(void) {
         const lb_kernels *ks = lb_cpu_kernels_isa(isas[k]);
         if (!ks) continue;
         for (int64_t i = 0; i < nq * ld; i++) o[i] = NAN; /* every output must be written */
-        ks->attn_rows(q, ld, Kt, ldkt, V, ld, hd, nq, ka, kb, scale, o, ld, scratch);
+        ks->attn_rows(q, ld, K, V, ld, hd, nq, ka, kb, scale, o, ld, scratch);
         double worst = 0;
         for (int64_t t = 0; t < nq; t++) {
           double mx = -INFINITY, z = 0;
@@ -379,7 +374,7 @@ static void attention(void) {
                   (long long)hd, window, worst);
       }
     }
-    free(q), free(K), free(Kt), free(V), free(o), free(scratch);
+    free(q), free(K), free(V), free(o), free(scratch);
   }
 }
 

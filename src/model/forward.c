@@ -108,11 +108,10 @@ static void attend_block_task(void *p, int ith, int nth) {
     const int64_t qb = e / nh, h = e % nh, kv = h / group;
     const int64_t r0 = qb * QB, nr = j->n - r0 < QB ? j->n - r0 : QB;
     const int64_t k0 = first_key(m, j->l, j->pos + r0), k1 = j->pos + r0 + nr, nk = k1 - k0;
-    if (hd % 16 == 0 && LB_ATTN_SCRATCH <= QB * m->ctx) { /* the fused kernel */
+    if (hd % 16 == 0 && LB_ATTN_SCRATCH(hd) <= QB * m->ctx) { /* the fused kernel */
       int64_t ka[QB], kb[QB];
       for (int64_t t = 0; t < nr; t++) ka[t] = first_key(m, j->l, j->pos + r0 + t), kb[t] = j->pos + r0 + t + 1;
-      const float *Kt = m->ktcache + (j->l * kvd + kv * hd) * m->ctx;
-      lb_cpu_kernels()->attn_rows(m->q + r0 * qd + h * hd, qd, Kt, m->ctx, V + kv * hd, kvd, hd,
+      lb_cpu_kernels()->attn_rows(m->q + r0 * qd + h * hd, qd, K + kv * hd, V + kv * hd, kvd, hd,
                                   nr, ka, kb, scale, m->att + r0 * qd + h * hd, qd, S);
       continue;
     }
@@ -177,9 +176,6 @@ static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const
   lb_rope_apply(&m->rope, c, m->k, n, nkv, kvd, pos, pos + n);
   size_t off = ((size_t)l * (size_t)m->ctx + (size_t)pos) * (size_t)kvd;
   memcpy(m->kcache + off, m->k, (size_t)(n * kvd) * sizeof(float));
-  float *kt = m->ktcache + (size_t)l * (size_t)m->ctx * (size_t)kvd;
-  for (int64_t r = 0; r < n; r++)
-    for (int64_t e = 0; e < kvd; e++) kt[e * m->ctx + pos + r] = m->k[r * kvd + e];
   memcpy(m->vcache + off, m->v, (size_t)(n * kvd) * sizeof(float));
   if (n <= SMALL_N)
     lb_pool_run(m->pool, attend_small_task, &j);

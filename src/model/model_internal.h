@@ -45,8 +45,6 @@ struct lb_model {
   bool profiling;
   lb_model_profile prof;
   float *kcache, *vcache; /* [layers][ctx][kv_heads * head_dim] */
-  float *ktcache;         /* the keys transposed for the prefill attention kernel:
-                             [layers][kv_heads][head_dim][ctx], + 16 floats of padding */
   /* scratch for up to `chunk` tokens */
   float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
 };

@@ -190,7 +190,6 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   size_t ch = (size_t)m->chunk, h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
   LB_TRY(alloc_f32(&m->kcache, cache, err));
   LB_TRY(alloc_f32(&m->vcache, cache, err));
-  LB_TRY(alloc_f32(&m->ktcache, cache + 16, err));
   LB_TRY(alloc_f32(&m->x, ch * h, err));
   LB_TRY(alloc_f32(&m->xn, ch * h, err));
   LB_TRY(alloc_f32(&m->q, ch * (size_t)qd, err));
@@ -240,7 +239,6 @@ void lb_model_free(lb_model *m) {
   if (m->qspec) lb_quant_spec_free(m->qspec);
   free(m->qspec);
   lb_rope_free(&m->rope);
-  free(m->ktcache);
   float *bufs[] = {m->kcache, m->vcache, m->x,    m->xn, m->q,     m->k,
                    m->v,      m->att,    m->gate, m->up, m->scores};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);

@@ -53,17 +53,16 @@ typedef struct lb_kernels {
   /* g[i] = g[i] / (1 + exp(-g[i])) * u[i], exp by lb_expf_fast's polynomial */
   void (*silu_mul)(float *g, const float *u, int64_t n);
   /* Attention of nq (<= LB_ATTN_QB) query rows of one head (q: row stride ldq, hd values, hd a
-   * multiple of 16) over transposed keys Kt (key j's element d at Kt[d * ldkt + j]; readable 16
-   * floats past the last key) and values V (row stride ldv): row t sees keys [ka[t], kb[t]);
+   * multiple of 16) over keys/values K, V (row stride ldkv): row t sees keys [ka[t], kb[t]);
    * o[t] = softmax(scale * q_t K^T) V over them, by key blocks of LB_ATTN_KB with the online
-   * softmax (running max and sum, earlier outputs rescaled); scratch: LB_ATTN_SCRATCH floats */
-  void (*attn_rows)(const float *q, int64_t ldq, const float *Kt, int64_t ldkt, const float *V,
-                    int64_t ldv, int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb,
-                    float scale, float *o, int64_t ldo, float *scratch);
+   * softmax (running max and sum, earlier outputs rescaled); scratch: LB_ATTN_SCRATCH(hd) floats */
+  void (*attn_rows)(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                    int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                    float *o, int64_t ldo, float *scratch);
 } lb_kernels;
 
 enum { LB_ATTN_QB = 64, LB_ATTN_KB = 64 };
-#define LB_ATTN_SCRATCH (LB_ATTN_QB * LB_ATTN_KB + 2 * LB_ATTN_QB)
+#define LB_ATTN_SCRATCH(hd) ((hd) * LB_ATTN_KB + LB_ATTN_QB * LB_ATTN_KB + 2 * LB_ATTN_QB)
 
 const lb_kernels *lb_cpu_kernels(void);
 const lb_kernels *lb_cpu_kernels_isa(const char *isa); /* NULL when the CPU lacks it */
@@ -90,9 +89,9 @@ void lb_qdot_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t
                      int64_t colsp, const float *x, int64_t ldx, int nx, float *out);
 void lb_qdot_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
                      const float *x, int64_t ldx, int nx, float *out);
-void lb_attn_rows_ref(const float *q, int64_t ldq, const float *Kt, int64_t ldkt, const float *V,
-                      int64_t ldv, int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb,
-                      float scale, float *o, int64_t ldo, float *scratch);
+void lb_attn_rows_ref(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                      int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                      float *o, int64_t ldo, float *scratch);
 void lb_dotw_ref(const void *w, lb_dtype dt, const float *x, int64_t ldx, int nx, int64_t n,
                  float *out);
 void lb_deq_nf4_ref(const uint8_t *w, const float *lut, const float *s, int64_t group,
@@ -130,8 +129,8 @@ void lb_deq_fp8_ref(const uint8_t *w, bool e5m2, const float *s, int64_t group, 
                          int64_t colsp, const float *x, int64_t ldx, int nx, float *out);          \
   void lb_qdot_fp8_##sfx(const uint8_t *w, bool e5m2, const float *s, int64_t group,               \
                          int64_t colsp, const float *x, int64_t ldx, int nx, float *out);          \
-  void lb_attn_rows_##sfx(const float *q, int64_t ldq, const float *Kt, int64_t ldkt,              \
-                          const float *V, int64_t ldv, int64_t hd, int64_t nq, const int64_t *ka,  \
+  void lb_attn_rows_##sfx(const float *q, int64_t ldq, const float *K, const float *V,             \
+                          int64_t ldkv, int64_t hd, int64_t nq, const int64_t *ka,                 \
                           const int64_t *kb, float scale, float *o, int64_t ldo, float *scratch);
 LB_DECLARE_ISA(avx2)
 LB_DECLARE_ISA(avx512)

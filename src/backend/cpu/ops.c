@@ -143,9 +143,9 @@ void lb_silu_mul(float *g, const float *u, int64_t n) { lb_cpu_kernels()->silu_m
 /* The online-softmax attention the ISA kernels compute, block by block in the same order: per key
  * block, scores scale * q.k, the block's max m' = max(m, block max), the running sum
  * l = l * exp(m - m') + sum exp(s - m'), the output rescaled by exp(m - m') and += p v. */
-void lb_attn_rows_ref(const float *q, int64_t ldq, const float *Kt, int64_t ldkt, const float *V,
-                      int64_t ldv, int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb,
-                      float scale, float *o, int64_t ldo, float *scratch) {
+void lb_attn_rows_ref(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                      int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                      float *o, int64_t ldo, float *scratch) {
   float *p = scratch;
   for (int64_t t = 0; t < nq; t++) {
     float m = -INFINITY, l = 0.0f, *ot = o + t * ldo;
@@ -158,7 +158,7 @@ void lb_attn_rows_ref(const float *q, int64_t ldq, const float *Kt, int64_t ldkt
       float mx = -INFINITY;
       for (int64_t j = lo; j < hi; j++) {
         float s = 0.0f;
-        for (int64_t d = 0; d < hd; d++) s += q[t * ldq + d] * Kt[d * ldkt + j];
+        for (int64_t d = 0; d < hd; d++) s += q[t * ldq + d] * K[j * ldkv + d];
         p[j - lo] = s * scale;
         mx = p[j - lo] > mx ? p[j - lo] : mx;
       }
@@ -167,7 +167,7 @@ void lb_attn_rows_ref(const float *q, int64_t ldq, const float *Kt, int64_t ldkt
       m = mn;
       for (int64_t d = 0; d < hd; d++) ot[d] *= corr;
       for (int64_t j = lo; j < hi; j++)
-        for (int64_t d = 0; d < hd; d++) ot[d] += p[j - lo] * V[j * ldv + d];
+        for (int64_t d = 0; d < hd; d++) ot[d] += p[j - lo] * V[j * ldkv + d];
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int64_t d = 0; d < hd; d++) ot[d] *= inv;

@@ -263,9 +263,9 @@ void SFX(lb_silu_mul)(float *g, const float *u, int64_t n) {
 #endif
 
 /* Attention of nq (<= LB_ATTN_QB) query rows of one head (see lb_attn_rows_ref): key blocks of
- * LB_ATTN_KB read from the transposed keys, so that a vector holds VL keys and a broadcast query
- * element feeds them all (no horizontal sums), scores for 4 query rows at a time, then the online
- * softmax per row and O += P V for 4 rows at a time. */
+ * LB_ATTN_KB, each block's keys transposed into scratch so that a vector holds VL keys and a
+ * broadcast query element feeds them all (no horizontal sums), scores for 4 query rows at a time,
+ * then the online softmax per row and O += P V for 4 rows at a time. */
 static float vmax_range(const float *s, int64_t lo, int64_t hi) {
   vf m = (vf){0} - INFINITY;
   int64_t j = lo;
@@ -279,11 +279,11 @@ static float vmax_range(const float *s, int64_t lo, int64_t hi) {
   return r;
 }
 
-void SFX(lb_attn_rows)(const float *q, int64_t ldq, const float *Kt, int64_t ldkt, const float *V,
-                       int64_t ldv, int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb,
-                       float scale, float *o, int64_t ldo, float *scratch) {
+void SFX(lb_attn_rows)(const float *q, int64_t ldq, const float *K, const float *V, int64_t ldkv,
+                       int64_t hd, int64_t nq, const int64_t *ka, const int64_t *kb, float scale,
+                       float *o, int64_t ldo, float *scratch) {
   enum { KB = LB_ATTN_KB };
-  float *S = scratch, *mrow = S + LB_ATTN_QB * KB, *lrow = mrow + LB_ATTN_QB;
+  float *kt = scratch, *S = kt + hd * KB, *mrow = S + LB_ATTN_QB * KB, *lrow = mrow + LB_ATTN_QB;
   int64_t k0 = ka[0], k1 = kb[0];
   for (int64_t t = 0; t < nq; t++) {
     k0 = ka[t] < k0 ? ka[t] : k0, k1 = kb[t] > k1 ? kb[t] : k1;
@@ -292,14 +292,17 @@ void SFX(lb_attn_rows)(const float *q, int64_t ldq, const float *Kt, int64_t ldk
   }
   for (int64_t b0 = k0; b0 < k1; b0 += KB) {
     const int64_t nk = k1 - b0 < KB ? k1 - b0 : KB, nkv = (nk + VL - 1) / VL * VL;
-    const float *kt = Kt + b0; /* lanes past nk read other positions: never used */
+    for (int64_t d = 0; d < hd; d++) {
+      for (int64_t j = 0; j < nk; j++) kt[d * KB + j] = K[(b0 + j) * ldkv + d];
+      for (int64_t j = nk; j < nkv; j++) kt[d * KB + j] = 0.0f;
+    }
     for (int64_t t = 0; t < nq; t += 4) {
       const int nr = nq - t < 4 ? (int)(nq - t) : 4;
       for (int64_t j = 0; j < nkv; j += VL) {
         vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         const float *q0 = q + t * ldq;
         for (int64_t d = 0; d < hd; d++) {
-          vf k = loadf(kt + d * ldkt + j);
+          vf k = loadf(kt + d * KB + j);
           a0 = VFMA(VSET1(q0[d]), k, a0);
           if (nr > 1) a1 = VFMA(VSET1(q0[ldq + d]), k, a1);
           if (nr > 2) a2 = VFMA(VSET1(q0[2 * ldq + d]), k, a2);
@@ -338,7 +341,7 @@ void SFX(lb_attn_rows)(const float *q, int64_t ldq, const float *Kt, int64_t ldk
         if (nr > 2) o20 = loadf(o + (t + 2) * ldo + d), o21 = two ? loadf(o + (t + 2) * ldo + d + VL) : o21;
         if (nr > 3) o30 = loadf(o + (t + 3) * ldo + d), o31 = two ? loadf(o + (t + 3) * ldo + d + VL) : o31;
         for (int64_t j = 0; j < nk; j++) {
-          const float *vr = V + (b0 + j) * ldv + d;
+          const float *vr = V + (b0 + j) * ldkv + d;
           vf v0 = loadf(vr), v1 = two ? loadf(vr + VL) : (vf){0};
           const float *p = S + t * KB + j;
           o00 = VFMA(VSET1(p[0]), v0, o00), o01 = VFMA(VSET1(p[0]), v1, o01);
