@@ -1,0 +1,191 @@
+// Decode GEMV for 4-bit affine weights (cuda.h). One warp per 2 weight rows; each lane reads 16
+// bytes (32 codes) of each row per step, so a warp step is 512 contiguous bytes of a row. Codes become fp16 by the exponent
+// trick: (word >> 4i) & 0x000F000F | 0x64006400 is the half2 (1024 + q_a, 1024 + q_b), and
+// subtracting the half2 (1024 + zero) leaves q - zero exactly (integer zero points, |q - z| < 16).
+// The 16 products of a 32-column step accumulate in half2 (HFMA2), then the step's sum is scaled
+// by its group's scale and added in fp32.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+extern "C" {
+#include "quant/qweight.h"
+}
+
+static lb_status cuda_fail(lb_error *err, const char *what, cudaError_t e) {
+  if (err) {
+    err->code = LB_EIO;
+    snprintf(err->msg, sizeof err->msg, "cuda: %s: %s", what, cudaGetErrorString(e));
+  }
+  return LB_EIO;
+}
+
+static lb_status fail(lb_error *err, lb_status code, const char *msg) {
+  if (err) {
+    err->code = code;
+    snprintf(err->msg, sizeof err->msg, "%s", msg);
+  }
+  return code;
+}
+
+// nibble position p of a word holds column ORDER[p] of its 8
+static const int ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+extern "C" lb_status lb_cuda_q4_upload(const lb_qweight *w, lb_cuda_q4 *out, lb_error *err) {
+  memset(out, 0, sizeof *out);
+  if (w->kind != LB_QK_AFFINE || w->bits > 4)
+    return fail(err, LB_EUNSUPPORTED, "cuda q4: only affine weights of at most 4 bits");
+  const int64_t rows = w->rows, cols = w->cols, ng = w->ngroups;
+  const int64_t group = ng == 1 ? cols : w->group;
+  if (cols % 32 || group % 32)
+    return fail(err, LB_EUNSUPPORTED, "cuda q4: columns and group must be multiples of 32");
+  for (int64_t c = 0; w->g_idx && ng > 1 && c < cols; c++)
+    if (w->g_idx[c] != c / group)
+      return fail(err, LB_EUNSUPPORTED, "cuda q4: act-order (g_idx) is not supported yet");
+  for (int64_t i = 0; i < rows * ng; i++)
+    if (w->zero[i] != floorf(w->zero[i]) || w->zero[i] < 0 || w->zero[i] > 15)
+      return fail(err, LB_EUNSUPPORTED, "cuda q4: zero points must be integers in [0, 15]");
+  const size_t nwords = (size_t)(rows * cols / 8), nsc = (size_t)(rows * ng);
+  uint32_t *codes = (uint32_t *)malloc(nwords * 4);
+  __half *sc = (__half *)malloc(nsc * sizeof(__half)), *zr = (__half *)malloc(nsc * sizeof(__half));
+  if (!codes || !sc || !zr) {
+    free(codes), free(sc), free(zr);
+    return fail(err, LB_ENOMEM, "cuda q4: out of host memory");
+  }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t t = 0; t < cols / 8; t++) {
+      uint32_t word = 0;
+      for (int p = 0; p < 8; p++) word |= (uint32_t)(w->q[r * cols + 8 * t + ORDER[p]] & 15) << (4 * p);
+      codes[r * (cols / 8) + t] = word;
+    }
+  for (size_t i = 0; i < nsc; i++) sc[i] = __float2half(w->scale[i]), zr[i] = __float2half(1024.0f + w->zero[i]);
+  lb_status s = LB_OK;
+  cudaError_t e;
+  *out = (lb_cuda_q4){rows, cols, group, ng, NULL, NULL, NULL};
+  if ((e = cudaMalloc(&out->codes, nwords * 4)) != cudaSuccess ||
+      (e = cudaMalloc(&out->scales, nsc * sizeof(__half))) != cudaSuccess ||
+      (e = cudaMalloc(&out->zeros, nsc * sizeof(__half))) != cudaSuccess ||
+      (e = cudaMemcpy(out->codes, codes, nwords * 4, cudaMemcpyHostToDevice)) != cudaSuccess ||
+      (e = cudaMemcpy(out->scales, sc, nsc * sizeof(__half), cudaMemcpyHostToDevice)) != cudaSuccess ||
+      (e = cudaMemcpy(out->zeros, zr, nsc * sizeof(__half), cudaMemcpyHostToDevice)) != cudaSuccess) {
+    s = cuda_fail(err, "uploading a 4-bit weight", e);
+    lb_cuda_q4_free(out);
+  }
+  free(codes), free(sc), free(zr);
+  return s;
+}
+
+extern "C" void lb_cuda_q4_free(lb_cuda_q4 *w) {
+  cudaFree(w->codes), cudaFree(w->scales), cudaFree(w->zeros);
+  w->codes = w->scales = w->zeros = NULL;
+}
+
+// R rows per warp share each activation load; U steps per iteration, their R * U weight loads of
+// 16 bytes issued before any math, so each lane keeps that many in flight.
+template <int B, int R, int U>
+__global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
+                                               const __half *__restrict__ scales,
+                                               const __half *__restrict__ zeros,
+                                               const __half *__restrict__ x, float *__restrict__ y,
+                                               int rows, int cols, int group, int ngroups) {
+  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+  const int row0 = warp * R;
+  if (row0 >= rows) return;
+  const int steps = cols / 32;
+  float acc[R][B];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
+  for (int st0 = lane; st0 < steps; st0 += 32 * U) {
+    uint4 q[U][R]; // every weight load of the iteration issued before any math
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const int row = row0 + r < rows ? row0 + r : row0, st = st0 + 32 * u;
+        q[u][r] = st < steps ? __ldcs(codes + (size_t)row * steps + st) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int st = st0 + 32 * u;
+      if (st >= steps) break;
+      const int g = st * 32 / group;
+      __half2 d[R][16]; // q - zero for the 32 columns of each row, in pairs (0, 1), (2, 3) ...
+      float s[R];
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const int row = row0 + r < rows ? row0 + r : row0; // a missing row repeats row0, unused
+        const __half2 z2 = __half2half2(zeros[(size_t)row * ngroups + g]);
+        s[r] = __half2float(scales[(size_t)row * ngroups + g]);
+        const uint32_t wv[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            uint32_t t = ((wv[j] >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+            d[r][4 * j + i] = __hsub2(*reinterpret_cast<__half2 *>(&t), z2);
+          }
+      }
+#pragma unroll
+      for (int b = 0; b < B; b++) {
+        const uint4 *xb = reinterpret_cast<const uint4 *>(x + (size_t)b * cols + (size_t)st * 32);
+        uint4 xv[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) xv[j] = __ldg(xb + j);
+        const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          __half2 a = __float2half2_rn(0.0f);
+#pragma unroll
+          for (int i = 0; i < 16; i++) a = __hfma2(d[r][i], xh[i], a);
+          const float2 f = __half22float2(a);
+          acc[r][b] = fmaf(s[r], f.x + f.y, acc[r][b]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      float v = acc[r][b];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && row0 + r < rows) y[(size_t)b * rows + row0 + r] = v;
+    }
+}
+
+extern "C" lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch,
+                                     void *stream, lb_error *err) {
+  if (batch < 1 || batch > 8) return fail(err, LB_EINVAL, "cuda q4 gemv: batch must be 1..8");
+#ifndef LB_Q4_ROWS
+#define LB_Q4_ROWS 2 /* rows per warp */
+#endif
+#ifndef LB_Q4_UNROLL
+#define LB_Q4_UNROLL 1 /* steps per iteration (2 and 4 measured slower, BENCHMARKS.md) */
+#endif
+  enum { R = LB_Q4_ROWS, U = LB_Q4_UNROLL };
+  const int threads = 256, blocks = (int)(((w->rows + R - 1) / R * 32 + threads - 1) / threads);
+  cudaStream_t s = (cudaStream_t)stream;
+  const uint4 *c = (const uint4 *)w->codes;
+  const __half *sc = (const __half *)w->scales, *z = (const __half *)w->zeros;
+  const __half *x = (const __half *)x_f16;
+  const int r = (int)w->rows, k = (int)w->cols, g = (int)w->group, ng = (int)w->ngroups;
+  switch (batch) {
+  case 1: gemv_q4<1, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 2: gemv_q4<2, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 3: gemv_q4<3, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 4: gemv_q4<4, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 5: gemv_q4<5, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 6: gemv_q4<6, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 7: gemv_q4<7, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  default: gemv_q4<8, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  }
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? LB_OK : cuda_fail(err, "launching the 4-bit GEMV", e);
+}
