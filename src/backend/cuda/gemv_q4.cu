@@ -86,22 +86,24 @@ extern "C" void lb_cuda_q4_free(lb_cuda_q4 *w) {
 
 // R rows per warp share each activation load; U steps per iteration, their R * U weight loads of
 // 16 bytes issued before any math, so each lane keeps that many in flight.
-template <int B, int R, int U>
+template <int B, int R, int U, int KS>
 __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
                                                const __half *__restrict__ scales,
                                                const __half *__restrict__ zeros,
                                                const __half *__restrict__ x, float *__restrict__ y,
                                                int rows, int cols, int group, int ngroups) {
-  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-  const int row0 = warp * R;
-  if (row0 >= rows) return;
+  // KS warps of the block share each group of R rows, warp k taking every KS-th step; their sums
+  // meet in shared memory (more warps in flight for the same rows and activation reuse)
+  const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(blockDim.x >> 5) / KS;
+  const int kpart = wib / groups, row0 = (blockIdx.x * groups + wib % groups) * R;
   const int steps = cols / 32;
+  __shared__ float part[8][R][B];
   float acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
-  for (int st0 = lane; st0 < steps; st0 += 32 * U) {
+  for (int st0 = lane + 32 * U * kpart; st0 < steps && row0 < rows; st0 += 32 * U * KS) {
     uint4 q[U][R]; // every weight load of the iteration issued before any math
 #pragma unroll
     for (int u = 0; u < U; u++)
@@ -156,7 +158,18 @@ __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
       float v = acc[r][b];
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && row0 + r < rows) y[(size_t)b * rows + row0 + r] = v;
+      acc[r][b] = v;
+      if (KS > 1 && lane == 0) part[wib][r][b] = v;
+    }
+  if (KS > 1) __syncthreads();
+  if (kpart != 0 || lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      float v = acc[r][b];
+      for (int k = 1; k < KS; k++) v += part[wib + k * groups][r][b];
+      if (row0 + r < rows) y[(size_t)b * rows + row0 + r] = v;
     }
 }
 
@@ -169,22 +182,26 @@ extern "C" lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, flo
 #ifndef LB_Q4_UNROLL
 #define LB_Q4_UNROLL 1 /* steps per iteration (2 and 4 measured slower, BENCHMARKS.md) */
 #endif
-  enum { R = LB_Q4_ROWS, U = LB_Q4_UNROLL };
-  const int threads = 256, blocks = (int)(((w->rows + R - 1) / R * 32 + threads - 1) / threads);
+#ifndef LB_Q4_SPLIT
+#define LB_Q4_SPLIT 2 /* warps sharing a group of rows (split-K inside a block) */
+#endif
+  enum { R = LB_Q4_ROWS, U = LB_Q4_UNROLL, KS = LB_Q4_SPLIT };
+  const int threads = 256, per_block = 8 / KS * R;
+  const int blocks = (int)((w->rows + per_block - 1) / per_block);
   cudaStream_t s = (cudaStream_t)stream;
   const uint4 *c = (const uint4 *)w->codes;
   const __half *sc = (const __half *)w->scales, *z = (const __half *)w->zeros;
   const __half *x = (const __half *)x_f16;
   const int r = (int)w->rows, k = (int)w->cols, g = (int)w->group, ng = (int)w->ngroups;
   switch (batch) {
-  case 1: gemv_q4<1, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 2: gemv_q4<2, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 3: gemv_q4<3, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 4: gemv_q4<4, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 5: gemv_q4<5, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 6: gemv_q4<6, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 7: gemv_q4<7, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  default: gemv_q4<8, R, U><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 1: gemv_q4<1, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 2: gemv_q4<2, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 3: gemv_q4<3, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 4: gemv_q4<4, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 5: gemv_q4<5, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 6: gemv_q4<6, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 7: gemv_q4<7, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  default: gemv_q4<8, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
   }
   cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? LB_OK : cuda_fail(err, "launching the 4-bit GEMV", e);
