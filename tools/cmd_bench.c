@@ -140,9 +140,10 @@ static lb_status bench_model(const opts *o, const char *dir, result *res, int *n
   return s;
 }
 
+/* The folder's last name ("out/pocket-gptq/" -> "pocket-gptq/"). */
 static const char *base(const char *path) {
   const char *b = strrchr(path, '/');
-  while (b && b[1] == 0 && b > path) { /* trailing slash */
+  if (b && b[1] == 0 && b > path) { /* a trailing slash: the name before it */
     const char *p = b - 1;
     while (p > path && *p != '/') p--;
     return *p == '/' ? p + 1 : p;

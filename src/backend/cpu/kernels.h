@@ -166,6 +166,15 @@ typedef struct lb_mat {
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err);
 
+/* y[n, rows] = x[n, cols] . W^T (+ bias) by OpenBLAS sgemm over tiles of W's rows (16 MB of fp32
+ * each): fill(ctx, r0, r1, out) writes rows [r0, r1) as fp32, ld floats apart (the pool splits
+ * each tile's rows); fill NULL: ctx is W itself, fp32 with rows ld floats apart. The prefill path
+ * of dense, canonical quantized and packed NF4/FP8 weights. */
+typedef void (*lb_rows_fn)(const void *ctx, int64_t r0, int64_t r1, float *out);
+lb_status lb_sgemm_tiles(lb_pool *pool, int64_t rows, int64_t cols, int64_t ld, lb_rows_fn fill,
+                         const void *ctx, const float *bias, const float *x, int64_t n, float *y,
+                         lb_error *err);
+
 /* y[i] = x . w[i]^T + bias[i] for count (<= LB_MANY_MAX) Linears reading the same x (q/k/v,
  * gate/up): with few rows of x one parallel region runs them all (decode makes ~100 regions a
  * token otherwise); the results are lb_linear's. */

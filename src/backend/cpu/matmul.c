@@ -2,7 +2,9 @@
  *  - n <= SMALL_N rows of x (decode): the weight's rows are split over the pool's threads; each row is
  *    widened to fp32 once and dotted with every row of x, so W is read once from memory.
  *  - more rows (prefill, perplexity): tiles of W's rows are widened to fp32 by the pool and multiplied
- *    by OpenBLAS sgemm (which runs its own threads), writing the matching columns of y.
+ *    by OpenBLAS sgemm (which runs its own threads), writing the matching columns of y
+ *    (lb_sgemm_tiles, which packed NF4/FP8 weights use too).
+ *  - packed quantized weights: lb_qpack_linear (qmatmul.c).
  *  - LLM.int8 weights (LB_QK_INT8ROW), any n: bitsandbytes' mixed int8 / fp32 matmul (below). */
 #include <cblas.h>
 #include <math.h>
@@ -21,9 +23,7 @@ typedef struct {
   const float *bias, *x;
   int64_t n;
   float *y, *rowbuf; /* rowbuf: one W row of fp32 per thread */
-  int64_t r0, r1;    /* tile rows (sgemm path) */
   _Atomic int64_t next; /* rows claimed (few-row path) */
-  float *tile;
 } lin_job;
 
 /* Weight rows [lo, hi) of a few-row product: dequantized (canonical quantized weight) into a
@@ -54,26 +54,63 @@ static void small_task(void *p, int ith, int nth) {
   while (lb_claim(&j->next, j->w->rows, chunk, &lo, &hi)) small_rows(j, lo, hi, ith);
 }
 
-static void widen_task(void *p, int ith, int nth) {
-  lin_job *j = p;
-  const lb_mat *w = j->w;
-  size_t esz = lb_dtype_size(w->dtype);
-  int64_t lo, hi, rows = j->r1 - j->r0;
-  lb_split(rows, ith, nth, &lo, &hi);
-  if (w->qw) {
-    for (int64_t r = lo; r < hi; r++) lb_qweight_dequant_row(w->qw, j->r0 + r, j->tile + r * w->cols);
-    return;
-  }
-  const char *src = (const char *)w->data + (size_t)(j->r0 + lo) * (size_t)w->cols * esz;
-  lb_cpu_kernels()->cvt_f32(j->tile + lo * w->cols, src, w->dtype, (hi - lo) * w->cols);
+typedef struct {
+  lb_rows_fn fill;
+  const void *ctx;
+  int64_t r0, r1, ld;
+  float *tile;
+  const float *bias;
+  float *y;
+  int64_t n, rows;
+} tiles_job;
+
+static void fill_task(void *p, int ith, int nth) {
+  tiles_job *t = p;
+  int64_t lo, hi;
+  lb_split(t->r1 - t->r0, ith, nth, &lo, &hi);
+  if (lo < hi) t->fill(t->ctx, t->r0 + lo, t->r0 + hi, t->tile + lo * t->ld);
 }
 
 static void bias_task(void *p, int ith, int nth) {
-  lin_job *j = p;
+  tiles_job *t = p;
   int64_t lo, hi;
-  lb_split(j->n, ith, nth, &lo, &hi);
-  for (int64_t t = lo; t < hi; t++)
-    for (int64_t r = 0; r < j->w->rows; r++) j->y[t * j->w->rows + r] += j->bias[r];
+  lb_split(t->n, ith, nth, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++)
+    for (int64_t r = 0; r < t->rows; r++) t->y[i * t->rows + r] += t->bias[r];
+}
+
+lb_status lb_sgemm_tiles(lb_pool *pool, int64_t rows, int64_t cols, int64_t ld, lb_rows_fn fill,
+                         const void *ctx, const float *bias, const float *x, int64_t n, float *y,
+                         lb_error *err) {
+  tiles_job t = {.fill = fill, .ctx = ctx, .ld = ld, .bias = bias, .y = y, .n = n, .rows = rows};
+  int64_t tile_rows = TILE_FLOATS / ld;
+  tile_rows = tile_rows < 16 ? 16 : tile_rows > rows ? rows : tile_rows;
+  if (fill && !(t.tile = malloc((size_t)tile_rows * (size_t)ld * sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "linear: out of memory for a weight tile");
+  for (t.r0 = 0; t.r0 < rows; t.r0 += tile_rows) {
+    t.r1 = t.r0 + tile_rows < rows ? t.r0 + tile_rows : rows;
+    const float *wt = (const float *)ctx + t.r0 * ld;
+    if (fill) {
+      lb_pool_run(pool, fill_task, &t);
+      wt = t.tile;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)(t.r1 - t.r0), (int)cols,
+                1.0f, x, (int)cols, wt, (int)ld, 0.0f, y + t.r0, (int)rows);
+  }
+  free(t.tile);
+  if (bias) lb_pool_run(pool, bias_task, &t);
+  return LB_OK;
+}
+
+/* Rows [r0, r1) of a dense weight widened, or of a canonical quantized one dequantized. */
+static void widen_rows(const void *ctx, int64_t r0, int64_t r1, float *out) {
+  const lb_mat *w = ctx;
+  if (w->qw) {
+    for (int64_t r = r0; r < r1; r++) lb_qweight_dequant_row(w->qw, r, out + (r - r0) * w->cols);
+    return;
+  }
+  const char *src = (const char *)w->data + (size_t)r0 * (size_t)w->cols * lb_dtype_size(w->dtype);
+  lb_cpu_kernels()->cvt_f32(out, src, w->dtype, (r1 - r0) * w->cols);
 }
 
 /* LLM.int8 (bitsandbytes MatMul8bitLt), the threaded twin of lb_int8_linear_ref, equal to it bit for
@@ -280,28 +317,9 @@ lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const flo
     free(j.rowbuf);
     return LB_OK;
   }
-  int64_t tile_rows = TILE_FLOATS / w->cols;
-  if (tile_rows < 16) tile_rows = 16;
-  if (tile_rows > w->rows) tile_rows = w->rows;
   bool widen = w->qw || w->dtype != LB_F32;
-  if (widen) {
-    j.tile = malloc((size_t)tile_rows * (size_t)w->cols * sizeof(float));
-    if (!j.tile) return lb_fail(err, LB_ENOMEM, "linear: out of memory for a weight tile");
-  }
-  for (int64_t r0 = 0; r0 < w->rows; r0 += tile_rows) {
-    j.r0 = r0;
-    j.r1 = r0 + tile_rows < w->rows ? r0 + tile_rows : w->rows;
-    const float *wt = widen ? NULL : (const float *)w->data + r0 * w->cols;
-    if (widen) {
-      lb_pool_run(pool, widen_task, &j);
-      wt = j.tile;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)(j.r1 - r0), (int)w->cols,
-                1.0f, x, (int)w->cols, wt, (int)w->cols, 0.0f, y + r0, (int)w->rows);
-  }
-  free(j.tile);
-  if (bias) lb_pool_run(pool, bias_task, &j);
-  return LB_OK;
+  return lb_sgemm_tiles(pool, w->rows, w->cols, w->cols, widen ? widen_rows : NULL,
+                        widen ? (const void *)w : w->data, bias, x, n, y, err);
 }
 
 /* Several Linears reading the same x, for few rows of x (decode), in one parallel region: each is

@@ -3,9 +3,9 @@
  *    once (on the caller for a few rows, by the pool for many); then the pool splits the tiles of
  *    16 weight rows: each tile (8 or 16 bytes a column, in L1) runs against every activation row, 8
  *    at a time (AVX2: 4), so each weight byte is read from memory once per call.
- *  - NF4/FP8, up to SMALL_N rows: each weight row is dequantized into an fp32 buffer and dotted
- *    with every activation row; more rows: tiles of dequantized rows and OpenBLAS sgemm. */
-#include <cblas.h>
+ *  - NF4/FP8, up to SMALL_N rows: the pool splits the weight rows; each row's values are made in
+ *    registers and dotted with up to 4 activation rows at a time (qdot_nf4 / qdot_fp8); more rows:
+ *    tiles of dequantized rows and OpenBLAS sgemm (lb_sgemm_tiles, as dense weights). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +13,7 @@
 #include "backend/cpu/qpack.h"
 #include "base/status.h"
 
-enum { SMALL_N = 4, TILE_FLOATS = 1 << 22, SERIAL_ACT = 1 << 15 };
+enum { SMALL_N = 4, SERIAL_ACT = 1 << 15, RT = 16 /* weight rows per unit (U4/U8: a tile) */ };
 
 
 static bool is_u4(const lb_qpack *p) { return p->kind == LB_QP_U4; }
@@ -33,7 +33,7 @@ static void quant_row(lb_qrun *j, int64_t i, float *xb, int32_t *sums) {
   }
   const int64_t nkb = j->a.nkb, kpg = p->group / p->kb;
   float *d = j->a.d + i * nkb, *z = j->a.z + i * p->ngroups;
-  j->k->qact_s8(src, p->kb, nkb, (int8_t *)j->a.q + i * p->colsp, d, sums);
+  j->k->qact_s8(src, p->kb, nkb, j->a.q + i * p->colsp, d, sums);
   for (int64_t g = 0; g < p->ngroups; g++) {
     float s = 0.0f;
     for (int64_t k = g * kpg; k < (g + 1) * kpg; k++) s += d[k] * (float)sums[k];
@@ -74,20 +74,31 @@ static void int_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
   }
 }
 
-static void deq_row(const lb_qrun *j, int64_t r, float *out) {
-  const lb_qpack *p = j->p;
-  const float *s = p->scale + r * p->ngroups;
-  if (p->kind == LB_QP_NF4) j->k->deq_nf4(p->codes + r * (p->colsp / 2), p->lut, s, p->group, p->colsp, out);
-  else j->k->deq_fp8(p->codes + r * p->colsp, p->e5m2, s, p->group, p->colsp, out);
+/* Rows [r0, r1) of a packed NF4/FP8 weight dequantized, colsp floats apart (the prefill tiles). */
+typedef struct {
+  const lb_qpack *p;
+  const lb_kernels *k;
+} deq_ctx;
+
+static void deq_rows(const void *ctx, int64_t r0, int64_t r1, float *out) {
+  const deq_ctx *c = ctx;
+  const lb_qpack *p = c->p;
+  for (int64_t r = r0; r < r1; r++, out += p->colsp) {
+    const float *s = p->scale + r * p->ngroups;
+    if (p->kind == LB_QP_NF4)
+      c->k->deq_nf4(p->codes + r * (p->colsp / 2), p->lut, s, p->group, p->colsp, out);
+    else
+      c->k->deq_fp8(p->codes + r * p->colsp, p->e5m2, s, p->group, p->colsp, out);
+  }
 }
 
-/* Row tiles [lo, hi): each row dequantized into share ith's buffer, dotted with every row of x. */
-static void float_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
-  (void)ith;
+/* Row tiles [lo, hi) of RT rows: each row's values made in registers and dotted with the (padded)
+ * activation rows, 4 at a time. */
+static void float_units(lb_qrun *j, int64_t lo, int64_t hi) {
   const lb_qpack *p = j->p;
   const int64_t colsp = p->colsp, ng = p->ngroups;
   const float *x = j->xbuf ? j->xbuf : j->x; /* zero-padded to colsp */
-  lo *= j->rt, hi = hi * j->rt < p->rows ? hi * j->rt : p->rows;
+  lo *= RT, hi = hi * RT < p->rows ? hi * RT : p->rows;
   for (int64_t r = lo; r < hi; r++) {
     float out[4], b = j->bias ? j->bias[r] : 0.0f;
     for (int64_t i0 = 0; i0 < j->n; i0 += 4) {
@@ -103,23 +114,8 @@ static void float_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
   }
 }
 
-static void float_tile_task(void *ctx, int ith, int nth) {
-  lb_qrun *j = ctx;
-  int64_t lo, hi;
-  lb_split(j->r1 - j->r0, ith, nth, &lo, &hi);
-  for (int64_t r = lo; r < hi; r++) deq_row(j, j->r0 + r, j->tile + r * j->p->colsp);
-}
-
-static void bias_task(void *ctx, int ith, int nth) {
-  lb_qrun *j = ctx;
-  int64_t lo, hi;
-  lb_split(j->n, ith, nth, &lo, &hi);
-  for (int64_t i = lo; i < hi; i++)
-    for (int64_t r = 0; r < j->p->rows; r++) j->y[i * j->p->rows + r] += j->bias[r];
-}
-
 void lb_qrun_units(lb_qrun *j, int64_t lo, int64_t hi, int ith) {
-  if (j->p->kind == LB_QP_NF4 || j->p->kind == LB_QP_FP8) float_units(j, lo, hi, ith);
+  if (j->p->kind == LB_QP_NF4 || j->p->kind == LB_QP_FP8) float_units(j, lo, hi);
   else int_units(j, lo, hi, ith);
 }
 
@@ -131,29 +127,26 @@ static void units_task(void *ctx, int ith, int nth) {
 
 void lb_qrun_done(lb_qrun *j) {
   free(j->a.q), free(j->a.d), free(j->a.z), free(j->xbuf), free(j->sums), free(j->ybuf);
-  free(j->tile);
   memset(j, 0, sizeof *j);
 }
 
 lb_status lb_qrun_prepare(lb_qrun *j, lb_pool *pool, const lb_kernels *k, const lb_qpack *p,
                           const float *bias, const float *x, int64_t n, float *y, lb_error *err) {
   *j = (lb_qrun){.p = p, .k = k, .x = x, .bias = bias, .y = y, .n = n};
-  const size_t nth = (size_t)lb_pool_size(pool), colsp = (size_t)p->colsp;
+  const size_t colsp = (size_t)p->colsp;
   if (p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) {
-    j->rt = 16;
-    j->units = (p->rows + j->rt - 1) / j->rt;
+    j->units = (p->rows + RT - 1) / RT;
     if (p->colsp != p->cols) { /* the kernels read whole groups: the activations padded */
       if (!(j->xbuf = calloc((size_t)n * colsp, sizeof(float))))
         return lb_fail(err, LB_ENOMEM, "linear: out of memory");
       for (int64_t i = 0; i < n; i++)
         memcpy(j->xbuf + i * p->colsp, x + i * p->cols, (size_t)p->cols * sizeof(float));
     }
-    (void)nth;
     return LB_OK;
   }
-  j->rt = 16;
-  j->units = p->rowsp / 16;
-  j->a = (lb_qact){.n = n, .colsp = p->colsp, .nkb = p->colsp / p->kb, .ngroups = p->ngroups};
+  const size_t nth = (size_t)lb_pool_size(pool);
+  j->units = p->rowsp / RT;
+  j->a.nkb = p->colsp / p->kb;
   j->a.q = malloc((size_t)n * colsp);
   j->a.d = malloc((size_t)(n * j->a.nkb) * sizeof(float));
   j->a.z = malloc((size_t)(n * p->ngroups) * sizeof(float));
@@ -171,34 +164,15 @@ lb_status lb_qrun_prepare(lb_qrun *j, lb_pool *pool, const lb_kernels *k, const 
   return LB_OK;
 }
 
-/* Prefill of NF4/FP8: tiles of dequantized rows and OpenBLAS sgemm. */
-static lb_status float_gemm(lb_pool *pool, lb_qrun *j, lb_error *err) {
-  const lb_qpack *p = j->p;
-  int64_t tile_rows = TILE_FLOATS / p->colsp;
-  tile_rows = tile_rows < 16 ? 16 : tile_rows > p->rows ? p->rows : tile_rows;
-  j->tile = malloc((size_t)(tile_rows * p->colsp) * sizeof(float));
-  if (!j->tile) return lb_fail(err, LB_ENOMEM, "linear: out of memory for a weight tile");
-  for (j->r0 = 0; j->r0 < p->rows; j->r0 += tile_rows) {
-    j->r1 = j->r0 + tile_rows < p->rows ? j->r0 + tile_rows : p->rows;
-    lb_pool_run(pool, float_tile_task, j);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(j->r1 - j->r0),
-                (int)p->cols, 1.0f, j->x, (int)p->cols, j->tile, (int)p->colsp, 0.0f,
-                j->y + j->r0, (int)p->rows);
-  }
-  if (j->bias) lb_pool_run(pool, bias_task, j);
-  lb_qrun_done(j);
-  return LB_OK;
-}
-
 lb_status lb_qpack_linear_k(lb_pool *pool, const lb_kernels *k, const lb_qpack *p,
                             const float *bias, const float *x, int64_t n, float *y,
                             lb_error *err) {
   if (n <= 0) return LB_OK;
-  lb_qrun j;
-  if ((p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) && n > SMALL_N) {
-    j = (lb_qrun){.p = p, .k = k, .x = x, .bias = bias, .y = y, .n = n};
-    return float_gemm(pool, &j, err);
+  if ((p->kind == LB_QP_NF4 || p->kind == LB_QP_FP8) && n > SMALL_N) { /* prefill */
+    const deq_ctx c = {p, k};
+    return lb_sgemm_tiles(pool, p->rows, p->cols, p->colsp, deq_rows, &c, bias, x, n, y, err);
   }
+  lb_qrun j;
   LB_TRY(lb_qrun_prepare(&j, pool, k, p, bias, x, n, y, err));
   lb_pool_run(pool, units_task, &j);
   lb_qrun_done(&j);

@@ -15,14 +15,6 @@ void lb_qpack_free(lb_qpack *p) {
   free(p);
 }
 
-int64_t lb_qpack_bytes(const lb_qpack *p) {
-  int64_t per_row = p->kind == LB_QP_U4 || p->kind == LB_QP_NF4 ? p->colsp / 2 : p->colsp;
-  int64_t n = p->rowsp * per_row + p->rowsp * p->ngroups * (int64_t)sizeof(float);
-  if (p->zs) n += p->rowsp * p->ngroups * (int64_t)sizeof(float);
-  if (p->perm) n += p->cols * (int64_t)sizeof(int32_t);
-  return n;
-}
-
 /* Act-order: the columns sorted by group (stable), or false when the groups are not `group`
  * consecutive columns each once sorted (then no kernel takes the weight). */
 static bool group_perm(const lb_qweight *w, int32_t *perm) {

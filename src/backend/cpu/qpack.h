@@ -57,8 +57,6 @@ typedef struct lb_qpack {
  * runs the reference dequantization. LLM.int8 (LB_QK_INT8ROW) keeps its own kernel: never packed. */
 lb_status lb_qpack_new(const struct lb_qweight *w, lb_qpack **out, lb_error *err);
 void lb_qpack_free(lb_qpack *p);
-/* Bytes the pack holds (codes and scales): its memory. */
-int64_t lb_qpack_bytes(const lb_qpack *p);
 
 /* y[n, rows] = x[n, cols] . W^T (+ bias[rows]) with the kernels of lb_cpu_kernels() (the CPU's
  * best, or LOWBIT_ISA's); _k: with the kernel set k (tests force each ISA and the scalar twins). */
@@ -70,10 +68,10 @@ lb_status lb_qpack_linear_k(lb_pool *pool, const struct lb_kernels *k, const lb_
                             lb_error *err);
 
 /* Activations quantized for the integer kinds, [n] rows of colsp int8 codes, d[n * nkb] block
- * scales, z[n * ngroups] (see above). */
+ * scales (nkb = colsp / kb), z[n * ngroups] (see above). */
 typedef struct lb_qact {
-  int64_t n, colsp, nkb, ngroups;
-  void *q;
+  int64_t nkb;
+  int8_t *q;
   float *d, *z;
 } lb_qact;
 
@@ -87,16 +85,13 @@ typedef struct lb_qrun {
   const float *x, *bias;
   float *y;
   int64_t n;
-  int64_t units; /* tiles of rt weight rows */
+  int64_t units; /* tiles of 16 weight rows */
   _Atomic int64_t next; /* units claimed (lb_qpack_linear's region) */
-  int64_t rt;
   lb_qact a;      /* U4/U8: the quantized activations */
   float *xbuf;    /* U4/U8: per share [colsp], a gathered activation row; NF4/FP8: [n * colsp]
                      the activations padded, when colsp > cols (else NULL) */
   float *ybuf;    /* per share [n * 16]: a partial tile's outputs */
   int32_t *sums;  /* per share [nkb] */
-  int64_t r0, r1; /* NF4/FP8 prefill: the tile */
-  float *tile;
 } lb_qrun;
 
 lb_status lb_qrun_prepare(lb_qrun *j, lb_pool *pool, const struct lb_kernels *k, const lb_qpack *p,

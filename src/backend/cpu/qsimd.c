@@ -242,84 +242,15 @@ void SFX(lb_qgemm_u8)(const uint8_t *w, const float *sc, const float *zs, const 
   GEMM_DISPATCH(true)
 }
 
-/* NF4/FP4: 16 codes of a 64-column chunk -> fp32 through the table */
+/* NF4/FP4: VF codes 0..15 (the low bytes of `codes`) -> fp32 through the table t (load_lut) */
+static inline vf lut16(const vf *t, __m128i codes) {
 #if defined(LB_ISA_AVX512)
-static inline vf lut16(__m512 t, __m128i codes) { /* 16 bytes of codes 0..15 */
-  return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), t);
-}
+  return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), t[0]);
 #else
-static inline vf lut16(__m256 lo, __m256 hi, __m128i codes) { /* 8 codes in the low 8 bytes */
   __m256i i = _mm256_cvtepu8_epi32(codes);
-  __m256 a = _mm256_permutevar8x32_ps(lo, i), b = _mm256_permutevar8x32_ps(hi, i);
+  __m256 a = _mm256_permutevar8x32_ps(t[0], i), b = _mm256_permutevar8x32_ps(t[1], i);
   return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
-}
 #endif
-
-/* Dequantizes one row of 64-column nibble chunks (no scale) into out[colsp]. */
-static void nf4_row(const uint8_t *w, const float *lut, int64_t colsp, float *out) {
-  const __m128i m = _mm_set1_epi8(0x0F);
-#if defined(LB_ISA_AVX512)
-  const __m512 t = _mm512_loadu_ps(lut);
-#else
-  const __m256 tl = _mm256_loadu_ps(lut), th = _mm256_loadu_ps(lut + 8);
-#endif
-  for (int64_t c = 0; c < colsp; c += 64, w += 32, out += 64)
-    for (int h = 0; h < 2; h++) {
-      __m128i b = _mm_loadu_si128((const __m128i *)(w + 16 * h));
-      __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-#if defined(LB_ISA_AVX512)
-      _mm512_storeu_ps(out + 16 * h, lut16(t, lo));
-      _mm512_storeu_ps(out + 32 + 16 * h, lut16(t, hi));
-#else
-      _mm256_storeu_ps(out + 16 * h, lut16(tl, th, lo));
-      _mm256_storeu_ps(out + 16 * h + 8, lut16(tl, th, _mm_srli_si128(lo, 8)));
-      _mm256_storeu_ps(out + 32 + 16 * h, lut16(tl, th, hi));
-      _mm256_storeu_ps(out + 40 + 16 * h, lut16(tl, th, _mm_srli_si128(hi, 8)));
-#endif
-    }
-}
-
-/* FP8 -> fp32 by shifts through fp16 (the pack's scale carries E4M3's 2^8) */
-static void fp8_row(const uint8_t *w, bool e5m2, int64_t colsp, float *out) {
-  for (int64_t c = 0; c < colsp; c += 16) {
-    __m256i h = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + c)));
-    if (e5m2) h = _mm256_slli_epi16(h, 8);
-    else
-      h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x80)), 8),
-                          _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7F)), 7));
-#if defined(LB_ISA_AVX512)
-    _mm512_storeu_ps(out + c, _mm512_cvtph_ps(h));
-#else
-    _mm256_storeu_ps(out + c, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
-    _mm256_storeu_ps(out + c + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
-#endif
-  }
-}
-
-/* Dequantized rows, scaled per group: out[c] = value(c) * s[c / group], c < colsp. */
-static void scale_row(const float *s, int64_t group, int64_t colsp, float *out) {
-  for (int64_t c0 = 0; c0 < colsp; c0 += group) {
-    const vf t = vf_set1(s[c0 / group]);
-    for (int64_t c = c0; c < c0 + group; c += VF) {
-#if defined(LB_ISA_AVX512)
-      _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_loadu_ps(out + c), t));
-#else
-      _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_loadu_ps(out + c), t));
-#endif
-    }
-  }
-}
-
-void SFX(lb_deq_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
-                     int64_t colsp, float *out) {
-  nf4_row(w, lut, colsp, out);
-  scale_row(s, group, colsp, out);
-}
-
-void SFX(lb_deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
-                     float *out) {
-  fp8_row(w, e5m2, colsp, out);
-  scale_row(s, group, colsp, out);
 }
 
 /* Decode of NF4/FP8: one packed row dotted with nx (1..4) fp32 activation rows, the values made in
@@ -335,6 +266,15 @@ void SFX(lb_deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group,
 #define QD_LOAD _mm256_loadu_ps
 #endif
 
+/* The 16-entry table in registers (AVX-512: one vector; AVX2: two). */
+static inline void load_lut(const float *lut, vf *t) {
+#if defined(LB_ISA_AVX512)
+  t[0] = t[1] = _mm512_loadu_ps(lut);
+#else
+  t[0] = _mm256_loadu_ps(lut), t[1] = _mm256_loadu_ps(lut + 8);
+#endif
+}
+
 /* values of columns c .. c + VF - 1 */
 static inline vf nf4_vals(const uint8_t *w, int64_t c, const vf *lut) {
   const uint8_t *chunk = w + c / 64 * 32;
@@ -345,12 +285,7 @@ static inline vf nf4_vals(const uint8_t *w, int64_t c, const vf *lut) {
   __m128i b = _mm_loadl_epi64((const __m128i *)(chunk + i % 32));
 #endif
   if (i >= 32) b = _mm_srli_epi16(b, 4);
-  b = _mm_and_si128(b, _mm_set1_epi8(0x0F));
-#if defined(LB_ISA_AVX512)
-  return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(b), lut[0]);
-#else
-  return lut16(lut[0], lut[1], b);
-#endif
+  return lut16(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
 }
 
 static inline vf fp8_vals(const uint8_t *w, int64_t c, bool e5m2) {
@@ -369,6 +304,26 @@ static inline vf fp8_vals(const uint8_t *w, int64_t c, bool e5m2) {
                      _mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7F)), 7));
   return _mm256_cvtph_ps(h);
 #endif
+}
+
+/* Dequantized rows for the prefill tiles: out[c] = value(c) * s[c / group], c < colsp (a group is
+ * a multiple of 16 columns, so a vector lies in one). */
+void SFX(lb_deq_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
+                     int64_t colsp, float *out) {
+  vf t[2];
+  load_lut(lut, t);
+  for (int64_t c = 0; c < colsp; c += VF) {
+    vf v = nf4_vals(w, c, t) * QD_SET1(s[c / group]);
+    memcpy(out + c, &v, sizeof v);
+  }
+}
+
+void SFX(lb_deq_fp8)(const uint8_t *w, bool e5m2, const float *s, int64_t group, int64_t colsp,
+                     float *out) {
+  for (int64_t c = 0; c < colsp; c += VF) {
+    vf v = fp8_vals(w, c, e5m2) * QD_SET1(s[c / group]);
+    memcpy(out + c, &v, sizeof v);
+  }
 }
 
 #define QDOT_BODY(VALS)                                                                            \
@@ -390,11 +345,8 @@ static inline vf fp8_vals(const uint8_t *w, int64_t c, bool e5m2) {
 
 void SFX(lb_qdot_nf4)(const uint8_t *w, const float *lut, const float *s, int64_t group,
                       int64_t colsp, const float *x, int64_t ldx, int nx, float *out) {
-#if defined(LB_ISA_AVX512)
-  const vf t[1] = {_mm512_loadu_ps(lut)};
-#else
-  const vf t[2] = {_mm256_loadu_ps(lut), _mm256_loadu_ps(lut + 8)};
-#endif
+  vf t[2];
+  load_lut(lut, t);
   if (group % 64 == 0 && nx == 1) { /* decode: a 64-column chunk's 32 bytes unpacked at once */
     const __m256i m = _mm256_set1_epi8(0x0F);
     vf acc = vf_zero();
@@ -407,12 +359,11 @@ void SFX(lb_qdot_nf4)(const uint8_t *w, const float *lut, const float *s, int64_
                         _mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)};
         for (int k = 0; k < 4; k++) {
 #if defined(LB_ISA_AVX512)
-          vf v = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(q[k]), t[0]);
-          if (k & 1) g1 = QD_FMA(v, QD_LOAD(x + c + 16 * k), g1);
-          else g0 = QD_FMA(v, QD_LOAD(x + c + 16 * k), g0);
-#else
-          g0 = QD_FMA(lut16(t[0], t[1], q[k]), QD_LOAD(x + c + 16 * k), g0);
-          g1 = QD_FMA(lut16(t[0], t[1], _mm_srli_si128(q[k], 8)), QD_LOAD(x + c + 16 * k + 8), g1);
+          if (k & 1) g1 = QD_FMA(lut16(t, q[k]), QD_LOAD(x + c + 16 * k), g1);
+          else g0 = QD_FMA(lut16(t, q[k]), QD_LOAD(x + c + 16 * k), g0);
+#else /* 16 codes: two vectors of 8 */
+          g0 = QD_FMA(lut16(t, q[k]), QD_LOAD(x + c + 16 * k), g0);
+          g1 = QD_FMA(lut16(t, _mm_srli_si128(q[k], 8)), QD_LOAD(x + c + 16 * k + 8), g1);
 #endif
         }
       }
