@@ -363,11 +363,15 @@ void lb_detok_stream_free(lb_detok_stream *s);
 
 typedef struct lb_model lb_model;
 
+typedef enum lb_device { LB_DEVICE_CPU, LB_DEVICE_CUDA } lb_device;
+
 typedef struct lb_model_options {
   int n_threads;   /* <= 0: one per logical core */
   int64_t max_ctx; /* KV cache length; <= 0: max_position_embeddings, capped at 4096 */
   bool reference;  /* quantized weights through the scalar reference dequantization instead of
                       the packed kernels (to measure what the kernels change) */
+  lb_device device; /* LB_DEVICE_CUDA: weights, KV cache and the forward pass on CUDA device 0
+                       (a build with the CUDA backend); the host keeps the checkpoint mapped */
 } lb_model_options;
 
 /* Opens a checkpoint folder and prepares it to run (weights stay mmap'd in their dtype). */
@@ -380,6 +384,9 @@ int64_t lb_model_ctx(const lb_model *m);  /* KV cache capacity in tokens */
 int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now */
 int lb_model_threads(const lb_model *m);
 void lb_model_reset(lb_model *m);         /* empties the KV cache */
+lb_device lb_model_device(const lb_model *m);
+/* Bytes of device memory the model holds (weights, KV cache, scratch); 0 on the CPU. */
+uint64_t lb_model_device_bytes(const lb_model *m);
 
 /* Wall-clock seconds spent per op by lb_model_forward while profiling is on (enable resets them). */
 typedef struct lb_model_profile {

@@ -15,6 +15,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 /* Prints "lowbit: error: <message>" and returns 1. */
 int cli_fail(const lb_error *err);
@@ -32,12 +33,15 @@ uint64_t cli_peak_rss(void);
 /* Takes the value of option argv[*i] (advancing *i); NULL when it is missing. */
 const char *cli_value(int argc, char **argv, int *i);
 /* Builds the checkpoint folder dst: fill(ctx, tmp_dir) writes tensors and config.json into a fresh
- * temporary folder beside dst, then src's companion files (generation config, tokenizer) are copied
+ * temporary folder beside dst, then src's companion files (generation config, tokenizer; src may be
+ * NULL: none) are copied
  * and the folder is renamed to dst. An existing dst is an error unless force, and is replaced only
  * once the new folder is complete; on any failure nothing is left behind. */
 typedef lb_status (*cli_fill_fn)(void *ctx, const char *tmp_dir, lb_error *err);
 lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src, cli_fill_fn fill,
                            void *ctx, lb_error *err);
+/* "cpu" or "cuda" (--device); false otherwise. */
+bool cli_parse_device(const char *s, lb_device *out);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

@@ -14,7 +14,7 @@
 
 static const char *HELP =
     "usage: lowbit bench DIR... [-p N[,N...]] [-n N[,N...]] [-r R] [-t THREADS] [--md|--json]\n"
-    "                          [--profile] [--ref-kernels]\n"
+    "                          [--profile] [--ref-kernels] [--device cpu|cuda]\n"
     "  llama-bench's protocol for each model folder: ppN = one forward of N prompt tokens from an\n"
     "  empty cache; tgN = N one-token forwards from an empty cache; each test run R times after\n"
     "  an untimed warm-up, tokens/s as mean ± sd. Prints one markdown table for all models.\n"
@@ -24,7 +24,8 @@ static const char *HELP =
     "  -t THREADS      threads (default: all cores)\n"
     "  --json          one JSON array of results instead of the table\n"
     "  --profile       also print the share of time per op for each test\n"
-    "  --ref-kernels   quantized weights through the scalar reference dequantization\n";
+    "  --ref-kernels   quantized weights through the scalar reference dequantization\n"
+    "  --device D      cpu (default) or cuda (the first GPU; the table adds its memory)\n";
 
 enum { MAX_LENS = 16, MAX_MODELS = 32 };
 
@@ -35,6 +36,7 @@ typedef struct {
   int npp, ntg;
   long long reps, threads;
   bool json, profile, ref;
+  lb_device device;
 } opts;
 
 static bool parse_list(const char *v, long long *out, int *n) {
@@ -76,6 +78,7 @@ static lb_status run_once(lb_model *m, bool tg, int64_t n, int32_t bos, uint64_t
 typedef struct {
   const char *model, *test;
   double mean, sd, size, params;
+  uint64_t device_bytes;
   lb_model_profile prof;
 } result;
 
@@ -89,7 +92,7 @@ static void stats(const double *x, int n, double *mean, double *sd) {
 
 static lb_status bench_model(const opts *o, const char *dir, result *res, int *nres,
                              lb_error *err) {
-  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref};
+  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref, .device = o->device};
   int64_t need = 1;
   for (int i = 0; i < o->npp; i++) need = o->pp[i] > need ? o->pp[i] : need;
   for (int i = 0; i < o->ntg; i++) need = o->tg[i] > need ? o->tg[i] : need;
@@ -127,7 +130,8 @@ static lb_status bench_model(const opts *o, const char *dir, result *res, int *n
         break;
       }
       snprintf(test, 32, "%s%lld", kind ? "tg" : "pp", (long long)n);
-      *x = (result){.model = dir, .test = test, .size = bytes, .params = params};
+      *x = (result){.model = dir, .test = test, .size = bytes, .params = params,
+                    .device_bytes = lb_model_device_bytes(m)};
       stats(t, (int)o->reps, &x->mean, &x->sd);
       lb_model_profile_get(m, &x->prof);
       lb_model_profile_enable(m, false);
@@ -170,6 +174,9 @@ static int report(const opts *o, const result *res, int n) {
                             r->test, "tokens_per_s", r->mean, "tokens_per_s_sd", r->sd,
                             "size_bytes", r->size, "params", r->params, "bits_per_weight",
                             8 * r->size / r->params, "threads", (json_int_t)o->threads);
+      if (e && o->device == LB_DEVICE_CUDA)
+        json_object_update_new(e, json_pack("{s:s, s:f}", "device", "cuda", "device_bytes",
+                                            (double)r->device_bytes));
       if (e && o->profile)
         json_object_set_new(e, "profile_s", json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "qkv",
                             r->prof.qkv, "attention", r->prof.attention, "o_proj", r->prof.o_proj,
@@ -189,13 +196,17 @@ static int report(const opts *o, const result *res, int n) {
     json_decref(arr);
     return 0;
   }
-  printf("| model | size | params | bpw | threads | test | t/s |\n");
+  const bool gpu = o->device == LB_DEVICE_CUDA;
+  printf("| model | size | params | bpw | %s | test | t/s |\n", gpu ? "device (memory)" : "threads");
   printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (int i = 0; i < n; i++) {
     const result *r = &res[i];
-    printf("| %s | %.2f MiB | %.2f M | %.2f | %lld | %s | %.2f ± %.2f |\n", base(r->model),
-           r->size / 1048576.0, r->params / 1e6, 8 * r->size / r->params, o->threads, r->test,
-           r->mean, r->sd);
+    char where[48];
+    if (gpu) snprintf(where, sizeof where, "cuda (%.0f MiB)", (double)r->device_bytes / 1048576.0);
+    else snprintf(where, sizeof where, "%lld", o->threads);
+    printf("| %s | %.2f MiB | %.2f M | %.2f | %s | %s | %.2f ± %.2f |\n", base(r->model),
+           r->size / 1048576.0, r->params / 1e6, 8 * r->size / r->params, where, r->test, r->mean,
+           r->sd);
   }
   if (o->profile) {
     printf("\nshare of time per op:\n");
@@ -222,12 +233,13 @@ int cmd_bench(int argc, char **argv) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
       if (strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-r") && strcmp(a, "-t") &&
-          strcmp(a, "--threads"))
+          strcmp(a, "--threads") && strcmp(a, "--device"))
         return cli_usage_error("bench", "unknown option '%s'", a);
       if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("bench", "%s needs a value", a);
       if (!strcmp(a, "-p")) ok = parse_list(v, o.pp, &o.npp);
       else if (!strcmp(a, "-n")) ok = parse_list(v, o.tg, &o.ntg);
       else if (!strcmp(a, "-r")) ok = cli_parse_int(v, 1, 1000, &o.reps);
+      else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o.device);
       else ok = cli_parse_int(v, 1, 1024, &o.threads);
       if (!ok) return cli_usage_error("bench", "%s '%s': not a valid value", a, v);
     } else if (o.ndirs == MAX_MODELS) {

@@ -11,7 +11,7 @@
 
 static const char *HELP =
     "usage: lowbit generate DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                       [-t THREADS] [--ctx N] [--ignore-eos] [--json]\n"
+    "                       [-t THREADS] [--ctx N] [--ignore-eos] [--json] [--device cpu|cuda]\n"
     "  Continues TEXT with the model in DIR (config.json, safetensors, tokenizer.json), printing the\n"
     "  new text as it is produced and then prefill/decode speed and peak memory on stderr.\n"
     "  -n N          at most N new tokens (default 128); generation also stops at EOS\n"
@@ -23,13 +23,15 @@ static const char *HELP =
     "  -t THREADS    threads (default: all cores)\n"
     "  --ctx N       KV cache length (default: max_position_embeddings, at most 4096)\n"
     "  --ignore-eos  do not stop at EOS (for benchmarks: always N new tokens)\n"
-    "  --json        no streaming: print one JSON object with ids, text and timings\n";
+    "  --json        no streaming: print one JSON object with ids, text and timings\n"
+    "  --device D    cpu (default) or cuda (the first GPU)\n";
 
 typedef struct {
   const char *dir, *prompt;
   long long n, threads, ctx;
   bool json, temp_set, k_set, p_set, ignore_eos;
   lb_sampler_params sp;
+  lb_device device;
 } opts;
 
 typedef struct {
@@ -146,7 +148,7 @@ static int parse(int argc, char **argv, opts *o) {
       o->ignore_eos = true;
       continue;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed"};
+      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed", "--device"};
       bool known = false;
       for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
       if (!known) return cli_usage_error("generate", "unknown option '%s'", a);
@@ -160,6 +162,7 @@ static int parse(int argc, char **argv, opts *o) {
       else if (!strcmp(a, "--top-p")) ok = cli_parse_double(v, 1e-9, 1, &o->sp.top_p), o->p_set = true;
       else if (!strcmp(a, "--top-k")) ok = cli_parse_int(v, 0, INT32_MAX, &k), o->sp.top_k = k, o->k_set = true;
       else if (!strcmp(a, "--seed")) ok = cli_parse_int(v, 0, INT64_MAX, &k), o->sp.seed = (uint64_t)k;
+      else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o->device);
       else return cli_usage_error("generate", "unknown option '%s'", a);
       if (!ok) return cli_usage_error("generate", "%s '%s': not a valid value", a, v);
     } else if (!o->dir) {
@@ -180,7 +183,7 @@ int cmd_generate(int argc, char **argv) {
   lb_error err = {0};
   lb_tokenizer *tok = NULL;
   lb_model *m = NULL;
-  lb_model_options mo = {.n_threads = (int)o.threads, .max_ctx = o.ctx};
+  lb_model_options mo = {.n_threads = (int)o.threads, .max_ctx = o.ctx, .device = o.device};
   if (lb_tokenizer_load(o.dir, &tok, &err) != LB_OK) return cli_fail(&err);
   if (lb_model_open(o.dir, &mo, &m, &err) != LB_OK) {
     lb_tokenizer_free(tok);
@@ -201,10 +204,13 @@ int cmd_generate(int argc, char **argv) {
     char mem[32];
     fprintf(stderr,
             "prefill: %zu tokens in %.3f s (%.1f tokens/s) | decode: %zu tokens in %.3f s "
-            "(%.1f tokens/s) | %d threads | peak memory %s\n",
+            "(%.1f tokens/s) | %d threads | peak memory %s",
             r.n_prompt, r.t_prefill, r.t_prefill > 0 ? (double)r.n_prompt / r.t_prefill : 0.0, dec,
             r.t_decode, r.t_decode > 0 ? (double)dec / r.t_decode : 0.0, lb_model_threads(m),
             cli_bytes(cli_peak_rss(), mem, sizeof mem));
+    if (lb_model_device(m) == LB_DEVICE_CUDA)
+      fprintf(stderr, " | device memory %s", cli_bytes(lb_model_device_bytes(m), mem, sizeof mem));
+    fputc('\n', stderr);
   }
   free(r.prompt);
   free(r.out);

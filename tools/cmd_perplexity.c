@@ -13,7 +13,7 @@
 
 static const char *HELP =
     "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t THREADS] [--json]\n"
-    "                         [--ref-kernels]\n"
+    "                         [--ref-kernels] [--device cpu|cuda]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
@@ -22,12 +22,14 @@ static const char *HELP =
     "  -t THREADS        threads (default: all cores)\n"
     "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n"
     "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
-    "                    activations instead of the packed kernels (what the kernels change)\n";
+    "                    activations instead of the packed kernels (what the kernels change)\n"
+    "  --device D        cpu (default) or cuda (the first GPU)\n";
 
 typedef struct {
   const char *dir, *file;
   long long ctx, max_windows, threads;
   bool json, ref;
+  lb_device device;
 } opts;
 
 static void on_window(void *p, int64_t done, int64_t total) {
@@ -46,15 +48,16 @@ static lb_status run(const opts *o, lb_error *err) {
   double t0 = lb_now();
   if (s == LB_OK) s = lb_tokenize(tok, text, len, LB_TOK_ADD_SPECIAL, &ids, &n, err);
   double t_tok = lb_now() - t0;
-  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref};
+  lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref,
+                          .device = o->device};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
   lb_ppl_result r = {0};
   if (s == LB_OK) {
     int64_t windows = (int64_t)n / o->ctx;
     if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
     if (!o->json)
-      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %d threads\n",
-              o->file, n, t_tok, (long long)windows, o->ctx, lb_model_threads(m));
+      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s\n", o->file,
+              n, t_tok, (long long)windows, o->ctx, o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
     lb_progress bar;
     lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
     s = lb_perplexity(m, ids, (int64_t)n, o->ctx, o->max_windows, on_window, &bar, &r, err);
@@ -62,11 +65,12 @@ static lb_status run(const opts *o, lb_error *err) {
   }
   if (s == LB_OK && o->json) {
     json_t *root = json_pack(
-        "{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I}", "ppl", r.ppl,
+        "{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:s, s:s, s:I, s:s}", "ppl", r.ppl,
         "ppl_stderr", r.ppl_stderr, "mean_nll", r.mean_nll, "tokens", (json_int_t)r.tokens,
         "windows", (json_int_t)r.windows, "ctx", (json_int_t)o->ctx, "file_tokens",
         (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
-        "file", o->file, "threads", (json_int_t)lb_model_threads(m));
+        "file", o->file, "threads", (json_int_t)lb_model_threads(m), "device",
+        o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
     if (!root) s = lb_fail(err, LB_ENOMEM, "perplexity: cannot build the JSON output");
     else {
       json_dumpf(root, stdout, JSON_INDENT(2));
@@ -99,7 +103,7 @@ int cmd_perplexity(int argc, char **argv) {
     } else if (!strcmp(a, "--ref-kernels")) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "-t", "--threads"};
+      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "-t", "--threads", "--device"};
       bool known = false;
       for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
       if (!known) return cli_usage_error("perplexity", "unknown option '%s'", a);
@@ -108,6 +112,7 @@ int cmd_perplexity(int argc, char **argv) {
       else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);
       else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
       else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);
+      else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o.device);
       else return cli_usage_error("perplexity", "unknown option '%s'", a);
       if (!ok) return cli_usage_error("perplexity", "%s '%s': not a valid value", a, v);
     } else if (!o.dir) {

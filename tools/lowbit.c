@@ -18,6 +18,7 @@ static const struct {
     {"generate", cmd_generate, "continue a prompt, streaming the text (greedy or sampled)"},
     {"perplexity", cmd_perplexity, "perplexity of a text file over fixed windows"},
     {"bench", cmd_bench, "prompt and generation speed, llama-bench's protocol (pp512, tg128)"},
+    {"synth", cmd_synth, "a model of 7B-class shapes with random weights, for speed tests"},
     {"tokenize", cmd_tokenize, "token ids and pieces of a text"},
     {"devices", cmd_devices, "CPU features and CUDA GPUs this build can use"},
 };
@@ -109,6 +110,13 @@ uint64_t cli_peak_rss(void) {
 }
 
 const char *cli_value(int argc, char **argv, int *i) { return *i + 1 < argc ? argv[++*i] : NULL; }
+
+bool cli_parse_device(const char *s, lb_device *out) {
+  if (!strcmp(s, "cpu")) *out = LB_DEVICE_CPU;
+  else if (!strcmp(s, "cuda")) *out = LB_DEVICE_CUDA;
+  else return false;
+  return true;
+}
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||

@@ -45,7 +45,7 @@ lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src
   if (s == LB_OK) {
     s = fill(ctx, tmp, err);
     const char *name;
-    for (size_t i = 0; (name = lb_checkpoint_companion(i)) && s == LB_OK; i++) {
+    for (size_t i = 0; src && (name = lb_checkpoint_companion(i)) && s == LB_OK; i++) {
       if (!lb_checkpoint_has_file(src, name)) continue;
       char *a = lb_path_join(lb_checkpoint_dir(src), name), *b = lb_path_join(tmp, name);
       s = a && b ? lb_copy_file(a, b, err) : lb_fail(err, LB_ENOMEM, "out of memory");

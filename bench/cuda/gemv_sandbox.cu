@@ -54,7 +54,8 @@ static double check(int64_t rows, int64_t cols, int batch, double *typical) {
   if (!make(rows, cols, 128, &w)) return INFINITY;
   lb_cuda_q4 dw;
   lb_error err = {};
-  if (lb_cuda_q4_upload(&w, &dw, &err) != LB_OK) {
+  const lb_qweight *wp = &w;
+  if (lb_cuda_q4_upload(NULL, &wp, 1, &dw, &err) != LB_OK) {
     fprintf(stderr, "upload: %s\n", err.msg);
     exit(2);
   }
@@ -67,7 +68,7 @@ static double check(int64_t rows, int64_t cols, int batch, double *typical) {
   CK(cudaMalloc(&dx, nx * sizeof(__half)));
   CK(cudaMalloc((void **)&dy, (size_t)(batch * rows) * 4));
   CK(cudaMemcpy(dx, hx, nx * sizeof(__half), cudaMemcpyHostToDevice));
-  if (lb_cuda_gemv_q4(&dw, dx, dy, batch, NULL, &err) != LB_OK) {
+  if (lb_cuda_gemv_q4(&dw, dx, dy, batch, false, NULL, &err) != LB_OK) {
     fprintf(stderr, "gemv: %s\n", err.msg);
     exit(2);
   }
@@ -87,6 +88,27 @@ static double check(int64_t rows, int64_t cols, int batch, double *typical) {
     }
   }
   *typical = sqrt(sq / (double)(rows * batch));
+  // acc: a second product added onto the first is twice it (up to one fp32 rounding)
+  float *hy2 = (float *)malloc((size_t)(batch * rows) * 4);
+  if (lb_cuda_gemv_q4(&dw, dx, dy, batch, true, NULL, &err) != LB_OK) exit(2);
+  CK(cudaMemcpy(hy2, dy, (size_t)(batch * rows) * 4, cudaMemcpyDeviceToHost));
+  for (int64_t i = 0; i < rows * batch; i++)
+    if (fabs(hy2[i] - 2.0 * hy[i]) > 1e-6 * fabs(hy[i]) + 1e-30) worst = INFINITY;
+  // the dequantized fp16 weight: (q - z) exact, times the fp16 scale, one fp16 rounding
+  __half *dq, *hq = (__half *)malloc((size_t)(rows * cols) * 2);
+  CK(cudaMalloc((void **)&dq, (size_t)(rows * cols) * 2));
+  if (lb_cuda_q4_dequant(NULL, &dw, dq, &err) != LB_OK) exit(2);
+  CK(cudaMemcpy(hq, dq, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToHost));
+  for (int64_t r = 0; r < rows; r++) {
+    lb_qweight_dequant_row(&w, r, row);
+    for (int64_t c = 0; c < cols; c++) {
+      // the scale is rounded to fp16 too: 2^-11 each, so 2^-10 in all
+      double ref = row[c], e = fabs((double)__half2float(hq[r * cols + c]) - ref);
+      if (e > fabs(ref) * (1.0 / 1024) + 1e-7) worst = INFINITY;
+    }
+  }
+  CK(cudaFree(dq));
+  free(hq), free(hy2);
   CK(cudaFree(dx));
   CK(cudaFree(dy));
   lb_cuda_q4_free(&dw);
@@ -121,7 +143,8 @@ static void time_shape(int64_t rows, int64_t cols, int batch, int iters, double 
   if (!make(rows, cols, 128, &w)) exit(2);
   lb_cuda_q4 dw;
   lb_error err = {};
-  if (lb_cuda_q4_upload(&w, &dw, &err) != LB_OK) exit(2);
+  const lb_qweight *wp = &w;
+  if (lb_cuda_q4_upload(NULL, &wp, 1, &dw, &err) != LB_OK) exit(2);
   void *dx;
   float *dy;
   CK(cudaMalloc(&dx, (size_t)(batch * cols) * 2));
@@ -132,12 +155,12 @@ static void time_shape(int64_t rows, int64_t cols, int batch, int iters, double 
   CK(cudaEventCreate(&e1));
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
-  for (int i = 0; i < 10; i++) lb_cuda_gemv_q4(&dw, dx, dy, batch, st, &err);
+  for (int i = 0; i < 10; i++) lb_cuda_gemv_q4(&dw, dx, dy, batch, false, st, &err);
   // the launches captured in a CUDA graph (as the decode step will be): no launch gaps
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < iters; i++) lb_cuda_gemv_q4(&dw, dx, dy, batch, st, &err);
+  for (int i = 0; i < iters; i++) lb_cuda_gemv_q4(&dw, dx, dy, batch, false, st, &err);
   CK(cudaStreamEndCapture(st, &graph));
   CK(cudaGraphInstantiate(&exec, graph, 0));
   CK(cudaGraphLaunch(exec, st));

@@ -7,6 +7,6 @@ cd "$(dirname "$0")/../.."
 out="${TMPDIR:-/tmp}/lb_kernel_sandbox"
 nvcc -O3 -arch=sm_90 -std=c++17 -Iinclude -Isrc -Xcompiler -D_DEFAULT_SOURCE \
   -DLB_Q4_ROWS="${LB_Q4_ROWS:-2}" -DLB_Q4_UNROLL="${LB_Q4_UNROLL:-1}" -DLB_Q4_SPLIT="${LB_Q4_SPLIT:-2}" \
-  bench/cuda/gemv_sandbox.cu src/backend/cuda/gemv_q4.cu src/quant/qweight.c src/base/status.c \
+  bench/cuda/gemv_sandbox.cu src/backend/cuda/gemv_q4.cu src/backend/cuda/runtime.cu src/quant/qweight.c src/base/status.c -lcublas \
   src/base/dtype.c -o "$out"
 "$out" "${1:-200}"

@@ -2,7 +2,8 @@
 # Packs what bench/ecosystem/device.sh needs on the GPU machine into folders that git ignores
 # (.git/info/exclude: /.xfer/ /.deb/ /.whl/), each carried by one `run` call (64 MiB per call):
 #   .xfer/a  first half of pocket-llama's model.safetensors (xz) -- call 1, with .deb and .whl
-#   .xfer/b  second half + config, tokenizer, generation files, WikiText and pocket-valid -- call 2
+#   .xfer/b  second half + config, tokenizer, generation files, WikiText, pocket-valid and the
+#            calibration text -- call 2
 #   .deb     Debian 12 packages to build lowbit there: jansson, pcre2, utf8proc, openblas (apt-get download)
 #   .whl     bitsandbytes (CUDA 13 + CPU libraries only), compressed-tensors, hqq (built from its sdist
 #            with DISABLE_CUDA=1), pydantic(+core, annotated-types, typing-inspection, typing-extensions),
@@ -18,4 +19,5 @@ split -b $(( (size + 1) / 2 )) -d .xfer/model.xz .xfer/part
 mv .xfer/part00 .xfer/a/ && mv .xfer/part01 .xfer/b/ && rm .xfer/model.xz
 cp "$M"/config.json "$M"/generation_config.json "$M"/tokenizer.json "$M"/tokenizer_config.json .xfer/b/
 cp "$SHARED/data/wikitext-2-raw/wiki.test.raw" "$SHARED/data/pocket-valid.txt" .xfer/b/
+cp "$SHARED/data/calibration/groups_merged.txt" .xfer/b/
 du -sh .xfer/a .xfer/b .deb .whl

@@ -244,6 +244,7 @@ lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float 
     if (tokens[t] < 0 || tokens[t] >= V)
       return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
                      tokens[t], (long long)t, (long long)V);
+  if (m->gpu) return lb_gpu_forward(m, tokens, n, logits, all, err);
   size_t esz = lb_dtype_size(m->embed.dtype);
   for (int64_t t0 = 0; t0 < n; t0 += m->chunk) {
     int64_t cn = n - t0 < m->chunk ? n - t0 : m->chunk;

@@ -42,6 +42,8 @@ struct lb_model {
   lb_rope_state rope;
   int64_t ctx, pos, chunk;
   bool reference; /* lb_model_options.reference */
+  bool on_gpu;        /* lb_model_options.device == LB_DEVICE_CUDA */
+  struct lb_gpu *gpu; /* the model there */
   bool profiling;
   lb_model_profile prof;
   float *kcache, *vcache; /* [layers][ctx][kv_heads * head_dim] */
@@ -86,5 +88,19 @@ void lb_rope_free(lb_rope_state *r);
  * pos0 .. pos0+n-1, as Transformers' rotate_half form. seq_len: the length the call reaches. */
 void lb_rope_apply(lb_rope_state *r, const lb_config *cfg, float *x, int64_t n, int64_t heads,
                    int64_t stride, int64_t pos0, int64_t seq_len);
+/* The cos/sin rows lb_rope_apply uses for positions pos0 .. pos0+n-1 of a call reaching seq_len:
+ * cs[t * head_dim ...], cos in the first half, sin (both times attention_scaling) in the second. */
+void lb_rope_table(lb_rope_state *r, const lb_config *cfg, int64_t pos0, int64_t n, int64_t seq_len,
+                   float *cs);
+
+/* gpu.c: the model on a CUDA device (lb_model_options.device). lb_gpu_open uploads what setup()
+ * loaded (the canonical quantized weights, kept unpacked for it); the forward pass then runs
+ * there, and the host keeps only the checkpoint's mapping. */
+struct lb_gpu;
+lb_status lb_gpu_open(lb_model *m, lb_error *err);
+void lb_gpu_free(struct lb_gpu *g);
+lb_status lb_gpu_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                         lb_error *err);
+uint64_t lb_gpu_bytes(const struct lb_gpu *g);
 
 #endif

@@ -111,3 +111,9 @@ void lb_rope_apply(lb_rope_state *r, const lb_config *cfg, float *x, int64_t n, 
     rotate(cs, r->dim, x + t * stride, heads);
   }
 }
+
+void lb_rope_table(lb_rope_state *r, const lb_config *cfg, int64_t pos0, int64_t n, int64_t seq_len,
+                   float *cs) {
+  const float *inv = freqs_for(r, cfg, seq_len);
+  for (int64_t t = 0; t < n; t++) angles(r, inv, pos0 + t, cs + t * r->dim);
+}

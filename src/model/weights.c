@@ -99,7 +99,7 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
       L->qw[k]->bias = NULL;
     }
     /* Packed once for the kernels; the canonical codes (a byte each) are dropped then. */
-    if (L->qw[k] && !m->reference) {
+    if (L->qw[k] && !m->reference && !m->on_gpu) {
       LB_TRY(lb_qpack_new(L->qw[k], &L->pack[k], err));
       if (L->pack[k]) {
         lb_qweight_free(L->qw[k]);
@@ -149,6 +149,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(lb_rope_init(&m->rope, c, err));
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
   m->reference = opt && opt->reference;
+  m->on_gpu = opt && opt->device == LB_DEVICE_CUDA;
   openblas_set_num_threads(lb_pool_size(m->pool));
 
   char name[256];
@@ -160,7 +161,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
       return lb_fail(err, LB_EUNSUPPORTED, "%s: the quantized lm_head has a bias", dir);
     m->lm_head = (lb_mat){.dtype = LB_F32, .rows = c->vocab_size, .cols = c->hidden_size,
                           .qw = m->head_qw};
-    if (!m->reference) LB_TRY(lb_qpack_new(m->head_qw, &m->head_pack, err));
+    if (!m->reference && !m->on_gpu) LB_TRY(lb_qpack_new(m->head_qw, &m->head_pack, err));
     if (m->head_pack) {
       lb_qweight_free(m->head_qw);
       free(m->head_qw);
@@ -185,6 +186,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
     return lb_fail(err, LB_EINVAL, "context length %lld is out of range", (long long)ctx);
   m->ctx = ctx;
   m->chunk = ctx < 512 ? ctx : 512;
+  if (m->on_gpu) return lb_gpu_open(m, err); /* the CPU's cache and scratch are not needed */
   int64_t kvd = c->num_key_value_heads * c->head_dim, qd = c->num_attention_heads * c->head_dim;
   size_t cache = (size_t)c->num_hidden_layers * (size_t)ctx * (size_t)kvd;
   size_t ch = (size_t)m->chunk, h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
@@ -221,6 +223,7 @@ lb_status lb_model_open(const char *dir, const lb_model_options *opt, lb_model *
 
 void lb_model_free(lb_model *m) {
   if (!m) return;
+  lb_gpu_free(m->gpu);
   for (int l = 0; m->layers && l < m->cfg->num_hidden_layers; l++) {
     free(m->layers[l].attn_norm);
     free(m->layers[l].mlp_norm);
@@ -253,3 +256,5 @@ int64_t lb_model_ctx(const lb_model *m) { return m->ctx; }
 int64_t lb_model_pos(const lb_model *m) { return m->pos; }
 int lb_model_threads(const lb_model *m) { return lb_pool_size(m->pool); }
 void lb_model_reset(lb_model *m) { m->pos = 0; }
+lb_device lb_model_device(const lb_model *m) { return m->gpu ? LB_DEVICE_CUDA : LB_DEVICE_CPU; }
+uint64_t lb_model_device_bytes(const lb_model *m) { return lb_gpu_bytes(m->gpu); }

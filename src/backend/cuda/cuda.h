@@ -1,7 +1,11 @@
-/* C entry points of the CUDA kernels (the .cu files beside this header). Each takes device
- * buffers the caller owns and a stream (a cudaStream_t passed as void *, NULL: the default stream), and returns a
- * status; nothing is synchronized unless the name says so. A build without CUDA has stubs that
- * return LB_EUNSUPPORTED (none.c). */
+/* C entry points of the CUDA backend (the .cu files beside this header). Kernels take device
+ * buffers the caller owns and run on the stream of a context (lb_cuda_ctx: one device, one
+ * stream, one cuBLAS handle); they return a status and synchronize nothing unless the name says
+ * so. A build without CUDA has stubs that return LB_EUNSUPPORTED (none.c).
+ *
+ * Conventions: activations that feed a matrix product are fp16 (what the tensor cores and the
+ * GEMV take); the residual stream, GEMM outputs, q and the softmax are fp32; the KV cache is fp16.
+ * Row-major everywhere: a weight is [rows = out_features][cols = in_features]. */
 #ifndef LB_BACKEND_CUDA_CUDA_H
 #define LB_BACKEND_CUDA_CUDA_H
 
@@ -12,6 +16,40 @@ extern "C" {
 #endif
 
 struct lb_qweight;
+
+/* --- runtime (runtime.cu) --------------------------------------------------------------------- */
+
+typedef struct lb_cuda_ctx lb_cuda_ctx;
+
+/* Device 0, a stream, a cuBLAS handle with a fixed workspace (so a graph can capture it). */
+lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err);
+void lb_cuda_close(lb_cuda_ctx *c);
+void *lb_cuda_stream(lb_cuda_ctx *c);
+/* Zeroed device memory, counted in lb_cuda_allocated (freed memory is not subtracted: a model
+ * allocates everything at open, so the count is its peak). */
+lb_status lb_cuda_alloc(lb_cuda_ctx *c, size_t bytes, void **p, lb_error *err);
+void lb_cuda_release(void *p);
+uint64_t lb_cuda_allocated(const lb_cuda_ctx *c);
+/* Page-locked host memory (what a captured copy may read at replay time). */
+lb_status lb_cuda_host_alloc(size_t bytes, void **p, lb_error *err);
+void lb_cuda_host_release(void *p);
+/* Copies on the context's stream; lb_cuda_get waits for it (and so for all work before it). */
+lb_status lb_cuda_put(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err);
+lb_status lb_cuda_get(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err);
+lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err);
+
+/* y[n][rows] (fp32) = x[n][cols] (fp16) . w[rows][cols]^T (fp16) through cuBLAS (tensor cores,
+ * fp32 accumulation); acc: y += instead of y =. */
+lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y, int64_t rows,
+                       int64_t cols, int64_t n, bool acc, lb_error *err);
+
+/* CUDA graphs: everything issued on the stream between begin and end is recorded, not run. */
+lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err);
+lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err);
+lb_status lb_cuda_graph_launch(lb_cuda_ctx *c, void *graph, lb_error *err);
+void lb_cuda_graph_free(void *graph);
+
+/* --- 4-bit affine weights (gemv_q4.cu) ------------------------------------------------------- */
 
 /* A 4-bit affine weight (GPTQ/AWQ/RTN, groups of a multiple of 32 columns, no act-order) on the
  * device, in the layout the GEMV reads: row-major, 8 codes a 32-bit word with the nibbles in the
@@ -25,14 +63,61 @@ typedef struct lb_cuda_q4 {
   void *zeros;  /* [rows][ngroups] fp16: 1024 + zero point */
 } lb_cuda_q4;
 
-/* Repacks w on the host and uploads it; LB_EUNSUPPORTED for other geometries. */
-lb_status lb_cuda_q4_upload(const struct lb_qweight *w, lb_cuda_q4 *out, lb_error *err);
+/* Whether w can take the 4-bit layout (else NULL; or a reason in *why when why != NULL). */
+bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why);
+/* Repacks n weights of equal cols and group, stacked by rows (q/k/v, gate/up as one weight),
+ * on the host and uploads them; LB_EUNSUPPORTED when one does not fit. ctx NULL: plain
+ * cudaMalloc, uncounted. */
+lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n,
+                            lb_cuda_q4 *out, lb_error *err);
 void lb_cuda_q4_free(lb_cuda_q4 *w);
 
-/* y[b * rows + r] = sum_c W[r, c] * x[b * cols + c] for b < batch (1..8): fp16 activations, fp16
- * products summed per 32 columns, scaled and accumulated in fp32 (y fp32). */
-lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch,
+/* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..8): fp16
+ * activations, fp16 products summed per 32 columns, scaled and accumulated in fp32. */
+lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
                           void *stream, lb_error *err);
+/* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
+lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err);
+
+/* --- the decoder's other ops (ops.cu) -------------------------------------------------------- */
+
+/* dst16[i] = fp16(src[i]) for src of LB_F32, LB_F16 or LB_BF16 (round to nearest even); the
+ * device int *bad (may be NULL) is incremented for each result that is not finite. */
+lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n, void *dst16,
+                         int *bad, lb_error *err);
+
+/* x[t][:] = table[ids[t]][:] (fp16 table, fp32 x) */
+lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
+                        int64_t d, float *x, lb_error *err);
+/* y16[t] = x[t] / rms(x[t]) * w, per row of d (Transformers' RMSNorm in fp32) */
+lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float eps, int64_t n,
+                          int64_t d, void *y16, lb_error *err);
+
+/* The shapes of attention. q/k/v are one row of qkv per token: [q heads*hd | k kvh*hd | v kvh*hd].
+ * Positions come from *pos on the device (the first token's), so that a captured decode step
+ * replays at any position. */
+typedef struct lb_cuda_attn {
+  int64_t heads, kv_heads, head_dim, ctx;
+  int64_t window; /* sliding window (keys i - window + 1 .. i), 0: none */
+  float scale;    /* 1 / sqrt(head_dim) */
+} lb_cuda_attn;
+
+/* Adds bias (NULL: none) to the n rows of qkv, rotates q and k by the cos/sin table rows
+ * cs[(pos + t) * hd ...] (cos in the first half, sin in the second), and stores k and v at rows
+ * pos + t of the layer's fp16 caches [ctx][kv_heads * hd]. */
+lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
+                          const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
+                          void *vc16, lb_error *err);
+/* out16[t][h * hd ...] = softmax(q . K^T * scale) V over the keys row pos + t may see. */
+lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
+                            int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
+                            lb_error *err);
+/* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter]; bias [2 inter] or NULL */
+lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
+                           int64_t inter, void *out16, lb_error *err);
+/* y[t][r] += b[r] */
+lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
+                           lb_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,69 +12,72 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
 extern "C" {
 #include "quant/qweight.h"
-}
-
-static lb_status cuda_fail(lb_error *err, const char *what, cudaError_t e) {
-  if (err) {
-    err->code = LB_EIO;
-    snprintf(err->msg, sizeof err->msg, "cuda: %s: %s", what, cudaGetErrorString(e));
-  }
-  return LB_EIO;
-}
-
-static lb_status fail(lb_error *err, lb_status code, const char *msg) {
-  if (err) {
-    err->code = code;
-    snprintf(err->msg, sizeof err->msg, "%s", msg);
-  }
-  return code;
 }
 
 // nibble position p of a word holds column ORDER[p] of its 8
 static const int ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
-extern "C" lb_status lb_cuda_q4_upload(const lb_qweight *w, lb_cuda_q4 *out, lb_error *err) {
-  memset(out, 0, sizeof *out);
-  if (w->kind != LB_QK_AFFINE || w->bits > 4)
-    return fail(err, LB_EUNSUPPORTED, "cuda q4: only affine weights of at most 4 bits");
-  const int64_t rows = w->rows, cols = w->cols, ng = w->ngroups;
-  const int64_t group = ng == 1 ? cols : w->group;
-  if (cols % 32 || group % 32)
-    return fail(err, LB_EUNSUPPORTED, "cuda q4: columns and group must be multiples of 32");
-  for (int64_t c = 0; w->g_idx && ng > 1 && c < cols; c++)
-    if (w->g_idx[c] != c / group)
-      return fail(err, LB_EUNSUPPORTED, "cuda q4: act-order (g_idx) is not supported yet");
-  for (int64_t i = 0; i < rows * ng; i++)
+extern "C" bool lb_cuda_q4_fits(const lb_qweight *w, const char **why) {
+  const char *r = NULL;
+  const int64_t group = w->kind == LB_QK_AFFINE && w->ngroups > 1 ? w->group : w->cols;
+  if (w->kind != LB_QK_AFFINE || w->bits > 4) r = "not an affine weight of at most 4 bits";
+  else if (w->cols % 32 || group % 32) r = "columns or group not a multiple of 32";
+  for (int64_t c = 0; !r && w->g_idx && w->ngroups > 1 && c < w->cols; c++)
+    if (w->g_idx[c] != c / group) r = "act-order (g_idx)";
+  for (int64_t i = 0; !r && i < w->rows * w->ngroups; i++)
     if (w->zero[i] != floorf(w->zero[i]) || w->zero[i] < 0 || w->zero[i] > 15)
-      return fail(err, LB_EUNSUPPORTED, "cuda q4: zero points must be integers in [0, 15]");
+      r = "zero points that are not integers in [0, 15]";
+  if (why) *why = r;
+  return r == NULL;
+}
+
+extern "C" lb_status lb_cuda_q4_upload(lb_cuda_ctx *ctx, const lb_qweight *const *ws, int n,
+                                       lb_cuda_q4 *out, lb_error *err) {
+  memset(out, 0, sizeof *out);
+  int64_t rows = 0;
+  const int64_t cols = ws[0]->cols, ng = ws[0]->ngroups;
+  for (int i = 0; i < n; i++) {
+    const char *why;
+    if (!lb_cuda_q4_fits(ws[i], &why)) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "cuda q4: %s", why);
+      return lb_cu_fail(err, LB_EUNSUPPORTED, msg);
+    }
+    if (ws[i]->cols != cols || ws[i]->ngroups != ng)
+      return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda q4: stacked weights differ in columns or groups");
+    rows += ws[i]->rows;
+  }
+  const int64_t group = ng == 1 ? cols : ws[0]->group;
   const size_t nwords = (size_t)(rows * cols / 8), nsc = (size_t)(rows * ng);
   uint32_t *codes = (uint32_t *)malloc(nwords * 4);
   __half *sc = (__half *)malloc(nsc * sizeof(__half)), *zr = (__half *)malloc(nsc * sizeof(__half));
   if (!codes || !sc || !zr) {
     free(codes), free(sc), free(zr);
-    return fail(err, LB_ENOMEM, "cuda q4: out of host memory");
+    return lb_cu_fail(err, LB_ENOMEM, "cuda q4: out of host memory");
   }
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t t = 0; t < cols / 8; t++) {
-      uint32_t word = 0;
-      for (int p = 0; p < 8; p++) word |= (uint32_t)(w->q[r * cols + 8 * t + ORDER[p]] & 15) << (4 * p);
-      codes[r * (cols / 8) + t] = word;
-    }
-  for (size_t i = 0; i < nsc; i++) sc[i] = __float2half(w->scale[i]), zr[i] = __float2half(1024.0f + w->zero[i]);
+  for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++) {
+    const lb_qweight *w = ws[i];
+    for (int64_t r = 0; r < w->rows; r++)
+      for (int64_t t = 0; t < cols / 8; t++) {
+        uint32_t word = 0;
+        for (int p = 0; p < 8; p++) word |= (uint32_t)(w->q[r * cols + 8 * t + ORDER[p]] & 15) << (4 * p);
+        codes[(r0 + r) * (cols / 8) + t] = word;
+      }
+    for (int64_t j = 0; j < w->rows * ng; j++)
+      sc[r0 * ng + j] = __float2half(w->scale[j]), zr[r0 * ng + j] = __float2half(1024.0f + w->zero[j]);
+  }
   lb_status s = LB_OK;
-  cudaError_t e;
   *out = (lb_cuda_q4){rows, cols, group, ng, NULL, NULL, NULL};
-  if ((e = cudaMalloc(&out->codes, nwords * 4)) != cudaSuccess ||
-      (e = cudaMalloc(&out->scales, nsc * sizeof(__half))) != cudaSuccess ||
-      (e = cudaMalloc(&out->zeros, nsc * sizeof(__half))) != cudaSuccess ||
-      (e = cudaMemcpy(out->codes, codes, nwords * 4, cudaMemcpyHostToDevice)) != cudaSuccess ||
-      (e = cudaMemcpy(out->scales, sc, nsc * sizeof(__half), cudaMemcpyHostToDevice)) != cudaSuccess ||
-      (e = cudaMemcpy(out->zeros, zr, nsc * sizeof(__half), cudaMemcpyHostToDevice)) != cudaSuccess) {
-    s = cuda_fail(err, "uploading a 4-bit weight", e);
+  if ((s = lb_cuda_alloc(ctx, nwords * 4, &out->codes, err)) != LB_OK ||
+      (s = lb_cuda_alloc(ctx, nsc * sizeof(__half), &out->scales, err)) != LB_OK ||
+      (s = lb_cuda_alloc(ctx, nsc * sizeof(__half), &out->zeros, err)) != LB_OK ||
+      (s = lb_cu_check(err, "uploading a 4-bit weight", cudaMemcpy(out->codes, codes, nwords * 4, cudaMemcpyHostToDevice))) != LB_OK ||
+      (s = lb_cu_check(err, "uploading a 4-bit weight", cudaMemcpy(out->scales, sc, nsc * sizeof(__half), cudaMemcpyHostToDevice))) != LB_OK ||
+      (s = lb_cu_check(err, "uploading a 4-bit weight", cudaMemcpy(out->zeros, zr, nsc * sizeof(__half), cudaMemcpyHostToDevice))) != LB_OK)
     lb_cuda_q4_free(out);
-  }
   free(codes), free(sc), free(zr);
   return s;
 }
@@ -84,6 +87,34 @@ extern "C" void lb_cuda_q4_free(lb_cuda_q4 *w) {
   w->codes = w->scales = w->zeros = NULL;
 }
 
+// One thread per 32-bit word: 8 fp16 weights (s * (q - z)) written as one 16-byte store.
+__global__ void dequant_q4(const uint32_t *__restrict__ codes, const __half *__restrict__ scales,
+                           const __half *__restrict__ zeros, uint4 *__restrict__ out, int64_t words,
+                           int cols, int group, int ngroups) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= words) return;
+  const int64_t r = i / (cols / 8), c = (i % (cols / 8)) * 8, g = r * ngroups + c / group;
+  const __half2 z = __half2half2(zeros[g]), s = __half2half2(scales[g]);
+  const uint32_t w = codes[i];
+  uint4 o;
+  uint32_t *ov = &o.x;
+#pragma unroll
+  for (int k = 0; k < 4; k++) { // nibbles k and k + 4 hold columns 2k and 2k + 1
+    uint32_t t = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
+    __half2 v = __hmul2(__hsub2(*reinterpret_cast<__half2 *>(&t), z), s);
+    ov[k] = *reinterpret_cast<uint32_t *>(&v);
+  }
+  out[i] = o;
+}
+
+extern "C" lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err) {
+  const int64_t words = w->rows * w->cols / 8;
+  dequant_q4<<<(unsigned)((words + 255) / 256), 256, 0, c ? (cudaStream_t)lb_cuda_stream(c) : 0>>>(
+      (const uint32_t *)w->codes, (const __half *)w->scales, (const __half *)w->zeros, (uint4 *)out16,
+      words, (int)w->cols, (int)w->group, (int)w->ngroups);
+  return lb_cu_launched(err, "launching the 4-bit dequantization");
+}
+
 // R rows per warp share each activation load; U steps per iteration, their R * U weight loads of
 // 16 bytes issued before any math, so each lane keeps that many in flight.
 template <int B, int R, int U, int KS>
@@ -91,7 +122,8 @@ __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
                                                const __half *__restrict__ scales,
                                                const __half *__restrict__ zeros,
                                                const __half *__restrict__ x, float *__restrict__ y,
-                                               int rows, int cols, int group, int ngroups) {
+                                               int rows, int cols, int group, int ngroups,
+                                               bool accumulate) {
   // KS warps of the block share each group of R rows, warp k taking every KS-th step; their sums
   // meet in shared memory (more warps in flight for the same rows and activation reuse)
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(blockDim.x >> 5) / KS;
@@ -169,13 +201,16 @@ __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
     for (int b = 0; b < B; b++) {
       float v = acc[r][b];
       for (int k = 1; k < KS; k++) v += part[wib + k * groups][r][b];
-      if (row0 + r < rows) y[(size_t)b * rows + row0 + r] = v;
+      if (row0 + r < rows) {
+        float *o = y + (size_t)b * rows + row0 + r;
+        *o = accumulate ? *o + v : v;
+      }
     }
 }
 
 extern "C" lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch,
-                                     void *stream, lb_error *err) {
-  if (batch < 1 || batch > 8) return fail(err, LB_EINVAL, "cuda q4 gemv: batch must be 1..8");
+                                     bool acc, void *stream, lb_error *err) {
+  if (batch < 1 || batch > 8) return lb_cu_fail(err, LB_EINVAL, "cuda q4 gemv: batch must be 1..8");
 #ifndef LB_Q4_ROWS
 #define LB_Q4_ROWS 2 /* rows per warp */
 #endif
@@ -194,15 +229,14 @@ extern "C" lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, flo
   const __half *x = (const __half *)x_f16;
   const int r = (int)w->rows, k = (int)w->cols, g = (int)w->group, ng = (int)w->ngroups;
   switch (batch) {
-  case 1: gemv_q4<1, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 2: gemv_q4<2, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 3: gemv_q4<3, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 4: gemv_q4<4, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 5: gemv_q4<5, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 6: gemv_q4<6, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  case 7: gemv_q4<7, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
-  default: gemv_q4<8, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng); break;
+  case 1: gemv_q4<1, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 2: gemv_q4<2, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 3: gemv_q4<3, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 4: gemv_q4<4, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 5: gemv_q4<5, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 6: gemv_q4<6, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  case 7: gemv_q4<7, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
+  default: gemv_q4<8, R, U, KS><<<blocks, threads, 0, s>>>(c, sc, z, x, y, r, k, g, ng, acc); break;
   }
-  cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? LB_OK : cuda_fail(err, "launching the 4-bit GEMV", e);
+  return lb_cu_launched(err, "launching the 4-bit GEMV");
 }

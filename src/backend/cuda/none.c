@@ -1,7 +1,10 @@
-/* The CUDA entry points of a build without the CUDA backend. */
+/* The CUDA entry points of a build without the CUDA backend: each fails with LB_EUNSUPPORTED (or
+ * does nothing), so that callers compile and report the missing backend by name. */
 #include "backend/cuda/cuda.h"
 #include "base/status.h"
 #include "lowbit.h"
+
+#define NO_CUDA(err) lb_fail(err, LB_EUNSUPPORTED, "this build has no CUDA backend (build with nvcc present, or -DLOWBIT_CUDA=ON)")
 
 bool lb_cuda_built(void) { return false; }
 
@@ -11,17 +14,107 @@ lb_status lb_cuda_devices(lb_gpu_info *out, int cap, int *count, lb_error *err) 
   return LB_OK;
 }
 
+lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err) {
+  *out = NULL;
+  return NO_CUDA(err);
+}
+void lb_cuda_close(lb_cuda_ctx *c) { (void)c; }
+void *lb_cuda_stream(lb_cuda_ctx *c) { return (void)c, NULL; }
+lb_status lb_cuda_alloc(lb_cuda_ctx *c, size_t bytes, void **p, lb_error *err) {
+  (void)c, (void)bytes;
+  *p = NULL;
+  return NO_CUDA(err);
+}
+void lb_cuda_release(void *p) { (void)p; }
+uint64_t lb_cuda_allocated(const lb_cuda_ctx *c) { return (void)c, 0; }
+lb_status lb_cuda_host_alloc(size_t bytes, void **p, lb_error *err) {
+  (void)bytes;
+  *p = NULL;
+  return NO_CUDA(err);
+}
+void lb_cuda_host_release(void *p) { (void)p; }
+lb_status lb_cuda_put(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err) {
+  (void)c, (void)dst, (void)src, (void)bytes;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_get(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err) {
+  (void)c, (void)dst, (void)src, (void)bytes;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err) { return (void)c, NO_CUDA(err); }
+lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y, int64_t rows,
+                       int64_t cols, int64_t n, bool acc, lb_error *err) {
+  (void)c, (void)w16, (void)x16, (void)y, (void)rows, (void)cols, (void)n, (void)acc;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err) { return (void)c, NO_CUDA(err); }
+lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err) {
+  (void)c;
+  *graph = NULL;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_graph_launch(lb_cuda_ctx *c, void *graph, lb_error *err) {
+  (void)c, (void)graph;
+  return NO_CUDA(err);
+}
+void lb_cuda_graph_free(void *graph) { (void)graph; }
 
-lb_status lb_cuda_q4_upload(const struct lb_qweight *w, lb_cuda_q4 *out, lb_error *err) {
+bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why) {
   (void)w;
+  if (why) *why = "this build has no CUDA backend";
+  return false;
+}
+lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n,
+                            lb_cuda_q4 *out, lb_error *err) {
+  (void)c, (void)w, (void)n;
   *out = (lb_cuda_q4){0};
-  return lb_fail(err, LB_EUNSUPPORTED, "this build has no CUDA backend");
+  return NO_CUDA(err);
+}
+void lb_cuda_q4_free(lb_cuda_q4 *w) { (void)w; }
+lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
+                          void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)y, (void)batch, (void)acc, (void)stream;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err) {
+  (void)c, (void)w, (void)out16;
+  return NO_CUDA(err);
 }
 
-void lb_cuda_q4_free(lb_cuda_q4 *w) { (void)w; }
-
-lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch,
-                          void *stream, lb_error *err) {
-  (void)w, (void)x_f16, (void)y, (void)batch, (void)stream;
-  return lb_fail(err, LB_EUNSUPPORTED, "this build has no CUDA backend");
+lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n, void *dst16,
+                         int *bad, lb_error *err) {
+  (void)c, (void)src, (void)dt, (void)n, (void)dst16, (void)bad;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
+                        int64_t d, float *x, lb_error *err) {
+  (void)c, (void)table16, (void)ids, (void)n, (void)d, (void)x;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float eps, int64_t n,
+                          int64_t d, void *y16, lb_error *err) {
+  (void)c, (void)x, (void)w, (void)eps, (void)n, (void)d, (void)y16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
+                          const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
+                          void *vc16, lb_error *err) {
+  (void)c, (void)qkv, (void)bias, (void)n, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
+                            int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
+                            lb_error *err) {
+  (void)c, (void)qkv, (void)kc16, (void)vc16, (void)n, (void)pos, (void)a, (void)out16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
+                           int64_t inter, void *out16, lb_error *err) {
+  (void)c, (void)gu, (void)bias, (void)n, (void)inter, (void)out16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
+                           lb_error *err) {
+  (void)c, (void)y, (void)b, (void)n, (void)rows;
+  return NO_CUDA(err);
 }

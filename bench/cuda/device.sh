@@ -1,0 +1,54 @@
+#!/bin/bash
+# The CUDA backend on the GPU machine (device tool), in calls on one warm machine:
+#   bash bench/cuda/device.sh build [nosandbox]  # carry .deb .xfer/a (first call): lowbit with CUDA
+#                                                # (sm_90), then the kernel sandbox
+#   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
+#   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
+# Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
+set -uo pipefail
+E=/tmp/lbc
+export LD_LIBRARY_PATH=$E/deb/usr/lib/x86_64-linux-gnu:$E/deb/usr/lib/x86_64-linux-gnu/openblas-pthread
+export LOWBIT_SHARED=$E/shared
+case "${1:-}" in
+build)
+  mkdir -p $E/deb
+  [[ -f $E/part00 ]] || cp .xfer/a/part00 $E/ || exit 1
+  [[ -d $E/deb/usr ]] || for f in .deb/*.deb; do dpkg -x "$f" $E/deb; done
+  L=$E/deb/usr/lib/x86_64-linux-gnu I=$E/deb/usr/include
+  cmake -S . -B $E/build -DCMAKE_BUILD_TYPE=Release -DLOWBIT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DJANSSON_INCLUDE_DIR=$I -DJANSSON_LIBRARY=$L/libjansson.so \
+    -DPCRE2_INCLUDE_DIR=$I -DPCRE2_LIBRARY=$L/libpcre2-8.so \
+    -DUTF8PROC_INCLUDE_DIR=$I -DUTF8PROC_LIBRARY=$L/libutf8proc.so \
+    -DOPENBLAS_INCLUDE_DIR=$I/x86_64-linux-gnu/openblas-pthread \
+    -DOPENBLAS_LIBRARY=$L/openblas-pthread/libopenblas.so > $E/cmake.log 2>&1 || { tail -30 $E/cmake.log; exit 1; }
+  cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox > $E/build.log 2>&1 ||
+    { grep -m20 -B2 -A8 error $E/build.log; exit 1; }
+  [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 | tee $OUT/sandbox.md
+  ;;
+check)
+  M=$E/shared/models/pocket-llama-48m
+  mkdir -p $M $E/shared/data/calibration
+  [[ -f $M/model.safetensors ]] || cat $E/part00 .xfer/b/part01 | xz -d > $M/model.safetensors || exit 1
+  if [[ -d .xfer/b ]]; then
+    cp .xfer/b/*.json $M/ && cp .xfer/b/pocket-valid.txt $E/shared/data/
+    cp .xfer/b/groups_merged.txt $E/shared/data/calibration/
+  fi
+  bash tests/cuda/run.sh $E/build $E/work 2>&1 | tee $OUT/check.md
+  $E/build/lowbit bench $M $E/work/rtn4 $E/work/nf4-dq -p 512 -n 128 --device cuda 2>&1 | tee -a $OUT/check.md
+  ;;
+synth)
+  shift
+  shape=$1; shift
+  for spec in "$@"; do
+    name=$E/syn/$shape-${spec// /}
+    if [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
+    else $E/build/lowbit synth $name --shape $shape --force $spec > /dev/null; fi || exit 1
+    df -h /tmp | tail -1
+    $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $OUT/bench-${name##*/}.json 2> $OUT/bench-${name##*/}.log
+    cat $OUT/bench-${name##*/}.log
+    LOWBIT_CUDA_GRAPH=0 $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -2
+    rm -rf $name
+  done
+  ;;
+*) echo "usage: device.sh build|check|synth"; exit 2 ;;
+esac

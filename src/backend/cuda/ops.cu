@@ -1,0 +1,227 @@
+// The decoder's ops other than matrix products (cuda.h): embedding, RMSNorm, bias + RoPE + KV
+// store in one kernel, attention, SiLU-and-multiply. fp32 math throughout; fp16 where a result
+// feeds a matrix product or the KV cache.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
+
+static cudaStream_t stream_of(lb_cuda_ctx *c) { return c ? (cudaStream_t)lb_cuda_stream(c) : 0; }
+
+// Block-wide sum (max when MAX) of one value per thread; blockDim.x a multiple of 32, <= 1024.
+template <bool MAX> __device__ float block_reduce(float v, float *red) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = MAX ? fmaxf(v, u) : v + u;
+  }
+  const int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads(); // red may still be read by a previous reduction
+  if ((threadIdx.x & 31) == 0) red[w] = v;
+  __syncthreads();
+  v = red[0];
+  for (int i = 1; i < nw; i++) v = MAX ? fmaxf(v, red[i]) : v + red[i];
+  return v;
+}
+
+__global__ void to_f16_k(const void *__restrict__ src, int dt, int64_t n, __half *__restrict__ dst, int *bad) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float v = dt == LB_F32 ? ((const float *)src)[i]
+          : dt == LB_F16 ? __half2float(((const __half *)src)[i])
+                         : __bfloat162float(((const __nv_bfloat16 *)src)[i]);
+  const __half h = __float2half_rn(v);
+  dst[i] = h;
+  if (bad && !isfinite(__half2float(h))) atomicAdd(bad, 1);
+}
+
+extern "C" lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n, void *dst16,
+                                    int *bad, lb_error *err) {
+  if (dt != LB_F32 && dt != LB_F16 && dt != LB_BF16) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: to fp16 from an unknown type");
+  to_f16_k<<<(unsigned)((n + 255) / 256), 256, 0, stream_of(c)>>>(src, (int)dt, n, (__half *)dst16, bad);
+  return lb_cu_launched(err, "launching a conversion to fp16");
+}
+
+__global__ void embed_k(const __half *__restrict__ table, const int32_t *__restrict__ ids, int64_t d,
+                        float *__restrict__ x) {
+  const int64_t t = blockIdx.x;
+  const __half *row = table + (int64_t)ids[t] * d;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) x[t * d + i] = __half2float(row[i]);
+}
+
+extern "C" lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
+                                   int64_t d, float *x, lb_error *err) {
+  embed_k<<<(unsigned)n, 256, 0, stream_of(c)>>>((const __half *)table16, ids, d, x);
+  return lb_cu_launched(err, "launching the embedding");
+}
+
+__global__ void rmsnorm_k(const float *__restrict__ x, const float *__restrict__ w, float eps,
+                          int64_t d, __half *__restrict__ y) {
+  __shared__ float red[32];
+  const float *r = x + blockIdx.x * d;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
+  ss = block_reduce<false>(ss, red);
+  const float inv = rsqrtf(ss / (float)d + eps);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[blockIdx.x * d + i] = __float2half(r[i] * inv * w[i]);
+}
+
+extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float eps, int64_t n,
+                                     int64_t d, void *y16, lb_error *err) {
+  rmsnorm_k<<<(unsigned)n, 256, 0, stream_of(c)>>>(x, w, eps, d, (__half *)y16);
+  return lb_cu_launched(err, "launching RMSNorm");
+}
+
+// One block per token: bias, then rotate_half on each head of q and k (pairs i, i + hd/2), then
+// k and v to the caches.
+__global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bias,
+                          const float *__restrict__ cs, const int32_t *__restrict__ pos, int heads,
+                          int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc) {
+  const int t = blockIdx.x, half = hd / 2, qd = heads * hd, kvd = kvh * hd, width = qd + 2 * kvd;
+  const int64_t p = (int64_t)*pos + t;
+  float *row = qkv + (int64_t)t * width;
+  if (bias) {
+    for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] += bias[i];
+    __syncthreads();
+  }
+  const float *cp = cs + p * hd;
+  for (int i = threadIdx.x; i < (heads + kvh) * half; i += blockDim.x) {
+    const int h = i / half, j = i % half;
+    float *v = row + h * hd; // k heads follow the q heads directly
+    const float x1 = v[j], x2 = v[j + half], co = cp[j], si = cp[half + j];
+    v[j] = x1 * co - x2 * si;
+    v[j + half] = x2 * co + x1 * si;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+    kc[p * kvd + i] = __float2half(row[qd + i]);
+    vc[p * kvd + i] = __float2half(row[qd + kvd + i]);
+  }
+}
+
+extern "C" lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
+                                     const lb_cuda_attn *a, const float *cs, const int32_t *pos,
+                                     void *kc16, void *vc16, lb_error *err) {
+  rope_kv_k<<<(unsigned)n, 256, 0, stream_of(c)>>>(qkv, bias, cs, pos, (int)a->heads, (int)a->kv_heads,
+                                                  (int)a->head_dim, (__half *)kc16, (__half *)vc16);
+  return lb_cu_launched(err, "launching RoPE and the KV store");
+}
+
+// One block of 128 threads per (head, query row): the scores of the visible keys in shared
+// memory (a thread a key), the softmax, then sum p V with threads over column pairs and key
+// groups. Key rows come from the fp16 cache; math is fp32.
+enum { ATTN_THREADS = 128 };
+
+__global__ void __launch_bounds__(ATTN_THREADS)
+attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const __half *__restrict__ vc,
+            const int32_t *__restrict__ pos, int heads, int kvh, int hd, int window, float scale,
+            __half *__restrict__ out) {
+  extern __shared__ float S[]; // [visible keys]
+  __shared__ float q[1024], red[32];
+  __shared__ float2 part[ATTN_THREADS];
+  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh), kvd = kvh * hd;
+  const int64_t i = (int64_t)*pos + t, k0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+  const int nk = (int)(i + 1 - k0), half = hd / 2;
+  const float *qr = qkv + (int64_t)t * (heads * hd + 2 * kvd) + h * hd;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) q[d] = qr[d] * scale;
+  __syncthreads();
+  const __half *K = kc + k0 * kvd + kv * hd, *V = vc + k0 * kvd + kv * hd;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+    const __half2 *kr = reinterpret_cast<const __half2 *>(K + (int64_t)j * kvd);
+    float s = 0;
+    for (int d = 0; d < half; d++) {
+      const float2 k2 = __half22float2(kr[d]);
+      s = fmaf(q[2 * d], k2.x, fmaf(q[2 * d + 1], k2.y, s));
+    }
+    S[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = block_reduce<true>(mx, red);
+  float sum = 0;
+  for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+    const float e = expf(S[j] - mx);
+    S[j] = e;
+    sum += e;
+  }
+  sum = block_reduce<false>(sum, red); // its barriers also publish S
+  const float inv = 1.0f / sum;
+  __half2 *o = reinterpret_cast<__half2 *>(out + (int64_t)t * heads * hd + h * hd);
+  if (half <= ATTN_THREADS && ATTN_THREADS % half == 0) { // key groups of `half` threads
+    const int groups = ATTN_THREADS / half, g = threadIdx.x / half, cpair = threadIdx.x % half;
+    float2 acc = make_float2(0, 0);
+    for (int j = g; j < nk; j += groups) {
+      const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cpair]);
+      acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    if (g == 0) {
+      for (int k = 1; k < groups; k++) acc.x += part[k * half + cpair].x, acc.y += part[k * half + cpair].y;
+      o[cpair] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+    }
+  } else {
+    for (int cp = threadIdx.x; cp < half; cp += blockDim.x) {
+      float2 acc = make_float2(0, 0);
+      for (int j = 0; j < nk; j++) {
+        const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cp]);
+        acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
+      }
+      o[cp] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+    }
+  }
+}
+
+extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
+                                       int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
+                                       lb_error *err) {
+  const size_t smem = (size_t)a->ctx * sizeof(float);
+  int dev = 0, optin = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  const size_t fixed = (1024 + 32) * sizeof(float) + ATTN_THREADS * sizeof(float2);
+  if (a->head_dim > 1024 || smem + fixed > (size_t)optin)
+    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda attention: the context is longer than shared memory holds");
+  if (smem > 48 * 1024) {
+    lb_status s = lb_cu_check(err, "raising attention's shared memory",
+                              cudaFuncSetAttribute(attention_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)(optin - fixed)));
+    if (s != LB_OK) return s;
+  }
+  dim3 grid((unsigned)a->heads, (unsigned)n);
+  attention_k<<<grid, ATTN_THREADS, smem, stream_of(c)>>>(qkv, (const __half *)kc16, (const __half *)vc16, pos,
+                                                         (int)a->heads, (int)a->kv_heads, (int)a->head_dim,
+                                                         (int)a->window, a->scale, (__half *)out16);
+  return lb_cu_launched(err, "launching attention");
+}
+
+__global__ void silu_mul_k(const float *__restrict__ gu, const float *__restrict__ bias, int64_t n,
+                           int64_t inter, __half *__restrict__ out) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n * inter) return;
+  const int64_t t = i / inter, j = i % inter;
+  float g = gu[t * 2 * inter + j], u = gu[t * 2 * inter + inter + j];
+  if (bias) g += bias[j], u += bias[inter + j];
+  out[i] = __float2half(g / (1.0f + expf(-g)) * u);
+}
+
+extern "C" lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
+                                      int64_t inter, void *out16, lb_error *err) {
+  const int64_t total = n * inter;
+  silu_mul_k<<<(unsigned)((total + 255) / 256), 256, 0, stream_of(c)>>>(gu, bias, n, inter, (__half *)out16);
+  return lb_cu_launched(err, "launching SiLU-and-multiply");
+}
+
+__global__ void add_bias_k(float *__restrict__ y, const float *__restrict__ b, int64_t total, int64_t rows) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < total) y[i] += b[i % rows];
+}
+
+extern "C" lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
+                                      lb_error *err) {
+  const int64_t total = n * rows;
+  add_bias_k<<<(unsigned)((total + 255) / 256), 256, 0, stream_of(c)>>>(y, b, total, rows);
+  return lb_cu_launched(err, "launching a bias add");
+}

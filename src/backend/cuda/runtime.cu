@@ -1,0 +1,141 @@
+// The CUDA context behind cuda.h: device 0, one stream, one cuBLAS handle, memory, copies, the
+// cuBLAS GEMM, graph capture.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdlib.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
+
+struct lb_cuda_ctx {
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  void *workspace;
+  uint64_t allocated;
+};
+
+enum { WORKSPACE = 32 << 20 }; // cuBLAS's recommendation for Hopper
+
+static lb_status blas_check(lb_error *err, const char *what, cublasStatus_t s) {
+  if (s == CUBLAS_STATUS_SUCCESS) return LB_OK;
+  if (err) {
+    err->code = LB_EIO;
+    snprintf(err->msg, sizeof err->msg, "cublas: %s: status %d", what, (int)s);
+  }
+  return LB_EIO;
+}
+
+extern "C" lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err) {
+  *out = NULL;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+    cudaGetLastError();
+    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: no CUDA device (lowbit devices lists them)");
+  }
+  lb_cuda_ctx *c = (lb_cuda_ctx *)calloc(1, sizeof *c);
+  if (!c) return lb_cu_fail(err, LB_ENOMEM, "cuda: out of host memory");
+  lb_status s = lb_cu_check(err, "cudaSetDevice", cudaSetDevice(0));
+  if (s == LB_OK) s = lb_cu_check(err, "creating a stream", cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+  if (s == LB_OK) s = blas_check(err, "cublasCreate", cublasCreate(&c->blas));
+  if (s == LB_OK) s = blas_check(err, "cublasSetStream", cublasSetStream(c->blas, c->stream));
+  if (s == LB_OK) s = lb_cuda_alloc(c, WORKSPACE, &c->workspace, err);
+  if (s == LB_OK) s = blas_check(err, "cublasSetWorkspace", cublasSetWorkspace(c->blas, c->workspace, WORKSPACE));
+  if (s != LB_OK) {
+    lb_cuda_close(c);
+    return s;
+  }
+  *out = c;
+  return LB_OK;
+}
+
+extern "C" void lb_cuda_close(lb_cuda_ctx *c) {
+  if (!c) return;
+  if (c->stream) cudaStreamSynchronize(c->stream);
+  if (c->blas) cublasDestroy(c->blas);
+  cudaFree(c->workspace);
+  if (c->stream) cudaStreamDestroy(c->stream);
+  free(c);
+}
+
+extern "C" void *lb_cuda_stream(lb_cuda_ctx *c) { return c->stream; }
+
+extern "C" lb_status lb_cuda_alloc(lb_cuda_ctx *c, size_t bytes, void **p, lb_error *err) {
+  *p = NULL;
+  if (bytes == 0) bytes = 16;
+  cudaError_t e = cudaMalloc(p, bytes);
+  if (e != cudaSuccess) {
+    *p = NULL;
+    char what[96];
+    snprintf(what, sizeof what, "allocating %.1f MiB of device memory", (double)bytes / (1 << 20));
+    return lb_cu_check(err, what, e);
+  }
+  if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess) {
+    cudaFree(*p);
+    *p = NULL;
+    return lb_cu_check(err, "clearing device memory", e);
+  }
+  if (c) c->allocated += bytes;
+  return LB_OK;
+}
+
+extern "C" void lb_cuda_release(void *p) { cudaFree(p); }
+extern "C" uint64_t lb_cuda_allocated(const lb_cuda_ctx *c) { return c->allocated; }
+
+extern "C" lb_status lb_cuda_host_alloc(size_t bytes, void **p, lb_error *err) {
+  *p = NULL;
+  lb_status s = lb_cu_check(err, "allocating page-locked host memory", cudaMallocHost(p, bytes ? bytes : 16));
+  if (s != LB_OK) *p = NULL;
+  return s;
+}
+
+extern "C" void lb_cuda_host_release(void *p) { cudaFreeHost(p); }
+
+extern "C" lb_status lb_cuda_put(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err) {
+  return lb_cu_check(err, "copying to the device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+}
+
+extern "C" lb_status lb_cuda_get(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, lb_error *err) {
+  lb_status s = lb_cu_check(err, "copying from the device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+  return s == LB_OK ? lb_cuda_sync(c, err) : s;
+}
+
+extern "C" lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err) {
+  return lb_cu_check(err, "running the stream", cudaStreamSynchronize(c->stream));
+}
+
+// Row-major y[n][rows] = x[n][cols] w[rows][cols]^T is, in cuBLAS's column-major terms,
+// Y (rows x n) = W^T (W read as a cols x rows matrix) times X (cols x n).
+extern "C" lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y,
+                                  int64_t rows, int64_t cols, int64_t n, bool acc, lb_error *err) {
+  const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+  return blas_check(err, "cublasGemmEx",
+                    cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols,
+                                 &one, w16, CUDA_R_16F, (int)cols, x16, CUDA_R_16F, (int)cols,
+                                 &beta, y, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+}
+
+extern "C" lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err) {
+  return lb_cu_check(err, "beginning a graph capture",
+                     cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+}
+
+extern "C" lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err) {
+  *graph = NULL;
+  cudaGraph_t g = NULL;
+  lb_status s = lb_cu_check(err, "ending a graph capture", cudaStreamEndCapture(c->stream, &g));
+  if (s != LB_OK) return s;
+  cudaGraphExec_t x = NULL;
+  s = lb_cu_check(err, "instantiating a graph", cudaGraphInstantiate(&x, g, 0));
+  cudaGraphDestroy(g);
+  if (s == LB_OK) *graph = x;
+  return s;
+}
+
+extern "C" lb_status lb_cuda_graph_launch(lb_cuda_ctx *c, void *graph, lb_error *err) {
+  return lb_cu_check(err, "launching a graph", cudaGraphLaunch((cudaGraphExec_t)graph, c->stream));
+}
+
+extern "C" void lb_cuda_graph_free(void *graph) {
+  if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}

@@ -1,0 +1,370 @@
+/* The decoder on a CUDA device: the same forward pass as forward.c, issued as the kernels of
+ * backend/cuda on one stream.
+ *
+ * Fused modules, as Transformers' guides describe them: q/k/v are one weight (their rows stacked),
+ * gate/up are one weight; a Linear's bias is added in the kernel after it (RoPE for q/k/v,
+ * SiLU-and-multiply for gate/up); o_proj and down_proj accumulate into the residual stream.
+ * Weights: 4-bit affine weights that fit (GPTQ/AWQ/RTN, integer zeros, no act-order) keep their
+ * 4-bit layout (a GEMV for up to 8 rows, dequantized to fp16 then cuBLAS for more); every other
+ * weight is dequantized once at load to fp16 for cuBLAS. A decode step (one token) is captured
+ * in a CUDA graph the first time and replayed after (LOWBIT_CUDA_GRAPH=0 turns that off). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "base/status.h"
+#include "model/model_internal.h"
+#include "quant/qweight.h"
+
+enum { LOGIT_ROWS = 256, MAX_CHUNK = 2048 };
+
+typedef struct glin {
+  int64_t rows, cols;
+  void *w16;     /* fp16 [rows][cols], or NULL */
+  lb_cuda_q4 q4; /* q4.codes when 4-bit */
+  float *bias;   /* added after the product (o_proj, down_proj), or NULL */
+} glin;
+
+typedef struct glayer {
+  float *attn_norm, *mlp_norm;
+  glin qkv, o, gu, down;
+  float *qkv_bias, *gu_bias; /* [rows of qkv / gu], or NULL */
+  void *kc, *vc;             /* fp16 [ctx][kv_heads * head_dim] */
+  lb_cuda_attn attn;
+} glayer;
+
+typedef struct lb_gpu lb_gpu;
+
+struct lb_gpu {
+  lb_cuda_ctx *cx;
+  glayer *layers;
+  int nlayers;
+  void *embed16;
+  glin head; /* w16 may alias embed16 (tied) */
+  bool head_tied;
+  float *final_norm;
+  float *cs;          /* rope table [ctx][head_dim] */
+  bool dynamic_rope;  /* rows recomputed for every call */
+  float *host_cs;     /* [MAX_CHUNK][head_dim] (dynamic rope) */
+  int32_t *ids, *pos; /* device: a chunk's token ids, its first position */
+  int32_t *pinned;    /* host page-locked: ids [chunk], then pos */
+  int64_t chunk;
+  float *x, *qkv, *gu, *logits;
+  void *xn16, *att16, *act16, *deq16;
+  void *graph;
+  bool graphs;
+};
+
+uint64_t lb_gpu_bytes(const struct lb_gpu *g) { return g ? lb_cuda_allocated(g->cx) : 0; }
+
+static lb_status dev_f32(lb_gpu *g, const float *host, int64_t n, float **out, lb_error *err) {
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)n * sizeof(float), (void **)out, err));
+  return lb_cuda_put(g->cx, *out, host, (size_t)n * sizeof(float), err);
+}
+
+/* Uploads the n source rows of src (dense F32/F16/BF16 data of dtype dt, or f32 rows) to
+ * dst16 + offset via a staging buffer, converting on the device; non-finite results (an
+ * overflow of fp16's range, a NaN weight) are an error naming `what`. */
+static lb_status to_f16(lb_gpu *g, const void *src, lb_dtype dt, int64_t n, void *dst16,
+                        const char *what, lb_error *err) {
+  size_t bytes = (size_t)n * lb_dtype_size(dt);
+  void *stage = NULL;
+  int *bad = NULL, nbad = 0;
+  lb_status s = lb_cuda_alloc(NULL, bytes, &stage, err);
+  if (s == LB_OK) s = lb_cuda_alloc(NULL, sizeof(int), (void **)&bad, err);
+  if (s == LB_OK) s = lb_cuda_put(g->cx, stage, src, bytes, err);
+  if (s == LB_OK) s = lb_cuda_to_f16(g->cx, stage, dt, n, dst16, bad, err);
+  if (s == LB_OK) s = lb_cuda_get(g->cx, &nbad, bad, sizeof nbad, err);
+  lb_cuda_release(stage);
+  lb_cuda_release(bad);
+  if (s == LB_OK && nbad)
+    s = lb_fail(err, LB_EFORMAT, "%s: %d values are not finite in fp16 (NaN, or beyond 65504)",
+                what, nbad);
+  return s;
+}
+
+/* n Linear weights (equal cols) stacked by rows into one: 4-bit when all fit, else fp16. */
+static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, const char *what, glin *out,
+                            lb_error *err) {
+  memset(out, 0, sizeof *out);
+  out->cols = ms[0]->cols;
+  bool q4 = true;
+  const lb_qweight *qws[4];
+  for (int i = 0; i < n; i++) {
+    out->rows += ms[i]->rows;
+    qws[i] = ms[i]->qw;
+    q4 = q4 && qws[i] && lb_cuda_q4_fits(qws[i], NULL) && qws[i]->ngroups == qws[0]->ngroups;
+  }
+  if (q4) return lb_cuda_q4_upload(g->cx, qws, n, &out->q4, err);
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(out->rows * out->cols) * 2, &out->w16, err));
+  int64_t r0 = 0;
+  for (int i = 0; i < n; i++) {
+    const lb_mat *m = ms[i];
+    char *dst = (char *)out->w16 + (size_t)(r0 * out->cols) * 2;
+    if (!m->qw) {
+      LB_TRY(to_f16(g, m->data, m->dtype, m->rows * m->cols, dst, what, err));
+    } else { /* any other quantized kind: the reference dequantization, then fp16 */
+      float *rows = malloc((size_t)(m->rows * m->cols) * sizeof(float));
+      if (!rows) return lb_fail(err, LB_ENOMEM, "%s: out of host memory", what);
+      for (int64_t r = 0; r < m->rows; r++) lb_qweight_dequant_row(m->qw, r, rows + r * m->cols);
+      lb_status s = to_f16(g, rows, LB_F32, m->rows * m->cols, dst, what, err);
+      free(rows);
+      LB_TRY(s);
+    }
+    r0 += m->rows;
+  }
+  return LB_OK;
+}
+
+static void free_lin(glin *l, const void *alias) {
+  if (l->w16 != alias) lb_cuda_release(l->w16);
+  lb_cuda_q4_free(&l->q4);
+  lb_cuda_release(l->bias);
+}
+
+/* The biases of stacked Linears as one device vector (zeros where one has none); NULL if none. */
+static lb_status stack_bias(lb_gpu *g, float *const *b, const int64_t *rows, int n, float **out,
+                            lb_error *err) {
+  *out = NULL;
+  int64_t total = 0;
+  bool any = false;
+  for (int i = 0; i < n; i++) total += rows[i], any = any || b[i];
+  if (!any) return LB_OK;
+  float *h = calloc((size_t)total, sizeof(float));
+  if (!h) return lb_fail(err, LB_ENOMEM, "out of host memory");
+  for (int i = 0, r0 = 0; i < n; r0 += (int)rows[i], i++)
+    if (b[i]) memcpy(h + r0, b[i], (size_t)rows[i] * sizeof(float));
+  lb_status s = dev_f32(g, h, total, out, err);
+  free(h);
+  return s;
+}
+
+static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
+  const lb_config *c = m->cfg;
+  lb_layer *L = &m->layers[l];
+  glayer *G = &g->layers[l];
+  char what[96];
+  snprintf(what, sizeof what, "layer %d", l);
+  int64_t d = c->hidden_size, kvd = c->num_key_value_heads * c->head_dim;
+  LB_TRY(dev_f32(g, L->attn_norm, d, &G->attn_norm, err));
+  LB_TRY(dev_f32(g, L->mlp_norm, d, &G->mlp_norm, err));
+  const lb_mat *qkv[3] = {&L->lin[LB_LIN_Q], &L->lin[LB_LIN_K], &L->lin[LB_LIN_V]};
+  const lb_mat *gu[2] = {&L->lin[LB_LIN_GATE], &L->lin[LB_LIN_UP]};
+  const lb_mat *o = &L->lin[LB_LIN_O], *down = &L->lin[LB_LIN_DOWN];
+  LB_TRY(upload_lin(g, qkv, 3, what, &G->qkv, err));
+  LB_TRY(upload_lin(g, gu, 2, what, &G->gu, err));
+  LB_TRY(upload_lin(g, &o, 1, what, &G->o, err));
+  LB_TRY(upload_lin(g, &down, 1, what, &G->down, err));
+  float *qb[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
+  int64_t qr[3] = {qkv[0]->rows, qkv[1]->rows, qkv[2]->rows};
+  float *gb[2] = {L->bias[LB_LIN_GATE], L->bias[LB_LIN_UP]};
+  int64_t gr[2] = {gu[0]->rows, gu[1]->rows};
+  LB_TRY(stack_bias(g, qb, qr, 3, &G->qkv_bias, err));
+  LB_TRY(stack_bias(g, gb, gr, 2, &G->gu_bias, err));
+  if (L->bias[LB_LIN_O]) LB_TRY(dev_f32(g, L->bias[LB_LIN_O], o->rows, &G->o.bias, err));
+  if (L->bias[LB_LIN_DOWN]) LB_TRY(dev_f32(g, L->bias[LB_LIN_DOWN], down->rows, &G->down.bias, err));
+  size_t cache = (size_t)(m->ctx * kvd) * 2;
+  LB_TRY(lb_cuda_alloc(g->cx, cache, &G->kc, err));
+  LB_TRY(lb_cuda_alloc(g->cx, cache, &G->vc, err));
+  G->attn = (lb_cuda_attn){.heads = c->num_attention_heads, .kv_heads = c->num_key_value_heads,
+                           .head_dim = c->head_dim, .ctx = m->ctx,
+                           .window = L->sliding ? c->sliding_window : 0,
+                           .scale = 1.0f / sqrtf((float)c->head_dim)};
+  /* the host's copies are not needed any more: the canonical codes are the big part */
+  for (int k = 0; k < LB_LIN_COUNT; k++)
+    if (L->qw[k]) {
+      lb_qweight_free(L->qw[k]);
+      free(L->qw[k]);
+      L->qw[k] = NULL, L->lin[k].qw = NULL, L->lin[k].data = NULL;
+    }
+  return LB_OK;
+}
+
+static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
+  const lb_config *c = m->cfg;
+  int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
+  int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
+  size_t deq = 0; /* the largest 4-bit weight, dequantized for prefill */
+  for (int l = 0; l < g->nlayers; l++) {
+    const glin *ls[4] = {&g->layers[l].qkv, &g->layers[l].o, &g->layers[l].gu, &g->layers[l].down};
+    for (int i = 0; i < 4; i++)
+      if (ls[i]->q4.codes && (size_t)(ls[i]->rows * ls[i]->cols) > deq) deq = (size_t)(ls[i]->rows * ls[i]->cols);
+  }
+  if (g->head.q4.codes && (size_t)(g->head.rows * g->head.cols) > deq) deq = (size_t)(g->head.rows * g->head.cols);
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (qd + 2 * kvd)) * 4, (void **)&g->qkv, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * 2 * inter) * 4, (void **)&g->gu, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(LOGIT_ROWS * c->vocab_size) * 4, (void **)&g->logits, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 2, &g->xn16, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->att16, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * inter) * 2, &g->act16, err));
+  if (deq) LB_TRY(lb_cuda_alloc(g->cx, deq * 2, &g->deq16, err));
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch + 1) * 4, (void **)&g->ids, err));
+  g->pos = g->ids + ch;
+  LB_TRY(lb_cuda_host_alloc((size_t)(ch + 1) * 4, (void **)&g->pinned, err));
+  return LB_OK;
+}
+
+static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
+  const lb_config *c = m->cfg;
+  LB_TRY(lb_cuda_open(&g->cx, err));
+  g->chunk = m->ctx < MAX_CHUNK ? m->ctx : MAX_CHUNK;
+  const char *env = getenv("LOWBIT_CUDA_GRAPH");
+  g->graphs = !(env && strcmp(env, "0") == 0);
+  int64_t V = c->vocab_size, d = c->hidden_size, hd = c->head_dim;
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(V * d) * 2, &g->embed16, err));
+  LB_TRY(to_f16(g, m->embed.data, m->embed.dtype, V * d, g->embed16, "the embeddings", err));
+  g->head_tied = !m->lm_head.qw && !m->lm_head.pack && m->lm_head.data == m->embed.data;
+  if (g->head_tied) {
+    g->head = (glin){.rows = V, .cols = d, .w16 = g->embed16};
+  } else {
+    const lb_mat *h = &m->lm_head;
+    LB_TRY(upload_lin(g, &h, 1, "the lm_head", &g->head, err));
+  }
+  LB_TRY(dev_f32(g, m->final_norm, d, &g->final_norm, err));
+  if (!(g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers)))
+    return lb_fail(err, LB_ENOMEM, "out of memory");
+  g->nlayers = (int)c->num_hidden_layers;
+  for (int l = 0; l < g->nlayers; l++) LB_TRY(upload_layer(m, g, l, err));
+  /* the rope table of every position; dynamic NTK rewrites the rows of each call */
+  g->dynamic_rope = c->rope.type == LB_ROPE_DYNAMIC;
+  float *cs = malloc((size_t)(m->ctx * hd) * sizeof(float));
+  if (!cs) return lb_fail(err, LB_ENOMEM, "out of host memory for the rope table");
+  lb_rope_table(&m->rope, c, 0, m->ctx, c->max_position_embeddings, cs);
+  lb_status s = dev_f32(g, cs, m->ctx * hd, &g->cs, err);
+  free(cs);
+  LB_TRY(s);
+  if (g->dynamic_rope && !(g->host_cs = malloc((size_t)(g->chunk * hd) * sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "out of host memory");
+  LB_TRY(scratch(m, g, err));
+  return lb_cuda_sync(g->cx, err);
+}
+
+lb_status lb_gpu_open(lb_model *m, lb_error *err) {
+  lb_gpu *g = calloc(1, sizeof *g);
+  if (!g) return lb_fail(err, LB_ENOMEM, "out of memory");
+  m->gpu = g;
+  return open_gpu(m, g, err);
+}
+
+void lb_gpu_free(lb_gpu *g) {
+  if (!g) return;
+  if (g->cx) lb_cuda_sync(g->cx, NULL);
+  lb_cuda_graph_free(g->graph);
+  for (int l = 0; g->layers && l < g->nlayers; l++) {
+    glayer *G = &g->layers[l];
+    free_lin(&G->qkv, NULL), free_lin(&G->o, NULL), free_lin(&G->gu, NULL), free_lin(&G->down, NULL);
+    void *p[] = {G->attn_norm, G->mlp_norm, G->qkv_bias, G->gu_bias, G->kc, G->vc};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
+  }
+  free(g->layers);
+  free_lin(&g->head, g->embed16);
+  void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
+               g->xn16, g->att16, g->act16, g->deq16};
+  for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
+  lb_cuda_host_release(g->pinned);
+  free(g->host_cs);
+  lb_cuda_close(g->cx);
+  free(g);
+}
+
+/* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
+static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
+                        lb_error *err) {
+  if (w->q4.codes && n <= 8) {
+    LB_TRY(lb_cuda_gemv_q4(&w->q4, x16, y, (int)n, acc, lb_cuda_stream(g->cx), err));
+  } else {
+    const void *w16 = w->w16;
+    if (w->q4.codes) {
+      LB_TRY(lb_cuda_q4_dequant(g->cx, &w->q4, g->deq16, err));
+      w16 = g->deq16;
+    }
+    LB_TRY(lb_cuda_gemm(g->cx, w16, x16, y, w->rows, w->cols, n, acc, err));
+  }
+  return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
+}
+
+/* Everything of one chunk on the stream: the tokens' ids and position from page-locked memory
+ * (so a captured step reads the values of its replay), the blocks, the final norm of the last
+ * `out` rows. */
+static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_error *err) {
+  const lb_config *c = m->cfg;
+  int64_t d = c->hidden_size, inter = c->intermediate_size;
+  float eps = (float)c->rms_norm_eps;
+  LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
+  LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
+  LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
+  for (int l = 0; l < g->nlayers; l++) {
+    glayer *G = &g->layers[l];
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->attn_norm, eps, n, d, g->xn16, err));
+    LB_TRY(linear(g, &G->qkv, g->xn16, n, g->qkv, false, err));
+    LB_TRY(lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc, G->vc, err));
+    LB_TRY(lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
+    LB_TRY(linear(g, &G->o, g->att16, n, g->x, true, err));
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->mlp_norm, eps, n, d, g->xn16, err));
+    LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
+    LB_TRY(lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, g->act16, err));
+    LB_TRY(linear(g, &G->down, g->act16, n, g->x, true, err));
+  }
+  if (out)
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (n - out) * d, g->final_norm, eps, out, d, g->xn16, err));
+  return LB_OK;
+}
+
+/* One token with logits: the captured graph (captured on first use), or plain launches. */
+static lb_status decode_step(lb_model *m, lb_gpu *g, lb_error *err) {
+  if (!g->graphs || g->dynamic_rope) {
+    LB_TRY(issue_chunk(m, g, 1, 1, err));
+    return linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+  }
+  if (!g->graph) {
+    LB_TRY(lb_cuda_sync(g->cx, err));
+    LB_TRY(lb_cuda_capture_begin(g->cx, err));
+    lb_status s = issue_chunk(m, g, 1, 1, err);
+    if (s == LB_OK) s = linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+    void *graph = NULL;
+    lb_error e2;
+    lb_status s2 = lb_cuda_capture_end(g->cx, &graph, s == LB_OK ? err : &e2);
+    LB_TRY(s);
+    LB_TRY(s2);
+    g->graph = graph;
+  }
+  return lb_cuda_graph_launch(g->cx, g->graph, err);
+}
+
+lb_status lb_gpu_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                         lb_error *err) {
+  lb_gpu *g = m->gpu;
+  const lb_config *c = m->cfg;
+  const int64_t V = c->vocab_size, hd = c->head_dim;
+  for (int64_t t0 = 0; t0 < n; t0 += g->chunk) {
+    const int64_t cn = n - t0 < g->chunk ? n - t0 : g->chunk;
+    const bool last = t0 + cn == n, want = logits && (all || last);
+    const int64_t out = !want ? 0 : all ? cn : 1;
+    LB_TRY(lb_cuda_sync(g->cx, err)); /* the page-locked ids may still be read by the last chunk */
+    memcpy(g->pinned, tokens + t0, (size_t)cn * sizeof(int32_t));
+    g->pinned[g->chunk] = (int32_t)m->pos;
+    if (g->dynamic_rope) {
+      lb_rope_table(&m->rope, c, m->pos, cn, m->pos + cn, g->host_cs);
+      LB_TRY(lb_cuda_put(g->cx, g->cs + m->pos * hd, g->host_cs, (size_t)(cn * hd) * sizeof(float), err));
+      LB_TRY(lb_cuda_sync(g->cx, err)); /* host_cs is pageable and reused */
+    }
+    if (cn == 1 && out == 1) {
+      LB_TRY(decode_step(m, g, err));
+      LB_TRY(lb_cuda_get(g->cx, logits + (all ? t0 * V : 0), g->logits, (size_t)V * sizeof(float), err));
+    } else {
+      LB_TRY(issue_chunk(m, g, cn, out, err));
+      for (int64_t r0 = 0; r0 < out; r0 += LOGIT_ROWS) { /* the lm_head in slices of rows */
+        int64_t rn = out - r0 < LOGIT_ROWS ? out - r0 : LOGIT_ROWS;
+        const char *x16 = (const char *)g->xn16 + (size_t)(r0 * c->hidden_size) * 2;
+        LB_TRY(linear(g, &g->head, x16, rn, g->logits, false, err));
+        float *dst = logits + (all ? (t0 + r0) * V : 0);
+        LB_TRY(lb_cuda_get(g->cx, dst, g->logits, (size_t)(rn * V) * sizeof(float), err));
+      }
+    }
+    m->pos += cn;
+  }
+  return lb_cuda_sync(g->cx, err);
+}

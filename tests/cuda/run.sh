@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The CUDA backend against the CPU on a GPU machine (ctest label "cuda"; scripts/test.sh --cuda):
+#   tests/cuda/run.sh BUILD_DIR WORK_DIR
+# Quantizes the shared pocket-llama into every method's layout under WORK_DIR (kept between runs),
+# then: test_cuda_model (logits of prefill, graph-replayed decode and a chunk on the cache, GPU vs
+# the CPU's reference path) on bf16 and each, and perplexity on pocket-valid (20 windows of 512) on
+# both devices (CPU: --ref-kernels), which must agree within 0.1% (the issue's bound; the logits
+# bound is the test's own, see its header).
+#
+# LLM.int8 has looser logit bounds (3%, KL 1e-3): the CPU follows bitsandbytes' int8 product
+# (activations rounded to int8 per row, outlier columns apart), the GPU does not round the
+# activations yet (it multiplies by the fp16 dequantized weight); measured 2.3e-2 and 6.3e-4.
+set -euo pipefail
+B=$(cd "$1" && pwd) W=$2
+S=${LOWBIT_SHARED:-$(dirname "$0")/../../../shared}
+M=$S/models/pocket-llama-48m TEXT=$S/data/pocket-valid.txt CAL=$S/data/calibration/groups_merged.txt
+for f in "$M/config.json" "$M/model.safetensors" "$TEXT" "$CAL"; do
+  [[ -f $f ]] || { echo "tests/cuda/run.sh: missing $f (LOWBIT_SHARED=$S)"; exit 1; }
+done
+mkdir -p "$W"
+q() { # name, quantize flags
+  local name=$1; shift
+  [[ -f $W/$name/config.json ]] || "$B/lowbit" quantize "$M" "$W/$name" "$@" > "$W/$name.log" 2>&1 ||
+    { cat "$W/$name.log"; exit 1; }
+}
+cal=(--calib "$CAL" --nsamples 16 --seqlen 256)
+q rtn4 --method rtn --bits 4 --group 128
+q rtn4-head --method rtn --bits 4 --group 128 --lm-head
+q rtn8 --method rtn --bits 8 --group 128
+q gptq4-act --method gptq --bits 4 --group 128 --desc-act "${cal[@]}"
+q awq4 --method awq "${cal[@]}"
+q nf4-dq --method nf4 --double-quant
+q fp4 --method fp4
+q int8 --method int8
+q fp8 --method fp8
+q hqq4 --method hqq --bits 4
+dirs=("$M")
+for d in rtn4 rtn4-head rtn8 gptq4-act awq4 nf4-dq fp4 int8 fp8 hqq4; do dirs+=("$W/$d"); done
+fail=0
+args=()
+for d in "${dirs[@]}"; do [[ $d == */int8 ]] && args+=("$d@0.03,1e-3") || args+=("$d"); done
+"$B/tests/test_cuda_model" "$TEXT" "${args[@]}" || fail=1
+echo
+echo "| model | ppl cpu | ppl cuda | cuda/cpu - 1 | cpu tok/s | cuda tok/s |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for d in "${dirs[@]}"; do
+  "$B/lowbit" perplexity "$d" -f "$TEXT" --ctx 512 --max-windows 20 --json --ref-kernels \
+    > "$W/ppl-cpu.json" 2> "$W/ppl-cpu.log" || { cat "$W/ppl-cpu.log"; fail=1; }
+  "$B/lowbit" perplexity "$d" -f "$TEXT" --ctx 512 --max-windows 20 --json --device cuda \
+    > "$W/ppl-cuda.json" 2> "$W/ppl-cuda.log" || { cat "$W/ppl-cuda.log"; fail=1; }
+  python3 - "$d" "$W/ppl-cpu.json" "$W/ppl-cuda.json" <<'PY' || fail=1
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[2:4])
+r = b["ppl"] / a["ppl"] - 1
+print(f"| {sys.argv[1].rstrip('/').split('/')[-1]} | {a['ppl']:.4f} | {b['ppl']:.4f} | {r:+.2e} | "
+      f"{a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} |")
+sys.exit(0 if abs(r) <= 1e-3 else 1)
+PY
+done
+[[ $fail == 0 ]] && echo "cuda: all checks passed" || echo "cuda: FAILED"
+exit $fail
