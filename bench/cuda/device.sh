@@ -4,6 +4,8 @@
 #                                                # (sm_90), then the kernel sandbox
 #   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
+#                                      (KEEP=1: keep the models for the next call, and reuse them)
+#   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
 set -uo pipefail
 E=/tmp/lbc
@@ -12,7 +14,7 @@ export LOWBIT_SHARED=$E/shared
 case "${1:-}" in
 build)
   mkdir -p $E/deb
-  [[ -f $E/part00 ]] || cp .xfer/a/part00 $E/ || exit 1
+  [[ -f $E/part00 || ! -d .xfer/a ]] || cp .xfer/a/part00 $E/ || exit 1
   [[ -d $E/deb/usr ]] || for f in .deb/*.deb; do dpkg -x "$f" $E/deb; done
   L=$E/deb/usr/lib/x86_64-linux-gnu I=$E/deb/usr/include
   cmake -S . -B $E/build -DCMAKE_BUILD_TYPE=Release -DLOWBIT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
@@ -41,14 +43,20 @@ synth)
   shape=$1; shift
   for spec in "$@"; do
     name=$E/syn/$shape-${spec// /}
-    if [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
+    if [[ -f $name/config.json && -n ${KEEP:-} ]]; then :
+    elif [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
     else $E/build/lowbit synth $name --shape $shape --force $spec > /dev/null; fi || exit 1
     df -h /tmp | tail -1
     $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $OUT/bench-${name##*/}.json 2> $OUT/bench-${name##*/}.log
     cat $OUT/bench-${name##*/}.log
     LOWBIT_CUDA_GRAPH=0 $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -2
-    rm -rf $name
+    [[ -n ${KEEP:-} ]] || rm -rf $name
   done
   ;;
-*) echo "usage: device.sh build|check|synth"; exit 2 ;;
+profile)
+  ncu --print-summary per-kernel --metrics gpu__time_duration.sum \
+    $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
+  grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
+  ;;
+*) echo "usage: device.sh build|check|synth|profile"; exit 2 ;;
 esac

@@ -18,7 +18,7 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-enum { LOGIT_ROWS = 256, MAX_CHUNK = 2048 };
+enum { LOGIT_ROWS = 256, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8 };
 
 typedef struct glin {
   int64_t rows, cols;
@@ -53,6 +53,9 @@ struct lb_gpu {
   int64_t chunk;
   float *x, *qkv, *gu, *logits;
   void *xn16, *att16, *act16, *deq16;
+  void *q16;      /* rotated q in fp16 (prefill attention) */
+  float *S;       /* attention scores [heads][ATT_ROWS][ctx] */
+  void *P16;      /* their softmax, fp16, same shape */
   void *graph;
   bool graphs;
 };
@@ -201,6 +204,10 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->att16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * inter) * 2, &g->act16, err));
   if (deq) LB_TRY(lb_cuda_alloc(g->cx, deq * 2, &g->deq16, err));
+  size_t scores = (size_t)(c->num_attention_heads * (ch < ATT_ROWS ? ch : ATT_ROWS) * m->ctx);
+  LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->q16, err));
+  LB_TRY(lb_cuda_alloc(g->cx, scores * 4, (void **)&g->S, err));
+  LB_TRY(lb_cuda_alloc(g->cx, scores * 2, &g->P16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch + 1) * 4, (void **)&g->ids, err));
   g->pos = g->ids + ch;
   LB_TRY(lb_cuda_host_alloc((size_t)(ch + 1) * 4, (void **)&g->pinned, err));
@@ -262,7 +269,7 @@ void lb_gpu_free(lb_gpu *g) {
   free(g->layers);
   free_lin(&g->head, g->embed16);
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
-               g->xn16, g->att16, g->act16, g->deq16};
+               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
   lb_cuda_host_release(g->pinned);
   free(g->host_cs);
@@ -286,10 +293,36 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
+/* Prefill attention as Transformers' eager path, on tensor cores: per block of ATT_ROWS query
+ * rows, S = Q K^T * scale over the keys up to the block's last row (cuBLAS), the masked softmax,
+ * O = P V (cuBLAS). Query heads i, i + group, ... share kv heads 0, 1, ..., so each of the group's
+ * offsets is one strided batch over the kv heads. */
+static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t n, int64_t pos, lb_error *err) {
+  const lb_cuda_attn *a = &G->attn;
+  const int64_t hd = a->head_dim, H = a->heads, kvh = a->kv_heads, grp = H / kvh;
+  const int64_t kvd = kvh * hd, qd = H * hd;
+  for (int64_t r0 = 0; r0 < n; r0 += ATT_ROWS) {
+    const int64_t rn = n - r0 < ATT_ROWS ? n - r0 : ATT_ROWS, nk = pos + r0 + rn;
+    const char *q = (const char *)g->q16 + (size_t)(r0 * qd) * 2;
+    char *o = (char *)g->att16 + (size_t)(r0 * qd) * 2, *P = g->P16;
+    for (int64_t i = 0; i < grp; i++) /* S_h^T (nk x rn) = K_j (nk x hd) . Q_h^T */
+      LB_TRY(lb_cuda_gemm_batched(g->cx, true, false, nk, rn, hd, a->scale, G->kc, kvd, hd,
+                                  q + (size_t)(i * hd) * 2, qd, grp * hd, g->S + i * rn * nk, false,
+                                  nk, grp * rn * nk, kvh, err));
+    LB_TRY(lb_cuda_softmax_rows(g->cx, g->S, g->P16, H, rn, nk, nk, pos + r0, a->window, err));
+    for (int64_t i = 0; i < grp; i++) /* O_h^T (hd x rn) = V_j^T (hd x nk) . P_h^T */
+      LB_TRY(lb_cuda_gemm_batched(g->cx, false, false, hd, rn, nk, 1.0f, G->vc, kvd, hd,
+                                  P + (size_t)(i * rn * nk) * 2, nk, grp * rn * nk,
+                                  o + (size_t)(i * hd) * 2, true, qd, grp * hd, kvh, err));
+  }
+  return LB_OK;
+}
+
 /* Everything of one chunk on the stream: the tokens' ids and position from page-locked memory
  * (so a captured step reads the values of its replay), the blocks, the final norm of the last
  * `out` rows. */
 static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_error *err) {
+  const bool small = n <= SMALL_N; /* decode: the attention kernel reads the position on the device */
   const lb_config *c = m->cfg;
   int64_t d = c->hidden_size, inter = c->intermediate_size;
   float eps = (float)c->rms_norm_eps;
@@ -300,8 +333,10 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_
     glayer *G = &g->layers[l];
     LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->attn_norm, eps, n, d, g->xn16, err));
     LB_TRY(linear(g, &G->qkv, g->xn16, n, g->qkv, false, err));
-    LB_TRY(lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc, G->vc, err));
-    LB_TRY(lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
+    LB_TRY(lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc, G->vc,
+                           small ? NULL : g->q16, err));
+    if (small) LB_TRY(lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
+    else LB_TRY(attention_gemm(g, G, n, m->pos, err));
     LB_TRY(linear(g, &G->o, g->att16, n, g->x, true, err));
     LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->mlp_norm, eps, n, d, g->xn16, err));
     LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));

@@ -16,22 +16,15 @@
    40 windows of pocket-valid)."""
 import json
 import os
-import shutil
 
 import numpy as np
 
 from calibrate import dequant_gptq
-from common import POCKET, TMP, lowbit, run_tests, shared
+from common import POCKET, TMP, lowbit, out, run_tests, shared
 from st_numpy import load_file
 
 VALID = "data/pocket-valid.txt"
 os.makedirs(TMP, exist_ok=True)
-
-
-def out(name):
-    d = os.path.join(TMP, name)
-    shutil.rmtree(d, ignore_errors=True)
-    return d
 
 
 def test_bench_json_and_table():

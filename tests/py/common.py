@@ -26,6 +26,14 @@ def fresh_tmp():
     return TMP
 
 
+def out(name):
+    """A path under TMP for one test's output: removed if it exists, parent created."""
+    os.makedirs(TMP, exist_ok=True)
+    d = os.path.join(TMP, name)
+    shutil.rmtree(d, ignore_errors=True)
+    return d
+
+
 def lowbit(*args, check=True):
     p = subprocess.run([BIN, *args], capture_output=True, text=True)
     if check and p.returncode != 0:

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 from safetensors import safe_open
 
-from common import POCKET, TMP, lowbit, run_tests, shared
+from common import POCKET, TMP, lowbit, out, run_tests, shared
 from quant_ct_ref import check_layer
 from st_numpy import load_file
 
@@ -31,12 +31,6 @@ def quantized_linears(t):
             yield (p, *SHAPES[m])
 
 os.makedirs(TMP, exist_ok=True)
-
-
-def out(name):
-    d = os.path.join(TMP, name)
-    shutil.rmtree(d, ignore_errors=True)
-    return d
 
 
 def leftovers(d):

@@ -43,6 +43,14 @@ lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err);
 lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y, int64_t rows,
                        int64_t cols, int64_t n, bool acc, lb_error *err);
 
+/* Strided batched product in cuBLAS's column-major terms: for b < batch,
+ * C_b (m x n) = alpha op(A_b) op(B_b), op = transpose when ta / tb, A_b = A + b * sa elements
+ * (fp16), B_b likewise, C_b = C + b * sc elements, fp16 when c16 else fp32; fp32 accumulation. */
+lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                               float alpha, const void *A, int64_t lda, int64_t sa, const void *B,
+                               int64_t ldb, int64_t sb, void *C, bool c16, int64_t ldc, int64_t sc,
+                               int64_t batch, lb_error *err);
+
 /* CUDA graphs: everything issued on the stream between begin and end is recorded, not run. */
 lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err);
 lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err);
@@ -104,10 +112,16 @@ typedef struct lb_cuda_attn {
 
 /* Adds bias (NULL: none) to the n rows of qkv, rotates q and k by the cos/sin table rows
  * cs[(pos + t) * hd ...] (cos in the first half, sin in the second), and stores k and v at rows
- * pos + t of the layer's fp16 caches [ctx][kv_heads * hd]. */
+ * pos + t of the layer's fp16 caches [ctx][kv_heads * hd]; q16 (NULL: not written) gets the
+ * rotated q in fp16 [n][heads * hd] (for the GEMM attention). */
 lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
                           const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
-                          void *vc16, lb_error *err);
+                          void *vc16, void *q16, lb_error *err);
+/* Causal (and sliding-window) softmax of scores S [heads][n][ld] fp32 (row t of a head holds the
+ * scores of keys 0 .. nk - 1, and sees keys first_key(pos + t) .. pos + t), written as P16 of the
+ * same shape in fp16, masked keys 0. */
+lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,
+                               int64_t nk, int64_t ld, int64_t pos, int64_t window, lb_error *err);
 /* out16[t][h * hd ...] = softmax(q . K^T * scale) V over the keys row pos + t may see. */
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,

@@ -47,6 +47,14 @@ lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *
   (void)c, (void)w16, (void)x16, (void)y, (void)rows, (void)cols, (void)n, (void)acc;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                               float alpha, const void *A, int64_t lda, int64_t sa, const void *B,
+                               int64_t ldb, int64_t sb, void *C, bool c16, int64_t ldc, int64_t sc,
+                               int64_t batch, lb_error *err) {
+  (void)c, (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)A, (void)lda, (void)sa;
+  (void)B, (void)ldb, (void)sb, (void)C, (void)c16, (void)ldc, (void)sc, (void)batch;
+  return NO_CUDA(err);
+}
 lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err) { return (void)c, NO_CUDA(err); }
 lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err) {
   (void)c;
@@ -98,14 +106,19 @@ lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float 
 }
 lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
                           const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
-                          void *vc16, lb_error *err) {
-  (void)c, (void)qkv, (void)bias, (void)n, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16;
+                          void *vc16, void *q16, lb_error *err) {
+  (void)c, (void)qkv, (void)bias, (void)n, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16, (void)q16;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
                             lb_error *err) {
   (void)c, (void)qkv, (void)kc16, (void)vc16, (void)n, (void)pos, (void)a, (void)out16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,
+                               int64_t nk, int64_t ld, int64_t pos, int64_t window, lb_error *err) {
+  (void)c, (void)S, (void)P16, (void)heads, (void)n, (void)nk, (void)ld, (void)pos, (void)window;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,

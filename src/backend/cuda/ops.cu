@@ -78,7 +78,8 @@ extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float
 // k and v to the caches.
 __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bias,
                           const float *__restrict__ cs, const int32_t *__restrict__ pos, int heads,
-                          int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc) {
+                          int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc,
+                          __half *__restrict__ q16) {
   const int t = blockIdx.x, half = hd / 2, qd = heads * hd, kvd = kvh * hd, width = qd + 2 * kvd;
   const int64_t p = (int64_t)*pos + t;
   float *row = qkv + (int64_t)t * width;
@@ -99,13 +100,16 @@ __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bia
     kc[p * kvd + i] = __float2half(row[qd + i]);
     vc[p * kvd + i] = __float2half(row[qd + kvd + i]);
   }
+  if (q16)
+    for (int i = threadIdx.x; i < qd; i += blockDim.x) q16[(int64_t)t * qd + i] = __float2half(row[i]);
 }
 
 extern "C" lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
                                      const lb_cuda_attn *a, const float *cs, const int32_t *pos,
-                                     void *kc16, void *vc16, lb_error *err) {
+                                     void *kc16, void *vc16, void *q16, lb_error *err) {
   rope_kv_k<<<(unsigned)n, 256, 0, stream_of(c)>>>(qkv, bias, cs, pos, (int)a->heads, (int)a->kv_heads,
-                                                  (int)a->head_dim, (__half *)kc16, (__half *)vc16);
+                                                  (int)a->head_dim, (__half *)kc16, (__half *)vc16,
+                                                  (__half *)q16);
   return lb_cu_launched(err, "launching RoPE and the KV store");
 }
 
@@ -195,6 +199,32 @@ extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const v
                                                          (int)a->heads, (int)a->kv_heads, (int)a->head_dim,
                                                          (int)a->window, a->scale, (__half *)out16);
   return lb_cu_launched(err, "launching attention");
+}
+
+// One block per (row, head): max, exp and sum over the visible keys, P = e / sum in fp16.
+__global__ void softmax_rows_k(const float *__restrict__ S, __half *__restrict__ P, int64_t n, int64_t nk,
+                               int64_t ld, int64_t pos, int64_t window) {
+  __shared__ float red[32];
+  const int64_t t = blockIdx.x, h = blockIdx.y, i = pos + t;
+  const int64_t a = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0, b = i + 1 < nk ? i + 1 : nk;
+  const float *s = S + (h * n + t) * ld;
+  __half *p = P + (h * n + t) * ld;
+  float mx = -INFINITY;
+  for (int64_t j = a + threadIdx.x; j < b; j += blockDim.x) mx = fmaxf(mx, s[j]);
+  mx = block_reduce<true>(mx, red);
+  float sum = 0;
+  for (int64_t j = a + threadIdx.x; j < b; j += blockDim.x) sum += expf(s[j] - mx);
+  sum = block_reduce<false>(sum, red);
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < nk; j += blockDim.x)
+    p[j] = __float2half(j >= a && j < b ? expf(s[j] - mx) * inv : 0.0f);
+}
+
+extern "C" lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,
+                                          int64_t nk, int64_t ld, int64_t pos, int64_t window, lb_error *err) {
+  dim3 grid((unsigned)n, (unsigned)heads);
+  softmax_rows_k<<<grid, 256, 0, stream_of(c)>>>(S, (__half *)P16, n, nk, ld, pos, window);
+  return lb_cu_launched(err, "launching the attention softmax");
 }
 
 __global__ void silu_mul_k(const float *__restrict__ gu, const float *__restrict__ bias, int64_t n,

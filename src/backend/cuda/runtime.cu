@@ -115,6 +115,21 @@ extern "C" lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x
                                  CUBLAS_GEMM_DEFAULT));
 }
 
+extern "C" lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int64_t n,
+                                          int64_t k, float alpha, const void *A, int64_t lda,
+                                          int64_t sa, const void *B, int64_t ldb, int64_t sb, void *C,
+                                          bool c16, int64_t ldc, int64_t sc, int64_t batch,
+                                          lb_error *err) {
+  const float beta = 0.0f;
+  return blas_check(err, "cublasGemmStridedBatchedEx",
+                    cublasGemmStridedBatchedEx(c->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                               tb ? CUBLAS_OP_T : CUBLAS_OP_N, (int)m, (int)n, (int)k,
+                                               &alpha, A, CUDA_R_16F, (int)lda, sa, B, CUDA_R_16F,
+                                               (int)ldb, sb, &beta, C, c16 ? CUDA_R_16F : CUDA_R_32F,
+                                               (int)ldc, sc, (int)batch, CUBLAS_COMPUTE_32F,
+                                               CUBLAS_GEMM_DEFAULT));
+}
+
 extern "C" lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err) {
   return lb_cu_check(err, "beginning a graph capture",
                      cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
