@@ -6,6 +6,7 @@
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
+#   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shape, bf16 and 4-bit
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
 set -uo pipefail
 E=/tmp/lbc
@@ -52,6 +53,16 @@ synth)
     LOWBIT_CUDA_GRAPH=0 $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -2
     [[ -n ${KEEP:-} ]] || rm -rf $name
   done
+  ;;
+tiny)
+  # GPU against CPU on lowbit synth's tiny shape (random ids; no pocket-llama needed)
+  for spec in bf16 "--method rtn --bits 4 --group 128"; do
+    name=$E/syn/tiny-${spec// /}
+    if [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape tiny --force > /dev/null
+    else $E/build/lowbit synth $name --shape tiny --force $spec > /dev/null; fi || exit 1
+    dirs+=("$name")
+  done
+  $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"
   ;;
 profile)
   ncu --print-summary per-kernel --metrics gpu__time_duration.sum \

@@ -46,14 +46,13 @@ extern "C" lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt
 
 __global__ void embed_k(const __half *__restrict__ table, const int32_t *__restrict__ ids, int64_t d,
                         float *__restrict__ x) {
-  const int64_t t = blockIdx.x;
-  const __half *row = table + (int64_t)ids[t] * d;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) x[t * d + i] = __half2float(row[i]);
+  const int64_t t = blockIdx.x, i = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
+  if (i < d) x[t * d + i] = __half2float(table[(int64_t)ids[t] * d + i]);
 }
 
 extern "C" lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
                                    int64_t d, float *x, lb_error *err) {
-  embed_k<<<(unsigned)n, 256, 0, stream_of(c)>>>((const __half *)table16, ids, d, x);
+  embed_k<<<dim3((unsigned)n, (unsigned)((d + 255) / 256)), 256, 0, stream_of(c)>>>((const __half *)table16, ids, d, x);
   return lb_cu_launched(err, "launching the embedding");
 }
 
@@ -62,54 +61,60 @@ __global__ void rmsnorm_k(const float *__restrict__ x, const float *__restrict__
   __shared__ float red[32];
   const float *r = x + blockIdx.x * d;
   float ss = 0;
+#pragma unroll 4
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
   ss = block_reduce<false>(ss, red);
   const float inv = rsqrtf(ss / (float)d + eps);
+#pragma unroll 4
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[blockIdx.x * d + i] = __float2half(r[i] * inv * w[i]);
 }
 
 extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float eps, int64_t n,
                                      int64_t d, void *y16, lb_error *err) {
-  rmsnorm_k<<<(unsigned)n, 256, 0, stream_of(c)>>>(x, w, eps, d, (__half *)y16);
+  // a block of up to 1024 threads per row: few loads per thread, so one row's latency is a few
+  // memory round trips (256 threads took 16 us a row on the H100, a quarter of a 4-bit layer)
+  const int threads = d >= 1024 ? 1024 : (int)((d + 31) / 32 * 32);
+  rmsnorm_k<<<(unsigned)n, threads, 0, stream_of(c)>>>(x, w, eps, d, (__half *)y16);
   return lb_cu_launched(err, "launching RMSNorm");
 }
 
-// One block per token: bias, then rotate_half on each head of q and k (pairs i, i + hd/2), then
-// k and v to the caches.
+// One block per (token, head of q or k): a thread per rotate_half pair (i, i + hd/2) adds the bias,
+// rotates, and stores (q: to q16 when asked; k: to the cache, with the same pair of v).
 __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bias,
                           const float *__restrict__ cs, const int32_t *__restrict__ pos, int heads,
                           int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc,
                           __half *__restrict__ q16) {
-  const int t = blockIdx.x, half = hd / 2, qd = heads * hd, kvd = kvh * hd, width = qd + 2 * kvd;
+  const int t = blockIdx.x, h = blockIdx.y, half = hd / 2, qd = heads * hd, kvd = kvh * hd;
   const int64_t p = (int64_t)*pos + t;
-  float *row = qkv + (int64_t)t * width;
-  if (bias) {
-    for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] += bias[i];
-    __syncthreads();
-  }
+  float *row = qkv + (int64_t)t * (qd + 2 * kvd);
   const float *cp = cs + p * hd;
-  for (int i = threadIdx.x; i < (heads + kvh) * half; i += blockDim.x) {
-    const int h = i / half, j = i % half;
-    float *v = row + h * hd; // k heads follow the q heads directly
-    const float x1 = v[j], x2 = v[j + half], co = cp[j], si = cp[half + j];
-    v[j] = x1 * co - x2 * si;
-    v[j + half] = x2 * co + x1 * si;
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    const int o = h * hd + j; // k heads follow the q heads directly
+    float x1 = row[o], x2 = row[o + half];
+    if (bias) x1 += bias[o], x2 += bias[o + half];
+    const float co = cp[j], si = cp[half + j], r1 = x1 * co - x2 * si, r2 = x2 * co + x1 * si;
+    row[o] = r1, row[o + half] = r2;
+    if (h < heads) {
+      if (q16) q16[(int64_t)t * qd + o] = __float2half(r1), q16[(int64_t)t * qd + o + half] = __float2half(r2);
+      continue;
+    }
+    const int64_t c = p * kvd + (h - heads) * hd + j;
+    const int vo = qd + kvd + (h - heads) * hd + j;
+    float v1 = row[vo], v2 = row[vo + half];
+    if (bias) v1 += bias[vo], v2 += bias[vo + half];
+    kc[c] = __float2half(r1), kc[c + half] = __float2half(r2);
+    vc[c] = __float2half(v1), vc[c + half] = __float2half(v2);
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-    kc[p * kvd + i] = __float2half(row[qd + i]);
-    vc[p * kvd + i] = __float2half(row[qd + kvd + i]);
-  }
-  if (q16)
-    for (int i = threadIdx.x; i < qd; i += blockDim.x) q16[(int64_t)t * qd + i] = __float2half(row[i]);
 }
 
 extern "C" lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
                                      const lb_cuda_attn *a, const float *cs, const int32_t *pos,
                                      void *kc16, void *vc16, void *q16, lb_error *err) {
-  rope_kv_k<<<(unsigned)n, 256, 0, stream_of(c)>>>(qkv, bias, cs, pos, (int)a->heads, (int)a->kv_heads,
-                                                  (int)a->head_dim, (__half *)kc16, (__half *)vc16,
-                                                  (__half *)q16);
+  const int half = (int)a->head_dim / 2, threads = half <= 64 ? 64 : 128;
+  dim3 grid((unsigned)n, (unsigned)(a->heads + a->kv_heads));
+  rope_kv_k<<<grid, threads, 0, stream_of(c)>>>(qkv, bias, cs, pos, (int)a->heads, (int)a->kv_heads,
+                                                (int)a->head_dim, (__half *)kc16, (__half *)vc16,
+                                                (__half *)q16);
   return lb_cu_launched(err, "launching RoPE and the KV store");
 }
 
@@ -134,11 +139,25 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
   const __half *K = kc + k0 * kvd + kv * hd, *V = vc + k0 * kvd + kv * hd;
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < nk; j += blockDim.x) {
-    const __half2 *kr = reinterpret_cast<const __half2 *>(K + (int64_t)j * kvd);
     float s = 0;
-    for (int d = 0; d < half; d++) {
-      const float2 k2 = __half22float2(kr[d]);
-      s = fmaf(q[2 * d], k2.x, fmaf(q[2 * d + 1], k2.y, s));
+    if ((hd & 7) == 0) { // 16-byte loads of the key row, several in flight
+      const uint4 *kr = reinterpret_cast<const uint4 *>(K + (int64_t)j * kvd);
+#pragma unroll 4
+      for (int d8 = 0; d8 < hd / 8; d8++) {
+        const uint4 u = kr[d8];
+        const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const float2 k2 = __half22float2(h2[e]);
+          s = fmaf(q[8 * d8 + 2 * e], k2.x, fmaf(q[8 * d8 + 2 * e + 1], k2.y, s));
+        }
+      }
+    } else {
+      const __half2 *kr = reinterpret_cast<const __half2 *>(K + (int64_t)j * kvd);
+      for (int d = 0; d < half; d++) {
+        const float2 k2 = __half22float2(kr[d]);
+        s = fmaf(q[2 * d], k2.x, fmaf(q[2 * d + 1], k2.y, s));
+      }
     }
     S[j] = s;
     mx = fmaxf(mx, s);
@@ -156,6 +175,7 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
   if (half <= ATTN_THREADS && ATTN_THREADS % half == 0) { // key groups of `half` threads
     const int groups = ATTN_THREADS / half, g = threadIdx.x / half, cpair = threadIdx.x % half;
     float2 acc = make_float2(0, 0);
+#pragma unroll 4
     for (int j = g; j < nk; j += groups) {
       const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cpair]);
       acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
