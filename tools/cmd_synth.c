@@ -24,7 +24,8 @@ static const char *HELP =
     "  Writes a Hugging Face folder of the shape's config with random weights (normal, std 0.02,\n"
     "  as Llama is initialized; norms near 1) to measure speed where no real checkpoint is at hand.\n"
     "  --shape S    llama-7b (Llama-2-7B), llama-8b (Llama-3-8B), mistral-7b (Mistral-7B-v0.1),\n"
-    "               tiny (2 layers of 256, for tests)\n"
+    "               tiny (2 layers of 256, for tests), tiny-qwen2 (+ q/k/v biases, a sliding\n"
+    "               window of 24 in layer 1), tiny-llama-bias (+ a bias on every Linear)\n"
     "  --layers N   fewer (or more) decoder layers than the shape has\n"
     "  --dtype D    bf16 (default) or f16\n"
     "  --seed S     random seed (default 0); the same seed gives the same weights\n"
@@ -37,13 +38,20 @@ typedef struct {
   int64_t hidden, inter, layers, heads, kv_heads, vocab, ctx, window;
   double theta;
   bool tied;
+  unsigned bias; /* bit k: Linear k (q, k, v, o, gate, up, down) has a bias */
 } shape_t;
 
+enum { QKV_BIAS = 7, ALL_BIAS = 127 };
+
+/* tiny-qwen2 (q/k/v biases, a window of 24 from layer 1 on) and tiny-llama-bias (attention_bias and
+ * mlp_bias: every Linear has one) exist to test what the small model does not have. */
 static const shape_t SHAPES[] = {
-    {"llama-7b", "LlamaForCausalLM", "llama", 4096, 11008, 32, 32, 32, 32000, 4096, 0, 1e4, false},
-    {"llama-8b", "LlamaForCausalLM", "llama", 4096, 14336, 32, 32, 8, 128256, 8192, 0, 5e5, false},
-    {"mistral-7b", "MistralForCausalLM", "mistral", 4096, 14336, 32, 32, 8, 32000, 32768, 4096, 1e4, false},
-    {"tiny", "LlamaForCausalLM", "llama", 256, 768, 2, 4, 2, 32000, 2048, 0, 1e4, true},
+    {"llama-7b", "LlamaForCausalLM", "llama", 4096, 11008, 32, 32, 32, 32000, 4096, 0, 1e4, false, 0},
+    {"llama-8b", "LlamaForCausalLM", "llama", 4096, 14336, 32, 32, 8, 128256, 8192, 0, 5e5, false, 0},
+    {"mistral-7b", "MistralForCausalLM", "mistral", 4096, 14336, 32, 32, 8, 32000, 32768, 4096, 1e4, false, 0},
+    {"tiny", "LlamaForCausalLM", "llama", 256, 768, 2, 4, 2, 32000, 2048, 0, 1e4, true, 0},
+    {"tiny-qwen2", "Qwen2ForCausalLM", "qwen2", 256, 768, 2, 4, 2, 32000, 2048, 24, 1e6, true, QKV_BIAS},
+    {"tiny-llama-bias", "LlamaForCausalLM", "llama", 256, 768, 2, 4, 2, 32000, 2048, 0, 1e4, false, ALL_BIAS},
 };
 
 typedef struct {
@@ -115,8 +123,13 @@ static lb_status write_config(const opts *o, const char *dir, lb_error *err) {
                         "max_position_embeddings", (json_int_t)s->ctx, "rms_norm_eps", 1e-5,
                         "rope_theta", s->theta, "hidden_act", "silu", "tie_word_embeddings", s->tied,
                         "bos_token_id", (json_int_t)1, "eos_token_id", (json_int_t)2, "torch_dtype",
-                        o->dtype == LB_F16 ? "float16" : "bfloat16", "attention_bias", 0, "mlp_bias", 0);
+                        o->dtype == LB_F16 ? "float16" : "bfloat16", "attention_bias",
+                        s->bias == ALL_BIAS, "mlp_bias", s->bias == ALL_BIAS);
   if (c && s->window) json_object_set_new(c, "sliding_window", json_integer(s->window));
+  if (c && s->window && !strcmp(s->type, "qwen2")) {
+    json_object_set_new(c, "use_sliding_window", json_true());
+    json_object_set_new(c, "max_window_layers", json_integer(1));
+  }
   if (c) json_object_set_new(c, "lowbit_synthetic", json_string(s->name));
   char *text = c ? json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
   json_decref(c);
@@ -154,6 +167,10 @@ static lb_status fill(void *p, const char *dir, lb_error *err) {
     for (int k = 0; k < 7 && st == LB_OK; k++) {
       snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, LIN[k]);
       st = add(x, w, name, rows[k], cols[k], 0, 0.02f, id++, buf, err);
+      if (st == LB_OK && s->bias >> k & 1) { /* biases large enough to matter: N(0, 0.1^2) */
+        snprintf(name, sizeof name, "model.layers.%lld.%s.bias", (long long)l, LIN[k]);
+        st = add(x, w, name, rows[k], 1, 0, 0.1f, id++, buf, err);
+      }
     }
     snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
     if (st == LB_OK) st = add(x, w, name, s->hidden, 1, 1, 0.02f, id++, buf, err);
@@ -239,7 +256,7 @@ int cmd_synth(int argc, char **argv) {
     }
   }
   if (!o.out) return cli_usage_error("synth", "needs an output folder OUT");
-  if (!o.sh) return cli_usage_error("synth", "needs --shape (llama-7b, llama-8b, mistral-7b, tiny)");
+  if (!o.sh) return cli_usage_error("synth", "needs --shape (llama-7b, llama-8b, mistral-7b, tiny, ...)");
   if (o.layers < 0) o.layers = o.sh->layers;
   if (lb_path_exists(o.out) && !o.force) {
     lb_error err;

@@ -6,7 +6,7 @@
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
-#   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shape, bf16 and 4-bit
+#   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
 set -uo pipefail
 E=/tmp/lbc
@@ -56,10 +56,12 @@ synth)
   ;;
 tiny)
   # GPU against CPU on lowbit synth's tiny shape (random ids; no pocket-llama needed)
-  for spec in bf16 "--method rtn --bits 4 --group 128"; do
-    name=$E/syn/tiny-${spec// /}
-    if [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape tiny --force > /dev/null
-    else $E/build/lowbit synth $name --shape tiny --force $spec > /dev/null; fi || exit 1
+  # (tiny-qwen2: q/k/v biases and a sliding window; tiny-llama-bias: a bias on every Linear)
+  for spec in "tiny bf16" "tiny --method rtn --bits 4 --group 128" "tiny-qwen2 bf16" \
+              "tiny-llama-bias bf16" "tiny-llama-bias --method rtn --bits 4 --group 128"; do
+    shape=${spec%% *} rest=${spec#* } name=$E/syn/${spec// /}
+    if [[ $rest == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
+    else $E/build/lowbit synth $name --shape $shape --force $rest > /dev/null; fi || exit 1
     dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"

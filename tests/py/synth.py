@@ -1,4 +1,6 @@
 """`lowbit synth` (random models of real shapes) and the --device flag without a GPU:
+ - tiny-qwen2 and tiny-llama-bias: the config keys that give Qwen2's q/k/v biases and window, and
+   Llama's attention_bias/mlp_bias, with the bias tensors they need; they run;
  - the tiny shape: config.json has the shape's fields; every tensor the Llama layout names, with the
    shapes the config implies; Linear weights and embeddings have mean 0 and std 0.02 (sample of
    1.5M values: the sample std is within 1% of 0.02 with overwhelming probability, 4 sd is 0.23%),
@@ -60,6 +62,26 @@ def test_tiny_shape_and_statistics():
     assert digest(d) == digest(again) and digest(d) != digest(other)
 
 
+def test_bias_and_window_shapes():
+    d = out("tiny-qwen2")
+    lowbit("synth", d, "--shape", "tiny-qwen2")
+    c = json.load(open(os.path.join(d, "config.json")))
+    assert c["model_type"] == "qwen2" and c["use_sliding_window"] and c["sliding_window"] == 24, c
+    t = load_file(os.path.join(d, "model.safetensors"))
+    biases = sorted(k for k in t if k.endswith(".bias"))
+    assert biases == sorted(f"model.layers.{l}.self_attn.{p}_proj.bias" for l in range(2)
+                            for p in "qkv"), biases
+    assert t["model.layers.0.self_attn.k_proj.bias"].shape == (128,)
+    d = out("tiny-llama-bias")
+    lowbit("synth", d, "--shape", "tiny-llama-bias")
+    c = json.load(open(os.path.join(d, "config.json")))
+    assert c["attention_bias"] and c["mlp_bias"] and not c["tie_word_embeddings"], c
+    t = load_file(os.path.join(d, "model.safetensors"))
+    assert len([k for k in t if k.endswith(".bias")]) == 14 and "lm_head.weight" in t
+    rows = json.loads(lowbit("bench", d, "-p", "16", "-n", "2", "-r", "1", "--json").stdout)
+    assert all(r["tokens_per_s"] > 0 for r in rows), rows
+
+
 def test_quantized_and_runs():
     d = out("tiny-rtn4")
     lowbit("synth", d, "--shape", "tiny", "--layers", "1", "--method", "rtn", "--bits", "4")
@@ -98,5 +120,5 @@ def test_device_flag():
 
 
 if __name__ == "__main__":
-    run_tests([test_tiny_shape_and_statistics, test_quantized_and_runs, test_bad_flags_and_existing_output,
+    run_tests([test_tiny_shape_and_statistics, test_bias_and_window_shapes, test_quantized_and_runs, test_bad_flags_and_existing_output,
                test_device_flag])
