@@ -12,6 +12,11 @@ set -uo pipefail
 E=/tmp/lbc
 export LD_LIBRARY_PATH=$E/deb/usr/lib/x86_64-linux-gnu:$E/deb/usr/lib/x86_64-linux-gnu/openblas-pthread
 export LOWBIT_SHARED=$E/shared
+# make_synth DIR SHAPE bf16|"METHOD ARGS": lowbit synth, dense or quantized
+make_synth() {
+  if [[ $3 == bf16 ]]; then $E/build/lowbit synth "$1" --shape "$2" --force > /dev/null
+  else $E/build/lowbit synth "$1" --shape "$2" --force $3 > /dev/null; fi
+}
 case "${1:-}" in
 build)
   mkdir -p $E/deb
@@ -44,9 +49,7 @@ synth)
   shape=$1; shift
   for spec in "$@"; do
     name=$E/syn/$shape-${spec// /}
-    if [[ -f $name/config.json && -n ${KEEP:-} ]]; then :
-    elif [[ $spec == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
-    else $E/build/lowbit synth $name --shape $shape --force $spec > /dev/null; fi || exit 1
+    [[ -f $name/config.json && -n ${KEEP:-} ]] || make_synth $name $shape "$spec" || exit 1
     df -h /tmp | tail -1
     $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $OUT/bench-${name##*/}.json 2> $OUT/bench-${name##*/}.log
     cat $OUT/bench-${name##*/}.log
@@ -60,8 +63,7 @@ tiny)
   for spec in "tiny bf16" "tiny --method rtn --bits 4 --group 128" "tiny-qwen2 bf16" \
               "tiny-llama-bias bf16" "tiny-llama-bias --method rtn --bits 4 --group 128"; do
     shape=${spec%% *} rest=${spec#* } name=$E/syn/${spec// /}
-    if [[ $rest == bf16 ]]; then $E/build/lowbit synth $name --shape $shape --force > /dev/null
-    else $E/build/lowbit synth $name --shape $shape --force $rest > /dev/null; fi || exit 1
+    make_synth $name $shape "$rest" || exit 1
     dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"

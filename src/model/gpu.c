@@ -67,9 +67,9 @@ static lb_status dev_f32(lb_gpu *g, const float *host, int64_t n, float **out, l
   return lb_cuda_put(g->cx, *out, host, (size_t)n * sizeof(float), err);
 }
 
-/* Uploads the n source rows of src (dense F32/F16/BF16 data of dtype dt, or f32 rows) to
- * dst16 + offset via a staging buffer, converting on the device; non-finite results (an
- * overflow of fp16's range, a NaN weight) are an error naming `what`. */
+/* Uploads n values of src (F32, F16 or BF16) to dst16 as fp16 through a staging buffer, converting
+ * on the device; non-finite results (an overflow of fp16's range, a NaN weight) are an error
+ * naming `what`. */
 static lb_status to_f16(lb_gpu *g, const void *src, lb_dtype dt, int64_t n, void *dst16,
                         const char *what, lb_error *err) {
   size_t bytes = (size_t)n * lb_dtype_size(dt);
@@ -175,6 +175,7 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
                            .head_dim = c->head_dim, .ctx = m->ctx,
                            .window = L->sliding ? c->sliding_window : 0,
                            .scale = 1.0f / sqrtf((float)c->head_dim)};
+  LB_TRY(lb_cuda_attention_check(&G->attn, err));
   /* the host's copies are not needed any more: the canonical codes are the big part */
   for (int k = 0; k < LB_LIN_COUNT; k++)
     if (L->qw[k]) {
@@ -229,6 +230,11 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   } else {
     const lb_mat *h = &m->lm_head;
     LB_TRY(upload_lin(g, &h, 1, "the lm_head", &g->head, err));
+    if (m->head_qw) { /* as for the layers: the host copy is not needed any more */
+      lb_qweight_free(m->head_qw);
+      free(m->head_qw);
+      m->head_qw = NULL, m->lm_head.qw = NULL;
+    }
   }
   LB_TRY(dev_f32(g, m->final_norm, d, &g->final_norm, err));
   if (!(g->layers = calloc((size_t)c->num_hidden_layers, sizeof *g->layers)))

@@ -99,7 +99,7 @@ void lb_rope_apply(lb_rope_state *r, const lb_config *cfg, float *x, int64_t n, 
   if (!r->cs) r->cs = malloc((size_t)(TABLE_ROWS * r->dim) * sizeof(float));
   bool cached = r->cs && r->cs_n >= n && r->cs_pos0 == pos0 && r->cs_seq == seq_len;
   if (r->cs && !cached && n <= TABLE_ROWS) {
-    for (int64_t t = 0; t < n; t++) angles(r, inv, pos0 + t, r->cs + t * r->dim);
+    lb_rope_table(r, cfg, pos0, n, seq_len, r->cs);
     r->cs_n = n, r->cs_pos0 = pos0, r->cs_seq = seq_len;
     cached = true;
   }

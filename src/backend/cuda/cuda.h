@@ -122,6 +122,9 @@ lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t
  * same shape in fp16, masked keys 0. */
 lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,
                                int64_t nk, int64_t ld, int64_t pos, int64_t window, lb_error *err);
+/* LB_EUNSUPPORTED when lb_cuda_attention cannot take a's context (its scores live in shared
+ * memory); a model checks at open. */
+lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err);
 /* out16[t][h * hd ...] = softmax(q . K^T * scale) V over the keys row pos + t may see. */
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,

@@ -110,6 +110,7 @@ lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t
   (void)c, (void)qkv, (void)bias, (void)n, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16, (void)q16;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err) { return (void)a, NO_CUDA(err); }
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
                             lb_error *err) {

@@ -198,22 +198,39 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
   }
 }
 
+// The decode attention keeps a row's scores in shared memory: the context must fit there. The
+// device's opt-in limit is read once; the kernel's limit is raised once when 48 KiB is not enough.
+static const size_t ATTN_FIXED = (1024 + 32) * sizeof(float) + ATTN_THREADS * sizeof(float2);
+
+static int attention_smem_limit(void) {
+  static int optin = 0;
+  if (!optin) {
+    int dev = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  }
+  return optin;
+}
+
+extern "C" lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err) {
+  if (a->head_dim > 1024 || (size_t)a->ctx * sizeof(float) + ATTN_FIXED > (size_t)attention_smem_limit())
+    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda attention: the context is longer than shared memory holds");
+  return LB_OK;
+}
+
 extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                                        int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
                                        lb_error *err) {
+  static bool raised = false;
   const size_t smem = (size_t)a->ctx * sizeof(float);
-  int dev = 0, optin = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  const size_t fixed = (1024 + 32) * sizeof(float) + ATTN_THREADS * sizeof(float2);
-  if (a->head_dim > 1024 || smem + fixed > (size_t)optin)
-    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda attention: the context is longer than shared memory holds");
-  if (smem > 48 * 1024) {
-    lb_status s = lb_cu_check(err, "raising attention's shared memory",
-                              cudaFuncSetAttribute(attention_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   (int)(optin - fixed)));
-    if (s != LB_OK) return s;
+  lb_status s = lb_cuda_attention_check(a, err);
+  if (s == LB_OK && smem > 48 * 1024 && !raised) {
+    s = lb_cu_check(err, "raising attention's shared memory",
+                    cudaFuncSetAttribute(attention_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)(attention_smem_limit() - ATTN_FIXED)));
+    raised = s == LB_OK;
   }
+  if (s != LB_OK) return s;
   dim3 grid((unsigned)a->heads, (unsigned)n);
   attention_k<<<grid, ATTN_THREADS, smem, stream_of(c)>>>(qkv, (const __half *)kc16, (const __half *)vc16, pos,
                                                          (int)a->heads, (int)a->kv_heads, (int)a->head_dim,
