@@ -4,7 +4,11 @@
 #                                                # (sm_90), then the kernel sandbox
 #   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
-#                                      (KEEP=1: keep the models for the next call, and reuse them)
+#                                      (KEEP=1: keep the models for the next call, and reuse them;
+#                                       AB="A=0 B=0;C=0": tg128 again with those settings)
+#   bash bench/cuda/device.sh variants "R P"...  # the sandbox with other GEMV shapes (rows a warp,
+#                                               # steps loaded ahead)
+#   bash bench/cuda/device.sh breakdown DIR # decode tok/s with stages left out (LOWBIT_CUDA_SKIP)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
@@ -53,7 +57,9 @@ synth)
     df -h /tmp | tail -1
     $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $OUT/bench-${name##*/}.json 2> $OUT/bench-${name##*/}.log
     cat $OUT/bench-${name##*/}.log
-    LOWBIT_CUDA_GRAPH=0 $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -2
+    for v in ${AB-LOWBIT_CUDA_GRAPH=0}; do # decode with a setting changed (AB="VAR=x VAR=y ...")
+      echo "tg128 with $v: $(env ${v//;/ } $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}')"
+    done
     [[ -n ${KEEP:-} ]] || rm -rf $name
   done
   ;;
@@ -67,6 +73,27 @@ tiny)
     dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"
+  ;;
+variants)
+  # the sandbox with other GEMV shapes: variants "R P" ... (rows per warp, steps loaded ahead)
+  shift
+  for v in "$@"; do
+    echo "### rows $v"
+    LB_Q4_ROWS=${v% *} LB_Q4_DEPTH=${v#* } TMPDIR=$E bash bench/cuda/sandbox.sh 200 | grep -E "^\| [0-9]+ x [0-9]+ \| [18] \||FAILED|passed"
+  done 2>&1 | tee $OUT/variants.md
+  ;;
+breakdown)
+  # decode tok/s with stages left out (LOWBIT_CUDA_SKIP; SKIPS="norm attn ..." to choose), then
+  # with settings changed (AB="VAR=x VAR=y;VAR2=z"), in ROUNDS interleaved rounds (default 1)
+  m=$2
+  tg() { env ${1//;/ } $E/build/lowbit bench $m -p 0 -n 128 -r 2 --device cuda 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}'; }
+  for round in $(seq ${ROUNDS:-1}); do
+    for v in LOWBIT_CUDA_SKIP=none ${SKIPS:-norm rope attn qkv o gu down head}; do
+      [[ $v == *=* ]] || v=LOWBIT_CUDA_SKIP=$v
+      echo "round $round $v: $(tg $v)"
+    done
+    for v in ${AB:-}; do echo "round $round $v: $(tg "$v")"; done
+  done | tee $OUT/breakdown.md
   ;;
 profile)
   ncu --print-summary per-kernel --metrics gpu__time_duration.sum \

@@ -24,6 +24,7 @@ typedef struct glin {
   int64_t rows, cols;
   void *w16;     /* fp16 [rows][cols], or NULL */
   lb_cuda_q4 q4; /* q4.codes when 4-bit */
+  bool pairs;    /* gate/up in 4 bits: rows interleaved (lb_cuda_q4_upload_pairs) */
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
 } glin;
 
@@ -58,7 +59,33 @@ struct lb_gpu {
   void *P16;      /* their softmax, fp16, same shape */
   void *graph;
   bool graphs;
+  bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
+  unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
 };
+
+/* LOWBIT_CUDA_SKIP=norm,rope,attn,qkv,o,gu,down,head: for a breakdown of the decode step's time
+ * by stage (bench/cuda/device.sh breakdown); the logits are meaningless then. */
+enum { SK_NORM = 1, SK_ROPE = 2, SK_ATTN = 4, SK_QKV = 8, SK_O = 16, SK_GU = 32, SK_DOWN = 64, SK_HEAD = 128 };
+static const char *const SKIPS[] = {"norm", "rope", "attn", "qkv", "o", "gu", "down", "head"};
+static const char *const FUSES[] = {"silu"};
+
+/* The bits of the names in the comma-separated list of variable var that are in names[n]. */
+static unsigned env_set(const char *var, const char *const *names, unsigned n, unsigned dflt) {
+  const char *e = getenv(var);
+  if (!e) return dflt;
+  unsigned m = 0;
+  for (const char *t = e; *t;) {
+    size_t len = strcspn(t, ",");
+    for (unsigned i = 0; i < n; i++)
+      if (strlen(names[i]) == len && strncmp(t, names[i], len) == 0) m |= 1u << i;
+    t += len + (t[len] == ',');
+  }
+  return m;
+}
+#define STAGE(bit, call) \
+  do { \
+    if (!(g->skip & (bit))) LB_TRY(call); \
+  } while (0)
 
 uint64_t lb_gpu_bytes(const struct lb_gpu *g) { return g ? lb_cuda_allocated(g->cx) : 0; }
 
@@ -88,9 +115,10 @@ static lb_status to_f16(lb_gpu *g, const void *src, lb_dtype dt, int64_t n, void
   return s;
 }
 
-/* n Linear weights (equal cols) stacked by rows into one: 4-bit when all fit, else fp16. */
-static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, const char *what, glin *out,
-                            lb_error *err) {
+/* n Linear weights (equal cols) stacked by rows into one: 4-bit when all fit, else fp16. A
+ * gate/up pair in 4 bits (pairs) has its rows interleaved instead, for the fused SiLU. */
+static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pairs, const char *what,
+                            glin *out, lb_error *err) {
   memset(out, 0, sizeof *out);
   out->cols = ms[0]->cols;
   bool q4 = true;
@@ -99,6 +127,10 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, const cha
     out->rows += ms[i]->rows;
     qws[i] = ms[i]->qw;
     q4 = q4 && qws[i] && lb_cuda_q4_fits(qws[i], NULL) && qws[i]->ngroups == qws[0]->ngroups;
+  }
+  if (q4 && pairs && n == 2 && qws[0]->rows == qws[1]->rows) {
+    out->pairs = true;
+    return lb_cuda_q4_upload_pairs(g->cx, qws[0], qws[1], &out->q4, err);
   }
   if (q4) return lb_cuda_q4_upload(g->cx, qws, n, &out->q4, err);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(out->rows * out->cols) * 2, &out->w16, err));
@@ -156,10 +188,10 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   const lb_mat *qkv[3] = {&L->lin[LB_LIN_Q], &L->lin[LB_LIN_K], &L->lin[LB_LIN_V]};
   const lb_mat *gu[2] = {&L->lin[LB_LIN_GATE], &L->lin[LB_LIN_UP]};
   const lb_mat *o = &L->lin[LB_LIN_O], *down = &L->lin[LB_LIN_DOWN];
-  LB_TRY(upload_lin(g, qkv, 3, what, &G->qkv, err));
-  LB_TRY(upload_lin(g, gu, 2, what, &G->gu, err));
-  LB_TRY(upload_lin(g, &o, 1, what, &G->o, err));
-  LB_TRY(upload_lin(g, &down, 1, what, &G->down, err));
+  LB_TRY(upload_lin(g, qkv, 3, false, what, &G->qkv, err));
+  LB_TRY(upload_lin(g, gu, 2, g->fuse_silu, what, &G->gu, err));
+  LB_TRY(upload_lin(g, &o, 1, false, what, &G->o, err));
+  LB_TRY(upload_lin(g, &down, 1, false, what, &G->down, err));
   float *qb[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
   int64_t qr[3] = {qkv[0]->rows, qkv[1]->rows, qkv[2]->rows};
   float *gb[2] = {L->bias[LB_LIN_GATE], L->bias[LB_LIN_UP]};
@@ -221,6 +253,8 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   g->chunk = m->ctx < MAX_CHUNK ? m->ctx : MAX_CHUNK;
   const char *env = getenv("LOWBIT_CUDA_GRAPH");
   g->graphs = !(env && strcmp(env, "0") == 0);
+  g->fuse_silu = env_set("LOWBIT_CUDA_FUSE", FUSES, 1, 1) & 1; /* for A/B runs */
+  g->skip = env_set("LOWBIT_CUDA_SKIP", SKIPS, 8, 0);
   int64_t V = c->vocab_size, d = c->hidden_size, hd = c->head_dim;
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(V * d) * 2, &g->embed16, err));
   LB_TRY(to_f16(g, m->embed.data, m->embed.dtype, V * d, g->embed16, "the embeddings", err));
@@ -229,7 +263,7 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
     g->head = (glin){.rows = V, .cols = d, .w16 = g->embed16};
   } else {
     const lb_mat *h = &m->lm_head;
-    LB_TRY(upload_lin(g, &h, 1, "the lm_head", &g->head, err));
+    LB_TRY(upload_lin(g, &h, 1, false, "the lm_head", &g->head, err));
     if (m->head_qw) { /* as for the layers: the host copy is not needed any more */
       lb_qweight_free(m->head_qw);
       free(m->head_qw);
@@ -286,7 +320,7 @@ void lb_gpu_free(lb_gpu *g) {
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->q4.codes && n <= 8) {
+  if (w->q4.codes && n <= SMALL_N) {
     LB_TRY(lb_cuda_gemv_q4(&w->q4, x16, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else {
     const void *w16 = w->w16;
@@ -324,6 +358,16 @@ static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t n, int64_t p
   return LB_OK;
 }
 
+/* o_proj or down_proj adding into the residual stream, then the RMSNorm by `norm` (NULL: none)
+ * into xn16. (Doing the norm in the GEMV's last block instead, found by a counter, cost 17% of
+ * the 7B decode speed on the H100: BENCHMARKS.md.) */
+static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int64_t n,
+                                 const float *norm, float eps, int64_t d, lb_error *err) {
+  LB_TRY(linear(g, w, x16, n, g->x, true, err));
+  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, norm, eps, n, d, g->xn16, err));
+  return LB_OK;
+}
+
 /* Everything of one chunk on the stream: the tokens' ids and position from page-locked memory
  * (so a captured step reads the values of its replay), the blocks, the final norm of the last
  * `out` rows. */
@@ -335,21 +379,30 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
   LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
+  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, g->layers[0].attn_norm, eps, n, d, g->xn16, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->attn_norm, eps, n, d, g->xn16, err));
-    LB_TRY(linear(g, &G->qkv, g->xn16, n, g->qkv, false, err));
-    LB_TRY(lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc, G->vc,
-                           small ? NULL : g->q16, err));
-    if (small) LB_TRY(lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
-    else LB_TRY(attention_gemm(g, G, n, m->pos, err));
-    LB_TRY(linear(g, &G->o, g->att16, n, g->x, true, err));
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x, G->mlp_norm, eps, n, d, g->xn16, err));
-    LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
-    LB_TRY(lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, g->act16, err));
-    LB_TRY(linear(g, &G->down, g->act16, n, g->x, true, err));
+    STAGE(SK_QKV, linear(g, &G->qkv, g->xn16, n, g->qkv, false, err));
+    STAGE(SK_ROPE, lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc,
+                                   G->vc, small ? NULL : g->q16, err));
+    if (small) {
+      STAGE(SK_ATTN, lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
+    } else {
+      LB_TRY(attention_gemm(g, G, n, m->pos, err));
+    }
+    STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, eps, d, err));
+    if (G->gu.pairs && n <= SMALL_N) { /* SiLU-and-multiply in the GEMV's epilogue */
+      STAGE(SK_GU, lb_cuda_gemv_q4_silu(&G->gu.q4, g->xn16, G->gu_bias, g->act16, (int)n,
+                                        lb_cuda_stream(g->cx), err));
+    } else {
+      STAGE(SK_GU, linear(g, &G->gu, g->xn16, n, g->gu, false, err));
+      STAGE(SK_GU, lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err));
+    }
+    /* the next layer's norm, or the final norm when every row is wanted (else after the loop) */
+    const float *next = l + 1 < g->nlayers ? g->layers[l + 1].attn_norm : out == n ? g->final_norm : NULL;
+    STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, eps, d, err));
   }
-  if (out)
+  if (out && out < n)
     LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (n - out) * d, g->final_norm, eps, out, d, g->xn16, err));
   return LB_OK;
 }
@@ -358,13 +411,13 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_
 static lb_status decode_step(lb_model *m, lb_gpu *g, lb_error *err) {
   if (!g->graphs || g->dynamic_rope) {
     LB_TRY(issue_chunk(m, g, 1, 1, err));
-    return linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+    return g->skip & SK_HEAD ? LB_OK : linear(g, &g->head, g->xn16, 1, g->logits, false, err);
   }
   if (!g->graph) {
     LB_TRY(lb_cuda_sync(g->cx, err));
     LB_TRY(lb_cuda_capture_begin(g->cx, err));
     lb_status s = issue_chunk(m, g, 1, 1, err);
-    if (s == LB_OK) s = linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+    if (s == LB_OK && !(g->skip & SK_HEAD)) s = linear(g, &g->head, g->xn16, 1, g->logits, false, err);
     void *graph = NULL;
     lb_error e2;
     lb_status s2 = lb_cuda_capture_end(g->cx, &graph, s == LB_OK ? err : &e2);

@@ -51,6 +51,13 @@ lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int6
                                int64_t ldb, int64_t sb, void *C, bool c16, int64_t ldc, int64_t sc,
                                int64_t batch, lb_error *err);
 
+/* Programmatic dependent launch (Hopper and later): each kernel may be scheduled while the one
+ * before it still runs, and a GEMV loads its first weights before it waits for its input, so
+ * kernel boundaries and small kernels overlap the weight stream. On when device 0 has compute
+ * capability 9 or more, unless LOWBIT_CUDA_PDL=0; lb_cuda_set_pdl overrides both (A/B runs). */
+bool lb_cuda_pdl(void);
+void lb_cuda_set_pdl(bool on);
+
 /* CUDA graphs: everything issued on the stream between begin and end is recorded, not run. */
 lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err);
 lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err);
@@ -62,13 +69,12 @@ void lb_cuda_graph_free(void *graph);
 /* A 4-bit affine weight (GPTQ/AWQ/RTN, groups of a multiple of 32 columns, no act-order) on the
  * device, in the layout the GEMV reads: row-major, 8 codes a 32-bit word with the nibbles in the
  * order of columns 0, 2, 4, 6, 1, 3, 5, 7 (so that masking 0x000F000F yields the pairs (0, 1),
- * (2, 3) ... as two fp16 values through the 0x6400 exponent trick), fp16 scales and fp16
- * (1024 + zero) per (row, group). */
+ * (2, 3) ... as two fp16 values through the 0x6400 exponent trick), and per (row, group) the
+ * fp16 pair (scale, 1024 + zero): one 4-byte load. */
 typedef struct lb_cuda_q4 {
   int64_t rows, cols, group, ngroups;
-  void *codes;  /* [rows][cols / 8] uint32 */
-  void *scales; /* [rows][ngroups] fp16 */
-  void *zeros;  /* [rows][ngroups] fp16: 1024 + zero point */
+  void *codes; /* [rows][cols / 8] uint32 */
+  void *sz;    /* [rows][ngroups] half2: scale, 1024 + zero point */
 } lb_cuda_q4;
 
 /* Whether w can take the 4-bit layout (else NULL; or a reason in *why when why != NULL). */
@@ -78,12 +84,22 @@ bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why);
  * cudaMalloc, uncounted. */
 lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n,
                             lb_cuda_q4 *out, lb_error *err);
+/* gate and up (equal shapes) as one weight of interleaved rows: gate row i at 2i, up row i at
+ * 2i + 1 (what lb_cuda_gemv_q4_silu reads; dequantized, what lb_cuda_silu_mul's interleaved
+ * layout is). */
+lb_status lb_cuda_q4_upload_pairs(lb_cuda_ctx *c, const struct lb_qweight *gate,
+                                  const struct lb_qweight *up, lb_cuda_q4 *out, lb_error *err);
 void lb_cuda_q4_free(lb_cuda_q4 *w);
 
 /* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..8): fp16
  * activations, fp16 products summed per 32 columns, scaled and accumulated in fp32. */
 lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
                           void *stream, lb_error *err);
+/* The gate/up GEMV with SiLU-and-multiply in its epilogue, w from lb_cuda_q4_upload_pairs:
+ * out16[b * inter + i] = silu(g_i + bias[i]) * (u_i + bias[inter + i]), inter = rows / 2, bias
+ * [gate | up] or NULL. */
+lb_status lb_cuda_gemv_q4_silu(const lb_cuda_q4 *w, const void *x_f16, const float *bias,
+                               void *out16, int batch, void *stream, lb_error *err);
 /* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
 lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err);
 
@@ -129,9 +145,10 @@ lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err);
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
                             lb_error *err);
-/* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter]; bias [2 inter] or NULL */
+/* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter], or when interleaved
+ * [g0 u0 g1 u1 ...]; bias [gate inter | up inter] or NULL */
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
-                           int64_t inter, void *out16, lb_error *err);
+                           int64_t inter, bool interleaved, void *out16, lb_error *err);
 /* y[t][r] += b[r] */
 lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
                            lb_error *err);

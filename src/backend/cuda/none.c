@@ -67,6 +67,8 @@ lb_status lb_cuda_graph_launch(lb_cuda_ctx *c, void *graph, lb_error *err) {
 }
 void lb_cuda_graph_free(void *graph) { (void)graph; }
 
+bool lb_cuda_pdl(void) { return false; }
+void lb_cuda_set_pdl(bool on) { (void)on; }
 bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why) {
   (void)w;
   if (why) *why = "this build has no CUDA backend";
@@ -78,10 +80,21 @@ lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, i
   *out = (lb_cuda_q4){0};
   return NO_CUDA(err);
 }
+lb_status lb_cuda_q4_upload_pairs(lb_cuda_ctx *c, const struct lb_qweight *gate,
+                                  const struct lb_qweight *up, lb_cuda_q4 *out, lb_error *err) {
+  (void)c, (void)gate, (void)up;
+  *out = (lb_cuda_q4){0};
+  return NO_CUDA(err);
+}
 void lb_cuda_q4_free(lb_cuda_q4 *w) { (void)w; }
 lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
                           void *stream, lb_error *err) {
   (void)w, (void)x_f16, (void)y, (void)batch, (void)acc, (void)stream;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_gemv_q4_silu(const lb_cuda_q4 *w, const void *x_f16, const float *bias,
+                               void *out16, int batch, void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)bias, (void)out16, (void)batch, (void)stream;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err) {
@@ -123,8 +136,8 @@ lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_
   return NO_CUDA(err);
 }
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
-                           int64_t inter, void *out16, lb_error *err) {
-  (void)c, (void)gu, (void)bias, (void)n, (void)inter, (void)out16;
+                           int64_t inter, bool interleaved, void *out16, lb_error *err) {
+  (void)c, (void)gu, (void)bias, (void)n, (void)inter, (void)interleaved, (void)out16;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,

@@ -27,6 +27,8 @@ template <bool MAX> __device__ float block_reduce(float v, float *red) {
 }
 
 __global__ void to_f16_k(const void *__restrict__ src, int dt, int64_t n, __half *__restrict__ dst, int *bad) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   float v = dt == LB_F32 ? ((const float *)src)[i]
@@ -40,24 +42,30 @@ __global__ void to_f16_k(const void *__restrict__ src, int dt, int64_t n, __half
 extern "C" lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n, void *dst16,
                                     int *bad, lb_error *err) {
   if (dt != LB_F32 && dt != LB_F16 && dt != LB_BF16) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: to fp16 from an unknown type");
-  to_f16_k<<<(unsigned)((n + 255) / 256), 256, 0, stream_of(c)>>>(src, (int)dt, n, (__half *)dst16, bad);
-  return lb_cu_launched(err, "launching a conversion to fp16");
+  return lb_cu_check(err, "launching a conversion to fp16",
+                     lb_cu_launch(to_f16_k, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, stream_of(c),
+                                  src, (int)dt, n, (__half *)dst16, bad));
 }
 
 __global__ void embed_k(const __half *__restrict__ table, const int32_t *__restrict__ ids, int64_t d,
                         float *__restrict__ x) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   const int64_t t = blockIdx.x, i = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
   if (i < d) x[t * d + i] = __half2float(table[(int64_t)ids[t] * d + i]);
 }
 
 extern "C" lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
                                    int64_t d, float *x, lb_error *err) {
-  embed_k<<<dim3((unsigned)n, (unsigned)((d + 255) / 256)), 256, 0, stream_of(c)>>>((const __half *)table16, ids, d, x);
-  return lb_cu_launched(err, "launching the embedding");
+  return lb_cu_check(err, "launching the embedding",
+                     lb_cu_launch(embed_k, dim3((unsigned)n, (unsigned)((d + 255) / 256)), dim3(256), 0,
+                                  stream_of(c), (const __half *)table16, ids, d, x));
 }
 
 __global__ void rmsnorm_k(const float *__restrict__ x, const float *__restrict__ w, float eps,
                           int64_t d, __half *__restrict__ y) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   __shared__ float red[32];
   const float *r = x + blockIdx.x * d;
   float ss = 0;
@@ -74,8 +82,8 @@ extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float
   // a block of up to 1024 threads per row: few loads per thread, so one row's latency is a few
   // memory round trips (256 threads took 16 us a row on the H100, a quarter of a 4-bit layer)
   const int threads = d >= 1024 ? 1024 : (int)((d + 31) / 32 * 32);
-  rmsnorm_k<<<(unsigned)n, threads, 0, stream_of(c)>>>(x, w, eps, d, (__half *)y16);
-  return lb_cu_launched(err, "launching RMSNorm");
+  return lb_cu_check(err, "launching RMSNorm", lb_cu_launch(rmsnorm_k, dim3((unsigned)n), dim3(threads), 0,
+                                                            stream_of(c), x, w, eps, d, (__half *)y16));
 }
 
 // One block per (token, head of q or k): a thread per rotate_half pair (i, i + hd/2) adds the bias,
@@ -84,6 +92,8 @@ __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bia
                           const float *__restrict__ cs, const int32_t *__restrict__ pos, int heads,
                           int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc,
                           __half *__restrict__ q16) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   const int t = blockIdx.x, h = blockIdx.y, half = hd / 2, qd = heads * hd, kvd = kvh * hd;
   const int64_t p = (int64_t)*pos + t;
   float *row = qkv + (int64_t)t * (qd + 2 * kvd);
@@ -112,44 +122,54 @@ extern "C" lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bi
                                      void *kc16, void *vc16, void *q16, lb_error *err) {
   const int half = (int)a->head_dim / 2, threads = half <= 64 ? 64 : 128;
   dim3 grid((unsigned)n, (unsigned)(a->heads + a->kv_heads));
-  rope_kv_k<<<grid, threads, 0, stream_of(c)>>>(qkv, bias, cs, pos, (int)a->heads, (int)a->kv_heads,
-                                                (int)a->head_dim, (__half *)kc16, (__half *)vc16,
-                                                (__half *)q16);
-  return lb_cu_launched(err, "launching RoPE and the KV store");
+  return lb_cu_check(err, "launching RoPE and the KV store",
+                     lb_cu_launch(rope_kv_k, grid, dim3(threads), 0, stream_of(c), qkv, bias, cs, pos,
+                                  (int)a->heads, (int)a->kv_heads, (int)a->head_dim, (__half *)kc16,
+                                  (__half *)vc16, (__half *)q16));
 }
 
-// One block of 128 threads per (head, query row): the scores of the visible keys in shared
-// memory (a thread a key), the softmax, then sum p V with threads over column pairs and key
-// groups. Key rows come from the fp16 cache; math is fp32.
-enum { ATTN_THREADS = 128 };
+// One block of 256 threads per (head, query row): the scores of the visible keys in shared memory
+// (a thread a key, its key row's 16-byte loads all issued before the math), the softmax, then
+// sum p V with each thread over 8 columns (one 16-byte load a key) of every (256 / (hd / 8))-th
+// key, the key groups summed in shared memory. Key rows come from the fp16 cache; math is fp32.
+enum { ATTN_THREADS = 256 };
 
 __global__ void __launch_bounds__(ATTN_THREADS)
 attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const __half *__restrict__ vc,
             const int32_t *__restrict__ pos, int heads, int kvh, int hd, int window, float scale,
             __half *__restrict__ out) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   extern __shared__ float S[]; // [visible keys]
   __shared__ float q[1024], red[32];
-  __shared__ float2 part[ATTN_THREADS];
-  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh), kvd = kvh * hd;
+  __shared__ __align__(16) float part[ATTN_THREADS * 8]; // partial sums of p V
+  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh), kvd = kvh * hd, tid = threadIdx.x;
   const int64_t i = (int64_t)*pos + t, k0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
   const int nk = (int)(i + 1 - k0), half = hd / 2;
   const float *qr = qkv + (int64_t)t * (heads * hd + 2 * kvd) + h * hd;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) q[d] = qr[d] * scale;
+  for (int d = tid; d < hd; d += blockDim.x) q[d] = qr[d] * scale;
   __syncthreads();
   const __half *K = kc + k0 * kvd + kv * hd, *V = vc + k0 * kvd + kv * hd;
+  const bool vec = (hd & 7) == 0 && ATTN_THREADS % (hd / 8) == 0;
   float mx = -INFINITY;
-  for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+  for (int j = tid; j < nk; j += blockDim.x) {
     float s = 0;
-    if ((hd & 7) == 0) { // 16-byte loads of the key row, several in flight
+    if ((hd & 7) == 0) {
       const uint4 *kr = reinterpret_cast<const uint4 *>(K + (int64_t)j * kvd);
-#pragma unroll 4
-      for (int d8 = 0; d8 < hd / 8; d8++) {
-        const uint4 u = kr[d8];
-        const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+      for (int d0 = 0; d0 < hd / 8; d0 += 16) { // 16 loads in flight, then their math
+        uint4 u[16];
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const float2 k2 = __half22float2(h2[e]);
-          s = fmaf(q[8 * d8 + 2 * e], k2.x, fmaf(q[8 * d8 + 2 * e + 1], k2.y, s));
+        for (int e = 0; e < 16; e++) u[e] = d0 + e < hd / 8 ? kr[d0 + e] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int e = 0; e < 16; e++) {
+          const __half2 *h2 = reinterpret_cast<const __half2 *>(&u[e]);
+          const float *qe = q + 8 * (d0 + e);
+          if (d0 + e < hd / 8)
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+              const float2 k2 = __half22float2(h2[c]);
+              s = fmaf(qe[2 * c], k2.x, fmaf(qe[2 * c + 1], k2.y, s));
+            }
         }
       }
     } else {
@@ -164,43 +184,52 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
   }
   mx = block_reduce<true>(mx, red);
   float sum = 0;
-  for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+  for (int j = tid; j < nk; j += blockDim.x) {
     const float e = expf(S[j] - mx);
     S[j] = e;
     sum += e;
   }
   sum = block_reduce<false>(sum, red); // its barriers also publish S
   const float inv = 1.0f / sum;
-  __half2 *o = reinterpret_cast<__half2 *>(out + (int64_t)t * heads * hd + h * hd);
-  if (half <= ATTN_THREADS && ATTN_THREADS % half == 0) { // key groups of `half` threads
-    const int groups = ATTN_THREADS / half, g = threadIdx.x / half, cpair = threadIdx.x % half;
-    float2 acc = make_float2(0, 0);
+  __half *o = out + (int64_t)t * heads * hd + h * hd;
+  if (vec) { // thread: 8 columns cc * 8 .. of the keys g, g + groups, ...
+    const int c8 = hd / 8, groups = ATTN_THREADS / c8, g = tid / c8, cc = tid % c8;
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll 4
     for (int j = g; j < nk; j += groups) {
-      const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cpair]);
-      acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
+      const uint4 u = *reinterpret_cast<const uint4 *>(V + (int64_t)j * kvd + cc * 8);
+      const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+      const float p = S[j];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float2 v = __half22float2(h2[e]);
+        a[2 * e] = fmaf(p, v.x, a[2 * e]), a[2 * e + 1] = fmaf(p, v.y, a[2 * e + 1]);
+      }
     }
-    part[threadIdx.x] = acc;
+    float4 *pp = reinterpret_cast<float4 *>(part + g * hd + cc * 8);
+    pp[0] = make_float4(a[0], a[1], a[2], a[3]), pp[1] = make_float4(a[4], a[5], a[6], a[7]);
     __syncthreads();
-    if (g == 0) {
-      for (int k = 1; k < groups; k++) acc.x += part[k * half + cpair].x, acc.y += part[k * half + cpair].y;
-      o[cpair] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+    for (int d = tid; d < hd; d += blockDim.x) {
+      float v = 0;
+      for (int k = 0; k < groups; k++) v += part[k * hd + d];
+      o[d] = __float2half(v * inv);
     }
-  } else {
-    for (int cp = threadIdx.x; cp < half; cp += blockDim.x) {
+  } else { // column pairs, one thread each, over every key
+    __half2 *o2 = reinterpret_cast<__half2 *>(o);
+    for (int cp = tid; cp < half; cp += blockDim.x) {
       float2 acc = make_float2(0, 0);
       for (int j = 0; j < nk; j++) {
         const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cp]);
         acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
       }
-      o[cp] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+      o2[cp] = __floats2half2_rn(acc.x * inv, acc.y * inv);
     }
   }
 }
 
 // The decode attention keeps a row's scores in shared memory: the context must fit there. The
 // device's opt-in limit is read once; the kernel's limit is raised once when 48 KiB is not enough.
-static const size_t ATTN_FIXED = (1024 + 32) * sizeof(float) + ATTN_THREADS * sizeof(float2);
+static const size_t ATTN_FIXED = (1024 + 32 + ATTN_THREADS * 8) * sizeof(float);
 
 static int attention_smem_limit(void) {
   static int optin = 0;
@@ -232,15 +261,18 @@ extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const v
   }
   if (s != LB_OK) return s;
   dim3 grid((unsigned)a->heads, (unsigned)n);
-  attention_k<<<grid, ATTN_THREADS, smem, stream_of(c)>>>(qkv, (const __half *)kc16, (const __half *)vc16, pos,
-                                                         (int)a->heads, (int)a->kv_heads, (int)a->head_dim,
-                                                         (int)a->window, a->scale, (__half *)out16);
-  return lb_cu_launched(err, "launching attention");
+  return lb_cu_check(err, "launching attention",
+                     lb_cu_launch(attention_k, grid, dim3(ATTN_THREADS), smem, stream_of(c), qkv,
+                                  (const __half *)kc16, (const __half *)vc16, pos, (int)a->heads,
+                                  (int)a->kv_heads, (int)a->head_dim, (int)a->window, a->scale,
+                                  (__half *)out16));
 }
 
 // One block per (row, head): max, exp and sum over the visible keys, P = e / sum in fp16.
 __global__ void softmax_rows_k(const float *__restrict__ S, __half *__restrict__ P, int64_t n, int64_t nk,
                                int64_t ld, int64_t pos, int64_t window) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   __shared__ float red[32];
   const int64_t t = blockIdx.x, h = blockIdx.y, i = pos + t;
   const int64_t a = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0, b = i + 1 < nk ? i + 1 : nk;
@@ -260,28 +292,35 @@ __global__ void softmax_rows_k(const float *__restrict__ S, __half *__restrict__
 extern "C" lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,
                                           int64_t nk, int64_t ld, int64_t pos, int64_t window, lb_error *err) {
   dim3 grid((unsigned)n, (unsigned)heads);
-  softmax_rows_k<<<grid, 256, 0, stream_of(c)>>>(S, (__half *)P16, n, nk, ld, pos, window);
-  return lb_cu_launched(err, "launching the attention softmax");
+  return lb_cu_check(err, "launching the attention softmax",
+                     lb_cu_launch(softmax_rows_k, grid, dim3(256), 0, stream_of(c), S, (__half *)P16, n,
+                                  nk, ld, pos, window));
 }
 
 __global__ void silu_mul_k(const float *__restrict__ gu, const float *__restrict__ bias, int64_t n,
-                           int64_t inter, __half *__restrict__ out) {
+                           int64_t inter, bool interleaved, __half *__restrict__ out) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n * inter) return;
   const int64_t t = i / inter, j = i % inter;
-  float g = gu[t * 2 * inter + j], u = gu[t * 2 * inter + inter + j];
+  const float *row = gu + t * 2 * inter;
+  float g = interleaved ? row[2 * j] : row[j], u = interleaved ? row[2 * j + 1] : row[inter + j];
   if (bias) g += bias[j], u += bias[inter + j];
   out[i] = __float2half(g / (1.0f + expf(-g)) * u);
 }
 
 extern "C" lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
-                                      int64_t inter, void *out16, lb_error *err) {
+                                      int64_t inter, bool interleaved, void *out16, lb_error *err) {
   const int64_t total = n * inter;
-  silu_mul_k<<<(unsigned)((total + 255) / 256), 256, 0, stream_of(c)>>>(gu, bias, n, inter, (__half *)out16);
-  return lb_cu_launched(err, "launching SiLU-and-multiply");
+  return lb_cu_check(err, "launching SiLU-and-multiply",
+                     lb_cu_launch(silu_mul_k, dim3((unsigned)((total + 255) / 256)), dim3(256), 0,
+                                  stream_of(c), gu, bias, n, inter, interleaved, (__half *)out16));
 }
 
 __global__ void add_bias_k(float *__restrict__ y, const float *__restrict__ b, int64_t total, int64_t rows) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < total) y[i] += b[i % rows];
 }
@@ -289,6 +328,7 @@ __global__ void add_bias_k(float *__restrict__ y, const float *__restrict__ b, i
 extern "C" lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
                                       lb_error *err) {
   const int64_t total = n * rows;
-  add_bias_k<<<(unsigned)((total + 255) / 256), 256, 0, stream_of(c)>>>(y, b, total, rows);
-  return lb_cu_launched(err, "launching a bias add");
+  return lb_cu_check(err, "launching a bias add",
+                     lb_cu_launch(add_bias_k, dim3((unsigned)((total + 255) / 256)), dim3(256), 0,
+                                  stream_of(c), y, b, total, rows));
 }

@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/util.cuh"
@@ -129,6 +130,22 @@ extern "C" lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int6
                                                (int)ldc, sc, (int)batch, CUBLAS_COMPUTE_32F,
                                                CUBLAS_GEMM_DEFAULT));
 }
+
+static int pdl = -1; // unknown until first asked
+
+extern "C" bool lb_cuda_pdl(void) {
+  if (pdl < 0) {
+    int dev = 0, major = 0;
+    const char *env = getenv("LOWBIT_CUDA_PDL");
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+      cudaGetLastError(), major = 0;
+    pdl = major >= 9 && !(env && strcmp(env, "0") == 0);
+  }
+  return pdl == 1;
+}
+
+extern "C" void lb_cuda_set_pdl(bool on) { pdl = on; }
 
 extern "C" lb_status lb_cuda_capture_begin(lb_cuda_ctx *c, lb_error *err) {
   return lb_cu_check(err, "beginning a graph capture",

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 
+#include "backend/cuda/cuda.h"
 #include "lowbit.h"
 
 static inline lb_status lb_cu_fail(lb_error *err, lb_status code, const char *msg) {
@@ -28,6 +29,36 @@ static inline lb_status lb_cu_check(lb_error *err, const char *what, cudaError_t
 // After a launch: the launch error, if any, named.
 static inline lb_status lb_cu_launched(lb_error *err, const char *what) {
   return lb_cu_check(err, what, cudaGetLastError());
+}
+
+// Programmatic dependent launch (Hopper; cuda.h, lb_cuda_pdl). Every kernel of the backend calls
+// lb_pdl_trigger first (so its successor may be scheduled early) and lb_pdl_wait before it reads
+// what an earlier kernel wrote or writes anything: the wait returns once the kernel before has
+// finished and its writes are visible. As every kernel waits before it ends, the end of one
+// implies the end of all before it. Weights, which no kernel writes, may be loaded before the
+// wait. Both are no-ops before sm_90 and in a kernel launched without PDL.
+__device__ __forceinline__ void lb_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void lb_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// A kernel launch that may overlap the kernel before it on the stream when PDL is on.
+template <typename... P, typename... A>
+static inline cudaError_t lb_cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                                       cudaStream_t stream, A... args) {
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+  cfg.attrs = at, cfg.numAttrs = lb_cuda_pdl() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 #endif
