@@ -6,8 +6,6 @@
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them;
 #                                       AB="A=0 B=0;C=0": tg128 again with those settings)
-#   bash bench/cuda/device.sh variants "R P"...  # the sandbox with other GEMV shapes (rows a warp,
-#                                               # steps loaded ahead)
 #   bash bench/cuda/device.sh breakdown DIR # decode tok/s with stages left out (LOWBIT_CUDA_SKIP)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
@@ -73,14 +71,6 @@ tiny)
     dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"
-  ;;
-variants)
-  # the sandbox with other GEMV shapes: variants "R P" ... (rows per warp, steps loaded ahead)
-  shift
-  for v in "$@"; do
-    echo "### rows $v"
-    LB_Q4_ROWS=${v% *} LB_Q4_DEPTH=${v#* } TMPDIR=$E bash bench/cuda/sandbox.sh 200 | grep -E "^\| [0-9]+ x [0-9]+ \| [18] \||FAILED|passed"
-  done 2>&1 | tee $OUT/variants.md
   ;;
 breakdown)
   # decode tok/s with stages left out (LOWBIT_CUDA_SKIP; SKIPS="norm attn ..." to choose), then

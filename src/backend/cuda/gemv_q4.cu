@@ -185,10 +185,9 @@ __device__ __forceinline__ void mac_step(const uint4 (&q)[R], const __half2 (&s)
 }
 
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
-// summing in shared memory. AHEAD: each step's loads are issued before the math of the step
-// before. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result is
+// summing in shared memory. Each step's loads are issued before the math of the step before. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result is
 // out16[b][pair] = silu(gate + bias) * (up + bias) instead of y.
-template <int B, int R, int KS, bool AHEAD, bool SILU>
+template <int B, int R, int KS, bool SILU>
 __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
                                                const __half2 *__restrict__ sz,
                                                const __half *__restrict__ x, float *__restrict__ y,
@@ -212,18 +211,12 @@ __global__ void __launch_bounds__(256) gemv_q4(const uint4 *__restrict__ codes,
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
   for (; live && st < steps; st += stride) {
-    const bool more = st + stride < steps;
-    if (AHEAD) {
-      uint4 nq[R];
-      __half2 ns[R];
-      load_step<R>(codes, sz, rows, steps, ngroups, spg, row0, st + stride, more, nq, ns);
-      mac_step<B, R>(q, s, x, cols, st, acc);
+    uint4 nq[R];
+    __half2 ns[R];
+    load_step<R>(codes, sz, rows, steps, ngroups, spg, row0, st + stride, st + stride < steps, nq, ns);
+    mac_step<B, R>(q, s, x, cols, st, acc);
 #pragma unroll
-      for (int r = 0; r < R; r++) q[r] = nq[r], s[r] = ns[r];
-    } else {
-      mac_step<B, R>(q, s, x, cols, st, acc);
-      if (more) load_step<R>(codes, sz, rows, steps, ngroups, spg, row0, st + stride, true, q, s);
-    }
+    for (int r = 0; r < R; r++) q[r] = nq[r], s[r] = ns[r];
   }
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -272,7 +265,7 @@ static cudaError_t launch_q4(const lb_cuda_q4 *w, const __half *x, float *y, con
   const uint4 *c = (const uint4 *)w->codes;
   const __half2 *sz = (const __half2 *)w->sz;
   const int r = (int)w->rows, k = (int)w->cols, spg = (int)(w->group / 32), ng = (int)w->ngroups;
-  return lb_cu_launch(gemv_q4<B, R, KS, true, SILU>, dim3(blocks), dim3(256), 0, st, c, sz, x, y,
+  return lb_cu_launch(gemv_q4<B, R, KS, SILU>, dim3(blocks), dim3(256), 0, st, c, sz, x, y,
                       bias, out16, r, k, spg, ng, acc);
 }
 

@@ -26,11 +26,6 @@ static inline lb_status lb_cu_check(lb_error *err, const char *what, cudaError_t
   return e == cudaErrorMemoryAllocation ? LB_ENOMEM : LB_EIO;
 }
 
-// After a launch: the launch error, if any, named.
-static inline lb_status lb_cu_launched(lb_error *err, const char *what) {
-  return lb_cu_check(err, what, cudaGetLastError());
-}
-
 // Programmatic dependent launch (Hopper; cuda.h, lb_cuda_pdl). Every kernel of the backend calls
 // lb_pdl_trigger first (so its successor may be scheduled early) and lb_pdl_wait before it reads
 // what an earlier kernel wrote or writes anything: the wait returns once the kernel before has
