@@ -1,7 +1,8 @@
 #!/bin/bash
 # The CUDA backend on the GPU machine (device tool), in calls on one warm machine:
 #   bash bench/cuda/device.sh build [nosandbox]  # carry .deb .xfer/a (first call): lowbit with CUDA
-#                                                # (sm_90), then the kernel sandbox
+#                                                # (sm_90), then the kernel sandbox (SANDBOX=int8:
+#                                                # that format alone)
 #   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them;
@@ -33,7 +34,7 @@ build)
     -DOPENBLAS_LIBRARY=$L/openblas-pthread/libopenblas.so > $E/cmake.log 2>&1 || { tail -30 $E/cmake.log; exit 1; }
   cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox > $E/build.log 2>&1 ||
     { grep -m20 -B2 -A8 error $E/build.log; exit 1; }
-  [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 | tee $OUT/sandbox.md
+  [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 ${SANDBOX:+"$SANDBOX"} | tee $OUT/sandbox.md
   ;;
 check)
   M=$E/shared/models/pocket-llama-48m
@@ -64,11 +65,13 @@ synth)
 tiny)
   # GPU against CPU on lowbit synth's tiny shape (random ids; no pocket-llama needed)
   # (tiny-qwen2: q/k/v biases and a sliding window; tiny-llama-bias: a bias on every Linear)
-  for spec in "tiny bf16" "tiny --method rtn --bits 4 --group 128" "tiny-qwen2 bf16" \
+  for spec in "tiny bf16" "tiny --method rtn --bits 4 --group 128" "tiny --method nf4 --double-quant" \
+              "tiny --method fp8" "tiny --method int8" "tiny-qwen2 bf16" \
               "tiny-llama-bias bf16" "tiny-llama-bias --method rtn --bits 4 --group 128"; do
     shape=${spec%% *} rest=${spec#* } name=$E/syn/${spec// /}
     make_synth $name $shape "$rest" || exit 1
-    dirs+=("$name")
+    # LLM.int8: prefill multiplies by the fp16 dequantized weight (tests/cuda/run.sh says why)
+    [[ $rest == *int8* ]] && dirs+=("$name@0.03,1e-3") || dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"
   ;;

@@ -1,18 +1,25 @@
-// Kernel sandbox for the CUDA decode GEMV (issue 6): each kernel against the CPU reference on odd
-// shapes, then timed in GB/s against the device's copy bandwidth.
+// Kernel sandbox for the CUDA decode GEMV (issue 6): each weight format's kernel against the CPU
+// reference on odd shapes, then timed in GB/s against the device's copy bandwidth.
 //
-//   build/lb_kernel_sandbox [ITERS]        (needs a GPU; exits 1 when a check fails)
+//   build/lb_kernel_sandbox [ITERS [FORMAT]]   (needs a GPU; exits 1 when a check fails; FORMAT:
+//                                              one of the names below, e.g. "int8", alone)
 //
-// Correctness: random 4-bit g128 weights (lb_qweight, integer zero points) and fp16 activations;
-// the reference is float64 sum of dequant(W) (lb_qweight_dequant_row) times the same fp16 values.
-// Bound per output: 2^-6 * sum |w x| (each of a 32-column step's 16 half2 adds rounds by at most
-// 2^-11 of a partial sum no larger than the step's sum |w x|: 32 * 2^-11) + 1e-6 * sum |w x|
-// (fp32 accumulation of the steps); the typical error is printed too.
-// Timing: ITERS launches captured in a CUDA graph, between two events; bytes = codes + scales +
-// zeros + x read once. Warm relaunches one copy of the weight; cold cycles through copies that
-// together exceed twice the L2 (the decode step's case: every weight comes from memory), with
-// programmatic dependent launch off and on. Copy: cudaMemcpyAsync device to device of 1 GiB,
-// counted as read + write.
+// Weights: int4 g128 (random codes, integer zero points), NF4 with double quantization, FP8 E4M3
+// per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, all but the first made by the
+// project's quantizers from random weights; activations are fp16 in (-1, 1), with some columns of
+// the first row at 6..10 (LLM.int8's outliers).
+// Correctness: the fp16 formats against the float64 sum of dequant(W) (lb_qweight_dequant_row)
+// times the same fp16 values. Bound per output: (2^-6 + 2^-10) * sum |w x|: each of a step's at
+// most 16 half2 adds rounds by at most 2^-11 of a partial sum no larger than the step's sum |w x|
+// (32 * 2^-11 with margin), NF4's code book is rounded to fp16 (2^-11 of each weight), and fp32
+// accumulation adds 1e-6. LLM.int8 against lb_int8_linear_ref (bitsandbytes' product on the CPU:
+// the same int8 codes and int32 sums, the outlier columns in fp32 in another order): 1e-5 *
+// sum |w x|. The typical error is printed too.
+// Timing: ITERS launches captured in a CUDA graph, between two events; bytes = codes + scales + x
+// read once. Warm relaunches one copy of the weight; cold cycles through copies that together
+// exceed twice the L2 (the decode step's case: every weight comes from memory), with programmatic
+// dependent launch off and on. LLM.int8's time includes its activation quantization. Copy:
+// cudaMemcpyAsync device to device of 1 GiB, counted as read + write.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -22,6 +29,8 @@
 
 #include "backend/cuda/cuda.h"
 extern "C" {
+#include "quant/bnb.h"
+#include "quant/fp8.h"
 #include "quant/qweight.h"
 }
 
@@ -40,138 +49,181 @@ static double urand() {
     }                                                                                              \
   } while (0)
 
-static bool make(int64_t rows, int64_t cols, int64_t group, lb_qweight *w) {
-  memset(w, 0, sizeof *w);
-  w->kind = LB_QK_AFFINE, w->rows = rows, w->cols = cols, w->bits = 4, w->group = group;
-  lb_error err = {};
-  if (lb_qweight_alloc(w, false, false, &err) != LB_OK) return false;
-  for (int64_t i = 0; i < rows * cols; i++) w->q[i] = (uint8_t)(urand() * 16);
-  for (int64_t i = 0; i < rows * w->ngroups; i++)
-    w->scale[i] = (float)(0.005 + 0.02 * urand()), w->zero[i] = (float)(int)(urand() * 16);
-  return true;
+enum Kind { K_Q4, K_NF4, K_FP8, K_FP8B, K_I8, K_COUNT };
+static const char *const KNAME[K_COUNT] = {"int4 g128", "nf4 dq", "fp8 channel", "fp8 128x128", "int8"};
+
+static void die(const char *what, const lb_error &err) {
+  fprintf(stderr, "%s: %s\n", what, err.msg);
+  exit(2);
 }
 
-// One shape: returns the worst error as a fraction of its bound (> 1: failed).
-static double check(int64_t rows, int64_t cols, int batch, double *typical) {
-  lb_qweight w;
-  if (!make(rows, cols, 128, &w)) return INFINITY;
-  lb_cuda_q4 dw;
+// A weight of kind k: random, roughly normal values of scale 0.02, quantized by the project.
+static void make(Kind k, int64_t rows, int64_t cols, lb_qweight *w) {
+  memset(w, 0, sizeof *w);
   lb_error err = {};
-  const lb_qweight *wp = &w;
-  if (lb_cuda_q4_upload(NULL, &wp, 1, &dw, &err) != LB_OK) {
-    fprintf(stderr, "upload: %s\n", err.msg);
-    exit(2);
+  if (k == K_Q4) {
+    w->kind = LB_QK_AFFINE, w->rows = rows, w->cols = cols, w->bits = 4, w->group = 128;
+    if (lb_qweight_alloc(w, false, false, &err) != LB_OK) die("alloc", err);
+    for (int64_t i = 0; i < rows * cols; i++) w->q[i] = (uint8_t)(urand() * 16);
+    for (int64_t i = 0; i < rows * w->ngroups; i++)
+      w->scale[i] = (float)(0.005 + 0.02 * urand()), w->zero[i] = (float)(int)(urand() * 16);
+    return;
   }
-  size_t nx = (size_t)(batch * cols);
-  __half *hx = (__half *)malloc(nx * sizeof(__half));
-  float *xf = (float *)malloc(nx * sizeof(float)), *row = (float *)malloc((size_t)cols * 4);
-  for (size_t i = 0; i < nx; i++) hx[i] = __float2half((float)(2 * urand() - 1)), xf[i] = __half2float(hx[i]);
-  void *dx;
-  float *dy, *hy = (float *)malloc((size_t)(batch * rows) * 4);
-  CK(cudaMalloc(&dx, nx * sizeof(__half)));
-  CK(cudaMalloc((void **)&dy, (size_t)(batch * rows) * 4));
-  CK(cudaMemcpy(dx, hx, nx * sizeof(__half), cudaMemcpyHostToDevice));
-  if (lb_cuda_gemv_q4(&dw, dx, dy, batch, false, NULL, &err) != LB_OK) {
-    fprintf(stderr, "gemv: %s\n", err.msg);
-    exit(2);
+  float *f = (float *)malloc((size_t)(rows * cols) * 4);
+  for (int64_t i = 0; i < rows * cols; i++) f[i] = (float)(0.02 * (urand() + urand() + urand() - 1.5));
+  lb_status s = k == K_NF4    ? lb_bnb4_quantize(f, rows, cols, true, 64, true, "sandbox", w, &err)
+                : k == K_FP8  ? lb_fp8_quantize(f, rows, cols, LB_F8_E4M3, 1, cols, w, &err)
+                : k == K_FP8B ? lb_fp8_quantize(f, rows, cols, LB_F8_E4M3, 128, 128, w, &err)
+                              : lb_int8_quantize(f, rows, cols, 6.0f, "sandbox", w, &err);
+  free(f);
+  if (s != LB_OK) die("quantize", err);
+}
+
+static void upload(const lb_qweight *const *ws, int n, bool pairs, lb_cuda_qw *dw) {
+  lb_error err = {};
+  if (lb_cuda_qw_upload(NULL, ws, n, pairs, dw, &err) != LB_OK) die("upload", err);
+}
+
+// batch rows of fp16 activations (and their float values); outliers in row 0 every 97th column
+static __half *activations(int batch, int64_t cols, float *xf) {
+  __half *hx = (__half *)malloc((size_t)(batch * cols) * 2);
+  for (int64_t i = 0; i < batch * cols; i++) {
+    double v = 2 * urand() - 1;
+    if (i < cols && i % 97 == 5) v = (v < 0 ? -1 : 1) * (6 + 4 * urand());
+    hx[i] = __float2half((float)v), xf[i] = __half2float(hx[i]);
   }
-  CK(cudaMemcpy(hy, dy, (size_t)(batch * rows) * 4, cudaMemcpyDeviceToHost));
-  double worst = 0, sq = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    lb_qweight_dequant_row(&w, r, row);
+  return hx;
+}
+
+// ref[b * rows + r] and mag (sum |w x|) of the product on the CPU (float64, or bitsandbytes' int8)
+static void reference(Kind k, const lb_qweight *w, const float *xf, int batch, double *ref, double *mag) {
+  float *row = (float *)malloc((size_t)w->cols * 4);
+  for (int64_t r = 0; r < w->rows; r++) {
+    lb_qweight_dequant_row(w, r, row);
     for (int b = 0; b < batch; b++) {
-      double ref = 0, mag = 0;
-      for (int64_t c = 0; c < cols; c++) {
-        double t = (double)row[c] * xf[b * cols + c];
-        ref += t, mag += fabs(t);
+      double s = 0, m = 0;
+      for (int64_t c = 0; c < w->cols; c++) {
+        const double t = (double)row[c] * xf[b * w->cols + c];
+        s += t, m += fabs(t);
       }
-      double e = fabs(hy[b * rows + r] - ref), bound = (0.015625 + 1e-6) * mag + 1e-30;
-      worst = fmax(worst, e / bound);
-      sq += (e / (mag + 1e-30)) * (e / (mag + 1e-30));
+      ref[b * w->rows + r] = s, mag[b * w->rows + r] = m;
     }
   }
-  *typical = sqrt(sq / (double)(rows * batch));
+  free(row);
+  if (k != K_I8) return;
+  float *y = (float *)malloc((size_t)(batch * w->rows) * 4);
+  lb_error err = {};
+  if (lb_int8_linear_ref(w, xf, batch, y, &err) != LB_OK) die("int8 reference", err);
+  for (int64_t i = 0; i < batch * w->rows; i++) ref[i] = y[i];
+  free(y);
+}
+
+static double bound_of(Kind k, double mag) { return (k == K_I8 ? 1e-5 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30; }
+
+// One shape: returns the worst error as a fraction of its bound (> 1: failed).
+static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typical) {
+  lb_qweight w;
+  make(k, rows, cols, &w);
+  const lb_qweight *wp = &w;
+  lb_cuda_qw dw;
+  upload(&wp, 1, false, &dw);
+  lb_cuda_i8x i8x;
+  lb_error err = {};
+  if (lb_cuda_i8x_alloc(NULL, cols, &i8x, &err) != LB_OK) die("i8x", err);
+  const size_t nx = (size_t)(batch * cols), ny = (size_t)(batch * rows);
+  float *xf = (float *)malloc(nx * 4), *hy = (float *)malloc(ny * 4), *hy2 = (float *)malloc(ny * 4);
+  __half *hx = activations(batch, cols, xf);
+  double *ref = (double *)malloc(ny * 8), *mag = (double *)malloc(ny * 8);
+  reference(k, &w, xf, batch, ref, mag);
+  void *dx;
+  float *dy;
+  CK(cudaMalloc(&dx, nx * 2));
+  CK(cudaMalloc((void **)&dy, ny * 4));
+  CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
+  if (lb_cuda_gemv(&dw, dx, &i8x, dy, batch, false, NULL, &err) != LB_OK) die("gemv", err);
+  CK(cudaMemcpy(hy, dy, ny * 4, cudaMemcpyDeviceToHost));
+  double worst = 0, sq = 0;
+  for (size_t i = 0; i < ny; i++) {
+    const double e = fabs(hy[i] - ref[i]);
+    worst = fmax(worst, e / bound_of(k, mag[i]));
+    sq += (e / (mag[i] + 1e-30)) * (e / (mag[i] + 1e-30));
+  }
+  *typical = sqrt(sq / (double)ny);
   // acc: a second product added onto the first is twice it (up to one fp32 rounding)
-  float *hy2 = (float *)malloc((size_t)(batch * rows) * 4);
-  if (lb_cuda_gemv_q4(&dw, dx, dy, batch, true, NULL, &err) != LB_OK) exit(2);
-  CK(cudaMemcpy(hy2, dy, (size_t)(batch * rows) * 4, cudaMemcpyDeviceToHost));
-  for (int64_t i = 0; i < rows * batch; i++)
+  if (lb_cuda_gemv(&dw, dx, &i8x, dy, batch, true, NULL, &err) != LB_OK) die("gemv", err);
+  CK(cudaMemcpy(hy2, dy, ny * 4, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < ny; i++)
     if (fabs(hy2[i] - 2.0 * hy[i]) > 1e-6 * fabs(hy[i]) + 1e-30) worst = INFINITY;
-  // the dequantized fp16 weight: (q - z) exact, times the fp16 scale, one fp16 rounding
+  // the dequantized fp16 weight: the reference value rounded to fp16 (2^-11), Q4's scale is
+  // rounded to fp16 too (2^-11 more)
   __half *dq, *hq = (__half *)malloc((size_t)(rows * cols) * 2);
+  float *row = (float *)malloc((size_t)cols * 4);
   CK(cudaMalloc((void **)&dq, (size_t)(rows * cols) * 2));
-  if (lb_cuda_q4_dequant(NULL, &dw, dq, &err) != LB_OK) exit(2);
+  if (lb_cuda_qw_dequant(NULL, &dw, dq, &err) != LB_OK) die("dequant", err);
   CK(cudaMemcpy(hq, dq, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToHost));
   for (int64_t r = 0; r < rows; r++) {
     lb_qweight_dequant_row(&w, r, row);
     for (int64_t c = 0; c < cols; c++) {
-      // the scale is rounded to fp16 too: 2^-11 each, so 2^-10 in all
-      double ref = row[c], e = fabs((double)__half2float(hq[r * cols + c]) - ref);
-      if (e > fabs(ref) * (1.0 / 1024) + 1e-7) worst = INFINITY;
+      double v = row[c], e = fabs((double)__half2float(hq[r * cols + c]) - v);
+      if (e > fabs(v) * (1.0 / 1024) + 1e-7) worst = INFINITY;
     }
   }
   CK(cudaFree(dq));
-  free(hq), free(hy2);
   CK(cudaFree(dx));
   CK(cudaFree(dy));
-  lb_cuda_q4_free(&dw);
+  lb_cuda_qw_free(&dw);
+  lb_cuda_i8x_free(&i8x);
   lb_qweight_free(&w);
-  free(hx), free(xf), free(row), free(hy);
+  free(hq), free(row), free(hx), free(xf), free(hy), free(hy2), free(ref), free(mag);
   return worst;
 }
 
-// The gate/up GEMV with SiLU in its epilogue (interleaved pairs) against float64 silu(g) * u.
-// Bound: g and u each within the GEMV's bound e (above); |d silu(g) / dg| <= 1.1, so the result
-// moves by at most 1.1 |u| e_g + |silu(g)| e_u, plus its fp16 rounding (2^-11 of it).
-static double check_silu(int64_t inter, int64_t cols, int batch) {
+// The gate/up GEMV with SiLU in its epilogue (interleaved pairs) against silu(g) * u of the
+// references. Bound: g and u each within the GEMV's bound e (above); |d silu(g) / dg| <= 1.1, so
+// the result moves by at most 1.1 |u| e_g + |silu(g)| e_u, plus its fp16 rounding (2^-11 of it).
+static double check_silu(Kind k, int64_t inter, int64_t cols, int batch) {
   lb_qweight wg, wu;
-  if (!make(inter, cols, 128, &wg) || !make(inter, cols, 128, &wu)) return INFINITY;
-  lb_cuda_q4 dw;
+  make(k, inter, cols, &wg);
+  make(k, inter, cols, &wu);
+  const lb_qweight *ws[2] = {&wg, &wu};
+  lb_cuda_qw dw;
+  upload(ws, 2, true, &dw);
+  lb_cuda_i8x i8x;
   lb_error err = {};
-  if (lb_cuda_q4_upload_pairs(NULL, &wg, &wu, &dw, &err) != LB_OK) {
-    fprintf(stderr, "upload pairs: %s\n", err.msg);
-    exit(2);
-  }
-  const size_t nx = (size_t)(batch * cols);
-  __half *hx = (__half *)malloc(nx * 2), *ho = (__half *)malloc((size_t)(batch * inter) * 2);
+  if (lb_cuda_i8x_alloc(NULL, cols, &i8x, &err) != LB_OK) die("i8x", err);
+  const size_t nx = (size_t)(batch * cols), ny = (size_t)(batch * inter);
   float *xf = (float *)malloc(nx * 4), *bias = (float *)malloc((size_t)(2 * inter) * 4);
-  float *rg = (float *)malloc((size_t)cols * 4), *ru = (float *)malloc((size_t)cols * 4);
-  for (size_t i = 0; i < nx; i++) hx[i] = __float2half((float)(2 * urand() - 1)), xf[i] = __half2float(hx[i]);
+  __half *hx = activations(batch, cols, xf), *ho = (__half *)malloc(ny * 2);
   for (int64_t i = 0; i < 2 * inter; i++) bias[i] = (float)(urand() - 0.5);
+  double *rg = (double *)malloc(ny * 8), *mg = (double *)malloc(ny * 8);
+  double *ru = (double *)malloc(ny * 8), *mu = (double *)malloc(ny * 8);
+  reference(k, &wg, xf, batch, rg, mg);
+  reference(k, &wu, xf, batch, ru, mu);
   void *dx, *dout;
   float *db;
   CK(cudaMalloc(&dx, nx * 2));
-  CK(cudaMalloc(&dout, (size_t)(batch * inter) * 2));
+  CK(cudaMalloc(&dout, ny * 2));
   CK(cudaMalloc((void **)&db, (size_t)(2 * inter) * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(db, bias, (size_t)(2 * inter) * 4, cudaMemcpyHostToDevice));
-  if (lb_cuda_gemv_q4_silu(&dw, dx, db, dout, batch, NULL, &err) != LB_OK) {
-    fprintf(stderr, "gemv silu: %s\n", err.msg);
-    exit(2);
-  }
-  CK(cudaMemcpy(ho, dout, (size_t)(batch * inter) * 2, cudaMemcpyDeviceToHost));
+  if (lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err) != LB_OK) die("gemv silu", err);
+  CK(cudaMemcpy(ho, dout, ny * 2, cudaMemcpyDeviceToHost));
   double worst = 0;
-  for (int64_t i = 0; i < inter; i++) {
-    lb_qweight_dequant_row(&wg, i, rg);
-    lb_qweight_dequant_row(&wu, i, ru);
+  for (int64_t i = 0; i < inter; i++)
     for (int b = 0; b < batch; b++) {
-      double g = bias[i], u = bias[inter + i], mg = 0, mu = 0;
-      for (int64_t c = 0; c < cols; c++) {
-        const double x = xf[b * cols + c];
-        g += rg[c] * x, u += ru[c] * x, mg += fabs(rg[c] * x), mu += fabs(ru[c] * x);
-      }
-      const double sg = g / (1 + exp(-g)), ref = sg * u, eb = 0.015625 + 1e-6;
-      const double bound = 1.1 * fabs(u) * eb * mg + fabs(sg) * eb * mu + fabs(ref) / 2048 + 1e-6;
-      worst = fmax(worst, fabs(__half2float(ho[b * inter + i]) - ref) / bound);
+      const size_t j = (size_t)(b * inter + i);
+      const double g = rg[j] + bias[i], u = ru[j] + bias[inter + i], sg = g / (1 + exp(-g)), ref = sg * u;
+      const double bound = 1.1 * fabs(u) * bound_of(k, mg[j]) + fabs(sg) * bound_of(k, mu[j]) + fabs(ref) / 2048 + 1e-6;
+      worst = fmax(worst, fabs(__half2float(ho[j]) - ref) / bound);
     }
-  }
   CK(cudaFree(dx));
   CK(cudaFree(dout));
   CK(cudaFree(db));
-  lb_cuda_q4_free(&dw);
+  lb_cuda_qw_free(&dw);
+  lb_cuda_i8x_free(&i8x);
   lb_qweight_free(&wg);
   lb_qweight_free(&wu);
-  free(hx), free(ho), free(xf), free(bias), free(rg), free(ru);
+  free(hx), free(ho), free(xf), free(bias), free(rg), free(mg), free(ru), free(mu);
   return worst;
 }
 
@@ -198,16 +250,16 @@ static double copy_gbs(int iters) {
 
 // Microseconds per launch of `iters` GEMVs captured in one graph, cycling through `copies` copies
 // of the weight (copies > 1: more bytes than the L2 holds, so every launch reads from memory).
-static double time_launches(const lb_cuda_q4 *ws, int copies, const void *dx, float *dy, int batch,
-                            int iters) {
+static double time_launches(const lb_cuda_qw *ws, int copies, lb_cuda_i8x *i8x, const void *dx, float *dy,
+                            int batch, int iters) {
   lb_error err = {};
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
-  for (int i = 0; i < 2 * copies; i++) lb_cuda_gemv_q4(&ws[i % copies], dx, dy, batch, false, st, &err);
+  for (int i = 0; i < 2 * copies; i++) lb_cuda_gemv(&ws[i % copies], dx, i8x, dy, batch, false, st, &err);
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < iters; i++) lb_cuda_gemv_q4(&ws[i % copies], dx, dy, batch, false, st, &err);
+  for (int i = 0; i < iters; i++) lb_cuda_gemv(&ws[i % copies], dx, i8x, dy, batch, false, st, &err);
   CK(cudaStreamEndCapture(st, &graph));
   CK(cudaGraphInstantiate(&exec, graph, 0));
   cudaEvent_t e0, e1;
@@ -223,91 +275,106 @@ static double time_launches(const lb_cuda_q4 *ws, int copies, const void *dx, fl
   CK(cudaGraphExecDestroy(exec));
   CK(cudaGraphDestroy(graph));
   CK(cudaStreamDestroy(st));
-  if (err.code) {
-    fprintf(stderr, "gemv: %s\n", err.msg);
-    exit(2);
-  }
+  if (err.code) die("gemv", err);
   return ms * 1e3 / iters;
 }
 
-static void time_shape(int64_t rows, int64_t cols, int batch, int iters, double copy, size_t l2) {
+static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters, double copy, size_t l2) {
   lb_qweight w;
-  if (!make(rows, cols, 128, &w)) exit(2);
-  lb_error err = {};
+  make(k, rows, cols, &w);
   const lb_qweight *wp = &w;
   enum { MAXC = 64 };
-  lb_cuda_q4 ws[MAXC];
-  if (lb_cuda_q4_upload(NULL, &wp, 1, &ws[0], &err) != LB_OK) exit(2);
-  const size_t cb = (size_t)(rows * cols / 2), sb = (size_t)(rows * ws[0].ngroups * 4);
+  lb_cuda_qw ws[MAXC];
+  upload(&wp, 1, false, &ws[0]);
+  lb_cuda_i8x i8x;
+  lb_error err = {};
+  if (lb_cuda_i8x_alloc(NULL, cols, &i8x, &err) != LB_OK) die("i8x", err);
+  const bool nibbles = ws[0].kind == LB_CUDA_Q4 || ws[0].kind == LB_CUDA_NF4;
+  const size_t cb = (size_t)(rows * cols / (nibbles ? 2 : 1)), sb = (size_t)(rows * ws[0].ngroups * 4);
   int copies = (int)((2 * l2) / (cb + sb) + 2);
   if (copies > MAXC) copies = MAXC;
   for (int i = 1; i < copies; i++) { // more copies: together twice the L2 or more
     ws[i] = ws[0];
     CK(cudaMalloc(&ws[i].codes, cb));
-    CK(cudaMalloc(&ws[i].sz, sb));
+    CK(cudaMalloc(&ws[i].scales, sb));
     CK(cudaMemcpy(ws[i].codes, ws[0].codes, cb, cudaMemcpyDeviceToDevice));
-    CK(cudaMemcpy(ws[i].sz, ws[0].sz, sb, cudaMemcpyDeviceToDevice));
+    CK(cudaMemcpy(ws[i].scales, ws[0].scales, sb, cudaMemcpyDeviceToDevice));
   }
+  float *xf = (float *)malloc((size_t)(batch * cols) * 4);
+  __half *hx = activations(batch, cols, xf);
   void *dx;
   float *dy;
   CK(cudaMalloc(&dx, (size_t)(batch * cols) * 2));
-  CK(cudaMemset(dx, 0, (size_t)(batch * cols) * 2));
+  CK(cudaMemcpy(dx, hx, (size_t)(batch * cols) * 2, cudaMemcpyHostToDevice));
   CK(cudaMalloc((void **)&dy, (size_t)(batch * rows) * 4));
   const bool pdl = lb_cuda_pdl();
   lb_cuda_set_pdl(false);
-  const double warm = time_launches(ws, 1, dx, dy, batch, iters);
-  const double cold = time_launches(ws, copies, dx, dy, batch, iters);
+  const double warm = time_launches(ws, 1, &i8x, dx, dy, batch, iters);
+  const double cold = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
   lb_cuda_set_pdl(true);
-  const double cold_pdl = time_launches(ws, copies, dx, dy, batch, iters);
+  const double cold_pdl = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
   lb_cuda_set_pdl(pdl);
   const double bytes = (double)(cb + sb) + 2.0 * batch * cols;
   const double gw = bytes / (warm * 1e-6) / 1e9, gc = bytes / (cold * 1e-6) / 1e9;
   const double gp = bytes / (cold_pdl * 1e-6) / 1e9;
-  printf("| %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.0f | %.0f%% |\n",
-         (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold,
-         100 * gc / copy, cold_pdl, gp, 100 * gp / copy);
+  printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.0f | %.0f%% |\n", KNAME[k],
+         (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
+         cold_pdl, gp, 100 * gp / copy);
   CK(cudaFree(dx));
   CK(cudaFree(dy));
-  for (int i = 0; i < copies; i++) lb_cuda_q4_free(&ws[i]);
+  for (int i = 1; i < copies; i++) {
+    CK(cudaFree(ws[i].codes));
+    CK(cudaFree(ws[i].scales));
+  }
+  lb_cuda_qw_free(&ws[0]);
+  lb_cuda_i8x_free(&i8x);
   lb_qweight_free(&w);
+  free(xf), free(hx);
 }
 
 int main(int argc, char **argv) {
   int iters = argc > 1 ? atoi(argv[1]) : 200;
+  const char *only = argc > 2 ? argv[2] : NULL;
+  bool run[K_COUNT];
+  for (int k = 0; k < K_COUNT; k++) run[k] = !only || strcmp(only, KNAME[k]) == 0;
   cudaDeviceProp p;
   CK(cudaGetDeviceProperties(&p, 0));
   printf("device: %s\n\n", p.name);
   int failed = 0;
-  printf("| check rows x cols | batch | worst error / bound | typical relative error |\n");
-  printf("| --- | ---: | ---: | ---: |\n");
-  const int64_t shapes[][2] = {{1, 4096}, {7, 160}, {129, 4128}, {4096, 4096}, {11008, 4096}, {4096, 11008}};
-  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-    for (int batch = 1; batch <= 8; batch *= 2) {
-      if (shapes[i][0] > 1000 && batch > 1) continue; // the reference is slow; odd shapes cover it
-      double typ, worst = check(shapes[i][0], shapes[i][1], batch > 4 ? 5 : batch, &typ);
-      printf("| %lld x %lld | %d | %.3f | %.2e |\n", (long long)shapes[i][0],
-             (long long)shapes[i][1], batch > 4 ? 5 : batch, worst, typ);
-      failed += !(worst <= 1.0);
-    }
-  const int64_t pairs[][2] = {{3, 160}, {129, 4128}, {1024, 4096}};
-  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
-    for (int batch = 1; batch <= 5; batch += 4) {
-      double worst = check_silu(pairs[i][0], pairs[i][1], batch);
-      printf("| gate/up + SiLU %lld x %lld | %d | %.3f | |\n", (long long)pairs[i][0],
-             (long long)pairs[i][1], batch, worst);
-      failed += !(worst <= 1.0);
-    }
+  printf("| format | check rows x cols | batch | worst error / bound | typical relative error |\n");
+  printf("| --- | --- | ---: | ---: | ---: |\n");
+  const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}};
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
+      for (int batch = 1; batch <= 8; batch *= 2) {
+        if (shapes[i][0] > 1000 && batch > 1) continue; // the reference is slow; odd shapes cover it
+        double typ, worst = check((Kind)k, shapes[i][0], shapes[i][1], batch > 4 ? 5 : batch, &typ);
+        printf("| %s | %lld x %lld | %d | %.3f | %.2e |\n", KNAME[k], (long long)shapes[i][0],
+               (long long)shapes[i][1], batch > 4 ? 5 : batch, worst, typ);
+        failed += !(worst <= 1.0);
+      }
+  const int64_t pairs[][2] = {{3, 192}, {129, 4160}, {1024, 4096}};
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
+      for (int batch = 1; batch <= 5; batch += 4) {
+        double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch);
+        printf("| %s | gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
+               (long long)pairs[i][1], batch, worst);
+        failed += !(worst <= 1.0);
+      }
   double copy = copy_gbs(iters);
   printf("\ncopy bandwidth (cudaMemcpy D2D, 1 GiB, read + write): %.0f GB/s; L2 %.0f MB\n\n", copy,
          p.l2CacheSize / 1e6);
   printf("warm: one copy of the weight, relaunched (partly served by the L2); cold: copies cycled, "
          "more than twice the L2, every launch from memory; PDL: each launch loads its first "
          "weights while the one before finishes (as in the decode step)\n\n");
-  printf("| weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us | GB/s | of copy |\n");
-  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us | GB/s | of copy |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int64_t timed[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {4096, 14336}};
-  for (size_t i = 0; i < sizeof timed / sizeof timed[0]; i++)
-    for (int batch = 1; batch <= 8; batch *= 2) time_shape(timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; run[k] && i < sizeof timed / sizeof timed[0]; i++)
+      for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
+        time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
   printf("\n%s\n", failed ? "FAILED" : "all checks passed");
   return failed ? 1 : 0;
 }

@@ -4,9 +4,9 @@
  * Fused modules, as Transformers' guides describe them: q/k/v are one weight (their rows stacked),
  * gate/up are one weight; a Linear's bias is added in the kernel after it (RoPE for q/k/v,
  * SiLU-and-multiply for gate/up); o_proj and down_proj accumulate into the residual stream.
- * Weights: 4-bit affine weights that fit (GPTQ/AWQ/RTN, integer zeros, no act-order) keep their
- * 4-bit layout (a GEMV for up to 8 rows, dequantized to fp16 then cuBLAS for more); every other
- * weight is dequantized once at load to fp16 for cuBLAS. A decode step (one token) is captured
+ * Weights: quantized weights that fit a device layout (cuda.h, lb_cuda_qw: 4-bit GPTQ/AWQ/RTN
+ * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for up to 8 rows, dequantized to
+ * fp16 then cuBLAS for more; every other weight is dequantized once at load to fp16 for cuBLAS. A decode step (one token) is captured
  * in a CUDA graph the first time and replayed after (LOWBIT_CUDA_GRAPH=0 turns that off). */
 #include <math.h>
 #include <stdio.h>
@@ -23,8 +23,8 @@ enum { LOGIT_ROWS = 256, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8 };
 typedef struct glin {
   int64_t rows, cols;
   void *w16;     /* fp16 [rows][cols], or NULL */
-  lb_cuda_q4 q4; /* q4.codes when 4-bit */
-  bool pairs;    /* gate/up in 4 bits: rows interleaved (lb_cuda_q4_upload_pairs) */
+  lb_cuda_qw qw; /* qw.codes when quantized on the device */
+  bool pairs;    /* gate/up quantized: rows interleaved (lb_cuda_qw_upload) */
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
 } glin;
 
@@ -54,6 +54,7 @@ struct lb_gpu {
   int64_t chunk;
   float *x, *qkv, *gu, *logits;
   void *xn16, *att16, *act16, *deq16;
+  lb_cuda_i8x i8x; /* LLM.int8's activations (when a weight is LB_CUDA_I8) */
   void *q16;      /* rotated q in fp16 (prefill attention) */
   float *S;       /* attention scores [heads][ATT_ROWS][ctx] */
   void *P16;      /* their softmax, fp16, same shape */
@@ -115,24 +116,27 @@ static lb_status to_f16(lb_gpu *g, const void *src, lb_dtype dt, int64_t n, void
   return s;
 }
 
-/* n Linear weights (equal cols) stacked by rows into one: 4-bit when all fit, else fp16. A
- * gate/up pair in 4 bits (pairs) has its rows interleaved instead, for the fused SiLU. */
+/* n Linear weights (equal cols) stacked by rows into one: in a device layout when all fit one
+ * (gate/up then interleaved, for the fused SiLU), else fp16. */
 static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pairs, const char *what,
                             glin *out, lb_error *err) {
   memset(out, 0, sizeof *out);
   out->cols = ms[0]->cols;
-  bool q4 = true;
+  bool quant = true;
   const lb_qweight *qws[4];
   for (int i = 0; i < n; i++) {
     out->rows += ms[i]->rows;
     qws[i] = ms[i]->qw;
-    q4 = q4 && qws[i] && lb_cuda_q4_fits(qws[i], NULL) && qws[i]->ngroups == qws[0]->ngroups;
+    quant = quant && qws[i];
   }
-  if (q4 && pairs && n == 2 && qws[0]->rows == qws[1]->rows) {
-    out->pairs = true;
-    return lb_cuda_q4_upload_pairs(g->cx, qws[0], qws[1], &out->q4, err);
+  if (quant) {
+    out->pairs = pairs && n == 2 && qws[0]->rows == qws[1]->rows;
+    lb_error e2;
+    lb_status s = lb_cuda_qw_upload(g->cx, qws, n, out->pairs, &out->qw, &e2);
+    if (s == LB_OK) return LB_OK;
+    if (s != LB_EUNSUPPORTED) return lb_fail(err, s, "%s: %s", what, e2.msg);
+    out->pairs = false; /* a kind without a device layout: fp16 below */
   }
-  if (q4) return lb_cuda_q4_upload(g->cx, qws, n, &out->q4, err);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(out->rows * out->cols) * 2, &out->w16, err));
   int64_t r0 = 0;
   for (int i = 0; i < n; i++) {
@@ -140,7 +144,7 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pair
     char *dst = (char *)out->w16 + (size_t)(r0 * out->cols) * 2;
     if (!m->qw) {
       LB_TRY(to_f16(g, m->data, m->dtype, m->rows * m->cols, dst, what, err));
-    } else { /* any other quantized kind: the reference dequantization, then fp16 */
+    } else { /* the reference dequantization, then fp16 */
       float *rows = malloc((size_t)(m->rows * m->cols) * sizeof(float));
       if (!rows) return lb_fail(err, LB_ENOMEM, "%s: out of host memory", what);
       for (int64_t r = 0; r < m->rows; r++) lb_qweight_dequant_row(m->qw, r, rows + r * m->cols);
@@ -155,7 +159,7 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pair
 
 static void free_lin(glin *l, const void *alias) {
   if (l->w16 != alias) lb_cuda_release(l->w16);
-  lb_cuda_q4_free(&l->q4);
+  lb_cuda_qw_free(&l->qw);
   lb_cuda_release(l->bias);
 }
 
@@ -222,13 +226,18 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
   int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
-  size_t deq = 0; /* the largest 4-bit weight, dequantized for prefill */
-  for (int l = 0; l < g->nlayers; l++) {
-    const glin *ls[4] = {&g->layers[l].qkv, &g->layers[l].o, &g->layers[l].gu, &g->layers[l].down};
-    for (int i = 0; i < 4; i++)
-      if (ls[i]->q4.codes && (size_t)(ls[i]->rows * ls[i]->cols) > deq) deq = (size_t)(ls[i]->rows * ls[i]->cols);
+  size_t deq = 0;    /* the largest quantized weight, dequantized for prefill */
+  int64_t i8cols = 0; /* the widest LLM.int8 weight */
+  for (int l = 0; l <= g->nlayers; l++) {
+    const glayer *G = l < g->nlayers ? &g->layers[l] : NULL;
+    const glin *ls[4] = {G ? &G->qkv : &g->head, G ? &G->o : NULL, G ? &G->gu : NULL, G ? &G->down : NULL};
+    for (int i = 0; i < 4; i++) {
+      if (!ls[i] || !ls[i]->qw.codes) continue;
+      if ((size_t)(ls[i]->rows * ls[i]->cols) > deq) deq = (size_t)(ls[i]->rows * ls[i]->cols);
+      if (ls[i]->qw.kind == LB_CUDA_I8 && ls[i]->cols > i8cols) i8cols = ls[i]->cols;
+    }
   }
-  if (g->head.q4.codes && (size_t)(g->head.rows * g->head.cols) > deq) deq = (size_t)(g->head.rows * g->head.cols);
+  if (i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, i8cols, &g->i8x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (qd + 2 * kvd)) * 4, (void **)&g->qkv, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * 2 * inter) * 4, (void **)&g->gu, err));
@@ -311,6 +320,7 @@ void lb_gpu_free(lb_gpu *g) {
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
                g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
+  lb_cuda_i8x_free(&g->i8x);
   lb_cuda_host_release(g->pinned);
   free(g->host_cs);
   lb_cuda_close(g->cx);
@@ -320,12 +330,12 @@ void lb_gpu_free(lb_gpu *g) {
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->q4.codes && n <= SMALL_N) {
-    LB_TRY(lb_cuda_gemv_q4(&w->q4, x16, y, (int)n, acc, lb_cuda_stream(g->cx), err));
+  if (w->qw.codes && n <= SMALL_N) {
+    LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else {
     const void *w16 = w->w16;
-    if (w->q4.codes) {
-      LB_TRY(lb_cuda_q4_dequant(g->cx, &w->q4, g->deq16, err));
+    if (w->qw.codes) {
+      LB_TRY(lb_cuda_qw_dequant(g->cx, &w->qw, g->deq16, err));
       w16 = g->deq16;
     }
     LB_TRY(lb_cuda_gemm(g->cx, w16, x16, y, w->rows, w->cols, n, acc, err));
@@ -392,8 +402,8 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_
     }
     STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, eps, d, err));
     if (G->gu.pairs && n <= SMALL_N) { /* SiLU-and-multiply in the GEMV's epilogue */
-      STAGE(SK_GU, lb_cuda_gemv_q4_silu(&G->gu.q4, g->xn16, G->gu_bias, g->act16, (int)n,
-                                        lb_cuda_stream(g->cx), err));
+      STAGE(SK_GU, lb_cuda_gemv_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, (int)n,
+                                     lb_cuda_stream(g->cx), err));
     } else {
       STAGE(SK_GU, linear(g, &G->gu, g->xn16, n, g->gu, false, err));
       STAGE(SK_GU, lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err));

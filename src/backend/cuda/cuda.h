@@ -64,44 +64,70 @@ lb_status lb_cuda_capture_end(lb_cuda_ctx *c, void **graph, lb_error *err);
 lb_status lb_cuda_graph_launch(lb_cuda_ctx *c, void *graph, lb_error *err);
 void lb_cuda_graph_free(void *graph);
 
-/* --- 4-bit affine weights (gemv_q4.cu) ------------------------------------------------------- */
+/* --- quantized weights (qweight.cu) and their decode GEMV (gemv.cu) -------------------------- */
 
-/* A 4-bit affine weight (GPTQ/AWQ/RTN, groups of a multiple of 32 columns, no act-order) on the
- * device, in the layout the GEMV reads: row-major, 8 codes a 32-bit word with the nibbles in the
- * order of columns 0, 2, 4, 6, 1, 3, 5, 7 (so that masking 0x000F000F yields the pairs (0, 1),
- * (2, 3) ... as two fp16 values through the 0x6400 exponent trick), and per (row, group) the
- * fp16 pair (scale, 1024 + zero): one 4-byte load. */
-typedef struct lb_cuda_q4 {
+/* A quantized Linear weight on the device in the layout its GEMV reads, repacked at load from the
+ * canonical lb_qweight. Every kind is row-major, a lane's step is 16 bytes of a row, and each row
+ * has `ngroups` scales of `group` columns (scales[row * ngroups + c / group]):
+ *   LB_CUDA_Q4   affine 1..4-bit codes with integer zero points (GPTQ/AWQ/RTN, no act-order): 8
+ *                codes a 32-bit word, nibbles in the column order 0, 2, 4, 6, 1, 3, 5, 7 (so that
+ *                masking 0x000F000F yields the pairs (0, 1), (2, 3) ... as fp16 through the 0x6400
+ *                exponent trick); scales are the fp16 pair (scale, 1024 + zero).
+ *   LB_CUDA_NF4  bitsandbytes NF4/FP4: 8 codes a word, column k at bits 4k; `code` the 16 values;
+ *                scales the fp32 absmax of each block (blocks of whole rows: group = block).
+ *   LB_CUDA_FP8  E4M3 bytes; scales fp32, the weight's scale blocks widened to one per row.
+ *   LB_CUDA_I8   LLM.int8 rows: int8 bytes; one scale a row, SCB (the row's absmax);
+ *                `threshold` the activations' outlier threshold (0: none). */
+typedef enum lb_cuda_qkind { LB_CUDA_NONE, LB_CUDA_Q4, LB_CUDA_NF4, LB_CUDA_FP8, LB_CUDA_I8 } lb_cuda_qkind;
+
+typedef struct lb_cuda_qw {
+  lb_cuda_qkind kind;
   int64_t rows, cols, group, ngroups;
-  void *codes; /* [rows][cols / 8] uint32 */
-  void *sz;    /* [rows][ngroups] half2: scale, 1024 + zero point */
-} lb_cuda_q4;
+  float code[16];  /* NF4 */
+  float threshold; /* I8 */
+  void *codes;     /* [rows][row bytes] */
+  void *scales;    /* [rows][ngroups] 32-bit entries */
+} lb_cuda_qw;
 
-/* Whether w can take the 4-bit layout (else NULL; or a reason in *why when why != NULL). */
-bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why);
-/* Repacks n weights of equal cols and group, stacked by rows (q/k/v, gate/up as one weight),
- * on the host and uploads them; LB_EUNSUPPORTED when one does not fit. ctx NULL: plain
- * cudaMalloc, uncounted. */
-lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n,
-                            lb_cuda_q4 *out, lb_error *err);
-/* gate and up (equal shapes) as one weight of interleaved rows: gate row i at 2i, up row i at
- * 2i + 1 (what lb_cuda_gemv_q4_silu reads; dequantized, what lb_cuda_silu_mul's interleaved
- * layout is). */
-lb_status lb_cuda_q4_upload_pairs(lb_cuda_ctx *c, const struct lb_qweight *gate,
-                                  const struct lb_qweight *up, lb_cuda_q4 *out, lb_error *err);
-void lb_cuda_q4_free(lb_cuda_q4 *w);
+/* Whether w can take a device layout (else NULL; or a reason in *why when why != NULL). Weights
+ * that cannot (act-order, fractional zero points, E5M2, widths off the 16-byte step) are
+ * dequantized to fp16 by the caller instead. */
+bool lb_cuda_qw_fits(const struct lb_qweight *w, const char **why);
+/* Repacks n weights of one kind and equal cols and scale groups, stacked by rows (q/k/v as one
+ * weight), on the host and uploads them; pairs (n == 2, equal rows: gate and up) interleaves the
+ * rows instead, gate row i at 2i and up row i at 2i + 1 (what lb_cuda_gemv_silu reads).
+ * LB_EUNSUPPORTED when one does not fit or they differ. ctx NULL: plain cudaMalloc, uncounted. */
+lb_status lb_cuda_qw_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n, bool pairs,
+                            lb_cuda_qw *out, lb_error *err);
+void lb_cuda_qw_free(lb_cuda_qw *w);
+/* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
+lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err);
 
-/* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..8): fp16
- * activations, fp16 products summed per 32 columns, scaled and accumulated in fp32. */
-lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
-                          void *stream, lb_error *err);
-/* The gate/up GEMV with SiLU-and-multiply in its epilogue, w from lb_cuda_q4_upload_pairs:
+/* LLM.int8's activations for up to 8 rows of up to `cols` columns: int8 codes with the outlier
+ * columns zeroed, each row's scale (absmax over the other columns), the outlier columns and their
+ * values (bitsandbytes MatMul8bitLt). Only LB_CUDA_I8 weights use it. */
+typedef struct lb_cuda_i8x {
+  int64_t cols;
+  void *q;    /* int8 [8][cols] */
+  float *sca; /* [8] */
+  int *nout;  /* [1] outlier columns */
+  int *ocol;  /* [cols] ascending */
+  float *xo;  /* [8][cols]: row b's value in outlier column o at b * cols + o */
+} lb_cuda_i8x;
+lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err);
+void lb_cuda_i8x_free(lb_cuda_i8x *x);
+
+/* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..8), x
+ * fp16. Q4/NF4/FP8: fp16 products summed per 16 or 32 columns (a lane's step), scaled and
+ * accumulated in fp32. I8: x rounded to int8 per row into i8x (not NULL), int32 dot products,
+ * the outlier columns in fp32, as bitsandbytes. */
+lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y,
+                       int batch, bool acc, void *stream, lb_error *err);
+/* The gate/up GEMV with SiLU-and-multiply in its epilogue, w uploaded as pairs:
  * out16[b * inter + i] = silu(g_i + bias[i]) * (u_i + bias[inter + i]), inter = rows / 2, bias
  * [gate | up] or NULL. */
-lb_status lb_cuda_gemv_q4_silu(const lb_cuda_q4 *w, const void *x_f16, const float *bias,
-                               void *out16, int batch, void *stream, lb_error *err);
-/* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
-lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err);
+lb_status lb_cuda_gemv_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
+                            const float *bias, void *out16, int batch, void *stream, lb_error *err);
 
 /* --- the decoder's other ops (ops.cu) -------------------------------------------------------- */
 

@@ -69,36 +69,36 @@ void lb_cuda_graph_free(void *graph) { (void)graph; }
 
 bool lb_cuda_pdl(void) { return false; }
 void lb_cuda_set_pdl(bool on) { (void)on; }
-bool lb_cuda_q4_fits(const struct lb_qweight *w, const char **why) {
+bool lb_cuda_qw_fits(const struct lb_qweight *w, const char **why) {
   (void)w;
   if (why) *why = "this build has no CUDA backend";
   return false;
 }
-lb_status lb_cuda_q4_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n,
-                            lb_cuda_q4 *out, lb_error *err) {
-  (void)c, (void)w, (void)n;
-  *out = (lb_cuda_q4){0};
+lb_status lb_cuda_qw_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n, bool pairs,
+                            lb_cuda_qw *out, lb_error *err) {
+  (void)c, (void)w, (void)n, (void)pairs;
+  *out = (lb_cuda_qw){0};
   return NO_CUDA(err);
 }
-lb_status lb_cuda_q4_upload_pairs(lb_cuda_ctx *c, const struct lb_qweight *gate,
-                                  const struct lb_qweight *up, lb_cuda_q4 *out, lb_error *err) {
-  (void)c, (void)gate, (void)up;
-  *out = (lb_cuda_q4){0};
-  return NO_CUDA(err);
-}
-void lb_cuda_q4_free(lb_cuda_q4 *w) { (void)w; }
-lb_status lb_cuda_gemv_q4(const lb_cuda_q4 *w, const void *x_f16, float *y, int batch, bool acc,
-                          void *stream, lb_error *err) {
-  (void)w, (void)x_f16, (void)y, (void)batch, (void)acc, (void)stream;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_gemv_q4_silu(const lb_cuda_q4 *w, const void *x_f16, const float *bias,
-                               void *out16, int batch, void *stream, lb_error *err) {
-  (void)w, (void)x_f16, (void)bias, (void)out16, (void)batch, (void)stream;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_q4_dequant(lb_cuda_ctx *c, const lb_cuda_q4 *w, void *out16, lb_error *err) {
+void lb_cuda_qw_free(lb_cuda_qw *w) { (void)w; }
+lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err) {
   (void)c, (void)w, (void)out16;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err) {
+  (void)c, (void)cols;
+  *out = (lb_cuda_i8x){0};
+  return NO_CUDA(err);
+}
+void lb_cuda_i8x_free(lb_cuda_i8x *x) { (void)x; }
+lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y,
+                       int batch, bool acc, void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)i8x, (void)y, (void)batch, (void)acc, (void)stream;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_gemv_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
+                            const float *bias, void *out16, int batch, void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)i8x, (void)bias, (void)out16, (void)batch, (void)stream;
   return NO_CUDA(err);
 }
 

@@ -1,0 +1,212 @@
+// The weight formats of the decode GEMV (gemv.cu): how a lane's 16-byte step of a row becomes
+// products with the activations. Each format F gives
+//   COLS              columns a step covers (32 for 4-bit codes, 16 for bytes);
+//   STEP_SCALE        whether a step loads its scale group's entry;
+//   Acc               what a lane accumulates per (row, activation row);
+//   mac<B, R>         one step of R rows against B activation rows;
+//   tail<B, R>        what comes after the steps (LLM.int8's outlier columns);
+//   finish            the sum of a row's lanes as the float result.
+// The fp16 formats (Q4, NF4, FP8) turn codes into half2 pairs by bit operations, sum a step's
+// products in half2 (HFMA2), then scale the step's sum and add it in fp32.
+#ifndef LB_BACKEND_CUDA_GEMV_FORMATS_CUH
+#define LB_BACKEND_CUDA_GEMV_FORMATS_CUH
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+// The weight as the kernel sees it: scales[row * ngroups + step / spg]; tab: NF4's code book as
+// the low bytes (tab[0..3]) and high bytes (tab[4..7]) of its 16 fp16 values, 4 a word.
+struct KW {
+  const uint4 *codes;
+  const uint32_t *scales;
+  int rows, cols, steps, spg, ngroups;
+  uint32_t tab[8];
+};
+
+// The activations: fp16 rows, and for LLM.int8 their int8 codes, scales and outlier columns.
+struct KX {
+  const __half *x;
+  const int8_t *q;
+  const float *sca, *xo;
+  const int *nout, *ocol;
+};
+
+struct Frag {
+  uint4 q;
+  uint32_t s;
+};
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+__device__ __forceinline__ __half2 as_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
+
+// sum over a step of the half2 products d[i] * x[i] for each activation row, scaled by sc[r] and
+// added to acc in fp32; N pairs (COLS / 2) of fp16 activations at x + b * cols + col0.
+template <int B, int R, int N>
+__device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (&sc)[R], const __half *__restrict__ x,
+                                         int cols, int col0, float (&acc)[R][B]) {
+#pragma unroll
+  for (int b = 0; b < B; b++) {
+    const uint4 *xb = reinterpret_cast<const uint4 *>(x + (size_t)b * cols + col0);
+    uint4 xv[N / 4];
+#pragma unroll
+    for (int j = 0; j < N / 4; j++) xv[j] = __ldg(xb + j);
+    const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      __half2 a = __float2half2_rn(0.0f);
+#pragma unroll
+      for (int i = 0; i < N; i++) a = __hfma2(d[r][i], xh[i], a);
+      const float2 f = __half22float2(a);
+      acc[r][b] = fmaf(sc[r], f.x + f.y, acc[r][b]);
+    }
+  }
+}
+
+struct FloatAcc {
+  template <int B, int R>
+  __device__ static void tail(const KW &, const KX &, int, int, int, float (&)[R][B]) {}
+  __device__ static float finish(const KW &, const KX &, int, int, float a) { return a; }
+};
+
+// Affine 4-bit: (word >> 4i) & 0x000F000F | 0x64006400 is the half2 (1024 + q_a, 1024 + q_b), and
+// subtracting the half2 (1024 + zero) leaves q - zero exactly (integer zero points, |q - z| < 16).
+struct FQ4 : FloatAcc {
+  enum { COLS = 32, STEP_SCALE = 1 };
+  typedef float Acc;
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+    __half2 d[R][16];
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      const __half2 sz = as_h2(f[r].s), z2 = __high2half2(sz);
+      sc[r] = __low2float(sz);
+      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) d[r][4 * j + i] = __hsub2(as_h2(((wv[j] >> (4 * i)) & 0x000F000Fu) | 0x64006400u), z2);
+    }
+    dot_rows<B, R, 16>(d, sc, x.x, w.cols, st * 32, acc);
+  }
+};
+
+// NF4/FP4: a 16-entry table lookup in registers. For 4 codes (nibbles of v, column k at bits 4k)
+// prmt picks the low and the high byte of each value from the table's entries 0..7 and 8..15
+// (selectors: the code's low 3 bits), and a third prmt in sign-replicating mode turns each code's
+// bit 3 into a byte mask that chooses between them.
+__device__ __forceinline__ void nf4_quad(uint32_t v, const uint32_t (&t)[8], __half2 &h01, __half2 &h23) {
+  const uint32_t sel = v & 0x7777u;
+  const uint32_t m = prmt(0x80808080u, 0u, 0x7654u + ((v >> 1) & 0x4444u)); // 0xFF where bit 3 is set
+  const uint32_t lo = (prmt(t[0], t[1], sel) & ~m) | (prmt(t[2], t[3], sel) & m);
+  const uint32_t hi = (prmt(t[4], t[5], sel) & ~m) | (prmt(t[6], t[7], sel) & m);
+  h01 = as_h2(prmt(lo, hi, 0x5140u)), h23 = as_h2(prmt(lo, hi, 0x7362u));
+}
+
+struct FNF4 : FloatAcc {
+  enum { COLS = 32, STEP_SCALE = 1 };
+  typedef float Acc;
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+    uint32_t t[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) t[i] = w.tab[i];
+    __half2 d[R][16];
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      sc[r] = __uint_as_float(f[r].s);
+      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        nf4_quad(wv[j], t, d[r][4 * j], d[r][4 * j + 1]);
+        nf4_quad(wv[j] >> 16, t, d[r][4 * j + 2], d[r][4 * j + 3]);
+      }
+    }
+    dot_rows<B, R, 16>(d, sc, x.x, w.cols, st * 32, acc);
+  }
+};
+
+// E4M3: two bytes moved to the high bytes of a half2 (prmt), then sign kept and exponent/mantissa
+// shifted down one bit: the fp16 value times 2^-8, exact (qweight.cu, e4m3_scaled), so products
+// stay within fp16's range (|w| <= 448 / 256); the step's sum is scaled by 256 * scale.
+__device__ __forceinline__ __half2 e4m3_pair(uint32_t word, uint32_t sel) {
+  const uint32_t u = prmt(word, 0u, sel);
+  return as_h2((u & 0x80008000u) | ((u >> 1) & 0x3F803F80u));
+}
+
+struct FFP8 : FloatAcc {
+  enum { COLS = 16, STEP_SCALE = 1 };
+  typedef float Acc;
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+    __half2 d[R][8];
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      sc[r] = 256.0f * __uint_as_float(f[r].s);
+      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++) d[r][2 * j] = e4m3_pair(wv[j], 0x1404u), d[r][2 * j + 1] = e4m3_pair(wv[j], 0x3424u);
+    }
+    dot_rows<B, R, 8>(d, sc, x.x, w.cols, st * 16, acc);
+  }
+};
+
+// LLM.int8 (bitsandbytes MatMul8bitLt): int32 dot products of the int8 weight with the int8
+// activations (DP4A, exact), and in fp32 the outlier columns, whose activations were zeroed in the
+// int8 codes: finish = i * (SCA * SCB) / 127^2 + f * SCB / 127, bitsandbytes' constants.
+struct I8Acc {
+  int i;
+  float f;
+};
+__device__ __forceinline__ I8Acc operator+(I8Acc a, I8Acc b) { return {a.i + b.i, a.f + b.f}; }
+__device__ __forceinline__ I8Acc shfl_xor(I8Acc a, int o) {
+  return {__shfl_xor_sync(0xffffffffu, a.i, o), __shfl_xor_sync(0xffffffffu, a.f, o)};
+}
+__device__ __forceinline__ float shfl_xor(float a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
+
+struct FI8 {
+  enum { COLS = 16, STEP_SCALE = 0 };
+  typedef I8Acc Acc;
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      const uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x.q + (size_t)b * w.cols) + st);
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        int a = acc[r][b].i;
+        a = __dp4a((int)f[r].q.x, (int)xv.x, a), a = __dp4a((int)f[r].q.y, (int)xv.y, a);
+        a = __dp4a((int)f[r].q.z, (int)xv.z, a), a = __dp4a((int)f[r].q.w, (int)xv.w, a);
+        acc[r][b].i = a;
+      }
+    }
+  }
+  // the outlier columns o = k0, k0 + stride ...: sum of q * x in fp32
+  template <int B, int R>
+  __device__ static void tail(const KW &w, const KX &x, int row0, int k0, int stride, I8Acc (&acc)[R][B]) {
+    const int nout = *x.nout;
+    const int8_t *codes = reinterpret_cast<const int8_t *>(w.codes);
+    for (int o = k0; o < nout; o += stride) {
+      const int c = x.ocol[o];
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const int row = row0 + r < w.rows ? row0 + r : row0;
+        const float q = (float)codes[(size_t)row * w.cols + c];
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[r][b].f = fmaf(q, x.xo[(size_t)b * w.cols + o], acc[r][b].f);
+      }
+    }
+  }
+  __device__ static float finish(const KW &w, const KX &x, int row, int b, I8Acc a) {
+    const float scb = __uint_as_float(w.scales[row]);
+    return (float)a.i * (x.sca[b] * scb) * 6.200124e-05f + a.f * (scb * 7.874015718698502e-3f);
+  }
+};
+
+#endif

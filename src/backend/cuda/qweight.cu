@@ -1,0 +1,249 @@
+// Quantized weights on the device (cuda.h, lb_cuda_qw): which canonical weights fit a device
+// layout, the host repack and upload, and the dequantization to fp16 that prefill's GEMM reads.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
+extern "C" {
+#include "quant/qweight.h"
+}
+
+// The device kind of w, or NONE with the reason in *why.
+static lb_cuda_qkind kind_of(const lb_qweight *w, const char **why) {
+  *why = NULL;
+  switch (w->kind) {
+  case LB_QK_AFFINE: {
+    const int64_t group = w->ngroups > 1 ? w->group : w->cols;
+    if (w->bits > 4) *why = "affine codes of more than 4 bits";
+    else if (w->cols % 32 || group % 32) *why = "columns or group not a multiple of 32";
+    for (int64_t c = 0; !*why && w->g_idx && w->ngroups > 1 && c < w->cols; c++)
+      if (w->g_idx[c] != c / group) *why = "act-order (g_idx)";
+    for (int64_t i = 0; !*why && i < w->rows * w->ngroups; i++)
+      if (w->zero[i] != floorf(w->zero[i]) || w->zero[i] < 0 || w->zero[i] > 15)
+        *why = "zero points that are not integers in [0, 15]";
+    return *why ? LB_CUDA_NONE : LB_CUDA_Q4;
+  }
+  case LB_QK_CODEBOOK:
+    if (w->bits != 4 || w->block <= 0 || w->block % 32 || w->cols % w->block) *why = "absmax blocks that are not whole multiples of 32 columns of a row";
+    return *why ? LB_CUDA_NONE : LB_CUDA_NF4;
+  case LB_QK_FP8:
+    if (w->fp8 != LB_F8_E4M3) *why = "FP8 E5M2 (its products may overflow fp16)";
+    else if (w->cols % 16 || w->block_r <= 0 || w->block_c <= 0 || (w->block_c < w->cols && w->block_c % 16)) *why = "columns or scale blocks not a multiple of 16";
+    return *why ? LB_CUDA_NONE : LB_CUDA_FP8;
+  case LB_QK_INT8ROW:
+    if (w->cols % 16) *why = "columns not a multiple of 16";
+    return *why ? LB_CUDA_NONE : LB_CUDA_I8;
+  }
+  *why = "an unknown kind";
+  return LB_CUDA_NONE;
+}
+
+extern "C" bool lb_cuda_qw_fits(const lb_qweight *w, const char **why) {
+  const char *r;
+  const bool ok = kind_of(w, &r) != LB_CUDA_NONE;
+  if (why) *why = r;
+  return ok;
+}
+
+// The geometry of w's device layout: scale groups (columns each), and bytes of codes a row.
+static void geometry(const lb_qweight *w, lb_cuda_qkind k, int64_t *group, int64_t *ngroups, int64_t *row_bytes) {
+  switch (k) {
+  case LB_CUDA_Q4: *group = w->ngroups > 1 ? w->group : w->cols, *row_bytes = w->cols / 2; break;
+  case LB_CUDA_NF4: *group = w->block, *row_bytes = w->cols / 2; break;
+  case LB_CUDA_FP8: *group = w->block_c < w->cols ? w->block_c : w->cols, *row_bytes = w->cols; break;
+  default: *group = w->cols, *row_bytes = w->cols; break;
+  }
+  *ngroups = (w->cols + *group - 1) / *group;
+}
+
+// 8 codes (each < 16, one a byte) packed into a word: Q4's column order 0, 2, 4, 6, 1, 3, 5, 7 or
+// the natural order, by shifts of the 8 bytes read as one little-endian uint64.
+static uint32_t pack_q4(const uint8_t *q) {
+  uint64_t v;
+  memcpy(&v, q, 8);
+  uint64_t e = v & 0x000F000F000F000Full, o = (v >> 8) & 0x000F000F000F000Full; // even, odd columns
+  e |= e >> 12, o |= o >> 12; // two codes a byte at bytes 0 and 4
+  e &= 0x000000FF000000FFull, o &= 0x000000FF000000FFull;
+  e |= e >> 24, o |= o >> 24;
+  return (uint32_t)(e & 0xFFFF) | (uint32_t)(o & 0xFFFF) << 16;
+}
+static uint32_t pack_natural(const uint8_t *q) {
+  uint64_t v;
+  memcpy(&v, q, 8);
+  v = (v | v >> 4) & 0x00FF00FF00FF00FFull;
+  v = (v | v >> 8) & 0x0000FFFF0000FFFFull;
+  return (uint32_t)(v | v >> 16);
+}
+
+// Row r of w into the device layout: codes (row_bytes) and scales (ngroups entries).
+static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t ngroups, uint8_t *codes, uint32_t *sc) {
+  const int64_t cols = w->cols;
+  const uint8_t *q = w->q + r * cols;
+  switch (k) {
+  case LB_CUDA_Q4:
+  case LB_CUDA_NF4: {
+    uint8_t row[64]; // codes masked to 4 bits, 8 at a time
+    for (int64_t t = 0; t < cols / 8; t++) {
+      for (int i = 0; i < 8; i++) row[i] = q[8 * t + i] & 15;
+      const uint32_t word = k == LB_CUDA_Q4 ? pack_q4(row) : pack_natural(row);
+      memcpy(codes + 4 * t, &word, 4);
+    }
+    break;
+  }
+  default: memcpy(codes, q, (size_t)cols); break;
+  }
+  for (int64_t j = 0; j < ngroups; j++) {
+    float f = 0.0f;
+    switch (k) {
+    case LB_CUDA_Q4: {
+      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], 1024.0f + w->zero[r * ngroups + j]);
+      memcpy(&sc[j], &h, 4);
+      continue;
+    }
+    case LB_CUDA_NF4: f = w->absmax[r * ngroups + j]; break; // blocks are whole parts of rows
+    case LB_CUDA_FP8: f = w->scale[(r / w->block_r) * ngroups + j]; break;
+    default: f = w->scale[r]; break;
+    }
+    memcpy(&sc[j], &f, 4);
+  }
+}
+
+extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const *ws, int n, bool pairs,
+                                       lb_cuda_qw *out, lb_error *err) {
+  memset(out, 0, sizeof *out);
+  const char *why;
+  const lb_cuda_qkind k = kind_of(ws[0], &why);
+  char msg[200];
+  if (k == LB_CUDA_NONE) {
+    snprintf(msg, sizeof msg, "cuda weights: %s", why);
+    return lb_cu_fail(err, LB_EUNSUPPORTED, msg);
+  }
+  int64_t group, ng, rb, rows = 0;
+  geometry(ws[0], k, &group, &ng, &rb);
+  for (int i = 0; i < n; i++) {
+    const lb_qweight *w = ws[i];
+    int64_t g2, ng2, rb2;
+    const lb_cuda_qkind k2 = kind_of(w, &why);
+    if (k2 != LB_CUDA_NONE) geometry(w, k2, &g2, &ng2, &rb2);
+    if (k2 != k || w->cols != ws[0]->cols || g2 != group ||
+        (k == LB_CUDA_NF4 && memcmp(w->code, ws[0]->code, sizeof w->code)) ||
+        (k == LB_CUDA_I8 && w->threshold != ws[0]->threshold))
+      return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda weights: stacked weights differ in kind, columns, groups, code book or threshold");
+    rows += w->rows;
+  }
+  if (pairs && (n != 2 || ws[0]->rows != ws[1]->rows))
+    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda weights: pairs are two weights of equal rows");
+  const size_t cbytes = (size_t)(rows * rb), sbytes = (size_t)(rows * ng) * 4;
+  uint8_t *codes = (uint8_t *)malloc(cbytes);
+  uint32_t *sc = (uint32_t *)malloc(sbytes);
+  if (!codes || !sc) {
+    free(codes), free(sc);
+    return lb_cu_fail(err, LB_ENOMEM, "cuda weights: out of host memory");
+  }
+  for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++)
+    for (int64_t r = 0; r < ws[i]->rows; r++) {
+      const int64_t dst = pairs ? 2 * r + i : r0 + r;
+      repack_row(ws[i], k, r, ng, codes + dst * rb, sc + dst * ng);
+    }
+  out->kind = k, out->rows = rows, out->cols = ws[0]->cols, out->group = group, out->ngroups = ng;
+  memcpy(out->code, ws[0]->code, sizeof out->code);
+  out->threshold = ws[0]->threshold;
+  lb_status s = LB_OK;
+  if ((s = lb_cuda_alloc(ctx, cbytes, &out->codes, err)) != LB_OK ||
+      (s = lb_cuda_alloc(ctx, sbytes, &out->scales, err)) != LB_OK ||
+      (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->codes, codes, cbytes, cudaMemcpyHostToDevice))) != LB_OK ||
+      (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->scales, sc, sbytes, cudaMemcpyHostToDevice))) != LB_OK)
+    lb_cuda_qw_free(out);
+  free(codes), free(sc);
+  return s;
+}
+
+extern "C" void lb_cuda_qw_free(lb_cuda_qw *w) {
+  cudaFree(w->codes), cudaFree(w->scales);
+  w->codes = w->scales = NULL;
+  w->kind = LB_CUDA_NONE;
+}
+
+// An E4M3 byte as the fp16 bits of its value times 2^-8, exactly (normal and subnormal codes:
+// the exponent bias 7 becomes fp16's 15): sign to bit 15, exponent and mantissa to bits 13..7.
+__host__ __device__ __forceinline__ uint16_t e4m3_scaled(uint32_t b) {
+  return (uint16_t)(((b & 0x80u) << 8) | ((b & 0x7Fu) << 7));
+}
+
+struct Table16 {
+  float v[16];
+};
+
+// One thread per 8 columns of a row, written as one 16-byte store of fp16.
+template <int K>
+__global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__restrict__ sc, uint4 *__restrict__ out,
+                        int64_t units, int cols, int group, int ngroups, Table16 tab) {
+  lb_pdl_trigger();
+  __shared__ float tb[16]; // NF4's code book (a parameter indexed by a code would go to local memory)
+  if (K == LB_CUDA_NF4 && threadIdx.x == 0)
+#pragma unroll
+    for (int j = 0; j < 16; j++) tb[j] = tab.v[j];
+  __syncthreads();
+  lb_pdl_wait(); // out may still be read by the kernel before
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= units) return;
+  const int64_t r = i / (cols / 8), c = (i % (cols / 8)) * 8;
+  const uint32_t s = sc[r * ngroups + c / group];
+  uint4 o;
+  __half *h = reinterpret_cast<__half *>(&o);
+  if (K == LB_CUDA_Q4) {
+    const uint32_t w = reinterpret_cast<const uint32_t *>(codes)[i];
+    __half2 sz;
+    memcpy(&sz, &s, 4);
+    const __half2 z = __high2half2(sz), sc2 = __low2half2(sz);
+    uint32_t *ov = &o.x;
+#pragma unroll
+    for (int k = 0; k < 4; k++) { // nibbles k and k + 4 hold columns 2k and 2k + 1
+      uint32_t t = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
+      __half2 v = __hmul2(__hsub2(*reinterpret_cast<__half2 *>(&t), z), sc2);
+      ov[k] = *reinterpret_cast<uint32_t *>(&v);
+    }
+  } else {
+    const float f = __uint_as_float(s);
+    if (K == LB_CUDA_NF4) {
+      const uint32_t word = reinterpret_cast<const uint32_t *>(codes)[i];
+#pragma unroll
+      for (int k = 0; k < 8; k++) h[k] = __float2half(tb[(word >> (4 * k)) & 15] * f);
+    } else {
+      const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
+#pragma unroll
+      for (int k = 0; k < 8; k++) {
+        const uint32_t byte = ((k < 4 ? b.x : b.y) >> (8 * (k & 3))) & 0xFF;
+        h[k] = __float2half(K == LB_CUDA_FP8 ? __half2float(__ushort_as_half(e4m3_scaled(byte))) * 256.0f * f
+                                             : (float)(int8_t)byte * f * 7.874015718698502e-3f); // int8_vectorwise_dequant
+      }
+    }
+  }
+  out[i] = o;
+}
+
+extern "C" lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err) {
+  const int64_t units = w->rows * w->cols / 8;
+  const dim3 grid((unsigned)((units + 255) / 256)), block(256);
+  cudaStream_t st = c ? (cudaStream_t)lb_cuda_stream(c) : 0;
+  const uint8_t *codes = (const uint8_t *)w->codes;
+  const uint32_t *sc = (const uint32_t *)w->scales;
+  uint4 *o = (uint4 *)out16;
+  const int cols = (int)w->cols, group = (int)w->group, ng = (int)w->ngroups;
+  Table16 tab;
+  memcpy(tab.v, w->code, sizeof tab.v);
+  cudaError_t e = cudaErrorInvalidValue;
+  switch (w->kind) {
+  case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
+  case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
+  case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
+  case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
+  default: break;
+  }
+  return lb_cu_check(err, "launching a weight's dequantization", e);
+}
