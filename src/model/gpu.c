@@ -6,8 +6,9 @@
  * SiLU-and-multiply for gate/up); o_proj and down_proj accumulate into the residual stream.
  * Weights: quantized weights that fit a device layout (cuda.h, lb_cuda_qw: 4-bit GPTQ/AWQ/RTN
  * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for up to 8 rows, dequantized to
- * fp16 then cuBLAS for more; every other weight is dequantized once at load to fp16 for cuBLAS. A decode step (one token) is captured
- * in a CUDA graph the first time and replayed after (LOWBIT_CUDA_GRAPH=0 turns that off). */
+ * fp16 then cuBLAS for more; every other weight is dequantized once at load to fp16 for cuBLAS.
+ * A decode step (one token) is captured in a CUDA graph the first time and replayed after
+ * (LOWBIT_CUDA_GRAPH=0 turns that off). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,21 +223,25 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   return LB_OK;
 }
 
+/* What a quantized weight needs of the scratch: its fp16 size (prefill) and LLM.int8's width. */
+static void scratch_need(const glin *w, size_t *deq, int64_t *i8cols) {
+  if (!w->qw.codes) return;
+  if ((size_t)(w->rows * w->cols) > *deq) *deq = (size_t)(w->rows * w->cols);
+  if (w->qw.kind == LB_CUDA_I8 && w->cols > *i8cols) *i8cols = w->cols;
+}
+
 static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
   int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
-  size_t deq = 0;    /* the largest quantized weight, dequantized for prefill */
+  size_t deq = 0;     /* the largest quantized weight, dequantized for prefill */
   int64_t i8cols = 0; /* the widest LLM.int8 weight */
-  for (int l = 0; l <= g->nlayers; l++) {
-    const glayer *G = l < g->nlayers ? &g->layers[l] : NULL;
-    const glin *ls[4] = {G ? &G->qkv : &g->head, G ? &G->o : NULL, G ? &G->gu : NULL, G ? &G->down : NULL};
-    for (int i = 0; i < 4; i++) {
-      if (!ls[i] || !ls[i]->qw.codes) continue;
-      if ((size_t)(ls[i]->rows * ls[i]->cols) > deq) deq = (size_t)(ls[i]->rows * ls[i]->cols);
-      if (ls[i]->qw.kind == LB_CUDA_I8 && ls[i]->cols > i8cols) i8cols = ls[i]->cols;
-    }
+  for (int l = 0; l < g->nlayers; l++) {
+    const glayer *G = &g->layers[l];
+    scratch_need(&G->qkv, &deq, &i8cols), scratch_need(&G->o, &deq, &i8cols);
+    scratch_need(&G->gu, &deq, &i8cols), scratch_need(&G->down, &deq, &i8cols);
   }
+  scratch_need(&g->head, &deq, &i8cols);
   if (i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, i8cols, &g->i8x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (qd + 2 * kvd)) * 4, (void **)&g->qkv, err));

@@ -206,9 +206,11 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc);
 }
 
+// kw without its steps: the format's columns a step (F::COLS) give them.
 template <class F, bool SILU>
-static cudaError_t launch(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, int batch,
-                          bool acc, cudaStream_t st) {
+static cudaError_t launch(const lb_cuda_qw *w, KW kw, const KX &kx, float *y, const float *bias, __half *out16,
+                          int batch, bool acc, cudaStream_t st) {
+  kw.steps = (int)(w->cols / F::COLS), kw.spg = (int)(w->group / F::COLS);
   switch (batch) {
   case 1: return launch_b<F, SILU, 1>(kw, kx, y, bias, out16, acc, st);
   case 2: return launch_b<F, SILU, 2>(kw, kx, y, bias, out16, acc, st);
@@ -225,9 +227,7 @@ template <bool SILU>
 static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, float *y, const float *bias,
                      void *out16, int batch, bool acc, void *stream, lb_error *err) {
   if (batch < 1 || batch > 8) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..8");
-  const int cols_per_step = w->kind == LB_CUDA_Q4 || w->kind == LB_CUDA_NF4 ? 32 : 16;
-  KW kw = {(const uint4 *)w->codes, (const uint32_t *)w->scales, (int)w->rows, (int)w->cols,
-           (int)(w->cols / cols_per_step), (int)(w->group / cols_per_step), (int)w->ngroups, {0}};
+  KW kw = {(const uint4 *)w->codes, (const uint32_t *)w->scales, (int)w->rows, (int)w->cols, 0, 0, (int)w->ngroups, {0}};
   KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL};
   cudaStream_t st = (cudaStream_t)stream;
   cudaError_t e = cudaSuccess;
@@ -246,10 +246,10 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
   }
   __half *o = (__half *)out16;
   switch (w->kind) {
-  case LB_CUDA_Q4: e = launch<FQ4, SILU>(kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_NF4: e = launch<FNF4, SILU>(kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_FP8: e = launch<FFP8, SILU>(kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_I8: e = launch<FI8, SILU>(kw, kx, y, bias, o, batch, acc, st); break;
+  case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
+  case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
+  case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
+  case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
   default: return lb_cu_fail(err, LB_EINVAL, "cuda gemv: not a device weight");
   }
   return lb_cu_check(err, "launching the GEMV", e);

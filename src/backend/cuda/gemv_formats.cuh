@@ -1,6 +1,7 @@
 // The weight formats of the decode GEMV (gemv.cu): how a lane's 16-byte step of a row becomes
 // products with the activations. Each format F gives
 //   COLS              columns a step covers (32 for 4-bit codes, 16 for bytes);
+// (the fp16 formats share FHalf's mac and give only `decode`, a step of one row as half2 pairs)
 //   STEP_SCALE        whether a step loads its scale group's entry;
 //   Acc               what a lane accumulates per (row, activation row);
 //   mac<B, R>         one step of R rows against B activation rows;
@@ -66,32 +67,41 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
   }
 }
 
-struct FloatAcc {
+// The fp16 formats: D::decode turns a row's step into N half2 pairs (columns 2i, 2i + 1) and
+// returns the float that scales their sum; the products are summed per step (dot_rows).
+template <class D, int N>
+struct FHalf {
+  enum { COLS = 2 * N, STEP_SCALE = 1 };
+  typedef float Acc;
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+    __half2 d[R][N];
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) sc[r] = D::decode(f[r], w, d[r]);
+    dot_rows<B, R, N>(d, sc, x.x, w.cols, st * COLS, acc);
+  }
   template <int B, int R>
   __device__ static void tail(const KW &, const KX &, int, int, int, float (&)[R][B]) {}
   __device__ static float finish(const KW &, const KX &, int, int, float a) { return a; }
 };
 
-// Affine 4-bit: (word >> 4i) & 0x000F000F | 0x64006400 is the half2 (1024 + q_a, 1024 + q_b), and
-// subtracting the half2 (1024 + zero) leaves q - zero exactly (integer zero points, |q - z| < 16).
-struct FQ4 : FloatAcc {
-  enum { COLS = 32, STEP_SCALE = 1 };
-  typedef float Acc;
-  template <int B, int R>
-  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
-    __half2 d[R][16];
-    float sc[R];
+// Affine 4-bit: (word >> 4i) & 0x000F000F | 0x64006400 is the half2 (1024 + q_a, 1024 + q_b) of
+// nibbles i and i + 4 (columns 2i, 2i + 1), and subtracting the half2 (1024 + zero) leaves
+// q - zero exactly (integer zero points, |q - z| < 16). The dequantization (qweight.cu) uses it too.
+__device__ __forceinline__ __half2 q4_pair(uint32_t word, int i, __half2 z2) {
+  return __hsub2(as_h2(((word >> (4 * i)) & 0x000F000Fu) | 0x64006400u), z2);
+}
+
+struct FQ4 : FHalf<FQ4, 16> {
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) {
+    const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
+    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      const __half2 sz = as_h2(f[r].s), z2 = __high2half2(sz);
-      sc[r] = __low2float(sz);
-      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-      for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) d[r][4 * j + i] = __hsub2(as_h2(((wv[j] >> (4 * i)) & 0x000F000Fu) | 0x64006400u), z2);
-    }
-    dot_rows<B, R, 16>(d, sc, x.x, w.cols, st * 32, acc);
+      for (int i = 0; i < 4; i++) d[4 * j + i] = q4_pair(wv[j], i, z2);
+    return __low2float(sz);
   }
 };
 
@@ -107,53 +117,37 @@ __device__ __forceinline__ void nf4_quad(uint32_t v, const uint32_t (&t)[8], __h
   h01 = as_h2(prmt(lo, hi, 0x5140u)), h23 = as_h2(prmt(lo, hi, 0x7362u));
 }
 
-struct FNF4 : FloatAcc {
-  enum { COLS = 32, STEP_SCALE = 1 };
-  typedef float Acc;
-  template <int B, int R>
-  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+struct FNF4 : FHalf<FNF4, 16> {
+  __device__ static float decode(const Frag &f, const KW &w, __half2 (&d)[16]) {
     uint32_t t[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) t[i] = w.tab[i];
-    __half2 d[R][16];
-    float sc[R];
+    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      sc[r] = __uint_as_float(f[r].s);
-      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        nf4_quad(wv[j], t, d[r][4 * j], d[r][4 * j + 1]);
-        nf4_quad(wv[j] >> 16, t, d[r][4 * j + 2], d[r][4 * j + 3]);
-      }
+    for (int j = 0; j < 4; j++) {
+      nf4_quad(wv[j], t, d[4 * j], d[4 * j + 1]);
+      nf4_quad(wv[j] >> 16, t, d[4 * j + 2], d[4 * j + 3]);
     }
-    dot_rows<B, R, 16>(d, sc, x.x, w.cols, st * 32, acc);
+    return __uint_as_float(f.s);
   }
 };
 
-// E4M3: two bytes moved to the high bytes of a half2 (prmt), then sign kept and exponent/mantissa
-// shifted down one bit: the fp16 value times 2^-8, exact (qweight.cu, e4m3_scaled), so products
-// stay within fp16's range (|w| <= 448 / 256); the step's sum is scaled by 256 * scale.
+// E4M3: two bytes moved to the high bytes of a half2 (prmt: selector 0x1404 takes bytes 0 and 1,
+// 0x3424 bytes 2 and 3), then sign kept and exponent/mantissa shifted down one bit: the fp16 value
+// times 2^-8, exact for normal and subnormal codes (the exponent bias 7 becomes fp16's 15), so
+// products stay within fp16's range (|w| <= 448 / 256); the step's sum is scaled by 256 * scale.
+// The dequantization (qweight.cu) uses it too.
 __device__ __forceinline__ __half2 e4m3_pair(uint32_t word, uint32_t sel) {
   const uint32_t u = prmt(word, 0u, sel);
   return as_h2((u & 0x80008000u) | ((u >> 1) & 0x3F803F80u));
 }
 
-struct FFP8 : FloatAcc {
-  enum { COLS = 16, STEP_SCALE = 1 };
-  typedef float Acc;
-  template <int B, int R>
-  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
-    __half2 d[R][8];
-    float sc[R];
+struct FFP8 : FHalf<FFP8, 8> {
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[8]) {
+    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      sc[r] = 256.0f * __uint_as_float(f[r].s);
-      const uint32_t wv[4] = {f[r].q.x, f[r].q.y, f[r].q.z, f[r].q.w};
-#pragma unroll
-      for (int j = 0; j < 4; j++) d[r][2 * j] = e4m3_pair(wv[j], 0x1404u), d[r][2 * j + 1] = e4m3_pair(wv[j], 0x3424u);
-    }
-    dot_rows<B, R, 8>(d, sc, x.x, w.cols, st * 16, acc);
+    for (int j = 0; j < 4; j++) d[2 * j] = e4m3_pair(wv[j], 0x1404u), d[2 * j + 1] = e4m3_pair(wv[j], 0x3424u);
+    return 256.0f * __uint_as_float(f.s);
   }
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/gemv_formats.cuh"
 #include "backend/cuda/util.cuh"
 extern "C" {
 #include "quant/qweight.h"
@@ -87,7 +88,7 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
   switch (k) {
   case LB_CUDA_Q4:
   case LB_CUDA_NF4: {
-    uint8_t row[64]; // codes masked to 4 bits, 8 at a time
+    uint8_t row[8]; // codes masked to 4 bits, 8 at a time
     for (int64_t t = 0; t < cols / 8; t++) {
       for (int i = 0; i < 8; i++) row[i] = q[8 * t + i] & 15;
       const uint32_t word = k == LB_CUDA_Q4 ? pack_q4(row) : pack_natural(row);
@@ -116,23 +117,23 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
 extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const *ws, int n, bool pairs,
                                        lb_cuda_qw *out, lb_error *err) {
   memset(out, 0, sizeof *out);
-  const char *why;
-  const lb_cuda_qkind k = kind_of(ws[0], &why);
-  char msg[200];
-  if (k == LB_CUDA_NONE) {
-    snprintf(msg, sizeof msg, "cuda weights: %s", why);
-    return lb_cu_fail(err, LB_EUNSUPPORTED, msg);
-  }
-  int64_t group, ng, rb, rows = 0;
-  geometry(ws[0], k, &group, &ng, &rb);
-  for (int i = 0; i < n; i++) {
+  lb_cuda_qkind k = LB_CUDA_NONE;
+  int64_t group = 0, ng = 0, rb = 0, rows = 0;
+  for (int i = 0; i < n; i++) { // each weight's fit is checked once
     const lb_qweight *w = ws[i];
-    int64_t g2, ng2, rb2;
-    const lb_cuda_qkind k2 = kind_of(w, &why);
-    if (k2 != LB_CUDA_NONE) geometry(w, k2, &g2, &ng2, &rb2);
-    if (k2 != k || w->cols != ws[0]->cols || g2 != group ||
-        (k == LB_CUDA_NF4 && memcmp(w->code, ws[0]->code, sizeof w->code)) ||
-        (k == LB_CUDA_I8 && w->threshold != ws[0]->threshold))
+    const char *why;
+    const lb_cuda_qkind ki = kind_of(w, &why);
+    if (ki == LB_CUDA_NONE) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "cuda weights: %s", why);
+      return lb_cu_fail(err, LB_EUNSUPPORTED, msg);
+    }
+    int64_t gi, ngi, rbi;
+    geometry(w, ki, &gi, &ngi, &rbi);
+    if (i == 0) k = ki, group = gi, ng = ngi, rb = rbi;
+    else if (ki != k || w->cols != ws[0]->cols || gi != group ||
+             (k == LB_CUDA_NF4 && memcmp(w->code, ws[0]->code, sizeof w->code)) ||
+             (k == LB_CUDA_I8 && w->threshold != ws[0]->threshold))
       return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda weights: stacked weights differ in kind, columns, groups, code book or threshold");
     rows += w->rows;
   }
@@ -169,12 +170,6 @@ extern "C" void lb_cuda_qw_free(lb_cuda_qw *w) {
   w->kind = LB_CUDA_NONE;
 }
 
-// An E4M3 byte as the fp16 bits of its value times 2^-8, exactly (normal and subnormal codes:
-// the exponent bias 7 becomes fp16's 15): sign to bit 15, exponent and mantissa to bits 13..7.
-__host__ __device__ __forceinline__ uint16_t e4m3_scaled(uint32_t b) {
-  return (uint16_t)(((b & 0x80u) << 8) | ((b & 0x7Fu) << 7));
-}
-
 struct Table16 {
   float v[16];
 };
@@ -196,17 +191,14 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
   const uint32_t s = sc[r * ngroups + c / group];
   uint4 o;
   __half *h = reinterpret_cast<__half *>(&o);
-  if (K == LB_CUDA_Q4) {
+  if (K == LB_CUDA_Q4) { // the GEMV's decoding (gemv_formats.cuh), times the scale
     const uint32_t w = reinterpret_cast<const uint32_t *>(codes)[i];
-    __half2 sz;
-    memcpy(&sz, &s, 4);
-    const __half2 z = __high2half2(sz), sc2 = __low2half2(sz);
+    const __half2 sz = as_h2(s), z = __high2half2(sz), sc2 = __low2half2(sz);
     uint32_t *ov = &o.x;
 #pragma unroll
     for (int k = 0; k < 4; k++) { // nibbles k and k + 4 hold columns 2k and 2k + 1
-      uint32_t t = ((w >> (4 * k)) & 0x000F000Fu) | 0x64006400u;
-      __half2 v = __hmul2(__hsub2(*reinterpret_cast<__half2 *>(&t), z), sc2);
-      ov[k] = *reinterpret_cast<uint32_t *>(&v);
+      const __half2 v = __hmul2(q4_pair(w, k, z), sc2);
+      ov[k] = *reinterpret_cast<const uint32_t *>(&v);
     }
   } else {
     const float f = __uint_as_float(s);
@@ -214,13 +206,21 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
       const uint32_t word = reinterpret_cast<const uint32_t *>(codes)[i];
 #pragma unroll
       for (int k = 0; k < 8; k++) h[k] = __float2half(tb[(word >> (4 * k)) & 15] * f);
+    } else if (K == LB_CUDA_FP8) { // the GEMV's decoding: the value times 2^-8, exactly
+      const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
+      const __half2 p[4] = {e4m3_pair(b.x, 0x1404u), e4m3_pair(b.x, 0x3424u), e4m3_pair(b.y, 0x1404u),
+                            e4m3_pair(b.y, 0x3424u)};
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        const float2 v = __half22float2(p[k]);
+        h[2 * k] = __float2half(v.x * 256.0f * f), h[2 * k + 1] = __float2half(v.y * 256.0f * f);
+      }
     } else {
       const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
 #pragma unroll
-      for (int k = 0; k < 8; k++) {
-        const uint32_t byte = ((k < 4 ? b.x : b.y) >> (8 * (k & 3))) & 0xFF;
-        h[k] = __float2half(K == LB_CUDA_FP8 ? __half2float(__ushort_as_half(e4m3_scaled(byte))) * 256.0f * f
-                                             : (float)(int8_t)byte * f * 7.874015718698502e-3f); // int8_vectorwise_dequant
+      for (int k = 0; k < 8; k++) { // int8_vectorwise_dequant: q * SCB * 1/127
+        const int8_t q = (int8_t)(((k < 4 ? b.x : b.y) >> (8 * (k & 3))) & 0xFF);
+        h[k] = __float2half((float)q * f * 7.874015718698502e-3f);
       }
     }
   }
