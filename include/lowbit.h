@@ -359,7 +359,7 @@ lb_status lb_detok_stream_flush(lb_detok_stream *s, const char **text, size_t *l
 void lb_detok_stream_free(lb_detok_stream *s);
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Running a model on the CPU: weights (F32/F16/BF16, fp32 compute) and one sequence's KV cache     */
+/* Running a model: weights, the KV caches of one or more sequences, the forward pass              */
 
 typedef struct lb_model lb_model;
 
@@ -372,7 +372,11 @@ typedef struct lb_model_options {
                       the packed kernels (to measure what the kernels change) */
   lb_device device; /* LB_DEVICE_CUDA: weights, KV cache and the forward pass on CUDA device 0
                        (a build with the CUDA backend); the host keeps the checkpoint mapped */
+  int batch;        /* sequences, each with a KV cache of max_ctx (lb_model_forward_batch);
+                       <= 0: 1; at most LB_MAX_BATCH */
 } lb_model_options;
+
+enum { LB_MAX_BATCH = 256 };
 
 /* Opens a checkpoint folder and prepares it to run (weights stay mmap'd in their dtype). */
 lb_status lb_model_open(const char *dir, const lb_model_options *opt, lb_model **out,
@@ -381,7 +385,10 @@ void lb_model_free(lb_model *m);
 const lb_config *lb_model_config(const lb_model *m);
 const lb_checkpoint *lb_model_checkpoint(const lb_model *m);
 int64_t lb_model_ctx(const lb_model *m);  /* KV cache capacity in tokens */
-int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now */
+int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now (of each sequence) */
+int lb_model_batch(const lb_model *m);    /* sequences (lb_model_options.batch) */
+/* Bytes of KV cache one token of one sequence takes (fp16 on CUDA, fp32 on the CPU). */
+uint64_t lb_model_kv_bytes(const lb_model *m);
 int lb_model_threads(const lb_model *m);
 void lb_model_reset(lb_model *m);         /* empties the KV cache */
 lb_device lb_model_device(const lb_model *m);
@@ -399,6 +406,14 @@ void lb_model_profile_get(const lb_model *m, lb_model_profile *out);
  * room for vocab_size floats (all=false: the last position) or n*vocab_size (all=true). */
 lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
                            lb_error *err);
+/* Several sequences in lockstep: n tokens of each of sequences 0 .. nseq-1 (tokens [nseq][n], nseq
+ * <= lb_model_batch) at positions pos .. pos+n-1 of each one's own KV cache; logits NULL or
+ * [nseq][vocab_size], each sequence's last position. The sequences share the position, so
+ * sequences past nseq fall behind (their caches hold nothing at these positions) until a reset.
+ * lb_model_forward is sequence 0 alone. On CUDA the sequences' rows go through each weight
+ * together (one read of the weights per step for all of them); on the CPU one after another. */
+lb_status lb_model_forward_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                                 float *logits, lb_error *err);
 
 /* Sampling: temperature 0 is greedy (argmax, lowest id on ties); else softmax(logits / T) cut to the
  * top_k most likely (0 = all) and to the smallest set whose mass reaches top_p (1 = all). */

@@ -1,6 +1,11 @@
 /* The CUDA forward pass against the CPU one (itself checked against Transformers by test_model),
  * for each model folder given: a 64-token prefill with every row's logits, 8 decode steps (the
  * first captures the CUDA graph, the rest replay it), then a 20-token chunk on top of the cache.
+ * Then a batch of 12 sequences (lb_model_forward_batch; other offsets of the same ids) on a GPU
+ * model opened for 12: a 24-token prefill (several sequences a chunk, in groups), 4 decode steps
+ * of all 12 (GEMVs of 8 and 4 rows, a graph of 12) and a 3-token chunk of each (36 rows: cuBLAS,
+ * with the decode attention over 3 rows a sequence), each sequence's last logits against the CPU
+ * running it alone; the same bounds.
  * Needs a GPU: ctest label "cuda" (scripts/test.sh --cuda); tests/cuda/run.sh makes the folders.
  *
  * The CPU side is the reference path (lb_model_options.reference: fp32 activations, the scalar
@@ -21,6 +26,8 @@
 #include "lowbit.h"
 
 enum { PREFILL = 64, DECODE = 8, CHUNK = 20, TOTAL = PREFILL + DECODE + CHUNK };
+enum { NSEQ = 12, BP = 24, BD = 4, BC = 3, BSTEPS = 2 + BD, STRIDE = 5 }; /* sequence q: ids + q * STRIDE */
+_Static_assert((NSEQ - 1) * STRIDE + BP + BD + BC <= TOTAL, "the batch's ids fit in the text's");
 
 typedef struct {
   double worst_rel, kl_sum;
@@ -76,6 +83,40 @@ static lb_status run(lb_model *cpu, lb_model *gpu, const int32_t *ids, int64_t V
   return st;
 }
 
+/* The batch on gpu (opened for NSEQ), then each sequence alone on cpu; last rows compared. */
+static lb_status run_batch(lb_model *cpu, lb_model *gpu, const int32_t *ids, int64_t V, stats *s,
+                           lb_error *err) {
+  float *b = malloc((size_t)(BSTEPS * NSEQ * V) * sizeof(float)); /* [step][seq][V] */
+  float *a = malloc((size_t)(BC * V) * sizeof(float));
+  int32_t *t = malloc((size_t)(NSEQ * BP) * sizeof *t);
+  if (!a || !b || !t) {
+    free(a), free(b), free(t);
+    return LB_ENOMEM;
+  }
+  for (int q = 0; q < NSEQ; q++) memcpy(t + q * BP, ids + q * STRIDE, BP * sizeof *t);
+  lb_status st = lb_model_forward_batch(gpu, NSEQ, t, BP, b, err);
+  for (int d = 0; st == LB_OK && d < BD; d++) {
+    for (int q = 0; q < NSEQ; q++) t[q] = ids[q * STRIDE + BP + d];
+    st = lb_model_forward_batch(gpu, NSEQ, t, 1, b + (1 + d) * NSEQ * V, err);
+  }
+  for (int q = 0; q < NSEQ; q++) memcpy(t + q * BC, ids + q * STRIDE + BP + BD, BC * sizeof *t);
+  if (st == LB_OK) st = lb_model_forward_batch(gpu, NSEQ, t, BC, b + (1 + BD) * NSEQ * V, err);
+  for (int q = 0; st == LB_OK && q < NSEQ; q++) {
+    const int32_t *x = ids + q * STRIDE;
+    lb_model_reset(cpu);
+    st = lb_model_forward(cpu, x, BP, a, false, err);
+    if (st == LB_OK) compare_row(a, b + q * V, V, s);
+    for (int d = 0; st == LB_OK && d < BD; d++) {
+      st = lb_model_forward(cpu, x + BP + d, 1, a, false, err);
+      if (st == LB_OK) compare_row(a, b + ((1 + d) * NSEQ + q) * V, V, s);
+    }
+    if (st == LB_OK) st = lb_model_forward(cpu, x + BP + BD, BC, a, false, err);
+    if (st == LB_OK) compare_row(a, b + ((1 + BD) * NSEQ + q) * V, V, s);
+  }
+  free(a), free(b), free(t);
+  return st;
+}
+
 static int check_dir(const char *arg, const char *text) {
   char dir[4096];
   double rel_bound = 0.01, kl_bound = 1e-4;
@@ -83,11 +124,12 @@ static int check_dir(const char *arg, const char *text) {
   char *at = strchr(dir, '@');
   if (at) *at = 0, sscanf(at + 1, "%lf,%lf", &rel_bound, &kl_bound);
   lb_error err = {0};
-  lb_model *cpu = NULL, *gpu = NULL;
+  lb_model *cpu = NULL, *gpu = NULL, *gpub = NULL;
   lb_tokenizer *tok = NULL;
   int32_t *ids = NULL;
   size_t n = 0;
   lb_model_options oc = {.max_ctx = 128, .reference = true}, og = {.max_ctx = 128, .device = LB_DEVICE_CUDA};
+  lb_model_options ob = {.max_ctx = 128, .device = LB_DEVICE_CUDA, .batch = NSEQ};
   lb_status s = LB_OK;
   if (text) {
     s = lb_tokenizer_load(dir, &tok, &err);
@@ -99,22 +141,29 @@ static int check_dir(const char *arg, const char *text) {
   if (s == LB_OK && n < TOTAL) s = LB_EINVAL, snprintf(err.msg, sizeof err.msg, "text too short");
   if (s == LB_OK) s = lb_model_open(dir, &oc, &cpu, &err);
   if (s == LB_OK) s = lb_model_open(dir, &og, &gpu, &err);
-  stats st = {0};
+  stats st = {0}, sb = {0};
   if (s == LB_OK) s = run(cpu, gpu, ids, lb_model_config(cpu)->vocab_size, &st, &err);
+  const double mib = (double)lb_model_device_bytes(gpu) / 1048576.0;
+  lb_model_free(gpu); /* the batch model in its place */
+  gpu = NULL;
+  if (s == LB_OK) s = lb_model_open(dir, &ob, &gpub, &err);
+  if (s == LB_OK) s = run_batch(cpu, gpub, ids, lb_model_config(cpu)->vocab_size, &sb, &err);
   int bad = 0;
   if (s != LB_OK) {
     printf("%s: FAILED: %s: %s\n", dir, lb_strerror(s), err.msg);
     bad = 1;
   } else {
-    double kl = st.kl_sum / st.rows;
+    double kl = st.kl_sum / st.rows, klb = sb.kl_sum / sb.rows;
     bad = !(st.worst_rel <= rel_bound) || !(kl <= kl_bound) || st.argmax_bad;
+    bad |= !(sb.worst_rel <= rel_bound) || !(klb <= kl_bound) || sb.argmax_bad;
     printf("%s: %d rows, worst max|d|/max|logit| %.2e, mean KL %.2e, argmax disagreements %d, "
-           "device memory %.1f MiB: %s\n",
-           dir, st.rows, st.worst_rel, kl, st.argmax_bad,
-           (double)lb_model_device_bytes(gpu) / 1048576.0, bad ? "FAILED" : "ok");
+           "device memory %.1f MiB; batch of %d: %d rows, %.2e, %.2e, %d: %s\n",
+           dir, st.rows, st.worst_rel, kl, st.argmax_bad, mib, NSEQ, sb.rows, sb.worst_rel, klb,
+           sb.argmax_bad, bad ? "FAILED" : "ok");
   }
   lb_model_free(cpu);
   lb_model_free(gpu);
+  lb_model_free(gpub);
   lb_tokenizer_free(tok);
   free(ids);
   return bad;

@@ -160,6 +160,74 @@ static void greedy_reference(void) {
   lb_model_free(m);
 }
 
+/* Three sequences in lockstep (lb_model_forward_batch) on tiny Mistral (sliding window): sequence 0
+ * is the fixture's prompt and must match Transformers at every position (1e-4, as above) with
+ * the other two running beside it; those two (other tokens) must equal their own single-sequence
+ * runs exactly (the same arithmetic, each over its own cache). A prefill of P tokens, then the
+ * rest one step at a time. */
+static void batch_sequences(void) {
+  enum { B = 3, P = 24 };
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, "%s/mistral-window", lb_test_data("tiny"));
+  snprintf(path, sizeof path, "%s/logits.bin", dir);
+  fixture f;
+  CHECK(read_fixture(path, &f));
+  if (!f.ids[0]) return;
+  const int64_t n = f.n[0], V = f.vocab;
+  CHECK(f.all == 1 && n > P);
+  lb_error err = {0};
+  lb_model *m = NULL, *one = NULL;
+  lb_model_options o = {.n_threads = 2, .max_ctx = 64, .batch = B}, o1 = {.n_threads = 2, .max_ctx = 64};
+  CHECK_OK(lb_model_open(dir, &o, &m, &err), &err);
+  CHECK_OK(lb_model_open(dir, &o1, &one, &err), &err);
+  if (!m || !one) return;
+  CHECK(lb_model_batch(m) == B && lb_model_batch(one) == 1);
+  int32_t *ids = malloc((size_t)(B * n) * sizeof *ids); /* [B][n] */
+  for (int64_t q = 0; q < B; q++)
+    for (int64_t t = 0; t < n; t++) ids[q * n + t] = q ? (f.ids[0][t] * (int32_t)(q + 2) + 7) % (int32_t)V : f.ids[0][t];
+  float *lg = malloc((size_t)(B * n * V) * sizeof(float)), *want = malloc((size_t)(n * V) * sizeof(float));
+  /* batch: prefill P of each, then one token of each per step; row (q, t) of lg as they come */
+  int32_t *pre = malloc((size_t)(B * P) * sizeof *pre), step[B];
+  for (int64_t q = 0; q < B; q++) memcpy(pre + q * P, ids + q * n, P * sizeof *pre);
+  float *row = malloc((size_t)(B * V) * sizeof(float));
+  CHECK_OK(lb_model_forward_batch(m, B, pre, P, row, &err), &err);
+  for (int64_t q = 0; q < B; q++) memcpy(lg + (q * n + P - 1) * V, row + q * V, (size_t)V * sizeof(float));
+  for (int64_t t = P; t < n; t++) {
+    for (int64_t q = 0; q < B; q++) step[q] = ids[q * n + t];
+    CHECK_OK(lb_model_forward_batch(m, B, step, 1, row, &err), &err);
+    for (int64_t q = 0; q < B; q++) memcpy(lg + (q * n + t) * V, row + q * V, (size_t)V * sizeof(float));
+  }
+  CHECK(lb_model_pos(m) == n);
+  double worst = 0;
+  for (int64_t t = P - 1; t < n; t++) {
+    double e = rel_l2(lg + t * V, f.logits[0] + t * V, (size_t)V);
+    worst = e > worst ? e : worst;
+  }
+  printf("batch of %d, sequence 0 against Transformers: worst rel L2 %.2e\n", B, worst);
+  CHECK_MSG(worst < 1e-4, "batch sequence 0: relative L2 %.3e", worst);
+  for (int64_t q = 1; q < B; q++) { /* the same calls on one sequence alone */
+    lb_model_reset(one);
+    CHECK_OK(lb_model_forward(one, ids + q * n, P, want + (P - 1) * V, false, &err), &err);
+    for (int64_t t = P; t < n; t++)
+      CHECK_OK(lb_model_forward(one, ids + q * n + t, 1, want + t * V, false, &err), &err);
+    size_t bytes = (size_t)((n - P + 1) * V) * sizeof(float);
+    CHECK_MSG(!memcmp(lg + (q * n + P - 1) * V, want + (P - 1) * V, bytes),
+              "batch sequence %lld differs from its run alone", (long long)q);
+  }
+  /* more sequences than opened for, none, and a failed call leaves the position */
+  CHECK(lb_model_forward_batch(m, B + 1, ids, 1, NULL, &err) == LB_EINVAL);
+  CHECK(strstr(err.msg, "batch") != NULL);
+  CHECK(lb_model_forward_batch(m, 0, ids, 1, NULL, &err) == LB_EINVAL);
+  CHECK(lb_model_pos(m) == n);
+  lb_model_options huge = {.max_ctx = 8, .batch = LB_MAX_BATCH + 1};
+  lb_model *h = NULL;
+  CHECK(lb_model_open(dir, &huge, &h, &err) == LB_EINVAL && !h);
+  free(ids), free(lg), free(want), free(pre), free(row);
+  lb_model_free(m);
+  lb_model_free(one);
+  free_fixture(&f);
+}
+
 static void bad_calls(void) {
   lb_error err = {0};
   lb_model *m = NULL;
@@ -188,6 +256,7 @@ int main(int argc, char **argv) {
       {"pocket_logits", pocket_logits},
       {"tiny_models", tiny_models},
       {"greedy_reference", greedy_reference},
+      {"batch_sequences", batch_sequences},
       {"bad_calls", bad_calls},
   };
   return lb_test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

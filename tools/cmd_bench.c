@@ -1,8 +1,11 @@
-/* lowbit bench DIR... [-p 512] [-n 128] [-r 3] [-t THREADS] [--md|--json] [--profile]
+/* lowbit bench DIR... [-p 512] [-n 128] [-b 1] [-r 3] [-t THREADS] [--gen] [--md|--json] [--profile]
  * llama-bench's protocol: per model, prompt processing of p tokens (pp: one forward of p tokens
  * from an empty cache, logits of the last) and text generation of n tokens (tg: n one-token
  * forwards from an empty cache, logits each), after one untimed warm-up of each; r repetitions,
- * tokens/s as mean ± sample sd. Token ids are pseudo-random (BOS first), as llama-bench's. */
+ * tokens/s as mean ± sample sd. Token ids are pseudo-random (BOS first), as llama-bench's.
+ * With -b, each test runs b sequences at once (lb_model_forward_batch): b * p or b * n tokens.
+ * --gen: the Transformers guides' table instead: per batch b and pair (p, n), a prefill of p
+ * tokens of b sequences then n decode steps after it, each timed; memory as the row needs it. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -13,13 +16,19 @@
 #include "cli.h"
 
 static const char *HELP =
-    "usage: lowbit bench DIR... [-p N[,N...]] [-n N[,N...]] [-r R] [-t THREADS] [--md|--json]\n"
-    "                          [--profile] [--ref-kernels] [--device cpu|cuda]\n"
+    "usage: lowbit bench DIR... [-p N[,N...]] [-n N[,N...]] [-b B[,B...]] [-r R] [-t THREADS]\n"
+    "                          [--gen] [--md|--json] [--profile] [--ref-kernels] [--device cpu|cuda]\n"
     "  llama-bench's protocol for each model folder: ppN = one forward of N prompt tokens from an\n"
     "  empty cache; tgN = N one-token forwards from an empty cache; each test run R times after\n"
     "  an untimed warm-up, tokens/s as mean ± sd. Prints one markdown table for all models.\n"
     "  -p N,...        prompt lengths (default 512; 0: none)\n"
     "  -n N,...        generation lengths (default 128; 0: none)\n"
+    "  -b B,...        batch sizes: B sequences at once, B * N tokens a test (default 1)\n"
+    "  --gen           the Transformers guides' table: per batch size and pair of -p and -n (lists\n"
+    "                  of one length, or of equal counts, paired in order), a prefill of N tokens of\n"
+    "                  B sequences, then the -n decode steps after it; prefill and decode tokens/s\n"
+    "                  and memory: on cuda the device memory the model holds less the KV cache\n"
+    "                  rows the row does not reach, on the CPU the process's peak resident size\n"
     "  -r R            repetitions (default 3)\n"
     "  -t THREADS      threads (default: all cores)\n"
     "  --json          one JSON array of results instead of the table\n"
@@ -32,10 +41,10 @@ enum { MAX_LENS = 16, MAX_MODELS = 32 };
 typedef struct {
   const char *dirs[MAX_MODELS];
   int ndirs;
-  long long pp[MAX_LENS], tg[MAX_LENS];
-  int npp, ntg;
+  long long pp[MAX_LENS], tg[MAX_LENS], batch[MAX_LENS];
+  int npp, ntg, nbatch;
   long long reps, threads;
-  bool json, profile, ref;
+  bool json, profile, ref, gen;
   lb_device device;
 } opts;
 
@@ -52,33 +61,44 @@ static bool parse_list(const char *v, long long *out, int *n) {
   return true;
 }
 
+/* Comma-separated items in v. */
+static int items(const char *v) {
+  int n = 1;
+  for (; *v; v++) n += *v == ',';
+  return n;
+}
+
 static uint32_t rng_next(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
   return (uint32_t)(*s >> 33);
 }
 
-/* One timed run: seconds for pp (n tokens at once) or tg (n single tokens). */
-static lb_status run_once(lb_model *m, bool tg, int64_t n, int32_t bos, uint64_t *seed,
-                          float *logits, double *secs, lb_error *err) {
+/* One timed run from an empty cache, b sequences: a forward of p tokens each (secs[0]), then n
+ * one-token steps (secs[1]). Ids [b][p] then [n][b], pseudo-random, each sequence's first BOS. */
+static lb_status run_once(lb_model *m, int64_t b, int64_t p, int64_t n, int32_t bos, uint64_t *seed,
+                          float *logits, double secs[2], lb_error *err) {
   const lb_config *c = lb_model_config(m);
   lb_model_reset(m);
-  int32_t *ids = malloc((size_t)n * sizeof *ids);
+  int32_t *ids = malloc((size_t)(b * (p + n)) * sizeof *ids);
   if (!ids) return lb_fail(err, LB_ENOMEM, "bench: out of memory");
-  for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)(rng_next(seed) % (uint32_t)c->vocab_size);
-  if (bos >= 0 && bos < c->vocab_size) ids[0] = bos;
+  for (int64_t i = 0; i < b * (p + n); i++) ids[i] = (int32_t)(rng_next(seed) % (uint32_t)c->vocab_size);
+  for (int64_t q = 0; q < b && bos >= 0 && bos < c->vocab_size; q++) ids[q * (p ? p : 1)] = bos;
   double t0 = lb_now();
-  lb_status s = LB_OK;
-  if (!tg) s = lb_model_forward(m, ids, n, logits, false, err);
-  for (int64_t i = 0; tg && i < n && s == LB_OK; i++) s = lb_model_forward(m, ids + i, 1, logits, false, err);
-  *secs = lb_now() - t0;
+  lb_status s = p ? lb_model_forward_batch(m, b, ids, p, logits, err) : LB_OK;
+  double t1 = lb_now();
+  for (int64_t i = 0; i < n && s == LB_OK; i++) s = lb_model_forward_batch(m, b, ids + b * (p + i), 1, logits, err);
+  secs[0] = t1 - t0, secs[1] = lb_now() - t1;
   free(ids);
   return s;
 }
 
 typedef struct {
   const char *model, *test;
-  double mean, sd, size, params;
-  uint64_t device_bytes;
+  int64_t batch, p, n;    /* --gen: the row's batch, prefill and decode lengths */
+  double mean, sd;        /* tokens/s (--gen: of the prefill) */
+  double mean2, sd2;      /* --gen: of the decode */
+  double size, params;
+  uint64_t device_bytes;  /* what the model holds; --gen: what the row needs (see HELP) */
   lb_model_profile prof;
 } result;
 
@@ -90,57 +110,110 @@ static void stats(const double *x, int n, double *mean, double *sd) {
   *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
 }
 
-static lb_status bench_model(const opts *o, const char *dir, result *res, int *nres,
-                             lb_error *err) {
-  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref, .device = o->device};
-  int64_t need = 1;
-  for (int i = 0; i < o->npp; i++) need = o->pp[i] > need ? o->pp[i] : need;
-  for (int i = 0; i < o->ntg; i++) need = o->tg[i] > need ? o->tg[i] : need;
-  mo.max_ctx = need;
-  lb_model *m = NULL;
-  LB_TRY(lb_model_open(dir, &mo, &m, err));
-  const lb_checkpoint *ck = lb_model_checkpoint(m);
-  const lb_tensors *ts = lb_checkpoint_tensors(ck);
-  double bytes = 0;
-  for (size_t i = 0; i < lb_tensors_count(ts); i++) bytes += (double)lb_tensors_at(ts, i)->nbytes;
-  double params = (double)lb_checkpoint_params(ck).total;
-  const lb_config *c = lb_model_config(m);
-  float *logits = malloc((size_t)c->vocab_size * sizeof(float));
-  double *t = malloc((size_t)o->reps * sizeof(double));
-  lb_status s = logits && t ? LB_OK : lb_fail(err, LB_ENOMEM, "bench: out of memory");
-  uint64_t seed = 42;
-  int32_t bos = (int32_t)lb_checkpoint_generation(ck)->bos_token_id;
+/* The i-th (prefill, decode) pair of --gen: -p and -n paired in order, a single value repeated. */
+static int gen_pairs(const opts *o) { return o->npp > o->ntg ? o->npp : o->ntg; }
+static int64_t gen_p(const opts *o, int i) { return o->pp[o->npp == 1 ? 0 : i]; }
+static int64_t gen_n(const opts *o, int i) { return o->tg[o->ntg == 1 ? 0 : i]; }
+
+typedef struct {
+  const opts *o;
+  lb_model *m;
+  int32_t bos;
+  uint64_t seed;
+  float *logits;
+  double *t, *t2; /* [reps] */
+  double size, params;
+} bench_ctx;
+
+/* llama-bench's tests (pp, tg) of batch b: rate = b * tokens / seconds. */
+static lb_status llama_bench_tests(bench_ctx *x, int64_t b, const char *dir, result *res, int *nres,
+                                   lb_error *err) {
+  const opts *o = x->o;
+  lb_status s = LB_OK;
   for (int kind = 0; kind < 2 && s == LB_OK; kind++) {
     int cnt = kind ? o->ntg : o->npp;
     for (int li = 0; li < cnt && s == LB_OK; li++) {
-      int64_t n = kind ? o->tg[li] : o->pp[li];
-      double w;
-      s = run_once(m, kind, n, bos, &seed, logits, &w, err); /* warm-up */
-      lb_model_profile_enable(m, o->profile);
+      int64_t n = kind ? o->tg[li] : o->pp[li], p = kind ? 0 : n, g = kind ? n : 0;
+      double w[2];
+      s = run_once(x->m, b, p, g, x->bos, &x->seed, x->logits, w, err); /* warm-up */
+      lb_model_profile_enable(x->m, o->profile);
       for (int r = 0; r < o->reps && s == LB_OK; r++) {
-        double secs;
-        s = run_once(m, kind, n, bos, &seed, logits, &secs, err);
-        t[r] = (double)n / secs;
+        s = run_once(x->m, b, p, g, x->bos, &x->seed, x->logits, w, err);
+        x->t[r] = (double)(b * n) / w[kind];
       }
       if (s != LB_OK) break;
-      result *x = &res[(*nres)++];
-      char *test = malloc(32);
-      if (!test) {
-        s = lb_fail(err, LB_ENOMEM, "bench: out of memory");
-        break;
-      }
-      snprintf(test, 32, "%s%lld", kind ? "tg" : "pp", (long long)n);
-      *x = (result){.model = dir, .test = test, .size = bytes, .params = params,
-                    .device_bytes = lb_model_device_bytes(m)};
-      stats(t, (int)o->reps, &x->mean, &x->sd);
-      lb_model_profile_get(m, &x->prof);
-      lb_model_profile_enable(m, false);
+      result *e = &res[(*nres)++];
+      char *test = malloc(48);
+      if (!test) return lb_fail(err, LB_ENOMEM, "bench: out of memory");
+      snprintf(test, 48, "%s%lld", kind ? "tg" : "pp", (long long)n);
+      *e = (result){.model = dir, .test = test, .batch = b, .size = x->size, .params = x->params,
+                    .device_bytes = lb_model_device_bytes(x->m)};
+      stats(x->t, (int)o->reps, &e->mean, &e->sd);
+      lb_model_profile_get(x->m, &e->prof);
+      lb_model_profile_enable(x->m, false);
       if (!o->json)
-        fprintf(stderr, "  %s %s: %.1f ± %.1f tokens/s\n", dir, test, x->mean, x->sd);
+        fprintf(stderr, "  %s %s b%lld: %.1f ± %.1f tokens/s\n", dir, test, (long long)b, e->mean, e->sd);
     }
   }
-  free(logits), free(t);
-  lb_model_free(m);
+  return s;
+}
+
+/* The guides' rows of batch b: a prefill of p tokens each, then n decode steps after it. */
+static lb_status gen_tests(bench_ctx *x, int64_t b, const char *dir, result *res, int *nres,
+                           lb_error *err) {
+  const opts *o = x->o;
+  const lb_model *m = x->m;
+  lb_status s = LB_OK;
+  for (int i = 0; i < gen_pairs(o) && s == LB_OK; i++) {
+    const int64_t p = gen_p(o, i), n = gen_n(o, i);
+    double w[2];
+    s = run_once(x->m, b, p, n < 2 ? n : 2, x->bos, &x->seed, x->logits, w, err); /* warm-up */
+    for (int r = 0; r < o->reps && s == LB_OK; r++) {
+      s = run_once(x->m, b, p, n, x->bos, &x->seed, x->logits, w, err);
+      x->t[r] = (double)(b * p) / w[0], x->t2[r] = (double)(b * n) / w[1];
+    }
+    if (s != LB_OK) break;
+    /* on the device: less the cache rows of the sequences and positions this row leaves unused */
+    uint64_t unused = (uint64_t)(lb_model_batch(m) * lb_model_ctx(m) - b * (p + n)) * lb_model_kv_bytes(m);
+    uint64_t mem = lb_model_device(m) == LB_DEVICE_CUDA ? lb_model_device_bytes(m) - unused : cli_peak_rss();
+    result *e = &res[(*nres)++];
+    *e = (result){.model = dir, .batch = b, .p = p, .n = n, .size = x->size, .params = x->params,
+                  .device_bytes = mem};
+    stats(x->t, (int)o->reps, &e->mean, &e->sd);
+    stats(x->t2, (int)o->reps, &e->mean2, &e->sd2);
+    fprintf(stderr, "  %s b%lld p%lld n%lld: prefill %.1f, decode %.1f tokens/s\n", dir, /* long runs */
+              (long long)b, (long long)p, (long long)n, e->mean, e->mean2);
+  }
+  return s;
+}
+
+static lb_status bench_model(const opts *o, const char *dir, result *res, int *nres,
+                             lb_error *err) {
+  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref, .device = o->device};
+  int64_t need = 1, bmax = 1;
+  for (int i = 0; o->gen && i < gen_pairs(o); i++)
+    need = gen_p(o, i) + gen_n(o, i) > need ? gen_p(o, i) + gen_n(o, i) : need;
+  for (int i = 0; !o->gen && i < o->npp; i++) need = o->pp[i] > need ? o->pp[i] : need;
+  for (int i = 0; !o->gen && i < o->ntg; i++) need = o->tg[i] > need ? o->tg[i] : need;
+  for (int i = 0; i < o->nbatch; i++) bmax = o->batch[i] > bmax ? o->batch[i] : bmax;
+  mo.max_ctx = need, mo.batch = (int)bmax;
+  bench_ctx x = {.o = o, .seed = 42};
+  LB_TRY(lb_model_open(dir, &mo, &x.m, err));
+  const lb_checkpoint *ck = lb_model_checkpoint(x.m);
+  const lb_tensors *ts = lb_checkpoint_tensors(ck);
+  for (size_t i = 0; i < lb_tensors_count(ts); i++) x.size += (double)lb_tensors_at(ts, i)->nbytes;
+  x.params = (double)lb_checkpoint_params(ck).total;
+  x.bos = (int32_t)lb_checkpoint_generation(ck)->bos_token_id;
+  const lb_config *c = lb_model_config(x.m);
+  x.logits = malloc((size_t)(bmax * c->vocab_size) * sizeof(float));
+  x.t = malloc((size_t)o->reps * sizeof(double));
+  x.t2 = malloc((size_t)o->reps * sizeof(double));
+  lb_status s = x.logits && x.t && x.t2 ? LB_OK : lb_fail(err, LB_ENOMEM, "bench: out of memory");
+  for (int bi = 0; bi < o->nbatch && s == LB_OK; bi++)
+    s = o->gen ? gen_tests(&x, o->batch[bi], dir, res, nres, err)
+               : llama_bench_tests(&x, o->batch[bi], dir, res, nres, err);
+  free(x.logits), free(x.t), free(x.t2);
+  lb_model_free(x.m);
   return s;
 }
 
@@ -165,19 +238,51 @@ static void print_profile(const result *r) {
          100 * p->gate_up / tot, 100 * p->down / tot, 100 * p->lm_head / tot, 100 * p->other / tot);
 }
 
+static bool any_batch(const opts *o) { return o->nbatch > 1 || o->batch[0] != 1; }
+
+static json_t *gen_json(const opts *o, const result *r) {
+  json_t *e = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "model",
+                        r->model, "batch", (json_int_t)r->batch, "prefill_len", (json_int_t)r->p,
+                        "decode_len", (json_int_t)r->n, "prefill_tokens_per_s", r->mean,
+                        "prefill_tokens_per_s_sd", r->sd, "decode_tokens_per_s", r->mean2,
+                        "decode_tokens_per_s_sd", r->sd2, "memory_bytes", (double)r->device_bytes,
+                        "size_bytes", r->size, "params", r->params, "device",
+                        o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
+  if (e && o->device != LB_DEVICE_CUDA) json_object_set_new(e, "threads", json_integer(o->threads));
+  return e;
+}
+
+/* The guides' table: Batch Size | Prefill Length | Decode Length | Prefill tokens/s | Decode
+ * tokens/s | Memory. */
+static void gen_table(const opts *o, const result *res, int n) {
+  const bool gpu = o->device == LB_DEVICE_CUDA;
+  printf("| model | batch | prefill | decode | prefill t/s | decode t/s | %s |\n",
+         gpu ? "device memory" : "peak RSS");
+  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int i = 0; i < n; i++) {
+    const result *r = &res[i];
+    char mem[32];
+    printf("| %s | %lld | %lld | %lld | %.2f ± %.2f | %.2f ± %.2f | %s |\n", base(r->model),
+           (long long)r->batch, (long long)r->p, (long long)r->n, r->mean, r->sd, r->mean2, r->sd2,
+           cli_bytes(r->device_bytes, mem, sizeof mem));
+  }
+}
+
 static int report(const opts *o, const result *res, int n) {
   if (o->json) {
     json_t *arr = json_array();
     for (int i = 0; arr && i < n; i++) {
       const result *r = &res[i];
-      json_t *e = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "model", r->model, "test",
-                            r->test, "tokens_per_s", r->mean, "tokens_per_s_sd", r->sd,
-                            "size_bytes", r->size, "params", r->params, "bits_per_weight",
-                            8 * r->size / r->params, "threads", (json_int_t)o->threads);
-      if (e && o->device == LB_DEVICE_CUDA)
+      json_t *e = o->gen ? gen_json(o, r)
+                         : json_pack("{s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:I}", "model", r->model,
+                                     "test", r->test, "batch", (json_int_t)r->batch, "tokens_per_s",
+                                     r->mean, "tokens_per_s_sd", r->sd, "size_bytes", r->size, "params",
+                                     r->params, "bits_per_weight", 8 * r->size / r->params, "threads",
+                                     (json_int_t)o->threads);
+      if (e && !o->gen && o->device == LB_DEVICE_CUDA)
         json_object_update_new(e, json_pack("{s:s, s:f}", "device", "cuda", "device_bytes",
                                             (double)r->device_bytes));
-      if (e && o->profile)
+      if (e && !o->gen && o->profile)
         json_object_set_new(e, "profile_s", json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "qkv",
                             r->prof.qkv, "attention", r->prof.attention, "o_proj", r->prof.o_proj,
                             "gate_up", r->prof.gate_up, "down", r->prof.down, "lm_head",
@@ -196,16 +301,22 @@ static int report(const opts *o, const result *res, int n) {
     json_decref(arr);
     return 0;
   }
-  const bool gpu = o->device == LB_DEVICE_CUDA;
-  printf("| model | size | params | bpw | %s | test | t/s |\n", gpu ? "device (memory)" : "threads");
-  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  if (o->gen) {
+    gen_table(o, res, n);
+    return 0;
+  }
+  const bool gpu = o->device == LB_DEVICE_CUDA, batch = any_batch(o);
+  printf("| model | size | params | bpw | %s | %stest | t/s |\n", gpu ? "device (memory)" : "threads",
+         batch ? "batch | " : "");
+  printf("| --- | ---: | ---: | ---: | ---: | %s---: | ---: |\n", batch ? "---: | " : "");
   for (int i = 0; i < n; i++) {
     const result *r = &res[i];
-    char where[48];
+    char where[48], b[32] = "";
     if (gpu) snprintf(where, sizeof where, "cuda (%.0f MiB)", (double)r->device_bytes / 1048576.0);
     else snprintf(where, sizeof where, "%lld", o->threads);
-    printf("| %s | %.2f MiB | %.2f M | %.2f | %s | %s | %.2f ± %.2f |\n", base(r->model),
-           r->size / 1048576.0, r->params / 1e6, 8 * r->size / r->params, where, r->test, r->mean,
+    if (batch) snprintf(b, sizeof b, "%lld | ", (long long)r->batch);
+    printf("| %s | %.2f MiB | %.2f M | %.2f | %s | %s%s | %.2f ± %.2f |\n", base(r->model),
+           r->size / 1048576.0, r->params / 1e6, 8 * r->size / r->params, where, b, r->test, r->mean,
            r->sd);
   }
   if (o->profile) {
@@ -216,7 +327,7 @@ static int report(const opts *o, const result *res, int n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-  opts o = {.pp = {512}, .tg = {128}, .npp = 1, .ntg = 1, .reps = 3};
+  opts o = {.pp = {512}, .tg = {128}, .batch = {1}, .npp = 1, .ntg = 1, .nbatch = 1, .reps = 3};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     bool ok = true;
@@ -231,13 +342,16 @@ int cmd_bench(int argc, char **argv) {
       o.profile = true;
     } else if (!strcmp(a, "--ref-kernels")) {
       o.ref = true;
+    } else if (!strcmp(a, "--gen")) {
+      o.gen = true;
     } else if (a[0] == '-' && a[1]) {
-      if (strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-r") && strcmp(a, "-t") &&
+      if (strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-b") && strcmp(a, "-r") && strcmp(a, "-t") &&
           strcmp(a, "--threads") && strcmp(a, "--device"))
         return cli_usage_error("bench", "unknown option '%s'", a);
       if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("bench", "%s needs a value", a);
       if (!strcmp(a, "-p")) ok = parse_list(v, o.pp, &o.npp);
       else if (!strcmp(a, "-n")) ok = parse_list(v, o.tg, &o.ntg);
+      else if (!strcmp(a, "-b")) ok = parse_list(v, o.batch, &o.nbatch) && o.nbatch == items(v); /* no 0 */
       else if (!strcmp(a, "-r")) ok = cli_parse_int(v, 1, 1000, &o.reps);
       else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o.device);
       else ok = cli_parse_int(v, 1, 1024, &o.threads);
@@ -250,12 +364,17 @@ int cmd_bench(int argc, char **argv) {
   }
   if (!o.ndirs) return cli_usage_error("bench", "needs at least one model folder DIR");
   if (!o.npp && !o.ntg) return cli_usage_error("bench", "nothing to run (-p 0 and -n 0)");
+  for (int i = 0; i < o.nbatch; i++)
+    if (o.batch[i] > LB_MAX_BATCH)
+      return cli_usage_error("bench", "-b %lld: at most %d sequences", o.batch[i], LB_MAX_BATCH);
+  if (o.gen && (!o.npp || !o.ntg || (o.npp != o.ntg && o.npp != 1 && o.ntg != 1)))
+    return cli_usage_error("bench", "--gen pairs -p and -n: give both, of equal counts or one length");
   if (!o.threads) {
     lb_cpu_info ci;
     lb_cpu_detect(&ci);
     o.threads = ci.logical_cores;
   }
-  result *res = calloc((size_t)(o.ndirs * 2 * MAX_LENS), sizeof *res);
+  result *res = calloc((size_t)(o.ndirs * 2 * MAX_LENS * MAX_LENS), sizeof *res);
   if (!res) return 1;
   int nres = 0, rc = 0;
   lb_error err = {0};

@@ -10,6 +10,8 @@
 #   bash bench/cuda/device.sh breakdown DIR # decode tok/s with stages left out (LOWBIT_CUDA_SKIP)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
+#   bash bench/cuda/device.sh gen SHAPE "METHOD ARGS|bf16"...  # the guides' table (bench --gen):
+#                                      LENS (default 32,...,2048) and BATCHES (1,4,16), KEEP as synth
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
 set -uo pipefail
 E=/tmp/lbc
@@ -47,18 +49,26 @@ check)
   bash tests/cuda/run.sh $E/build $E/work 2>&1 | tee $OUT/check.md
   $E/build/lowbit bench $M $E/work/rtn4 $E/work/nf4-dq -p 512 -n 128 --device cuda 2>&1 | tee -a $OUT/check.md
   ;;
-synth)
-  shift
+synth|gen)
+  verb=$1; shift
   shape=$1; shift
   for spec in "$@"; do
     name=$E/syn/$shape-${spec// /}
+    out=$OUT/$([[ $verb == gen ]] && echo gen || echo bench)-${name##*/}
     [[ -f $name/config.json && -n ${KEEP:-} ]] || make_synth $name $shape "$spec" || exit 1
-    df -h /tmp | tail -1
-    $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $OUT/bench-${name##*/}.json 2> $OUT/bench-${name##*/}.log
-    cat $OUT/bench-${name##*/}.log
-    for v in ${AB-LOWBIT_CUDA_GRAPH=0}; do # decode with a setting changed (AB="VAR=x VAR=y ...")
-      echo "tg128 with $v: $(env ${v//;/ } $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}')"
-    done
+    if [[ $verb == gen ]]; then # the guides' table
+      L=${LENS:-32,64,128,256,512,1024,2048}
+      $E/build/lowbit bench $name --gen -p $L -n $L -b ${BATCHES:-1,4,16} -r 1 --device cuda --json \
+        > $out.json 2> $out.log
+      tail -30 $out.log
+    else
+      df -h /tmp | tail -1
+      $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $out.json 2> $out.log
+      cat $out.log
+      for v in ${AB-LOWBIT_CUDA_GRAPH=0}; do # decode with a setting changed (AB="VAR=x VAR=y ...")
+        echo "tg128 with $v: $(env ${v//;/ } $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}')"
+      done
+    fi
     [[ -n ${KEEP:-} ]] || rm -rf $name
   done
   ;;
@@ -74,6 +84,8 @@ tiny)
     [[ $rest == *int8* ]] && dirs+=("$name@0.03,1e-3") || dirs+=("$name")
   done
   $E/build/tests/test_cuda_model --random-ids "${dirs[@]}"
+  echo "split-KV forced (LOWBIT_CUDA_ATTN_SPLIT=8):"
+  LOWBIT_CUDA_ATTN_SPLIT=8 $E/build/tests/test_cuda_model --random-ids "${dirs[@]:0:3}"
   ;;
 breakdown)
   # decode tok/s with stages left out (LOWBIT_CUDA_SKIP; SKIPS="norm attn ..." to choose), then
@@ -93,5 +105,5 @@ profile)
     $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
   grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
   ;;
-*) echo "usage: device.sh build|check|synth|profile"; exit 2 ;;
+*) echo "usage: device.sh build|check|synth|gen|tiny|breakdown|profile"; exit 2 ;;
 esac

@@ -232,19 +232,11 @@ lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const l
   return mlp_part(m, l, n, tap, err);
 }
 
-lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
-                           lb_error *err) {
+/* One sequence on the CPU, its cache at m->kcache / m->vcache. */
+static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                             lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t d = c->hidden_size, V = c->vocab_size;
-  if (n < 1) return lb_fail(err, LB_EINVAL, "forward: no tokens");
-  if (m->pos + n > m->ctx)
-    return lb_fail(err, LB_EINVAL, "forward: %lld + %lld tokens exceed the context of %lld",
-                   (long long)m->pos, (long long)n, (long long)m->ctx);
-  for (int64_t t = 0; t < n; t++)
-    if (tokens[t] < 0 || tokens[t] >= V)
-      return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
-                     tokens[t], (long long)t, (long long)V);
-  if (m->gpu) return lb_gpu_forward(m, tokens, n, logits, all, err);
   size_t esz = lb_dtype_size(m->embed.dtype);
   for (int64_t t0 = 0; t0 < n; t0 += m->chunk) {
     int64_t cn = n - t0 < m->chunk ? n - t0 : m->chunk;
@@ -265,4 +257,43 @@ lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float 
     mark(m, t, &m->prof.lm_head);
   }
   return LB_OK;
+}
+
+static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                              float *logits, bool all, lb_error *err) {
+  const lb_config *c = m->cfg;
+  const int64_t V = c->vocab_size;
+  if (n < 1) return lb_fail(err, LB_EINVAL, "forward: no tokens");
+  if (nseq < 1 || nseq > m->batch)
+    return lb_fail(err, LB_EINVAL, "forward: %lld sequences, the model was opened for %d (batch)",
+                   (long long)nseq, m->batch);
+  if (m->pos + n > m->ctx)
+    return lb_fail(err, LB_EINVAL, "forward: %lld + %lld tokens exceed the context of %lld",
+                   (long long)m->pos, (long long)n, (long long)m->ctx);
+  for (int64_t t = 0; t < nseq * n; t++)
+    if (tokens[t] < 0 || tokens[t] >= V)
+      return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
+                     tokens[t], (long long)t, (long long)V);
+  if (m->gpu) return lb_gpu_forward(m, nseq, tokens, n, logits, all, err);
+  const size_t cache = (size_t)(c->num_hidden_layers * m->ctx * c->num_key_value_heads * c->head_dim);
+  const int64_t pos = m->pos;
+  lb_status s = LB_OK;
+  for (int64_t q = 0; q < nseq && s == LB_OK; q++) { /* each sequence over its own cache */
+    m->kcache = m->kc_all + (size_t)q * cache, m->vcache = m->vc_all + (size_t)q * cache;
+    m->pos = pos;
+    s = forward_cpu(m, tokens + q * n, n, logits ? logits + q * V : NULL, all, err);
+  }
+  m->kcache = m->kc_all, m->vcache = m->vc_all;
+  m->pos = s == LB_OK ? pos + n : pos;
+  return s;
+}
+
+lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
+                           lb_error *err) {
+  return forward_seqs(m, 1, tokens, n, logits, all, err);
+}
+
+lb_status lb_model_forward_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                                 float *logits, lb_error *err) {
+  return forward_seqs(m, nseq, tokens, n, logits, false, err);
 }

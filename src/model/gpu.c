@@ -7,8 +7,12 @@
  * Weights: quantized weights that fit a device layout (cuda.h, lb_cuda_qw: 4-bit GPTQ/AWQ/RTN
  * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for up to 8 rows, dequantized to
  * fp16 then cuBLAS for more; every other weight is dequantized once at load to fp16 for cuBLAS.
- * A decode step (one token) is captured in a CUDA graph the first time and replayed after
- * (LOWBIT_CUDA_GRAPH=0 turns that off). */
+ * A decode step (one token of each sequence) is captured in a CUDA graph the first time and
+ * replayed after (LOWBIT_CUDA_GRAPH=0 turns that off).
+ *
+ * Several sequences (lb_model_forward_batch) run in lockstep: a call's rows are `per` tokens of
+ * each of a few sequences, so the weights are read once for all of them; RoPE, the KV store and
+ * attention map row t to sequence t / per, whose cache is ctx rows after the one before. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +23,11 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-enum { LOGIT_ROWS = 256, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8 };
+/* Up to GEMV_ROWS rows a quantized weight is read by the GEMV, beyond it dequantized for cuBLAS:
+ * two GEMVs of 8 rows took longer than the dequantization and cuBLAS at 12 and 16 rows (H100,
+ * 7B 4-bit: 917 against 1328 tok/s at batch 16, BENCHMARKS.md); LOWBIT_CUDA_GEMV_ROWS=N (8..32)
+ * moves the line. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
+enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, GEMV_ROWS = 8 };
 
 typedef struct glin {
   int64_t rows, cols;
@@ -33,7 +41,7 @@ typedef struct glayer {
   float *attn_norm, *mlp_norm;
   glin qkv, o, gu, down;
   float *qkv_bias, *gu_bias; /* [rows of qkv / gu], or NULL */
-  void *kc, *vc;             /* fp16 [ctx][kv_heads * head_dim] */
+  void *kc, *vc;             /* fp16 [batch][ctx][kv_heads * head_dim] */
   lb_cuda_attn attn;
 } glayer;
 
@@ -42,7 +50,7 @@ typedef struct lb_gpu lb_gpu;
 struct lb_gpu {
   lb_cuda_ctx *cx;
   glayer *layers;
-  int nlayers;
+  int nlayers, batch;
   void *embed16;
   glin head; /* w16 may alias embed16 (tied) */
   bool head_tied;
@@ -57,11 +65,14 @@ struct lb_gpu {
   void *xn16, *att16, *act16, *deq16;
   lb_cuda_i8x i8x; /* LLM.int8's activations (when a weight is LB_CUDA_I8) */
   void *q16;      /* rotated q in fp16 (prefill attention) */
+  void *attn_split; /* split-KV decode attention's partials, shared by the layers */
+  int64_t split_keys; /* 256 (LOWBIT_CUDA_ATTN_SPLIT=N: at least N keys a split; 0: no split) */
   float *S;       /* attention scores [heads][ATT_ROWS][ctx] */
   void *P16;      /* their softmax, fp16, same shape */
-  void *graph;
+  void **graph; /* [batch + 1]: the decode step of n sequences, once captured */
   bool graphs;
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
+  int64_t gemv_rows; /* GEMV_ROWS (LOWBIT_CUDA_GEMV_ROWS=N for A/B runs: 8..32) */
   unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
 };
 
@@ -205,13 +216,14 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   LB_TRY(stack_bias(g, gb, gr, 2, &G->gu_bias, err));
   if (L->bias[LB_LIN_O]) LB_TRY(dev_f32(g, L->bias[LB_LIN_O], o->rows, &G->o.bias, err));
   if (L->bias[LB_LIN_DOWN]) LB_TRY(dev_f32(g, L->bias[LB_LIN_DOWN], down->rows, &G->down.bias, err));
-  size_t cache = (size_t)(m->ctx * kvd) * 2;
+  size_t cache = (size_t)(m->batch * m->ctx * kvd) * 2;
   LB_TRY(lb_cuda_alloc(g->cx, cache, &G->kc, err));
   LB_TRY(lb_cuda_alloc(g->cx, cache, &G->vc, err));
   G->attn = (lb_cuda_attn){.heads = c->num_attention_heads, .kv_heads = c->num_key_value_heads,
                            .head_dim = c->head_dim, .ctx = m->ctx,
                            .window = L->sliding ? c->sliding_window : 0,
-                           .scale = 1.0f / sqrtf((float)c->head_dim)};
+                           .scale = 1.0f / sqrtf((float)c->head_dim),
+                           .split_keys = g->split_keys, .split = g->attn_split};
   LB_TRY(lb_cuda_attention_check(&G->attn, err));
   /* the host's copies are not needed any more: the canonical codes are the big part */
   for (int k = 0; k < LB_LIN_COUNT; k++)
@@ -265,10 +277,21 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   LB_TRY(lb_cuda_open(&g->cx, err));
   g->chunk = m->ctx < MAX_CHUNK ? m->ctx : MAX_CHUNK;
+  if (g->chunk < m->batch) g->chunk = m->batch; /* a decode step is one chunk */
+  g->batch = m->batch;
+  if (!(g->graph = calloc((size_t)m->batch + 1, sizeof *g->graph)))
+    return lb_fail(err, LB_ENOMEM, "out of memory");
   const char *env = getenv("LOWBIT_CUDA_GRAPH");
   g->graphs = !(env && strcmp(env, "0") == 0);
   g->fuse_silu = env_set("LOWBIT_CUDA_FUSE", FUSES, 1, 1) & 1; /* for A/B runs */
   g->skip = env_set("LOWBIT_CUDA_SKIP", SKIPS, 8, 0);
+  const char *rows = getenv("LOWBIT_CUDA_GEMV_ROWS");
+  g->gemv_rows = rows ? strtol(rows, NULL, 10) : GEMV_ROWS;
+  if (g->gemv_rows < 8 || g->gemv_rows > LB_CUDA_GEMV_MAX) g->gemv_rows = GEMV_ROWS;
+  const char *split = getenv("LOWBIT_CUDA_ATTN_SPLIT");
+  g->split_keys = split ? strtol(split, NULL, 10) : 256;
+  lb_cuda_attn shape = {.head_dim = c->head_dim};
+  LB_TRY(lb_cuda_alloc(g->cx, lb_cuda_attention_scratch(&shape), &g->attn_split, err));
   int64_t V = c->vocab_size, d = c->hidden_size, hd = c->head_dim;
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(V * d) * 2, &g->embed16, err));
   LB_TRY(to_f16(g, m->embed.data, m->embed.dtype, V * d, g->embed16, "the embeddings", err));
@@ -313,7 +336,8 @@ lb_status lb_gpu_open(lb_model *m, lb_error *err) {
 void lb_gpu_free(lb_gpu *g) {
   if (!g) return;
   if (g->cx) lb_cuda_sync(g->cx, NULL);
-  lb_cuda_graph_free(g->graph);
+  for (int i = 0; g->graph && i <= g->batch; i++) lb_cuda_graph_free(g->graph[i]);
+  free(g->graph);
   for (int l = 0; g->layers && l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
     free_lin(&G->qkv, NULL), free_lin(&G->o, NULL), free_lin(&G->gu, NULL), free_lin(&G->down, NULL);
@@ -323,7 +347,7 @@ void lb_gpu_free(lb_gpu *g) {
   free(g->layers);
   free_lin(&g->head, g->embed16);
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
-               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16};
+               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16, g->attn_split};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
   lb_cuda_i8x_free(&g->i8x);
   lb_cuda_host_release(g->pinned);
@@ -335,7 +359,7 @@ void lb_gpu_free(lb_gpu *g) {
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->qw.codes && n <= SMALL_N) {
+  if (w->qw.codes && n <= g->gemv_rows) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else {
     const void *w16 = w->w16;
@@ -348,25 +372,27 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
-/* Prefill attention as Transformers' eager path, on tensor cores: per block of ATT_ROWS query
- * rows, S = Q K^T * scale over the keys up to the block's last row (cuBLAS), the masked softmax,
- * O = P V (cuBLAS). Query heads i, i + group, ... share kv heads 0, 1, ..., so each of the group's
- * offsets is one strided batch over the kv heads. */
-static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t n, int64_t pos, lb_error *err) {
+/* Prefill attention of one sequence's n rows (q16 rows q0 .., its caches kc, vc) as Transformers'
+ * eager path, on tensor cores: per block of ATT_ROWS query rows, S = Q K^T * scale over the keys
+ * up to the block's last row (cuBLAS), the masked softmax, O = P V (cuBLAS). Query heads i,
+ * i + group, ... share kv heads 0, 1, ..., so each of the group's offsets is one strided batch
+ * over the kv heads. */
+static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t q0, const void *kc,
+                                const void *vc, int64_t n, int64_t pos, lb_error *err) {
   const lb_cuda_attn *a = &G->attn;
   const int64_t hd = a->head_dim, H = a->heads, kvh = a->kv_heads, grp = H / kvh;
   const int64_t kvd = kvh * hd, qd = H * hd;
-  for (int64_t r0 = 0; r0 < n; r0 += ATT_ROWS) {
-    const int64_t rn = n - r0 < ATT_ROWS ? n - r0 : ATT_ROWS, nk = pos + r0 + rn;
+  for (int64_t r0 = q0; r0 < q0 + n; r0 += ATT_ROWS) {
+    const int64_t rn = q0 + n - r0 < ATT_ROWS ? q0 + n - r0 : ATT_ROWS, nk = pos + r0 - q0 + rn;
     const char *q = (const char *)g->q16 + (size_t)(r0 * qd) * 2;
     char *o = (char *)g->att16 + (size_t)(r0 * qd) * 2, *P = g->P16;
     for (int64_t i = 0; i < grp; i++) /* S_h^T (nk x rn) = K_j (nk x hd) . Q_h^T */
-      LB_TRY(lb_cuda_gemm_batched(g->cx, true, false, nk, rn, hd, a->scale, G->kc, kvd, hd,
+      LB_TRY(lb_cuda_gemm_batched(g->cx, true, false, nk, rn, hd, a->scale, kc, kvd, hd,
                                   q + (size_t)(i * hd) * 2, qd, grp * hd, g->S + i * rn * nk, false,
                                   nk, grp * rn * nk, kvh, err));
-    LB_TRY(lb_cuda_softmax_rows(g->cx, g->S, g->P16, H, rn, nk, nk, pos + r0, a->window, err));
+    LB_TRY(lb_cuda_softmax_rows(g->cx, g->S, g->P16, H, rn, nk, nk, pos + r0 - q0, a->window, err));
     for (int64_t i = 0; i < grp; i++) /* O_h^T (hd x rn) = V_j^T (hd x nk) . P_h^T */
-      LB_TRY(lb_cuda_gemm_batched(g->cx, false, false, hd, rn, nk, 1.0f, G->vc, kvd, hd,
+      LB_TRY(lb_cuda_gemm_batched(g->cx, false, false, hd, rn, nk, 1.0f, vc, kvd, hd,
                                   P + (size_t)(i * rn * nk) * 2, nk, grp * rn * nk,
                                   o + (size_t)(i * hd) * 2, true, qd, grp * hd, kvh, err));
   }
@@ -383,13 +409,26 @@ static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int6
   return LB_OK;
 }
 
-/* Everything of one chunk on the stream: the tokens' ids and position from page-locked memory
- * (so a captured step reads the values of its replay), the blocks, the final norm of the last
- * `out` rows. */
-static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_error *err) {
-  const bool small = n <= SMALL_N; /* decode: the attention kernel reads the position on the device */
+/* The gate/up product with SiLU-and-multiply into act16: in the GEMV's epilogue (pairs) or after. */
+static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, lb_error *err) {
+  if (!G->gu.pairs || n > g->gemv_rows) {
+    LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
+    return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
+  }
+  return lb_cuda_gemv_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, (int)n,
+                           lb_cuda_stream(g->cx), err);
+}
+
+/* Everything of one chunk on the stream: n rows, `per` tokens of each of the sequences s0,
+ * s0 + 1, ... at positions pos .. pos + per - 1, their ids and position from page-locked memory
+ * (so a captured step reads the values of its replay); the blocks; the final norm of `out` rows:
+ * all n, or the last of each sequence (n / per, into xn16's first rows). */
+static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int64_t s0, int64_t pos,
+                             int64_t out, lb_error *err) {
+  const bool small = per <= SMALL_N; /* decode: the attention kernel reads the position on the device */
   const lb_config *c = m->cfg;
   int64_t d = c->hidden_size, inter = c->intermediate_size;
+  const size_t seq_cache = (size_t)(m->ctx * c->num_key_value_heads * c->head_dim) * 2; /* bytes */
   float eps = (float)c->rms_norm_eps;
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
@@ -397,83 +436,87 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t out, lb_
   STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, g->layers[0].attn_norm, eps, n, d, g->xn16, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
+    char *kc = (char *)G->kc + s0 * seq_cache, *vc = (char *)G->vc + s0 * seq_cache;
     STAGE(SK_QKV, linear(g, &G->qkv, g->xn16, n, g->qkv, false, err));
-    STAGE(SK_ROPE, lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, &G->attn, g->cs, g->pos, G->kc,
-                                   G->vc, small ? NULL : g->q16, err));
+    STAGE(SK_ROPE, lb_cuda_rope_kv(g->cx, g->qkv, G->qkv_bias, n, per, &G->attn, g->cs, g->pos, kc,
+                                   vc, small ? NULL : g->q16, err));
     if (small) {
-      STAGE(SK_ATTN, lb_cuda_attention(g->cx, g->qkv, G->kc, G->vc, n, g->pos, &G->attn, g->att16, err));
+      STAGE(SK_ATTN, lb_cuda_attention(g->cx, g->qkv, kc, vc, n, per, g->pos, &G->attn, g->att16, err));
     } else {
-      LB_TRY(attention_gemm(g, G, n, m->pos, err));
+      for (int64_t j = 0; j < n / per; j++)
+        LB_TRY(attention_gemm(g, G, j * per, kc + j * seq_cache, vc + j * seq_cache, per, pos, err));
     }
     STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, eps, d, err));
-    if (G->gu.pairs && n <= SMALL_N) { /* SiLU-and-multiply in the GEMV's epilogue */
-      STAGE(SK_GU, lb_cuda_gemv_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, (int)n,
-                                     lb_cuda_stream(g->cx), err));
-    } else {
-      STAGE(SK_GU, linear(g, &G->gu, g->xn16, n, g->gu, false, err));
-      STAGE(SK_GU, lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err));
-    }
+    STAGE(SK_GU, gate_up(g, G, n, inter, err));
     /* the next layer's norm, or the final norm when every row is wanted (else after the loop) */
     const float *next = l + 1 < g->nlayers ? g->layers[l + 1].attn_norm : out == n ? g->final_norm : NULL;
     STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, eps, d, err));
   }
-  if (out && out < n)
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (n - out) * d, g->final_norm, eps, out, d, g->xn16, err));
+  for (int64_t j = 0; out && out < n && j < out; j++) /* the last row of each sequence */
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (j * per + per - 1) * d, g->final_norm, eps, 1, d,
+                           (char *)g->xn16 + (size_t)(j * d) * 2, err));
   return LB_OK;
 }
 
-/* One token with logits: the captured graph (captured on first use), or plain launches. */
-static lb_status decode_step(lb_model *m, lb_gpu *g, lb_error *err) {
+/* One token of each of n sequences, with logits: the graph captured for n on first use, or plain
+ * launches. */
+static lb_status decode_step(lb_model *m, lb_gpu *g, int64_t n, lb_error *err) {
   if (!g->graphs || g->dynamic_rope) {
-    LB_TRY(issue_chunk(m, g, 1, 1, err));
-    return g->skip & SK_HEAD ? LB_OK : linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+    LB_TRY(issue_chunk(m, g, n, 1, 0, m->pos, n, err));
+    return g->skip & SK_HEAD ? LB_OK : linear(g, &g->head, g->xn16, n, g->logits, false, err);
   }
-  if (!g->graph) {
+  if (!g->graph[n]) {
     LB_TRY(lb_cuda_sync(g->cx, err));
     LB_TRY(lb_cuda_capture_begin(g->cx, err));
-    lb_status s = issue_chunk(m, g, 1, 1, err);
-    if (s == LB_OK && !(g->skip & SK_HEAD)) s = linear(g, &g->head, g->xn16, 1, g->logits, false, err);
+    lb_status s = issue_chunk(m, g, n, 1, 0, m->pos, n, err);
+    if (s == LB_OK && !(g->skip & SK_HEAD)) s = linear(g, &g->head, g->xn16, n, g->logits, false, err);
     void *graph = NULL;
     lb_error e2;
     lb_status s2 = lb_cuda_capture_end(g->cx, &graph, s == LB_OK ? err : &e2);
     LB_TRY(s);
     LB_TRY(s2);
-    g->graph = graph;
+    g->graph[n] = graph;
   }
-  return lb_cuda_graph_launch(g->cx, g->graph, err);
+  return lb_cuda_graph_launch(g->cx, g->graph[n], err);
 }
 
-lb_status lb_gpu_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
-                         lb_error *err) {
+/* Chunks of up to g->chunk rows: whole sequences, as many as fit (k), or one sequence in pieces. */
+lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,
+                         bool all, lb_error *err) {
   lb_gpu *g = m->gpu;
   const lb_config *c = m->cfg;
   const int64_t V = c->vocab_size, hd = c->head_dim;
-  for (int64_t t0 = 0; t0 < n; t0 += g->chunk) {
-    const int64_t cn = n - t0 < g->chunk ? n - t0 : g->chunk;
-    const bool last = t0 + cn == n, want = logits && (all || last);
-    const int64_t out = !want ? 0 : all ? cn : 1;
-    LB_TRY(lb_cuda_sync(g->cx, err)); /* the page-locked ids may still be read by the last chunk */
-    memcpy(g->pinned, tokens + t0, (size_t)cn * sizeof(int32_t));
-    g->pinned[g->chunk] = (int32_t)m->pos;
-    if (g->dynamic_rope) {
-      lb_rope_table(&m->rope, c, m->pos, cn, m->pos + cn, g->host_cs);
-      LB_TRY(lb_cuda_put(g->cx, g->cs + m->pos * hd, g->host_cs, (size_t)(cn * hd) * sizeof(float), err));
-      LB_TRY(lb_cuda_sync(g->cx, err)); /* host_cs is pageable and reused */
-    }
-    if (cn == 1 && out == 1) {
-      LB_TRY(decode_step(m, g, err));
-      LB_TRY(lb_cuda_get(g->cx, logits + (all ? t0 * V : 0), g->logits, (size_t)V * sizeof(float), err));
-    } else {
-      LB_TRY(issue_chunk(m, g, cn, out, err));
+  const int64_t per = n < g->chunk ? n : g->chunk, k = g->chunk / per;
+  for (int64_t s0 = 0; s0 < nseq; s0 += k) {
+    const int64_t ks = nseq - s0 < k ? nseq - s0 : k;
+    for (int64_t t0 = 0; t0 < n; t0 += per) {
+      const int64_t cn = n - t0 < per ? n - t0 : per, rows = ks * cn, pos = m->pos + t0;
+      const bool last = t0 + cn == n, want = logits && (all || last);
+      const int64_t out = !want ? 0 : all ? rows : ks;
+      LB_TRY(lb_cuda_sync(g->cx, err)); /* the page-locked ids may still be read by the last chunk */
+      for (int64_t j = 0; j < ks; j++)
+        memcpy(g->pinned + j * cn, tokens + (s0 + j) * n + t0, (size_t)cn * sizeof(int32_t));
+      g->pinned[g->chunk] = (int32_t)pos;
+      if (g->dynamic_rope) {
+        lb_rope_table(&m->rope, c, pos, cn, pos + cn, g->host_cs);
+        LB_TRY(lb_cuda_put(g->cx, g->cs + pos * hd, g->host_cs, (size_t)(cn * hd) * sizeof(float), err));
+        LB_TRY(lb_cuda_sync(g->cx, err)); /* host_cs is pageable and reused */
+      }
+      float *dst = !want ? NULL : logits + (all ? t0 : s0) * V;
+      if (cn == 1 && out == rows && s0 == 0) {
+        LB_TRY(decode_step(m, g, rows, err));
+        LB_TRY(lb_cuda_get(g->cx, dst, g->logits, (size_t)(rows * V) * sizeof(float), err));
+        continue;
+      }
+      LB_TRY(issue_chunk(m, g, rows, cn, s0, pos, out, err));
       for (int64_t r0 = 0; r0 < out; r0 += LOGIT_ROWS) { /* the lm_head in slices of rows */
         int64_t rn = out - r0 < LOGIT_ROWS ? out - r0 : LOGIT_ROWS;
         const char *x16 = (const char *)g->xn16 + (size_t)(r0 * c->hidden_size) * 2;
         LB_TRY(linear(g, &g->head, x16, rn, g->logits, false, err));
-        float *dst = logits + (all ? (t0 + r0) * V : 0);
-        LB_TRY(lb_cuda_get(g->cx, dst, g->logits, (size_t)(rn * V) * sizeof(float), err));
+        LB_TRY(lb_cuda_get(g->cx, dst + r0 * V, g->logits, (size_t)(rn * V) * sizeof(float), err));
       }
     }
-    m->pos += cn;
   }
+  m->pos += n;
   return lb_cuda_sync(g->cx, err);
 }

@@ -46,7 +46,9 @@ struct lb_model {
   struct lb_gpu *gpu; /* the model there */
   bool profiling;
   lb_model_profile prof;
-  float *kcache, *vcache; /* [layers][ctx][kv_heads * head_dim] */
+  int batch;              /* sequences (lb_model_options.batch) */
+  float *kcache, *vcache; /* the running sequence's [layers][ctx][kv_heads * head_dim] */
+  float *kc_all, *vc_all; /* every sequence's, kcache pointing into them: [batch][layers]... */
   /* scratch for up to `chunk` tokens */
   float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
 };
@@ -99,8 +101,10 @@ void lb_rope_table(lb_rope_state *r, const lb_config *cfg, int64_t pos0, int64_t
 struct lb_gpu;
 lb_status lb_gpu_open(lb_model *m, lb_error *err);
 void lb_gpu_free(struct lb_gpu *g);
-lb_status lb_gpu_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
-                         lb_error *err);
+/* nseq sequences of n tokens (tokens [nseq][n]); logits [nseq][V] of each last position, or with
+ * all (nseq 1) [n][V] of every position. */
+lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,
+                         bool all, lb_error *err);
 uint64_t lb_gpu_bytes(const struct lb_gpu *g);
 
 #endif

@@ -186,12 +186,16 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
     return lb_fail(err, LB_EINVAL, "context length %lld is out of range", (long long)ctx);
   m->ctx = ctx;
   m->chunk = ctx < 512 ? ctx : 512;
+  m->batch = opt && opt->batch > 0 ? opt->batch : 1;
+  if (m->batch > LB_MAX_BATCH)
+    return lb_fail(err, LB_EINVAL, "batch %d is over the limit of %d sequences", m->batch, LB_MAX_BATCH);
   if (m->on_gpu) return lb_gpu_open(m, err); /* the CPU's cache and scratch are not needed */
   int64_t kvd = c->num_key_value_heads * c->head_dim, qd = c->num_attention_heads * c->head_dim;
   size_t cache = (size_t)c->num_hidden_layers * (size_t)ctx * (size_t)kvd;
   size_t ch = (size_t)m->chunk, h = (size_t)c->hidden_size, inter = (size_t)c->intermediate_size;
-  LB_TRY(alloc_f32(&m->kcache, cache, err));
-  LB_TRY(alloc_f32(&m->vcache, cache, err));
+  LB_TRY(alloc_f32(&m->kc_all, cache * (size_t)m->batch, err));
+  LB_TRY(alloc_f32(&m->vc_all, cache * (size_t)m->batch, err));
+  m->kcache = m->kc_all, m->vcache = m->vc_all;
   LB_TRY(alloc_f32(&m->x, ch * h, err));
   LB_TRY(alloc_f32(&m->xn, ch * h, err));
   LB_TRY(alloc_f32(&m->q, ch * (size_t)qd, err));
@@ -242,7 +246,7 @@ void lb_model_free(lb_model *m) {
   if (m->qspec) lb_quant_spec_free(m->qspec);
   free(m->qspec);
   lb_rope_free(&m->rope);
-  float *bufs[] = {m->kcache, m->vcache, m->x,    m->xn, m->q,     m->k,
+  float *bufs[] = {m->kc_all, m->vc_all, m->x,    m->xn, m->q,     m->k,
                    m->v,      m->att,    m->gate, m->up, m->scores};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   lb_pool_free(m->pool);
@@ -254,6 +258,11 @@ const lb_config *lb_model_config(const lb_model *m) { return m->cfg; }
 const lb_checkpoint *lb_model_checkpoint(const lb_model *m) { return m->ck; }
 int64_t lb_model_ctx(const lb_model *m) { return m->ctx; }
 int64_t lb_model_pos(const lb_model *m) { return m->pos; }
+int lb_model_batch(const lb_model *m) { return m->batch; }
+uint64_t lb_model_kv_bytes(const lb_model *m) {
+  const lb_config *c = m->cfg;
+  return (uint64_t)(c->num_hidden_layers * 2 * c->num_key_value_heads * c->head_dim) * (m->gpu ? 2 : 4);
+}
 int lb_model_threads(const lb_model *m) { return lb_pool_size(m->pool); }
 void lb_model_reset(lb_model *m) { m->pos = 0; }
 lb_device lb_model_device(const lb_model *m) { return m->gpu ? LB_DEVICE_CUDA : LB_DEVICE_CPU; }

@@ -47,8 +47,33 @@ def test_bench_json_and_table():
     assert "| pocket-llama-48m |" in t and "| pp16 |" in t, t
 
 
+def test_bench_batches_and_gen_table():
+    """-b runs B sequences a test (B * N tokens, its own record); --gen gives the guides' table:
+    per batch and (prefill, decode) pair, positive rates and the process's peak RSS on the CPU,
+    which holds at least the checkpoint's weights it maps."""
+    p = lowbit("bench", POCKET, "-p", "16", "-n", "4", "-b", "1,2", "-r", "1", "-t", "2", "--json")
+    rows = json.loads(p.stdout)
+    assert [(r["test"], r["batch"]) for r in rows] == [("pp16", 1), ("tg4", 1), ("pp16", 2), ("tg4", 2)], rows
+    t = lowbit("bench", POCKET, "-p", "16", "-n", "0", "-b", "2", "-r", "1", "-t", "2").stdout
+    assert "| batch | test |" in t and "| 2 | pp16 |" in t, t
+    p = lowbit("bench", POCKET, "--gen", "-p", "8,16", "-n", "4,2", "-b", "1,3", "-r", "1", "-t", "2",
+               "--json")
+    rows = json.loads(p.stdout)
+    assert [(r["batch"], r["prefill_len"], r["decode_len"]) for r in rows] == \
+        [(1, 8, 4), (1, 16, 2), (3, 8, 4), (3, 16, 2)], rows
+    for r in rows:
+        assert r["prefill_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0, r
+        assert r["device"] == "cpu" and r["threads"] == 2, r
+        assert r["memory_bytes"] >= r["size_bytes"] > 0, r
+    t = lowbit("bench", POCKET, "--gen", "-p", "8", "-n", "2", "-b", "2", "-r", "1", "-t", "2").stdout
+    assert t.startswith("| model | batch | prefill | decode | prefill t/s | decode t/s | peak RSS |"), t
+    assert "| pocket-llama-48m | 2 | 8 | 2 |" in t, t
+
+
 def test_bench_bad_input():
-    for args in (["-p", "x"], ["-r", "0"], ["-n", "-3"], ["--frobnicate"], ["-p", "0", "-n", "0"]):
+    for args in (["-p", "x"], ["-r", "0"], ["-n", "-3"], ["--frobnicate"], ["-p", "0", "-n", "0"],
+                 ["-b", "0"], ["-b", "1,,2"], ["-b", "257"], ["--gen", "-p", "8,16", "-n", "1,2,3"],
+                 ["--gen", "-n", "0"]):
         p = lowbit("bench", POCKET, *args, check=False)
         assert p.returncode == 2, (args, p.returncode, p.stderr)
     p = lowbit("bench", check=False)

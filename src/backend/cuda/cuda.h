@@ -103,22 +103,26 @@ void lb_cuda_qw_free(lb_cuda_qw *w);
 /* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
 lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err);
 
-/* LLM.int8's activations for up to 8 rows of up to `cols` columns: int8 codes with the outlier
- * columns zeroed, each row's scale (absmax over the other columns), the outlier columns and their
- * values (bitsandbytes MatMul8bitLt). Only LB_CUDA_I8 weights use it. */
+/* The most activation rows one GEMV call takes (a kernel per 8 of them). */
+enum { LB_CUDA_GEMV_MAX = 32 };
+
+/* LLM.int8's activations for up to LB_CUDA_GEMV_MAX rows of up to `cols` columns: int8 codes with
+ * the outlier columns (of all the call's rows, as bitsandbytes MatMul8bitLt) zeroed, each row's
+ * scale (absmax over the other columns), the outlier columns and their values. Only LB_CUDA_I8
+ * weights use it. */
 typedef struct lb_cuda_i8x {
   int64_t cols;
-  void *q;    /* int8 [8][cols] */
-  float *sca; /* [8] */
+  void *q;    /* int8 [LB_CUDA_GEMV_MAX][cols] */
+  float *sca; /* [LB_CUDA_GEMV_MAX] */
   int *nout;  /* [1] outlier columns */
   int *ocol;  /* [cols] ascending */
-  float *xo;  /* [8][cols]: row b's value in outlier column o at b * cols + o */
+  float *xo;  /* [LB_CUDA_GEMV_MAX][cols]: row b's value in outlier column o at b * cols + o */
 } lb_cuda_i8x;
 lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err);
 void lb_cuda_i8x_free(lb_cuda_i8x *x);
 
-/* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..8), x
- * fp16. Q4/NF4/FP8: fp16 products summed per 16 or 32 columns (a lane's step), scaled and
+/* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..32: a
+ * kernel per 8 rows, each reading the whole weight), x fp16. Q4/NF4/FP8: fp16 products summed per 16 or 32 columns (a lane's step), scaled and
  * accumulated in fp32. I8: x rounded to int8 per row into i8x (not NULL), int32 dot products,
  * the outlier columns in fp32, as bitsandbytes. */
 lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y,
@@ -145,18 +149,26 @@ lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float 
 
 /* The shapes of attention. q/k/v are one row of qkv per token: [q heads*hd | k kvh*hd | v kvh*hd].
  * Positions come from *pos on the device (the first token's), so that a captured decode step
- * replays at any position. */
+ * replays at any position. Several sequences in lockstep: rows t of a call belong to sequence
+ * t / per at position pos + t % per, and sequence s's cache starts ctx rows after s - 1's. */
 typedef struct lb_cuda_attn {
   int64_t heads, kv_heads, head_dim, ctx;
   int64_t window; /* sliding window (keys i - window + 1 .. i), 0: none */
   float scale;    /* 1 / sqrt(head_dim) */
+  /* split-KV decode: when heads x rows blocks are too few for the GPU, a row's keys are split
+   * in spans of at least split_keys (0: never) across blocks, combined through `split`
+   * (lb_cuda_attention_scratch bytes of zeroed device memory, may be shared by the layers) */
+  int64_t split_keys;
+  void *split;
 } lb_cuda_attn;
 
+size_t lb_cuda_attention_scratch(const lb_cuda_attn *a);
+
 /* Adds bias (NULL: none) to the n rows of qkv, rotates q and k by the cos/sin table rows
- * cs[(pos + t) * hd ...] (cos in the first half, sin in the second), and stores k and v at rows
- * pos + t of the layer's fp16 caches [ctx][kv_heads * hd]; q16 (NULL: not written) gets the
- * rotated q in fp16 [n][heads * hd] (for the GEMM attention). */
-lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
+ * cs[p * hd ...] of each row's position p (cos in the first half, sin in the second), and stores
+ * k and v at row p of its sequence's fp16 caches [ctx][kv_heads * hd] (per rows a sequence, see
+ * above); q16 (NULL: not written) gets the rotated q in fp16 [n][heads * hd] (GEMM attention). */
+lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n, int64_t per,
                           const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
                           void *vc16, void *q16, lb_error *err);
 /* Causal (and sliding-window) softmax of scores S [heads][n][ld] fp32 (row t of a head holds the
@@ -167,10 +179,11 @@ lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_
 /* LB_EUNSUPPORTED when lb_cuda_attention cannot take a's context (its scores live in shared
  * memory); a model checks at open. */
 lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err);
-/* out16[t][h * hd ...] = softmax(q . K^T * scale) V over the keys row pos + t may see. */
+/* out16[t][h * hd ...] = softmax(q . K^T * scale) V over the keys of its sequence (per rows a
+ * sequence) that row t's position may see. */
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
-                            int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
-                            lb_error *err);
+                            int64_t n, int64_t per, const int32_t *pos, const lb_cuda_attn *a,
+                            void *out16, lb_error *err);
 /* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter], or when interleaved
  * [g0 u0 g1 u1 ...]; bias [gate inter | up inter] or NULL */
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,

@@ -94,12 +94,13 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   }
 }
 
-// LLM.int8's activations (cuda.h, lb_cuda_i8x) from fp16 rows, one block; each warp takes a
-// contiguous share of the columns, 32 at a time (coalesced). First pass: each warp counts its
-// outlier columns (any row's |x| >= threshold, by ballot) and each row's absmax over its values
-// below the threshold. Then the warps' counts become offsets (a prefix sum), and the second pass
-// lists the outlier columns in ascending order with their values and writes
-// int8_vectorwise_quant's codes (rint of x * 127 / SCA, clamped), outlier columns zeroed.
+// LLM.int8's activations (cuda.h, lb_cuda_i8x) from fp16 rows (up to LB_CUDA_GEMV_MAX), one
+// block; each warp takes a contiguous share of the columns, 32 at a time (coalesced). First pass:
+// each warp counts its outlier columns (any row's |x| >= threshold, by ballot) and each row's
+// absmax over its values below the threshold, 8 rows at a time. Then the warps' counts become
+// offsets (a prefix sum), and the second pass lists the outlier columns in ascending order with
+// their values and writes int8_vectorwise_quant's codes (rint of x * 127 / SCA, clamped),
+// outlier columns zeroed.
 enum { PREP_THREADS = 1024, PREP_WARPS = PREP_THREADS / 32 };
 __device__ __forceinline__ bool outlier_col(const __half *x, int batch, int cols, int c, float thr) {
   bool out = false;
@@ -114,30 +115,33 @@ __global__ void __launch_bounds__(PREP_THREADS) i8_prep(const __half *__restrict
   lb_pdl_trigger();
   lb_pdl_wait();
   __shared__ int woff[PREP_WARPS + 1];
-  __shared__ unsigned amax[8];
+  __shared__ unsigned amax[LB_CUDA_GEMV_MAX];
+  __shared__ float isc[LB_CUDA_GEMV_MAX];
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int per = (cols + 32 * PREP_WARPS - 1) / (32 * PREP_WARPS) * 32; // a warp's columns
   const int c0 = min(cols, warp * per), c1 = min(cols, c0 + per);
-  if (t < 8) amax[t] = 0;
+  if (t < LB_CUDA_GEMV_MAX) amax[t] = 0;
   __syncthreads();
-  float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int cnt = 0;
+  for (int b0 = 0; b0 < batch; b0 += 8) {
+    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll 4
-  for (int c = c0 + lane; c < c1 + lane; c += 32) { // every lane runs every round (ballot)
-    cnt += __popc(__ballot_sync(0xffffffffu, c < c1 && outlier_col(x, batch, cols, c, thr)));
+    for (int c = c0 + lane; c < c1 + lane; c += 32) { // every lane runs every round (ballot)
+      if (b0 == 0) cnt += __popc(__ballot_sync(0xffffffffu, c < c1 && outlier_col(x, batch, cols, c, thr)));
 #pragma unroll
-    for (int b = 0; b < 8; b++) // SCA: over the row's values below the threshold
-      if (b < batch && c < c1) {
-        const float a = fabsf(__half2float(x[(size_t)b * cols + c]));
-        if (!(thr > 0.0f && a >= thr)) m[b] = fmaxf(m[b], a);
-      }
-  }
+      for (int b = 0; b < 8; b++) // SCA: over the row's values below the threshold
+        if (b0 + b < batch && c < c1) {
+          const float a = fabsf(__half2float(x[(size_t)(b0 + b) * cols + c]));
+          if (!(thr > 0.0f && a >= thr)) m[b] = fmaxf(m[b], a);
+        }
+    }
 #pragma unroll
-  for (int b = 0; b < 8; b++) {
-    float v = m[b];
+    for (int b = 0; b < 8; b++) {
+      float v = m[b];
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0 && b < batch) atomicMax(&amax[b], __float_as_uint(v)); // non-negative floats order as their bits
+      for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+      if (lane == 0 && b0 + b < batch) atomicMax(&amax[b0 + b], __float_as_uint(v)); // non-negative floats order as their bits
+    }
   }
   if (lane == 0) woff[warp] = cnt;
   __syncthreads();
@@ -153,27 +157,22 @@ __global__ void __launch_bounds__(PREP_THREADS) i8_prep(const __half *__restrict
     woff[lane] = inc - v;
     if (lane == 31) *nout = inc;
   }
-  if (t < batch) sca[t] = __uint_as_float(amax[t]);
-  __syncthreads();
-  float is[8];
-#pragma unroll
-  for (int b = 0; b < 8; b++) {
-    const float s = __uint_as_float(amax[b]);
-    is[b] = s > 0.0f ? 127.0f / s : 0.0f;
+  if (t < batch) {
+    const float s = __uint_as_float(amax[t]);
+    sca[t] = s, isc[t] = s > 0.0f ? 127.0f / s : 0.0f;
   }
+  __syncthreads();
   int o = woff[warp];
   for (int c = c0 + lane; c < c1 + lane; c += 32) {
     const bool out = c < c1 && outlier_col(x, batch, cols, c, thr);
     const unsigned bal = __ballot_sync(0xffffffffu, out);
     const int k = o + __popc(bal & ((1u << lane) - 1));
     if (out) ocol[k] = c;
-#pragma unroll
-    for (int b = 0; b < 8; b++)
-      if (b < batch && c < c1) {
-        const float v = __half2float(x[(size_t)b * cols + c]);
-        q[(size_t)b * cols + c] = out ? 0 : (int8_t)__float2int_rn(fminf(fmaxf(v * is[b], -127.0f), 127.0f));
-        if (out) xo[(size_t)b * cols + k] = v;
-      }
+    for (int b = 0; b < batch && c < c1; b++) {
+      const float v = __half2float(x[(size_t)b * cols + c]);
+      q[(size_t)b * cols + c] = out ? 0 : (int8_t)__float2int_rn(fminf(fmaxf(v * isc[b], -127.0f), 127.0f));
+      if (out) xo[(size_t)b * cols + k] = v;
+    }
     o += __popc(bal);
   }
 }
@@ -182,11 +181,11 @@ extern "C" lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x
   memset(out, 0, sizeof *out);
   out->cols = cols;
   lb_status s;
-  if ((s = lb_cuda_alloc(c, (size_t)(8 * cols), &out->q, err)) != LB_OK ||
-      (s = lb_cuda_alloc(c, 8 * sizeof(float), (void **)&out->sca, err)) != LB_OK ||
+  if ((s = lb_cuda_alloc(c, (size_t)(LB_CUDA_GEMV_MAX * cols), &out->q, err)) != LB_OK ||
+      (s = lb_cuda_alloc(c, LB_CUDA_GEMV_MAX * sizeof(float), (void **)&out->sca, err)) != LB_OK ||
       (s = lb_cuda_alloc(c, sizeof(int), (void **)&out->nout, err)) != LB_OK ||
       (s = lb_cuda_alloc(c, (size_t)cols * sizeof(int), (void **)&out->ocol, err)) != LB_OK ||
-      (s = lb_cuda_alloc(c, (size_t)(8 * cols) * sizeof(float), (void **)&out->xo, err)) != LB_OK)
+      (s = lb_cuda_alloc(c, (size_t)(LB_CUDA_GEMV_MAX * cols) * sizeof(float), (void **)&out->xo, err)) != LB_OK)
     lb_cuda_i8x_free(out);
   return s;
 }
@@ -223,10 +222,11 @@ static cudaError_t launch(const lb_cuda_qw *w, KW kw, const KX &kx, float *y, co
   }
 }
 
+// Up to LB_CUDA_GEMV_MAX rows: LLM.int8's activations prepared for all at once, then a GEMV per 8.
 template <bool SILU>
 static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, float *y, const float *bias,
                      void *out16, int batch, bool acc, void *stream, lb_error *err) {
-  if (batch < 1 || batch > 8) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..8");
+  if (batch < 1 || batch > LB_CUDA_GEMV_MAX) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..32");
   KW kw = {(const uint4 *)w->codes, (const uint32_t *)w->scales, (int)w->rows, (int)w->cols, 0, 0, (int)w->ngroups, {0}};
   KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL};
   cudaStream_t st = (cudaStream_t)stream;
@@ -244,13 +244,20 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
                      w->threshold, (int8_t *)i8x->q, i8x->sca, i8x->nout, i8x->ocol, i8x->xo);
     if (e != cudaSuccess) return lb_cu_check(err, "launching LLM.int8's activation quantization", e);
   }
-  __half *o = (__half *)out16;
-  switch (w->kind) {
-  case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
-  case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, kx, y, bias, o, batch, acc, st); break;
-  default: return lb_cu_fail(err, LB_EINVAL, "cuda gemv: not a device weight");
+  for (int r0 = 0; r0 < batch && e == cudaSuccess; r0 += 8) {
+    const int n = batch - r0 < 8 ? batch - r0 : 8;
+    KX ks = kx; // rows r0 .. of the activations, and of the output
+    ks.x += (size_t)r0 * w->cols;
+    if (w->kind == LB_CUDA_I8) ks.q += (size_t)r0 * w->cols, ks.sca += r0, ks.xo += (size_t)r0 * w->cols;
+    float *yr = y ? y + (size_t)r0 * w->rows : NULL;
+    __half *o = out16 ? (__half *)out16 + (size_t)r0 * (w->rows / 2) : NULL;
+    switch (w->kind) {
+    case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    default: return lb_cu_fail(err, LB_EINVAL, "cuda gemv: not a device weight");
+    }
   }
   return lb_cu_check(err, "launching the GEMV", e);
 }

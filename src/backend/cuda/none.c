@@ -117,17 +117,18 @@ lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float *w, float 
   (void)c, (void)x, (void)w, (void)eps, (void)n, (void)d, (void)y16;
   return NO_CUDA(err);
 }
-lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
+lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n, int64_t per,
                           const lb_cuda_attn *a, const float *cs, const int32_t *pos, void *kc16,
                           void *vc16, void *q16, lb_error *err) {
-  (void)c, (void)qkv, (void)bias, (void)n, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16, (void)q16;
+  (void)c, (void)qkv, (void)bias, (void)n, (void)per, (void)a, (void)cs, (void)pos, (void)kc16, (void)vc16, (void)q16;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err) { return (void)a, NO_CUDA(err); }
+size_t lb_cuda_attention_scratch(const lb_cuda_attn *a) { return (void)a, 0; }
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
-                            int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
-                            lb_error *err) {
-  (void)c, (void)qkv, (void)kc16, (void)vc16, (void)n, (void)pos, (void)a, (void)out16;
+                            int64_t n, int64_t per, const int32_t *pos, const lb_cuda_attn *a,
+                            void *out16, lb_error *err) {
+  (void)c, (void)qkv, (void)kc16, (void)vc16, (void)n, (void)per, (void)pos, (void)a, (void)out16;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_t heads, int64_t n,

@@ -89,13 +89,14 @@ extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, const float
 // One block per (token, head of q or k): a thread per rotate_half pair (i, i + hd/2) adds the bias,
 // rotates, and stores (q: to q16 when asked; k: to the cache, with the same pair of v).
 __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bias,
-                          const float *__restrict__ cs, const int32_t *__restrict__ pos, int heads,
-                          int kvh, int hd, __half *__restrict__ kc, __half *__restrict__ vc,
-                          __half *__restrict__ q16) {
+                          const float *__restrict__ cs, const int32_t *__restrict__ pos, int per,
+                          int64_t ctx, int heads, int kvh, int hd, __half *__restrict__ kc,
+                          __half *__restrict__ vc, __half *__restrict__ q16) {
   lb_pdl_trigger();
   lb_pdl_wait();
   const int t = blockIdx.x, h = blockIdx.y, half = hd / 2, qd = heads * hd, kvd = kvh * hd;
-  const int64_t p = (int64_t)*pos + t;
+  const int64_t p = (int64_t)*pos + t % per, seq = t / per; // row t: sequence t / per
+  kc += seq * ctx * kvd, vc += seq * ctx * kvd;
   float *row = qkv + (int64_t)t * (qd + 2 * kvd);
   const float *cp = cs + p * hd;
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
@@ -118,38 +119,51 @@ __global__ void rope_kv_k(float *__restrict__ qkv, const float *__restrict__ bia
 }
 
 extern "C" lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n,
-                                     const lb_cuda_attn *a, const float *cs, const int32_t *pos,
-                                     void *kc16, void *vc16, void *q16, lb_error *err) {
+                                     int64_t per, const lb_cuda_attn *a, const float *cs,
+                                     const int32_t *pos, void *kc16, void *vc16, void *q16,
+                                     lb_error *err) {
   const int half = (int)a->head_dim / 2, threads = half <= 64 ? 64 : 128;
   dim3 grid((unsigned)n, (unsigned)(a->heads + a->kv_heads));
   return lb_cu_check(err, "launching RoPE and the KV store",
                      lb_cu_launch(rope_kv_k, grid, dim3(threads), 0, stream_of(c), qkv, bias, cs, pos,
-                                  (int)a->heads, (int)a->kv_heads, (int)a->head_dim, (__half *)kc16,
+                                  (int)per, a->ctx, (int)a->heads, (int)a->kv_heads, (int)a->head_dim, (__half *)kc16,
                                   (__half *)vc16, (__half *)q16));
 }
 
-// One block of 256 threads per (head, query row): the scores of the visible keys in shared memory
+// One block of 256 threads per (head, query row, split): the scores of its keys in shared memory
 // (a thread a key, its key row's 16-byte loads all issued before the math), the softmax, then
 // sum p V with each thread over 8 columns (one 16-byte load a key) of every (256 / (hd / 8))-th
 // key, the key groups summed in shared memory. Key rows come from the fp16 cache; math is fp32.
-enum { ATTN_THREADS = 256 };
+// Split-KV (gridDim.z > 1, when heads x rows blocks would leave SMs idle): the visible keys are cut
+// in spans of at least min_span, at most gridDim.z of them (fewer at early positions: the blocks
+// past them return at once, and a single span is the plain path); split z leaves its max, sum
+// and unnormalized p V in `sp`, and the last split of a (row, head) to finish (a counter, reset
+// by it) rescales and adds them.
+enum { ATTN_THREADS = 256, ATTN_SLOTS = 512 }; // slots: (row, head, split) partials at most
 
 __global__ void __launch_bounds__(ATTN_THREADS)
 attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const __half *__restrict__ vc,
-            const int32_t *__restrict__ pos, int heads, int kvh, int hd, int window, float scale,
-            __half *__restrict__ out) {
+            const int32_t *__restrict__ pos, int per, int64_t ctx, int heads, int kvh, int hd, int window,
+            float scale, __half *__restrict__ out, float *__restrict__ sp, int *__restrict__ count,
+            int min_span) {
   lb_pdl_trigger();
   lb_pdl_wait();
-  extern __shared__ float S[]; // [visible keys]
+  extern __shared__ float S[]; // [the split's keys]
   __shared__ float q[1024], red[32];
   __shared__ __align__(16) float part[ATTN_THREADS * 8]; // partial sums of p V
+  __shared__ bool last;
   const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh), kvd = kvh * hd, tid = threadIdx.x;
-  const int64_t i = (int64_t)*pos + t, k0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-  const int nk = (int)(i + 1 - k0), half = hd / 2;
+  const int64_t i = (int64_t)*pos + t % per, k0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+  kc += (int64_t)(t / per) * ctx * kvd, vc += (int64_t)(t / per) * ctx * kvd; // row t's sequence
+  const int visible = (int)(i + 1 - k0), nz = gridDim.z;
+  const int span = max(min_span, (visible + nz - 1) / nz), na = (visible + span - 1) / span;
+  if ((int)blockIdx.z >= na) return; // the whole block: no keys left for it
+  const bool one = na == 1;          // a single span: normalized straight into out
+  const int ja = (int)blockIdx.z * span, nk = min(visible, ja + span) - ja, half = hd / 2;
   const float *qr = qkv + (int64_t)t * (heads * hd + 2 * kvd) + h * hd;
   for (int d = tid; d < hd; d += blockDim.x) q[d] = qr[d] * scale;
   __syncthreads();
-  const __half *K = kc + k0 * kvd + kv * hd, *V = vc + k0 * kvd + kv * hd;
+  const __half *K = kc + (k0 + ja) * kvd + kv * hd, *V = vc + (k0 + ja) * kvd + kv * hd;
   const bool vec = (hd & 7) == 0 && ATTN_THREADS % (hd / 8) == 0;
   float mx = -INFINITY;
   for (int j = tid; j < nk; j += blockDim.x) {
@@ -190,7 +204,10 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
     sum += e;
   }
   sum = block_reduce<false>(sum, red); // its barriers also publish S
-  const float inv = 1.0f / sum;
+  // one split: normalized into out; else unnormalized into this split's slot of sp
+  const float inv = one ? 1.0f / sum : 1.0f;
+  const int slot = (t * heads + h) * nz + blockIdx.z;
+  float *so = sp + (int64_t)slot * (hd + 2);
   __half *o = out + (int64_t)t * heads * hd + h * hd;
   if (vec) { // thread: 8 columns cc * 8 .. of the keys g, g + groups, ...
     const int c8 = hd / 8, groups = ATTN_THREADS / c8, g = tid / c8, cc = tid % c8;
@@ -212,7 +229,8 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
     for (int d = tid; d < hd; d += blockDim.x) {
       float v = 0;
       for (int k = 0; k < groups; k++) v += part[k * hd + d];
-      o[d] = __float2half(v * inv);
+      if (one) o[d] = __float2half(v * inv);
+      else so[d] = v;
     }
   } else { // column pairs, one thread each, over every key
     __half2 *o2 = reinterpret_cast<__half2 *>(o);
@@ -222,12 +240,34 @@ attention_k(const float *__restrict__ qkv, const __half *__restrict__ kc, const 
         const float2 v = __half22float2(reinterpret_cast<const __half2 *>(V + (int64_t)j * kvd)[cp]);
         acc.x = fmaf(S[j], v.x, acc.x), acc.y = fmaf(S[j], v.y, acc.y);
       }
-      o2[cp] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+      if (one) o2[cp] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+      else so[2 * cp] = acc.x, so[2 * cp + 1] = acc.y;
     }
+  }
+  if (one) return;
+  if (tid == 0) so[hd] = mx, so[hd + 1] = sum;
+  __threadfence(); // this split's partials visible before it is counted
+  __syncthreads();
+  if (tid == 0) {
+    int *c = count + t * heads + h;
+    last = atomicAdd(c, 1) == na - 1;
+    if (last) *c = 0; // for the next launch (which waits for this one to finish)
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const float *s0 = sp + (int64_t)(t * heads + h) * nz * (hd + 2); // read past L1 (__ldcg)
+  float m = -INFINITY, l = 0;
+  for (int z = 0; z < na; z++) m = fmaxf(m, __ldcg(s0 + z * (hd + 2) + hd));
+  for (int z = 0; z < na; z++) l += __ldcg(s0 + z * (hd + 2) + hd + 1) * expf(__ldcg(s0 + z * (hd + 2) + hd) - m);
+  for (int d = tid; d < hd; d += blockDim.x) {
+    float v = 0;
+    for (int z = 0; z < na; z++) v += __ldcg(s0 + z * (hd + 2) + d) * expf(__ldcg(s0 + z * (hd + 2) + hd) - m);
+    o[d] = __float2half(v / l);
   }
 }
 
-// The decode attention keeps a row's scores in shared memory: the context must fit there. The
+// The decode attention keeps a split's scores in shared memory: the context must fit there. The
 // device's opt-in limit is read once; the kernel's limit is raised once when 48 KiB is not enough.
 static const size_t ATTN_FIXED = (1024 + 32 + ATTN_THREADS * 8) * sizeof(float);
 
@@ -241,6 +281,10 @@ static int attention_smem_limit(void) {
   return optin;
 }
 
+extern "C" size_t lb_cuda_attention_scratch(const lb_cuda_attn *a) {
+  return ATTN_SLOTS * ((size_t)a->head_dim + 2) * sizeof(float) + ATTN_SLOTS * sizeof(int);
+}
+
 extern "C" lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err) {
   if (a->head_dim > 1024 || (size_t)a->ctx * sizeof(float) + ATTN_FIXED > (size_t)attention_smem_limit())
     return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda attention: the context is longer than shared memory holds");
@@ -248,10 +292,19 @@ extern "C" lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *er
 }
 
 extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
-                                       int64_t n, const int32_t *pos, const lb_cuda_attn *a, void *out16,
-                                       lb_error *err) {
+                                       int64_t n, int64_t per, const int32_t *pos, const lb_cuda_attn *a,
+                                       void *out16, lb_error *err) {
   static bool raised = false;
-  const size_t smem = (size_t)a->ctx * sizeof(float);
+  // split the keys when heads x rows blocks are too few to keep the SMs' loads going (2 blocks
+  // an SM on an H100 is 264), in spans of at least split_keys
+  int64_t nz = 1;
+  const int64_t blocks = a->heads * n;
+  if (a->split && a->split_keys > 0 && blocks < 256) {
+    nz = ATTN_SLOTS / blocks;
+    if (a->ctx / a->split_keys < nz) nz = a->ctx / a->split_keys;
+    if (nz < 2) nz = 1;
+  }
+  const size_t smem = (size_t)((a->ctx + nz - 1) / nz) * sizeof(float);
   lb_status s = lb_cuda_attention_check(a, err);
   if (s == LB_OK && smem > 48 * 1024 && !raised) {
     s = lb_cu_check(err, "raising attention's shared memory",
@@ -260,12 +313,15 @@ extern "C" lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const v
     raised = s == LB_OK;
   }
   if (s != LB_OK) return s;
-  dim3 grid((unsigned)a->heads, (unsigned)n);
+  dim3 grid((unsigned)a->heads, (unsigned)n, (unsigned)nz);
+  float *sp = (float *)a->split;
+  int *count = (int *)(sp + ATTN_SLOTS * (a->head_dim + 2));
   return lb_cu_check(err, "launching attention",
                      lb_cu_launch(attention_k, grid, dim3(ATTN_THREADS), smem, stream_of(c), qkv,
-                                  (const __half *)kc16, (const __half *)vc16, pos, (int)a->heads,
+                                  (const __half *)kc16, (const __half *)vc16, pos, (int)per, a->ctx,
+                                  (int)a->heads,
                                   (int)a->kv_heads, (int)a->head_dim, (int)a->window, a->scale,
-                                  (__half *)out16));
+                                  (__half *)out16, sp, count, (int)(nz > 1 ? a->split_keys : 1)));
 }
 
 // One block per (row, head): max, exp and sum over the visible keys, P = e / sum in fp16.
