@@ -405,7 +405,7 @@ static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t q0, const vo
 static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int64_t n,
                                  const float *norm, float eps, int64_t d, lb_error *err) {
   LB_TRY(linear(g, w, x16, n, g->x, true, err));
-  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, norm, eps, n, d, g->xn16, err));
+  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, g->xn16, err));
   return LB_OK;
 }
 
@@ -433,7 +433,7 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
   LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
-  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, g->layers[0].attn_norm, eps, n, d, g->xn16, err));
+  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, g->xn16, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
     char *kc = (char *)G->kc + s0 * seq_cache, *vc = (char *)G->vc + s0 * seq_cache;
@@ -452,9 +452,8 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
     const float *next = l + 1 < g->nlayers ? g->layers[l + 1].attn_norm : out == n ? g->final_norm : NULL;
     STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, eps, d, err));
   }
-  for (int64_t j = 0; out && out < n && j < out; j++) /* the last row of each sequence */
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (j * per + per - 1) * d, g->final_norm, eps, 1, d,
-                           (char *)g->xn16 + (size_t)(j * d) * 2, err));
+  if (out && out < n) /* the last row of each sequence */
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (per - 1) * d, per * d, g->final_norm, eps, out, d, g->xn16, err));
   return LB_OK;
 }
 
