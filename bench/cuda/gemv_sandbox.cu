@@ -118,10 +118,46 @@ static void reference(Kind k, const lb_qweight *w, const float *xf, int batch, d
   free(y);
 }
 
-static double bound_of(Kind k, double mag) { return (k == K_I8 ? 1e-5 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30; }
+// mma: lb_cuda_qmma, whose weights reach the tensor cores as fp16 through at most three roundings
+// of 2^-11 each (NF4's code book, the scale, their product) and whose sums are fp32: 2^-9 of
+// sum |w x|, and 1e-6 for the sums.
+static double bound_of(Kind k, double mag, bool mma = false) {
+  return (mma ? 0.001953125 + 1e-6 : k == K_I8 ? 1e-5 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30;
+}
 
-// One shape: returns the worst error as a fraction of its bound (> 1: failed).
-static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typical) {
+static void product(const lb_cuda_qw *w, const void *dx, lb_cuda_i8x *i8x, float *dy, int batch, bool acc, bool mma,
+                    cudaStream_t st) {
+  lb_error err = {};
+  const lb_status s = mma ? lb_cuda_qmma(w, dx, dy, batch, acc, st, &err) : lb_cuda_gemv(w, dx, i8x, dy, batch, acc, st, &err);
+  if (s != LB_OK) die(mma ? "qmma" : "gemv", err);
+}
+
+// The dequantized fp16 weight: the reference value rounded to fp16 (2^-11), Q4's scale is
+// rounded to fp16 too (2^-11 more). 0 when within, INFINITY when not.
+static double check_dequant(const lb_qweight *w, const lb_cuda_qw *dw) {
+  const int64_t rows = w->rows, cols = w->cols;
+  lb_error err = {};
+  __half *dq, *hq = (__half *)malloc((size_t)(rows * cols) * 2);
+  float *row = (float *)malloc((size_t)cols * 4);
+  CK(cudaMalloc((void **)&dq, (size_t)(rows * cols) * 2));
+  if (lb_cuda_qw_dequant(NULL, dw, dq, &err) != LB_OK) die("dequant", err);
+  CK(cudaMemcpy(hq, dq, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToHost));
+  double worst = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    lb_qweight_dequant_row(w, r, row);
+    for (int64_t c = 0; c < cols; c++) {
+      double v = row[c], e = fabs((double)__half2float(hq[r * cols + c]) - v);
+      if (e > fabs(v) * (1.0 / 1024) + 1e-7) worst = INFINITY;
+    }
+  }
+  CK(cudaFree(dq));
+  free(hq), free(row);
+  return worst;
+}
+
+// One shape: returns the worst error as a fraction of its bound (> 1: failed). mma: the
+// tensor-core product (lb_cuda_qmma) instead of the GEMV, and no dequantization check.
+static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typical, bool mma = false) {
   lb_qweight w;
   make(k, rows, cols, &w);
   const lb_qweight *wp = &w;
@@ -140,48 +176,34 @@ static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typic
   CK(cudaMalloc(&dx, nx * 2));
   CK(cudaMalloc((void **)&dy, ny * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
-  if (lb_cuda_gemv(&dw, dx, &i8x, dy, batch, false, NULL, &err) != LB_OK) die("gemv", err);
+  product(&dw, dx, &i8x, dy, batch, false, mma, NULL);
   CK(cudaMemcpy(hy, dy, ny * 4, cudaMemcpyDeviceToHost));
   double worst = 0, sq = 0;
   for (size_t i = 0; i < ny; i++) {
     const double e = fabs(hy[i] - ref[i]);
-    worst = fmax(worst, e / bound_of(k, mag[i]));
+    worst = fmax(worst, e / bound_of(k, mag[i], mma));
     sq += (e / (mag[i] + 1e-30)) * (e / (mag[i] + 1e-30));
   }
   *typical = sqrt(sq / (double)ny);
   // acc: a second product added onto the first is twice it (up to one fp32 rounding)
-  if (lb_cuda_gemv(&dw, dx, &i8x, dy, batch, true, NULL, &err) != LB_OK) die("gemv", err);
+  product(&dw, dx, &i8x, dy, batch, true, mma, NULL);
   CK(cudaMemcpy(hy2, dy, ny * 4, cudaMemcpyDeviceToHost));
   for (size_t i = 0; i < ny; i++)
     if (fabs(hy2[i] - 2.0 * hy[i]) > 1e-6 * fabs(hy[i]) + 1e-30) worst = INFINITY;
-  // the dequantized fp16 weight: the reference value rounded to fp16 (2^-11), Q4's scale is
-  // rounded to fp16 too (2^-11 more)
-  __half *dq, *hq = (__half *)malloc((size_t)(rows * cols) * 2);
-  float *row = (float *)malloc((size_t)cols * 4);
-  CK(cudaMalloc((void **)&dq, (size_t)(rows * cols) * 2));
-  if (lb_cuda_qw_dequant(NULL, &dw, dq, &err) != LB_OK) die("dequant", err);
-  CK(cudaMemcpy(hq, dq, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToHost));
-  for (int64_t r = 0; r < rows; r++) {
-    lb_qweight_dequant_row(&w, r, row);
-    for (int64_t c = 0; c < cols; c++) {
-      double v = row[c], e = fabs((double)__half2float(hq[r * cols + c]) - v);
-      if (e > fabs(v) * (1.0 / 1024) + 1e-7) worst = INFINITY;
-    }
-  }
-  CK(cudaFree(dq));
+  if (!mma) worst = fmax(worst, check_dequant(&w, &dw));
   CK(cudaFree(dx));
   CK(cudaFree(dy));
   lb_cuda_qw_free(&dw);
   lb_cuda_i8x_free(&i8x);
   lb_qweight_free(&w);
-  free(hq), free(row), free(hx), free(xf), free(hy), free(hy2), free(ref), free(mag);
+  free(hx), free(xf), free(hy), free(hy2), free(ref), free(mag);
   return worst;
 }
 
 // The gate/up GEMV with SiLU in its epilogue (interleaved pairs) against silu(g) * u of the
 // references. Bound: g and u each within the GEMV's bound e (above); |d silu(g) / dg| <= 1.1, so
 // the result moves by at most 1.1 |u| e_g + |silu(g)| e_u, plus its fp16 rounding (2^-11 of it).
-static double check_silu(Kind k, int64_t inter, int64_t cols, int batch) {
+static double check_silu(Kind k, int64_t inter, int64_t cols, int batch, bool mma = false) {
   lb_qweight wg, wu;
   make(k, inter, cols, &wg);
   make(k, inter, cols, &wu);
@@ -206,14 +228,16 @@ static double check_silu(Kind k, int64_t inter, int64_t cols, int batch) {
   CK(cudaMalloc((void **)&db, (size_t)(2 * inter) * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(db, bias, (size_t)(2 * inter) * 4, cudaMemcpyHostToDevice));
-  if (lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err) != LB_OK) die("gemv silu", err);
+  if ((mma ? lb_cuda_qmma_silu(&dw, dx, db, dout, batch, NULL, &err)
+           : lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)) != LB_OK)
+    die("gate/up with SiLU", err);
   CK(cudaMemcpy(ho, dout, ny * 2, cudaMemcpyDeviceToHost));
   double worst = 0;
   for (int64_t i = 0; i < inter; i++)
     for (int b = 0; b < batch; b++) {
       const size_t j = (size_t)(b * inter + i);
       const double g = rg[j] + bias[i], u = ru[j] + bias[inter + i], sg = g / (1 + exp(-g)), ref = sg * u;
-      const double bound = 1.1 * fabs(u) * bound_of(k, mg[j]) + fabs(sg) * bound_of(k, mu[j]) + fabs(ref) / 2048 + 1e-6;
+      const double bound = 1.1 * fabs(u) * bound_of(k, mg[j], mma) + fabs(sg) * bound_of(k, mu[j], mma) + fabs(ref) / 2048 + 1e-6;
       worst = fmax(worst, fabs(__half2float(ho[j]) - ref) / bound);
     }
   CK(cudaFree(dx));
@@ -248,18 +272,15 @@ static double copy_gbs(int iters) {
   return 2.0 * (double)n * (iters / 10 + 1) / (ms * 1e-3) / 1e9;
 }
 
-// Microseconds per launch of `iters` GEMVs captured in one graph, cycling through `copies` copies
-// of the weight (copies > 1: more bytes than the L2 holds, so every launch reads from memory).
-static double time_launches(const lb_cuda_qw *ws, int copies, lb_cuda_i8x *i8x, const void *dx, float *dy,
-                            int batch, int iters) {
-  lb_error err = {};
-  cudaStream_t st;
-  CK(cudaStreamCreate(&st));
-  for (int i = 0; i < 2 * copies; i++) lb_cuda_gemv(&ws[i % copies], dx, i8x, dy, batch, false, st, &err);
+// Microseconds per iteration of `iters` iterations captured in one graph on st (issue(i) issues
+// iteration i), after `warm` iterations not captured.
+template <class Fn>
+static double time_graph(cudaStream_t st, int warm, int iters, Fn issue) {
+  for (int i = 0; i < warm; i++) issue(i);
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < iters; i++) lb_cuda_gemv(&ws[i % copies], dx, i8x, dy, batch, false, st, &err);
+  for (int i = 0; i < iters; i++) issue(i);
   CK(cudaStreamEndCapture(st, &graph));
   CK(cudaGraphInstantiate(&exec, graph, 0));
   cudaEvent_t e0, e1;
@@ -274,62 +295,167 @@ static double time_launches(const lb_cuda_qw *ws, int copies, lb_cuda_i8x *i8x, 
   CK(cudaEventElapsedTime(&ms, e0, e1));
   CK(cudaGraphExecDestroy(exec));
   CK(cudaGraphDestroy(graph));
-  CK(cudaStreamDestroy(st));
-  if (err.code) die("gemv", err);
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
   return ms * 1e3 / iters;
 }
 
-static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters, double copy, size_t l2) {
-  lb_qweight w;
-  make(k, rows, cols, &w);
-  const lb_qweight *wp = &w;
-  enum { MAXC = 64 };
-  lb_cuda_qw ws[MAXC];
-  upload(&wp, 1, false, &ws[0]);
-  lb_cuda_i8x i8x;
-  lb_error err = {};
-  if (lb_cuda_i8x_alloc(NULL, cols, &i8x, &err) != LB_OK) die("i8x", err);
-  const bool nibbles = ws[0].kind == LB_CUDA_Q4 || ws[0].kind == LB_CUDA_NF4;
-  const size_t cb = (size_t)(rows * cols / (nibbles ? 2 : 1)), sb = (size_t)(rows * ws[0].ngroups * 4);
+// Microseconds per launch of `iters` GEMVs (mma: lb_cuda_qmma) captured in one graph, cycling
+// through `copies` copies of the weight (copies > 1: more bytes than the L2 holds, so every launch
+// reads from memory).
+static double time_launches(const lb_cuda_qw *ws, int copies, lb_cuda_i8x *i8x, const void *dx, float *dy,
+                            int batch, int iters, bool mma = false) {
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  const double us = time_graph(st, 2 * copies, iters,
+                               [&](int i) { product(&ws[i % copies], dx, i8x, dy, batch, false, mma, st); });
+  CK(cudaStreamDestroy(st));
+  return us;
+}
+
+// Bytes of a device weight's codes and scales.
+static size_t cb_of(const lb_cuda_qw *w) {
+  return (size_t)(w->rows * w->cols / (w->kind == LB_CUDA_Q4 || w->kind == LB_CUDA_NF4 ? 2 : 1));
+}
+static size_t sb_of(const lb_cuda_qw *w) { return (size_t)(w->rows * w->ngroups * 4); }
+
+// Copies of a quantized weight, together more than twice the L2 (ws[0] is the original).
+enum { MAXC = 64 };
+static int weight_copies(lb_cuda_qw *ws, size_t l2) {
+  const size_t cb = cb_of(&ws[0]), sb = sb_of(&ws[0]);
   int copies = (int)((2 * l2) / (cb + sb) + 2);
   if (copies > MAXC) copies = MAXC;
-  for (int i = 1; i < copies; i++) { // more copies: together twice the L2 or more
+  for (int i = 1; i < copies; i++) {
     ws[i] = ws[0];
     CK(cudaMalloc(&ws[i].codes, cb));
     CK(cudaMalloc(&ws[i].scales, sb));
     CK(cudaMemcpy(ws[i].codes, ws[0].codes, cb, cudaMemcpyDeviceToDevice));
     CK(cudaMemcpy(ws[i].scales, ws[0].scales, sb, cudaMemcpyDeviceToDevice));
   }
-  float *xf = (float *)malloc((size_t)(batch * cols) * 4);
-  __half *hx = activations(batch, cols, xf);
-  void *dx;
-  float *dy;
-  CK(cudaMalloc(&dx, (size_t)(batch * cols) * 2));
-  CK(cudaMemcpy(dx, hx, (size_t)(batch * cols) * 2, cudaMemcpyHostToDevice));
-  CK(cudaMalloc((void **)&dy, (size_t)(batch * rows) * 4));
-  const bool pdl = lb_cuda_pdl();
-  lb_cuda_set_pdl(false);
-  const double warm = time_launches(ws, 1, &i8x, dx, dy, batch, iters);
-  const double cold = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
-  lb_cuda_set_pdl(true);
-  const double cold_pdl = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
-  lb_cuda_set_pdl(pdl);
-  const double bytes = (double)(cb + sb) + 2.0 * batch * cols;
-  const double gw = bytes / (warm * 1e-6) / 1e9, gc = bytes / (cold * 1e-6) / 1e9;
-  const double gp = bytes / (cold_pdl * 1e-6) / 1e9;
-  printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.0f | %.0f%% |\n", KNAME[k],
-         (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
-         cold_pdl, gp, 100 * gp / copy);
-  CK(cudaFree(dx));
-  CK(cudaFree(dy));
+  return copies;
+}
+
+static void free_copies(lb_cuda_qw *ws, int copies) {
   for (int i = 1; i < copies; i++) {
     CK(cudaFree(ws[i].codes));
     CK(cudaFree(ws[i].scales));
   }
   lb_cuda_qw_free(&ws[0]);
-  lb_cuda_i8x_free(&i8x);
-  lb_qweight_free(&w);
-  free(xf), free(hx);
+}
+
+// What a timing needs: a weight of kind k with its copies (more than twice the L2), activations
+// for `batch` rows on the device and an output.
+struct Timed {
+  lb_qweight w;
+  lb_cuda_qw ws[MAXC];
+  lb_cuda_i8x i8x;
+  int copies;
+  void *dx;
+  float *dy;
+  Timed(Kind k, int64_t rows, int64_t cols, int batch, size_t l2) {
+    make(k, rows, cols, &w);
+    const lb_qweight *wp = &w;
+    upload(&wp, 1, false, &ws[0]);
+    lb_error err = {};
+    if (lb_cuda_i8x_alloc(NULL, cols, &i8x, &err) != LB_OK) die("i8x", err);
+    copies = weight_copies(ws, l2);
+    float *xf = (float *)malloc((size_t)(batch * cols) * 4);
+    __half *hx = activations(batch, cols, xf);
+    CK(cudaMalloc(&dx, (size_t)(batch * cols) * 2));
+    CK(cudaMemcpy(dx, hx, (size_t)(batch * cols) * 2, cudaMemcpyHostToDevice));
+    CK(cudaMalloc((void **)&dy, (size_t)(batch * rows) * 4));
+    free(xf), free(hx);
+  }
+  ~Timed() {
+    CK(cudaFree(dx));
+    CK(cudaFree(dy));
+    free_copies(ws, copies);
+    lb_cuda_i8x_free(&i8x);
+    lb_qweight_free(&w);
+  }
+};
+
+static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters, double copy, size_t l2) {
+  Timed T(k, rows, cols, batch, l2);
+  lb_cuda_qw *ws = T.ws;
+  lb_cuda_i8x &i8x = T.i8x;
+  const int copies = T.copies;
+  void *dx = T.dx;
+  float *dy = T.dy;
+  const size_t cb = cb_of(&ws[0]), sb = sb_of(&ws[0]);
+  const bool pdl = lb_cuda_pdl();
+  lb_cuda_set_pdl(false);
+  const double warm = time_launches(ws, 1, &i8x, dx, dy, batch, iters);
+  const double cold = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
+  lb_cuda_set_pdl(true);
+  double cd[3], cold_pdl = INFINITY; // 1, 2 and 4 steps in flight
+  for (int d = 0; d < 3; d++) {
+    lb_cuda_set_gemv_depth(1 << d);
+    cd[d] = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
+    cold_pdl = fmin(cold_pdl, cd[d]);
+  }
+  lb_cuda_set_gemv_depth(0);
+  lb_cuda_set_pdl(pdl);
+  const double bytes = (double)(cb + sb) + 2.0 * batch * cols;
+  const double gw = bytes / (warm * 1e-6) / 1e9, gc = bytes / (cold * 1e-6) / 1e9;
+  const double gp = bytes / (cold_pdl * 1e-6) / 1e9;
+  printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.2f | %.2f | %.0f | %.0f%% |\n",
+         KNAME[k], (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
+         cd[0], cd[1], cd[2], gp, 100 * gp / copy);
+}
+
+// The batches' paths for one shape, cold with PDL (us a product): the GEMV (up to 8 rows), the
+// tensor-core product, the dequantization and cuBLAS (the model's path beyond the GEMV before
+// lb_cuda_qmma), and cuBLAS on an fp16 weight of the same shape (the fp16 model's cost).
+static void time_mma_shape(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, const int *batches, int nb, int iters,
+                           double copy, size_t l2) {
+  Timed T(k, rows, cols, batches[nb - 1], l2);
+  lb_cuda_qw *ws = T.ws;
+  lb_cuda_i8x &i8x = T.i8x;
+  const int copies = T.copies;
+  void *dx = T.dx;
+  float *dy = T.dy;
+  lb_error err = {};
+  const size_t b16 = (size_t)(rows * cols) * 2;
+  const int c16 = (int)(2 * l2 / b16 + 2);
+  void *w16[MAXC], *deq;
+  CK(cudaMalloc(&deq, b16));
+  for (int i = 0; i < c16 && i < MAXC; i++) {
+    CK(cudaMalloc(&w16[i], b16));
+    if (lb_cuda_qw_dequant(NULL, &ws[0], w16[i], &err) != LB_OK) die("dequant", err);
+  }
+  cudaStream_t st = (cudaStream_t)lb_cuda_stream(cx);
+  const bool pdl = lb_cuda_pdl();
+  lb_cuda_set_pdl(true);
+  const double wbytes = (double)(cb_of(&ws[0]) + sb_of(&ws[0]));
+  for (int j = 0; j < nb; j++) {
+    const int b = batches[j];
+    const double gemv = b <= 8 ? time_graph(st, 2 * copies, iters, [&](int i) {
+      product(&ws[i % copies], dx, &i8x, dy, b, false, false, st);
+    }) : NAN;
+    double mt[3], mma = INFINITY; // 1, 2 and 4 super-steps in flight
+    for (int t = 0; t < 3; t++) {
+      lb_cuda_set_mma_depth(1 << t);
+      mt[t] = time_graph(st, 2 * copies, iters, [&](int i) { product(&ws[i % copies], dx, &i8x, dy, b, false, true, st); });
+      mma = fmin(mma, mt[t]);
+    }
+    lb_cuda_set_mma_depth(0);
+    const double dq = time_graph(st, 2, iters / 4 + 1, [&](int i) {
+      if (lb_cuda_qw_dequant(cx, &ws[i % copies], deq, &err) != LB_OK ||
+          lb_cuda_gemm(cx, deq, dx, dy, rows, cols, b, false, &err) != LB_OK)
+        die("dequant + cuBLAS", err);
+    });
+    const double fp16 = time_graph(st, 2, iters / 4 + 1, [&](int i) {
+      if (lb_cuda_gemm(cx, w16[i % c16], dx, dy, rows, cols, b, false, &err) != LB_OK) die("cuBLAS", err);
+    });
+    const double gbs = (wbytes + 2.0 * b * cols) / (mma * 1e-6) / 1e9;
+    printf("| %s | %lld x %lld | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f%% | %.1f | %.2f | %.2f |\n", KNAME[k],
+           (long long)rows, (long long)cols, b, gemv, mt[0], mt[1], mt[2], gbs, 100 * gbs / copy,
+           2.0 * b * rows * cols / (mma * 1e-6) / 1e12, dq, fp16);
+  }
+  lb_cuda_set_pdl(pdl);
+  CK(cudaFree(deq));
+  for (int i = 0; i < c16 && i < MAXC; i++) CK(cudaFree(w16[i]));
 }
 
 int main(int argc, char **argv) {
@@ -341,11 +467,13 @@ int main(int argc, char **argv) {
   CK(cudaGetDeviceProperties(&p, 0));
   printf("device: %s\n\n", p.name);
   int failed = 0;
+  const char *part = getenv("SANDBOX_PART"); // "mma": the batch table alone
+  const bool all = !(part && strcmp(part, "mma") == 0);
   printf("| format | check rows x cols | batch | worst error / bound | typical relative error |\n");
   printf("| --- | --- | ---: | ---: | ---: |\n");
   const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
+    for (size_t i = 0; all && run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
       for (int batch = 1; batch <= 8; batch *= 2) {
         if (shapes[i][0] > 1000 && batch > 1) continue; // the reference is slow; odd shapes cover it
         double typ, worst = check((Kind)k, shapes[i][0], shapes[i][1], batch > 4 ? 5 : batch, &typ);
@@ -355,10 +483,31 @@ int main(int argc, char **argv) {
       }
   const int64_t pairs[][2] = {{3, 192}, {129, 4160}, {1024, 4096}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
+    for (size_t i = 0; all && run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
       for (int batch = 1; batch <= 5; batch += 4) {
         double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch);
         printf("| %s | gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
+               (long long)pairs[i][1], batch, worst);
+        failed += !(worst <= 1.0);
+      }
+  // the tensor-core product: odd shapes (fewer rows than a tile, a step count off the 4-step
+  // stride), batches across its row tiles and beyond one launch (70 > LB_CUDA_MMA_MAX)
+  const int64_t mshapes[][2] = {{7, 192}, {129, 4160}, {1024, 4096}};
+  const int mbatch[] = {1, 3, 9, 16, 37, 64, 70};
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; all && run[k] && k != K_I8 && i < sizeof mshapes / sizeof mshapes[0]; i++)
+      for (size_t j = 0; j < sizeof mbatch / sizeof mbatch[0]; j++) {
+        if (mshapes[i][0] > 1000 && mbatch[j] != 37) continue; // the reference is slow
+        double typ, worst = check((Kind)k, mshapes[i][0], mshapes[i][1], mbatch[j], &typ, true);
+        printf("| %s | qmma %lld x %lld | %d | %.3f | %.2e |\n", KNAME[k], (long long)mshapes[i][0],
+               (long long)mshapes[i][1], mbatch[j], worst, typ);
+        failed += !(worst <= 1.0);
+      }
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; all && run[k] && k != K_I8 && i < 2; i++)
+      for (int batch = 1; batch <= 37; batch += 36) {
+        double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch, true);
+        printf("| %s | qmma gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
                (long long)pairs[i][1], batch, worst);
         failed += !(worst <= 1.0);
       }
@@ -368,13 +517,26 @@ int main(int argc, char **argv) {
   printf("warm: one copy of the weight, relaunched (partly served by the L2); cold: copies cycled, "
          "more than twice the L2, every launch from memory; PDL: each launch loads its first "
          "weights while the one before finishes (as in the decode step)\n\n");
-  printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us | GB/s | of copy |\n");
-  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us, 1 step in flight | 2 | 4 | GB/s (best) | of copy |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int64_t timed[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {4096, 14336}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; run[k] && i < sizeof timed / sizeof timed[0]; i++)
+    for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)
       for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
         time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
+  lb_cuda_ctx *cx;
+  lb_error err = {};
+  if (lb_cuda_open(&cx, &err) != LB_OK) die("cuda", err);
+  printf("\nBatches, cold with PDL, us a product: the GEMV, the tensor-core product (qmma) with 1, 2 "
+         "and 4 super-steps of loads in flight (GB/s, share of the copy bandwidth and TFLOP/s of the best), the "
+         "dequantization then cuBLAS, cuBLAS on fp16 weights of the same shape\n\n");
+  printf("| format | weight rows x cols | batch | GEMV us | qmma 1 | qmma 2 | qmma 4 | GB/s | of copy | TFLOP/s | dequant + cuBLAS us | cuBLAS fp16 us |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  const int mb[] = {1, 2, 4, 8, 16, 32, 64};
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; run[k] && k != K_I8 && k != K_FP8B && i < 3; i++)
+      time_mma_shape(cx, (Kind)k, timed[i][0], timed[i][1], mb, 7, iters, copy, (size_t)p.l2CacheSize);
+  lb_cuda_close(cx);
   printf("\n%s\n", failed ? "FAILED" : "all checks passed");
   return failed ? 1 : 0;
 }

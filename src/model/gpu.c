@@ -23,11 +23,15 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-/* Up to GEMV_ROWS rows a quantized weight is read by the GEMV, beyond it dequantized for cuBLAS:
- * two GEMVs of 8 rows took longer than the dequantization and cuBLAS at 12 and 16 rows (H100,
- * 7B 4-bit: 917 against 1328 tok/s at batch 16, BENCHMARKS.md); LOWBIT_CUDA_GEMV_ROWS=N (8..32)
- * moves the line. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
-enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, GEMV_ROWS = 8 };
+/* A quantized weight is read by the GEMV up to gemv_rows(kind) rows; beyond, up to MMA_ROWS, by
+ * the tensor-core product (Q4/NF4/FP8: lb_cuda_qmma); beyond that, and LLM.int8 beyond its GEMV,
+ * it is dequantized for cuBLAS. Where each line lies was measured (H100 kernel sandbox,
+ * BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit affine and NF4 and
+ * from 3 for FP8 (2 to 4 are close), and up to 64 rows than the dequantization and cuBLAS. LOWBIT_CUDA_GEMV_ROWS=N
+ * (0..32, every kind) and LOWBIT_CUDA_MMA_ROWS=N (0: off) move the lines for A/B runs. Up to
+ * SMALL_N rows a sequence, attention is the decode kernel's. */
+enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, MMA_ROWS = 64 };
+static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
 
 typedef struct glin {
   int64_t rows, cols;
@@ -72,7 +76,7 @@ struct lb_gpu {
   void **graph; /* [batch + 1]: the decode step of n sequences, once captured */
   bool graphs;
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
-  int64_t gemv_rows; /* GEMV_ROWS (LOWBIT_CUDA_GEMV_ROWS=N for A/B runs: 8..32) */
+  int64_t gemv_rows, mma_rows; /* -1: GEMV_ROWS of the kind; MMA_ROWS (LOWBIT_CUDA_GEMV_ROWS, _MMA_ROWS) */
   unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
 };
 
@@ -286,8 +290,10 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   g->fuse_silu = env_set("LOWBIT_CUDA_FUSE", FUSES, 1, 1) & 1; /* for A/B runs */
   g->skip = env_set("LOWBIT_CUDA_SKIP", SKIPS, 8, 0);
   const char *rows = getenv("LOWBIT_CUDA_GEMV_ROWS");
-  g->gemv_rows = rows ? strtol(rows, NULL, 10) : GEMV_ROWS;
-  if (g->gemv_rows < 8 || g->gemv_rows > LB_CUDA_GEMV_MAX) g->gemv_rows = GEMV_ROWS;
+  g->gemv_rows = rows ? strtol(rows, NULL, 10) : -1;
+  if (g->gemv_rows < 0 || g->gemv_rows > LB_CUDA_GEMV_MAX) g->gemv_rows = -1;
+  const char *mrows = getenv("LOWBIT_CUDA_MMA_ROWS");
+  g->mma_rows = mrows ? strtol(mrows, NULL, 10) : MMA_ROWS;
   const char *split = getenv("LOWBIT_CUDA_ATTN_SPLIT");
   g->split_keys = split ? strtol(split, NULL, 10) : 256;
   lb_cuda_attn shape = {.head_dim = c->head_dim};
@@ -357,10 +363,20 @@ void lb_gpu_free(lb_gpu *g) {
 }
 
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
+/* Whether n rows of w go through the GEMV, or the tensor-core product (see GEMV_ROWS). */
+static bool use_gemv(const lb_gpu *g, const glin *w, int64_t n) {
+  return w->qw.codes && n <= (g->gemv_rows >= 0 ? g->gemv_rows : GEMV_ROWS[w->qw.kind]);
+}
+static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
+  return w->qw.codes && w->qw.kind != LB_CUDA_I8 && !use_gemv(g, w, n) && n <= g->mma_rows;
+}
+
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->qw.codes && n <= g->gemv_rows) {
+  if (use_gemv(g, w, n)) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
+  } else if (use_mma(g, w, n)) {
+    LB_TRY(lb_cuda_qmma(&w->qw, x16, y, n, acc, lb_cuda_stream(g->cx), err));
   } else {
     const void *w16 = w->w16;
     if (w->qw.codes) {
@@ -409,9 +425,12 @@ static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int6
   return LB_OK;
 }
 
-/* The gate/up product with SiLU-and-multiply into act16: in the GEMV's epilogue (pairs) or after. */
+/* The gate/up product with SiLU-and-multiply into act16: in the epilogue of the GEMV or the
+ * tensor-core product (pairs), or after. */
 static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, lb_error *err) {
-  if (!G->gu.pairs || n > g->gemv_rows) {
+  if (G->gu.pairs && use_mma(g, &G->gu, n))
+    return lb_cuda_qmma_silu(&G->gu.qw, g->xn16, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
+  if (!G->gu.pairs || !use_gemv(g, &G->gu, n)) {
     LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
   }

@@ -28,7 +28,8 @@ __device__ __forceinline__ void load_step(const KW &w, int row0, int st, bool ok
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
 // is out16[b][pair] = silu(gate + bias) * (up + bias) instead of y.
-template <class F, int B, int R, int KS, bool SILU>
+// D steps are in flight a warp (a ring of registers), the first D loaded before the PDL wait.
+template <class F, int B, int R, int KS, int D, bool SILU>
 __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__restrict__ y,
                                             const float *__restrict__ bias, __half *__restrict__ out16,
                                             bool accumulate) {
@@ -41,21 +42,27 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   const bool live = row0 < w.rows;
   __shared__ Acc part[8][R][B];
   int st = lane + 32 * kpart;
-  Frag f[R];
-  load_step<F, R>(w, row0, st, live && st < w.steps, f); // weights: before the wait
+  Frag f[D][R];
+#pragma unroll
+  for (int d = 0; d < D; d++) // weights: before the wait
+    load_step<F, R>(w, row0, st + d * stride, live && st + d * stride < w.steps, f[d]);
   lb_pdl_wait();
   Acc acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = Acc();
-  for (; live && st < w.steps; st += stride) {
-    Frag nf[R];
-    load_step<F, R>(w, row0, st + stride, st + stride < w.steps, nf);
-    F::template mac<B, R>(f, x, w, st, acc);
+  for (; live && st < w.steps; st += D * stride)
 #pragma unroll
-    for (int r = 0; r < R; r++) f[r] = nf[r];
-  }
+    for (int d = 0; d < D; d++) {
+      const int sd = st + d * stride, sn = sd + D * stride;
+      if (sd >= w.steps) break;
+      Frag nf[R]; // the next load of this slot, issued before the math
+      load_step<F, R>(w, row0, sn, sn < w.steps, nf);
+      F::template mac<B, R>(f[d], x, w, sd, acc);
+#pragma unroll
+      for (int r = 0; r < R; r++) f[d][r] = nf[r];
+    }
   if (live) F::template tail<B, R>(w, x, row0, lane + 32 * kpart, stride, acc);
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -196,13 +203,26 @@ extern "C" void lb_cuda_i8x_free(lb_cuda_i8x *x) {
   memset(x, 0, sizeof *x);
 }
 
-enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.md: variants)
+enum { ROWS = 2, SPLIT = 2, GEMV_DEPTH = 1 }; // rows per warp; warps sharing a row; steps in flight (BENCHMARKS.md: variants)
+
+// Steps in flight a warp (cuda.h: lb_cuda_set_gemv_depth; LOWBIT_CUDA_GEMV_DEPTH, read once).
+static int gemv_depth = -1;
+extern "C" void lb_cuda_set_gemv_depth(int depth) { gemv_depth = depth == 1 || depth == 2 || depth == 4 ? depth : 0; }
 
 template <class F, bool SILU, int B>
 static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
                             cudaStream_t st) {
   const int per_block = 8 / SPLIT * ROWS, blocks = (kw.rows + per_block - 1) / per_block;
-  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc);
+  if (gemv_depth < 0) {
+    const char *e = getenv("LOWBIT_CUDA_GEMV_DEPTH");
+    lb_cuda_set_gemv_depth(e ? atoi(e) : 0);
+  }
+  const dim3 g(blocks), b(256);
+  switch (gemv_depth ? gemv_depth : GEMV_DEPTH) {
+  case 1: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 1, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
+  case 2: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 2, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
+  default: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 4, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
+  }
 }
 
 // kw without its steps: the format's columns a step (F::COLS) give them.
@@ -227,16 +247,10 @@ template <bool SILU>
 static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, float *y, const float *bias,
                      void *out16, int batch, bool acc, void *stream, lb_error *err) {
   if (batch < 1 || batch > LB_CUDA_GEMV_MAX) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..32");
-  KW kw = {(const uint4 *)w->codes, (const uint32_t *)w->scales, (int)w->rows, (int)w->cols, 0, 0, (int)w->ngroups, {0}};
+  const KW kw = kw_of(w);
   KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL};
   cudaStream_t st = (cudaStream_t)stream;
   cudaError_t e = cudaSuccess;
-  if (w->kind == LB_CUDA_NF4)
-    for (int i = 0; i < 16; i++) { // the code book's fp16 bytes, low then high
-      const uint16_t h = __half_as_ushort(__float2half(w->code[i]));
-      kw.tab[i / 4] |= (uint32_t)(h & 0xFF) << (8 * (i % 4));
-      kw.tab[4 + i / 4] |= (uint32_t)(h >> 8) << (8 * (i % 4));
-    }
   if (w->kind == LB_CUDA_I8) {
     if (!i8x || i8x->cols < w->cols) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: LLM.int8 needs activation scratch as wide as the weight");
     kx.q = (const int8_t *)i8x->q, kx.sca = i8x->sca, kx.xo = i8x->xo, kx.nout = i8x->nout, kx.ocol = i8x->ocol;

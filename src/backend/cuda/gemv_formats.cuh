@@ -15,6 +15,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "backend/cuda/cuda.h"
+
 // The weight as the kernel sees it: scales[row * ngroups + step / spg]; tab: NF4's code book as
 // the low bytes (tab[0..3]) and high bytes (tab[4..7]) of its 16 fp16 values, 4 a word.
 struct KW {
@@ -23,6 +25,18 @@ struct KW {
   int rows, cols, steps, spg, ngroups;
   uint32_t tab[8];
 };
+
+// w as the kernels see it, without its steps (F::COLS gives them: launch in gemv.cu).
+static inline KW kw_of(const lb_cuda_qw *w) {
+  KW kw = {(const uint4 *)w->codes, (const uint32_t *)w->scales, (int)w->rows, (int)w->cols, 0, 0, (int)w->ngroups, {0}};
+  if (w->kind == LB_CUDA_NF4)
+    for (int i = 0; i < 16; i++) { // the code book's fp16 bytes, low then high
+      const uint16_t h = __half_as_ushort(__float2half(w->code[i]));
+      kw.tab[i / 4] |= (uint32_t)(h & 0xFF) << (8 * (i % 4));
+      kw.tab[4 + i / 4] |= (uint32_t)(h >> 8) << (8 * (i % 4));
+    }
+  return kw;
+}
 
 // The activations: fp16 rows, and for LLM.int8 their int8 codes, scales and outlier columns.
 struct KX {
