@@ -388,20 +388,14 @@ static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters,
   const double warm = time_launches(ws, 1, &i8x, dx, dy, batch, iters);
   const double cold = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
   lb_cuda_set_pdl(true);
-  double cd[3], cold_pdl = INFINITY; // 1, 2 and 4 steps in flight
-  for (int d = 0; d < 3; d++) {
-    lb_cuda_set_gemv_depth(1 << d);
-    cd[d] = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
-    cold_pdl = fmin(cold_pdl, cd[d]);
-  }
-  lb_cuda_set_gemv_depth(0);
+  const double cold_pdl = time_launches(ws, copies, &i8x, dx, dy, batch, iters);
   lb_cuda_set_pdl(pdl);
   const double bytes = (double)(cb + sb) + 2.0 * batch * cols;
   const double gw = bytes / (warm * 1e-6) / 1e9, gc = bytes / (cold * 1e-6) / 1e9;
   const double gp = bytes / (cold_pdl * 1e-6) / 1e9;
-  printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.2f | %.2f | %.0f | %.0f%% |\n",
-         KNAME[k], (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
-         cd[0], cd[1], cd[2], gp, 100 * gp / copy);
+  printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.0f | %.0f%% |\n", KNAME[k],
+         (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
+         cold_pdl, gp, 100 * gp / copy);
 }
 
 // The batches' paths for one shape, cold with PDL (us a product): the GEMV (up to 8 rows), the
@@ -517,8 +511,8 @@ int main(int argc, char **argv) {
   printf("warm: one copy of the weight, relaunched (partly served by the L2); cold: copies cycled, "
          "more than twice the L2, every launch from memory; PDL: each launch loads its first "
          "weights while the one before finishes (as in the decode step)\n\n");
-  printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us, 1 step in flight | 2 | 4 | GB/s (best) | of copy |\n");
-  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us | GB/s | of copy |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int64_t timed[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {4096, 14336}};
   for (int k = 0; k < K_COUNT; k++)
     for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)

@@ -5,8 +5,9 @@
  * gate/up are one weight; a Linear's bias is added in the kernel after it (RoPE for q/k/v,
  * SiLU-and-multiply for gate/up); o_proj and down_proj accumulate into the residual stream.
  * Weights: quantized weights that fit a device layout (cuda.h, lb_cuda_qw: 4-bit GPTQ/AWQ/RTN
- * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for up to 8 rows, dequantized to
- * fp16 then cuBLAS for more; every other weight is dequantized once at load to fp16 for cuBLAS.
+ * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for the fewest rows, the
+ * tensor-core product for up to 64 (GEMV_ROWS below), dequantized to fp16 then cuBLAS for more;
+ * every other weight is dequantized once at load to fp16 for cuBLAS.
  * A decode step (one token of each sequence) is captured in a CUDA graph the first time and
  * replayed after (LOWBIT_CUDA_GRAPH=0 turns that off).
  *
@@ -23,13 +24,13 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-/* A quantized weight is read by the GEMV up to gemv_rows(kind) rows; beyond, up to MMA_ROWS, by
+/* A quantized weight is read by the GEMV up to GEMV_ROWS[kind] rows; beyond, up to MMA_ROWS, by
  * the tensor-core product (Q4/NF4/FP8: lb_cuda_qmma); beyond that, and LLM.int8 beyond its GEMV,
  * it is dequantized for cuBLAS. Where each line lies was measured (H100 kernel sandbox,
  * BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit affine and NF4 and
- * from 3 for FP8 (2 to 4 are close), and up to 64 rows than the dequantization and cuBLAS. LOWBIT_CUDA_GEMV_ROWS=N
- * (0..32, every kind) and LOWBIT_CUDA_MMA_ROWS=N (0: off) move the lines for A/B runs. Up to
- * SMALL_N rows a sequence, attention is the decode kernel's. */
+ * from 3 for FP8 (2 to 4 are close), and up to 64 rows than the dequantization and cuBLAS.
+ * LOWBIT_CUDA_GEMV_ROWS=N (0..32, every kind) and LOWBIT_CUDA_MMA_ROWS=N (0: off) move the lines
+ * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
 enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, MMA_ROWS = 64 };
 static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
 
@@ -362,7 +363,6 @@ void lb_gpu_free(lb_gpu *g) {
   free(g);
 }
 
-/* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 /* Whether n rows of w go through the GEMV, or the tensor-core product (see GEMV_ROWS). */
 static bool use_gemv(const lb_gpu *g, const glin *w, int64_t n) {
   return w->qw.codes && n <= (g->gemv_rows >= 0 ? g->gemv_rows : GEMV_ROWS[w->qw.kind]);
@@ -371,6 +371,7 @@ static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
   return w->qw.codes && w->qw.kind != LB_CUDA_I8 && !use_gemv(g, w, n) && n <= g->mma_rows;
 }
 
+/* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
   if (use_gemv(g, w, n)) {

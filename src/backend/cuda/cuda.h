@@ -133,10 +133,6 @@ lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
 lb_status lb_cuda_gemv_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
                             const float *bias, void *out16, int batch, void *stream, lb_error *err);
 
-/* Steps of weight loads a warp of the GEMV keeps in flight (1, 2 or 4; else the default, or
- * LOWBIT_CUDA_GEMV_DEPTH): for A/B runs. */
-void lb_cuda_set_gemv_depth(int depth);
-
 /* The same product on tensor cores for batches and short chunks (qmma.cu), Q4/NF4/FP8 only
  * (else LB_EUNSUPPORTED): any n >= 1, a launch per LB_CUDA_MMA_MAX rows, each reading the whole
  * weight. The weight reaches the tensor cores as fp16 (dequantized and scaled in fp16, as prefill's

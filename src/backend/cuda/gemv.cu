@@ -28,8 +28,7 @@ __device__ __forceinline__ void load_step(const KW &w, int row0, int st, bool ok
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
 // is out16[b][pair] = silu(gate + bias) * (up + bias) instead of y.
-// D steps are in flight a warp (a ring of registers), the first D loaded before the PDL wait.
-template <class F, int B, int R, int KS, int D, bool SILU>
+template <class F, int B, int R, int KS, bool SILU>
 __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__restrict__ y,
                                             const float *__restrict__ bias, __half *__restrict__ out16,
                                             bool accumulate) {
@@ -42,27 +41,21 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   const bool live = row0 < w.rows;
   __shared__ Acc part[8][R][B];
   int st = lane + 32 * kpart;
-  Frag f[D][R];
-#pragma unroll
-  for (int d = 0; d < D; d++) // weights: before the wait
-    load_step<F, R>(w, row0, st + d * stride, live && st + d * stride < w.steps, f[d]);
+  Frag f[R];
+  load_step<F, R>(w, row0, st, live && st < w.steps, f); // weights: before the wait
   lb_pdl_wait();
   Acc acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = Acc();
-  for (; live && st < w.steps; st += D * stride)
+  for (; live && st < w.steps; st += stride) {
+    Frag nf[R];
+    load_step<F, R>(w, row0, st + stride, st + stride < w.steps, nf);
+    F::template mac<B, R>(f, x, w, st, acc);
 #pragma unroll
-    for (int d = 0; d < D; d++) {
-      const int sd = st + d * stride, sn = sd + D * stride;
-      if (sd >= w.steps) break;
-      Frag nf[R]; // the next load of this slot, issued before the math
-      load_step<F, R>(w, row0, sn, sn < w.steps, nf);
-      F::template mac<B, R>(f[d], x, w, sd, acc);
-#pragma unroll
-      for (int r = 0; r < R; r++) f[d][r] = nf[r];
-    }
+    for (int r = 0; r < R; r++) f[r] = nf[r];
+  }
   if (live) F::template tail<B, R>(w, x, row0, lane + 32 * kpart, stride, acc);
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -203,26 +196,13 @@ extern "C" void lb_cuda_i8x_free(lb_cuda_i8x *x) {
   memset(x, 0, sizeof *x);
 }
 
-enum { ROWS = 2, SPLIT = 2, GEMV_DEPTH = 1 }; // rows per warp; warps sharing a row; steps in flight (BENCHMARKS.md: variants)
-
-// Steps in flight a warp (cuda.h: lb_cuda_set_gemv_depth; LOWBIT_CUDA_GEMV_DEPTH, read once).
-static int gemv_depth = -1;
-extern "C" void lb_cuda_set_gemv_depth(int depth) { gemv_depth = depth == 1 || depth == 2 || depth == 4 ? depth : 0; }
+enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.md: variants)
 
 template <class F, bool SILU, int B>
 static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
                             cudaStream_t st) {
   const int per_block = 8 / SPLIT * ROWS, blocks = (kw.rows + per_block - 1) / per_block;
-  if (gemv_depth < 0) {
-    const char *e = getenv("LOWBIT_CUDA_GEMV_DEPTH");
-    lb_cuda_set_gemv_depth(e ? atoi(e) : 0);
-  }
-  const dim3 g(blocks), b(256);
-  switch (gemv_depth ? gemv_depth : GEMV_DEPTH) {
-  case 1: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 1, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
-  case 2: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 2, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
-  default: return lb_cu_launch(gemv<F, B, ROWS, SPLIT, 4, SILU>, g, b, 0, st, kw, kx, y, bias, out16, acc);
-  }
+  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc);
 }
 
 // kw without its steps: the format's columns a step (F::COLS) give them.
