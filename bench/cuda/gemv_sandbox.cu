@@ -19,7 +19,9 @@
 // read once. Warm relaunches one copy of the weight; cold cycles through copies that together
 // exceed twice the L2 (the decode step's case: every weight comes from memory), with programmatic
 // dependent launch off and on. LLM.int8's time includes its activation quantization. Copy:
-// cudaMemcpyAsync device to device of 1 GiB, counted as read + write.
+// cudaMemcpyAsync device to device of 1 GiB, counted as read + write. The dequantization to fp16
+// (prefill's extra cost over an fp16 model) is timed alone, its bytes the codes and scales read
+// and the fp16 weight written.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -398,6 +400,23 @@ static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters,
          cold_pdl, gp, 100 * gp / copy);
 }
 
+// The dequantization alone (prefill's cost over fp16), copies of the weight cycled into one
+// fp16 output as the model does: us, and GB/s of codes and scales read plus fp16 written.
+static void time_dequant(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, int iters, double copy, size_t l2) {
+  Timed T(k, rows, cols, 1, l2);
+  lb_error err = {};
+  void *deq;
+  CK(cudaMalloc(&deq, (size_t)(rows * cols) * 2));
+  cudaStream_t st = (cudaStream_t)lb_cuda_stream(cx);
+  const double us = time_graph(st, 2 * T.copies, iters, [&](int i) {
+    if (lb_cuda_qw_dequant(cx, &T.ws[i % T.copies], deq, &err) != LB_OK) die("dequant", err);
+  });
+  const double gbs = ((double)(cb_of(&T.ws[0]) + sb_of(&T.ws[0])) + 2.0 * rows * cols) / (us * 1e-6) / 1e9;
+  printf("| %s | %lld x %lld | %.2f | %.0f | %.0f%% |\n", KNAME[k], (long long)rows, (long long)cols, us, gbs,
+         100 * gbs / copy);
+  CK(cudaFree(deq));
+}
+
 // The batches' paths for one shape, cold with PDL (us a product): the GEMV (up to 8 rows), the
 // tensor-core product, the dequantization and cuBLAS (the model's path beyond the GEMV before
 // lb_cuda_qmma), and cuBLAS on an fp16 weight of the same shape (the fp16 model's cost).
@@ -521,6 +540,12 @@ int main(int argc, char **argv) {
   lb_cuda_ctx *cx;
   lb_error err = {};
   if (lb_cuda_open(&cx, &err) != LB_OK) die("cuda", err);
+  printf("\nThe dequantization to fp16 (prefill), cold, us and GB/s read + written\n\n");
+  printf("| format | weight rows x cols | us | GB/s | of copy |\n| --- | --- | ---: | ---: | ---: |\n");
+  const int64_t dshapes[][2] = {{4096, 4096}, {11008, 4096}, {22016, 4096}};
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; all && run[k] && i < sizeof dshapes / sizeof dshapes[0]; i++)
+      time_dequant(cx, (Kind)k, dshapes[i][0], dshapes[i][1], iters / 4 + 1, copy, (size_t)p.l2CacheSize);
   printf("\nBatches, cold with PDL, us a product: the GEMV, the tensor-core product (qmma) with 1, 2 "
          "and 4 super-steps of loads in flight (GB/s, share of the copy bandwidth and TFLOP/s of the best), the "
          "dequantization then cuBLAS, cuBLAS on fp16 weights of the same shape\n\n");

@@ -174,10 +174,11 @@ struct Table16 {
   float v[16];
 };
 
-// One thread per 8 columns of a row, written as one 16-byte store of fp16.
+// One thread per 8 columns of a row, written as one 16-byte store of fp16; 32-bit index math
+// (units < 2^32, checked by the caller: 64-bit division is a long instruction sequence).
 template <int K>
 __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__restrict__ sc, uint4 *__restrict__ out,
-                        int64_t units, int cols, int group, int ngroups, Table16 tab) {
+                        uint32_t units, uint32_t cols, uint32_t group, uint32_t ngroups, Table16 tab) {
   lb_pdl_trigger();
   __shared__ float tb[16]; // NF4's code book (a parameter indexed by a code would go to local memory)
   if (K == LB_CUDA_NF4 && threadIdx.x == 0)
@@ -185,10 +186,10 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
     for (int j = 0; j < 16; j++) tb[j] = tab.v[j];
   __syncthreads();
   lb_pdl_wait(); // out may still be read by the kernel before
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x, upr = cols / 8;
   if (i >= units) return;
-  const int64_t r = i / (cols / 8), c = (i % (cols / 8)) * 8;
-  const uint32_t s = sc[r * ngroups + c / group];
+  const uint32_t r = i / upr, c = (i - r * upr) * 8;
+  const uint32_t s = sc[(size_t)r * ngroups + c / group];
   uint4 o;
   __half *h = reinterpret_cast<__half *>(&o);
   if (K == LB_CUDA_Q4) { // the GEMV's decoding (gemv_formats.cuh), times the scale
@@ -229,20 +230,21 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
 
 extern "C" lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err) {
   const int64_t units = w->rows * w->cols / 8;
+  if (units >= ((int64_t)1 << 32)) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: a weight of 2^35 or more values cannot be dequantized in one launch");
   const dim3 grid((unsigned)((units + 255) / 256)), block(256);
   cudaStream_t st = c ? (cudaStream_t)lb_cuda_stream(c) : 0;
   const uint8_t *codes = (const uint8_t *)w->codes;
   const uint32_t *sc = (const uint32_t *)w->scales;
   uint4 *o = (uint4 *)out16;
-  const int cols = (int)w->cols, group = (int)w->group, ng = (int)w->ngroups;
+  const uint32_t cols = (uint32_t)w->cols, group = (uint32_t)w->group, ng = (uint32_t)w->ngroups, u = (uint32_t)units;
   Table16 tab;
   memcpy(tab.v, w->code, sizeof tab.v);
   cudaError_t e = cudaErrorInvalidValue;
   switch (w->kind) {
-  case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
-  case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
-  case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
-  case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, units, cols, group, ng, tab); break;
+  case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   default: break;
   }
   return lb_cu_check(err, "launching a weight's dequantization", e);
