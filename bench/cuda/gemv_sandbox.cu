@@ -22,6 +22,8 @@
 // cudaMemcpyAsync device to device of 1 GiB, counted as read + write. The dequantization to fp16
 // (prefill's extra cost over an fp16 model) is timed alone, its bytes the codes and scales read
 // and the fp16 weight written.
+// The floor of one launch a weight, in the same timing: an empty kernel, and one that only reads
+// as many bytes (all its loads before the PDL wait).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -30,6 +32,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
 extern "C" {
 #include "quant/bnb.h"
 #include "quant/fp8.h"
@@ -400,6 +403,56 @@ static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters,
          cold_pdl, gp, 100 * gp / copy);
 }
 
+// What one launch a weight can reach at best, in the GEMV's timing (a graph of launches with PDL,
+// buffers cycled through more than twice the L2): a kernel that does nothing but trigger and wait,
+// and one that only reads `bytes` (16-byte streaming loads, 4 in flight a thread, all issued
+// before the PDL wait, as the GEMV does with its weights; grid of 4 blocks of 256 an SM).
+__global__ void __launch_bounds__(256) floor_empty(unsigned *out) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  if (threadIdx.x == 1024) *out = 0; // never: a kernel with a body
+}
+__global__ void __launch_bounds__(256) floor_read(const uint4 *__restrict__ p, size_t n, unsigned *out) {
+  lb_pdl_trigger();
+  unsigned acc = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = i + j * stride < n ? __ldcs(p + i + j * stride) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  lb_pdl_wait();
+  if (acc == 0x9E3779B9u) *out = acc; // keeps the loads; the random bytes never xor to it in practice
+}
+
+static void time_floor(double mb, int iters, double copy, size_t l2, int sms) {
+  const size_t bytes = (size_t)(mb * 1e6) / 16 * 16, n = bytes / 16;
+  const int copies = (int)(2 * l2 / bytes + 2) < MAXC ? (int)(2 * l2 / bytes + 2) : MAXC;
+  void *buf[MAXC];
+  unsigned *out;
+  CK(cudaMalloc((void **)&out, 4));
+  for (int i = 0; i < copies; i++) {
+    CK(cudaMalloc(&buf[i], bytes));
+    CK(cudaMemset(buf[i], 0x5A + i, bytes));
+  }
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  const bool pdl = lb_cuda_pdl();
+  lb_cuda_set_pdl(true);
+  const double empty = time_graph(st, 4, iters, [&](int) { CK(lb_cu_launch(floor_empty, dim3(sms * 4), dim3(256), 0, st, out)); });
+  const double rd = time_graph(st, 2 * copies, iters, [&](int i) {
+    CK(lb_cu_launch(floor_read, dim3(sms * 4), dim3(256), 0, st, (const uint4 *)buf[i % copies], n, out));
+  });
+  lb_cuda_set_pdl(pdl);
+  const double gbs = (double)bytes / (rd * 1e-6) / 1e9;
+  printf("| %.1f | %.2f | %.2f | %.0f | %.0f%% |\n", bytes / 1e6, empty, rd, gbs, 100 * gbs / copy);
+  CK(cudaStreamDestroy(st));
+  for (int i = 0; i < copies; i++) CK(cudaFree(buf[i]));
+  CK(cudaFree(out));
+}
+
 // The dequantization alone (prefill's cost over fp16), copies of the weight cycled into one
 // fp16 output as the model does: us, and GB/s of codes and scales read plus fp16 written.
 static void time_dequant(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, int iters, double copy, size_t l2) {
@@ -537,6 +590,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)
       for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
         time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
+  printf("\nThe floor of a launch a weight (graph, PDL, cold): an empty kernel, and a kernel that only "
+         "reads the bytes (all its loads before the PDL wait), us and share of the copy bandwidth\n\n");
+  printf("| MB read | empty us | read us | GB/s | of copy |\n| ---: | ---: | ---: | ---: | ---: |\n");
+  for (double mb : {8.9, 17.3, 24.0, 45.1, 90.0})
+    if (all) time_floor(mb, iters, copy, (size_t)p.l2CacheSize, p.multiProcessorCount);
   lb_cuda_ctx *cx;
   lb_error err = {};
   if (lb_cuda_open(&cx, &err) != LB_OK) die("cuda", err);
