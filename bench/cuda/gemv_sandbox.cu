@@ -125,15 +125,16 @@ static void reference(Kind k, const lb_qweight *w, const float *xf, int batch, d
 
 // mma: lb_cuda_qmma, whose weights reach the tensor cores as fp16 through at most three roundings
 // of 2^-11 each (NF4's code book, the scale, their product) and whose sums are fp32: 2^-9 of
-// sum |w x|, and 1e-6 for the sums.
+// sum |w x|, and 1e-6 for the sums. LLM.int8 keeps the GEMV's bound on either path: the same int8
+// codes and exact int32 sums, only the fp32 outlier sum in another order.
 static double bound_of(Kind k, double mag, bool mma = false) {
-  return (mma ? 0.001953125 + 1e-6 : k == K_I8 ? 1e-5 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30;
+  return (k == K_I8 ? 1e-5 : mma ? 0.001953125 + 1e-6 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30;
 }
 
 static void product(const lb_cuda_qw *w, const void *dx, lb_cuda_i8x *i8x, float *dy, int batch, bool acc, bool mma,
                     cudaStream_t st) {
   lb_error err = {};
-  const lb_status s = mma ? lb_cuda_qmma(w, dx, dy, batch, acc, st, &err) : lb_cuda_gemv(w, dx, i8x, dy, batch, acc, st, &err);
+  const lb_status s = mma ? lb_cuda_qmma(w, dx, i8x, dy, batch, acc, st, &err) : lb_cuda_gemv(w, dx, i8x, dy, batch, acc, st, &err);
   if (s != LB_OK) die(mma ? "qmma" : "gemv", err);
 }
 
@@ -233,7 +234,7 @@ static double check_silu(Kind k, int64_t inter, int64_t cols, int batch, bool mm
   CK(cudaMalloc((void **)&db, (size_t)(2 * inter) * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(db, bias, (size_t)(2 * inter) * 4, cudaMemcpyHostToDevice));
-  if ((mma ? lb_cuda_qmma_silu(&dw, dx, db, dout, batch, NULL, &err)
+  if ((mma ? lb_cuda_qmma_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)
            : lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)) != LB_OK)
     die("gate/up with SiLU", err);
   CK(cudaMemcpy(ho, dout, ny * 2, cudaMemcpyDeviceToHost));
@@ -561,16 +562,19 @@ int main(int argc, char **argv) {
   const int64_t mshapes[][2] = {{7, 192}, {129, 4160}, {1024, 4096}};
   const int mbatch[] = {1, 3, 9, 16, 37, 64, 70};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && k != K_I8 && i < sizeof mshapes / sizeof mshapes[0]; i++)
+    for (size_t i = 0; all && run[k] && i < sizeof mshapes / sizeof mshapes[0]; i++)
       for (size_t j = 0; j < sizeof mbatch / sizeof mbatch[0]; j++) {
         if (mshapes[i][0] > 1000 && mbatch[j] != 37) continue; // the reference is slow
+        // LLM.int8 past one launch: each launch takes its own outlier columns (cuda.h), the
+        // reference those of the whole call
+        if (k == K_I8 && mbatch[j] > LB_CUDA_MMA_MAX) continue;
         double typ, worst = check((Kind)k, mshapes[i][0], mshapes[i][1], mbatch[j], &typ, true);
         printf("| %s | qmma %lld x %lld | %d | %.3f | %.2e |\n", KNAME[k], (long long)mshapes[i][0],
                (long long)mshapes[i][1], mbatch[j], worst, typ);
         failed += !(worst <= 1.0);
       }
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && k != K_I8 && i < 2; i++)
+    for (size_t i = 0; all && run[k] && i < 2; i++)
       for (int batch = 1; batch <= 37; batch += 36) {
         double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch, true);
         printf("| %s | qmma gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
@@ -611,7 +615,7 @@ int main(int argc, char **argv) {
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int mb[] = {1, 2, 4, 8, 16, 32, 64};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; run[k] && k != K_I8 && k != K_FP8B && i < 3; i++)
+    for (size_t i = 0; run[k] && k != K_FP8B && i < 3; i++)
       time_mma_shape(cx, (Kind)k, timed[i][0], timed[i][1], mb, 7, iters, copy, (size_t)p.l2CacheSize);
   lb_cuda_close(cx);
   printf("\n%s\n", failed ? "FAILED" : "all checks passed");

@@ -24,14 +24,16 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-/* A quantized weight is read by the GEMV up to GEMV_ROWS[kind] rows; beyond, up to MMA_ROWS, by
- * the tensor-core product (Q4/NF4/FP8: lb_cuda_qmma); beyond that, and LLM.int8 beyond its GEMV,
- * it is dequantized for cuBLAS. Where each line lies was measured (H100 kernel sandbox,
- * BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit affine and NF4 and
- * from 3 for FP8 (2 to 4 are close), and up to 64 rows than the dequantization and cuBLAS.
+/* A quantized weight is read by the GEMV up to GEMV_ROWS[kind] rows; beyond, up to MMA_ROWS
+ * (LLM.int8: I8_MMA_ROWS), by the tensor-core product (lb_cuda_qmma; LLM.int8's on int8 tensor
+ * cores); beyond that it is dequantized for cuBLAS. Where each line lies was measured (H100 kernel
+ * sandbox and 7B decode, BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit
+ * affine and NF4, from 3 for FP8 (2 to 4 are close) and from 9 for LLM.int8, and than the
+ * dequantization and cuBLAS up to 64 rows, LLM.int8 up to 16 (its one-block activation kernel
+ * grows with the rows).
  * LOWBIT_CUDA_GEMV_ROWS=N (0..32, every kind) and LOWBIT_CUDA_MMA_ROWS=N (0: off) move the lines
  * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
-enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, MMA_ROWS = 64 };
+enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, MMA_ROWS = 64, I8_MMA_ROWS = 16 };
 static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
 
 typedef struct glin {
@@ -368,7 +370,8 @@ static bool use_gemv(const lb_gpu *g, const glin *w, int64_t n) {
   return w->qw.codes && n <= (g->gemv_rows >= 0 ? g->gemv_rows : GEMV_ROWS[w->qw.kind]);
 }
 static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
-  return w->qw.codes && w->qw.kind != LB_CUDA_I8 && !use_gemv(g, w, n) && n <= g->mma_rows;
+  const int64_t most = w->qw.kind == LB_CUDA_I8 && g->mma_rows > I8_MMA_ROWS ? I8_MMA_ROWS : g->mma_rows;
+  return w->qw.codes && !use_gemv(g, w, n) && n <= most;
 }
 
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
@@ -377,7 +380,7 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   if (use_gemv(g, w, n)) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else if (use_mma(g, w, n)) {
-    LB_TRY(lb_cuda_qmma(&w->qw, x16, y, n, acc, lb_cuda_stream(g->cx), err));
+    LB_TRY(lb_cuda_qmma(&w->qw, x16, &g->i8x, y, n, acc, lb_cuda_stream(g->cx), err));
   } else {
     const void *w16 = w->w16;
     if (w->qw.codes) {
@@ -430,7 +433,7 @@ static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int6
  * tensor-core product (pairs), or after. */
 static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, lb_error *err) {
   if (G->gu.pairs && use_mma(g, &G->gu, n))
-    return lb_cuda_qmma_silu(&G->gu.qw, g->xn16, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
+    return lb_cuda_qmma_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
   if (!G->gu.pairs || !use_gemv(g, &G->gu, n)) {
     LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);

@@ -8,13 +8,14 @@
 # both devices (CPU: --ref-kernels), which must agree within 0.1% (the issue's bound; the logits
 # bound is the test's own, see its header).
 #
-# LLM.int8 has looser logit bounds (3%, KL 1e-3): the CPU follows bitsandbytes' int8 product
-# (activations rounded to int8 per row, outlier columns apart), and so does the GPU's decode GEMV,
-# but its prefill multiplies by the fp16 dequantized weight without rounding the activations;
-# measured 2.3e-2 and 6.6e-4 (2026-11-23). Through the GEMV both sides round, but from inputs that
-# differ by the GPU's fp16 rounding, and each int8 code that flips moves a product by a whole
-# step: with 20- and 12-row calls through it as well the worst row measured 3.0e-2 (KL 7.8e-4),
-# so that run's bound is 5%.
+# LLM.int8 has looser logit bounds (5%, KL 1e-3): the CPU follows bitsandbytes' int8 product
+# (activations rounded to int8 per row, outlier columns apart), and so do the GPU's decode GEMV
+# (up to 8 rows) and its tensor-core product (9-16 rows, the 12-sequence batch), but longer
+# calls multiply by the fp16 dequantized weight without rounding the activations (measured 2.3e-2
+# and 6.6e-4, 2026-11-23). Where both sides round, they round inputs that differ by the GPU's fp16 rounding,
+# each int8 code that flips moves a product by a whole step, and a call's outlier columns are
+# those of all its rows (the CPU runs a batch's sequences one by one): with the 12-row batch and
+# the 20-row chunk through the GEMV the worst row measured 3.0e-2 (KL 7.8e-4), hence 5%.
 set -euo pipefail
 B=$(cd "$1" && pwd) W=$2
 S=${LOWBIT_SHARED:-$(dirname "$0")/../../../shared}
@@ -43,7 +44,7 @@ dirs=("$M")
 for d in rtn4 rtn4-head rtn8 gptq4-act awq4 nf4-dq fp4 int8 fp8 hqq4; do dirs+=("$W/$d"); done
 fail=0
 args=()
-for d in "${dirs[@]}"; do [[ $d == */int8 ]] && args+=("$d@0.03,1e-3") || args+=("$d"); done
+for d in "${dirs[@]}"; do [[ $d == */int8 ]] && args+=("$d@0.05,1e-3") || args+=("$d"); done
 "$B/tests/test_cuda_model" "$TEXT" "${args[@]}" || fail=1
 # split-KV decode attention (it starts at 256 keys a split: pocket-llama's 128 would never split)
 echo "split-KV forced (LOWBIT_CUDA_ATTN_SPLIT=16):"

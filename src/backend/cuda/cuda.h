@@ -104,19 +104,20 @@ void lb_cuda_qw_free(lb_cuda_qw *w);
 lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err);
 
 /* The most activation rows one GEMV call takes (a kernel per 8 of them). */
-enum { LB_CUDA_GEMV_MAX = 32 };
+enum { LB_CUDA_GEMV_MAX = 32, LB_CUDA_I8X_ROWS = 64 };
 
-/* LLM.int8's activations for up to LB_CUDA_GEMV_MAX rows of up to `cols` columns: int8 codes with
+/* LLM.int8's activations for up to LB_CUDA_I8X_ROWS rows (what one GEMV or tensor-core call takes)
+ * of up to `cols` columns: int8 codes with
  * the outlier columns (of all the call's rows, as bitsandbytes MatMul8bitLt) zeroed, each row's
  * scale (absmax over the other columns), the outlier columns and their values. Only LB_CUDA_I8
  * weights use it. */
 typedef struct lb_cuda_i8x {
   int64_t cols;
-  void *q;    /* int8 [LB_CUDA_GEMV_MAX][cols] */
-  float *sca; /* [LB_CUDA_GEMV_MAX] */
+  void *q;    /* int8 [LB_CUDA_I8X_ROWS][cols] */
+  float *sca; /* [LB_CUDA_I8X_ROWS] */
   int *nout;  /* [1] outlier columns */
   int *ocol;  /* [cols] ascending */
-  float *xo;  /* [LB_CUDA_GEMV_MAX][cols]: row b's value in outlier column o at b * cols + o */
+  float *xo;  /* [LB_CUDA_I8X_ROWS][cols]: row b's value in outlier column o at b * cols + o */
 } lb_cuda_i8x;
 lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err);
 void lb_cuda_i8x_free(lb_cuda_i8x *x);
@@ -133,15 +134,18 @@ lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
 lb_status lb_cuda_gemv_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
                             const float *bias, void *out16, int batch, void *stream, lb_error *err);
 
-/* The same product on tensor cores for batches and short chunks (qmma.cu), Q4/NF4/FP8 only
- * (else LB_EUNSUPPORTED): any n >= 1, a launch per LB_CUDA_MMA_MAX rows, each reading the whole
- * weight. The weight reaches the tensor cores as fp16 (dequantized and scaled in fp16, as prefill's
- * dequantization gives), the products are summed in fp32. */
+/* The same product on tensor cores for batches and short chunks (qmma.cu): any n >= 1, a launch
+ * per LB_CUDA_MMA_MAX rows, each reading the whole weight. Q4/NF4/FP8: the weight reaches the
+ * tensor cores as fp16 (dequantized and scaled in fp16, as prefill's dequantization gives), the
+ * products are summed in fp32. I8: the activations are rounded to int8 into i8x (not NULL) as for
+ * the GEMV, but per launch of up to LB_CUDA_MMA_MAX rows (bitsandbytes takes the outlier columns
+ * of the whole call), int8 x int8 products summed in int32 (exact) plus the outlier columns in
+ * fp32: the GEMV's result up to fp32 rounding. */
 enum { LB_CUDA_MMA_MAX = 64 };
-lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, float *y, int64_t n, bool acc,
-                       void *stream, lb_error *err);
-lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, const float *bias, void *out16,
-                            int64_t n, void *stream, lb_error *err);
+lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y, int64_t n,
+                       bool acc, void *stream, lb_error *err);
+lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
+                            const float *bias, void *out16, int64_t n, void *stream, lb_error *err);
 /* Super-steps of weight loads a warp of the tensor-core product keeps in flight (1, 2 or 4; else
  * the default, or LOWBIT_CUDA_MMA_DEPTH): for A/B runs. */
 void lb_cuda_set_mma_depth(int depth);

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   }
 }
 
-// LLM.int8's activations (cuda.h, lb_cuda_i8x) from fp16 rows (up to LB_CUDA_GEMV_MAX), one
+// LLM.int8's activations (cuda.h, lb_cuda_i8x) from fp16 rows (up to LB_CUDA_I8X_ROWS), one
 // block; each warp takes a contiguous share of the columns, 32 at a time (coalesced). First pass:
 // each warp counts its outlier columns (any row's |x| >= threshold, by ballot) and each row's
 // absmax over its values below the threshold, 8 rows at a time. Then the warps' counts become
@@ -115,12 +115,12 @@ __global__ void __launch_bounds__(PREP_THREADS) i8_prep(const __half *__restrict
   lb_pdl_trigger();
   lb_pdl_wait();
   __shared__ int woff[PREP_WARPS + 1];
-  __shared__ unsigned amax[LB_CUDA_GEMV_MAX];
-  __shared__ float isc[LB_CUDA_GEMV_MAX];
+  __shared__ unsigned amax[LB_CUDA_I8X_ROWS];
+  __shared__ float isc[LB_CUDA_I8X_ROWS];
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int per = (cols + 32 * PREP_WARPS - 1) / (32 * PREP_WARPS) * 32; // a warp's columns
   const int c0 = min(cols, warp * per), c1 = min(cols, c0 + per);
-  if (t < LB_CUDA_GEMV_MAX) amax[t] = 0;
+  if (t < LB_CUDA_I8X_ROWS) amax[t] = 0;
   __syncthreads();
   int cnt = 0;
   for (int b0 = 0; b0 < batch; b0 += 8) {
@@ -177,15 +177,22 @@ __global__ void __launch_bounds__(PREP_THREADS) i8_prep(const __half *__restrict
   }
 }
 
+cudaError_t i8x_prep(const lb_cuda_qw *w, const __half *x, const lb_cuda_i8x *i8x, int batch, cudaStream_t st,
+                     KX *kx) {
+  kx->q = (const int8_t *)i8x->q, kx->sca = i8x->sca, kx->xo = i8x->xo, kx->nout = i8x->nout, kx->ocol = i8x->ocol;
+  return lb_cu_launch(i8_prep, dim3(1), dim3(PREP_THREADS), 0, st, x, batch, (int)w->cols, w->threshold,
+                      (int8_t *)i8x->q, i8x->sca, i8x->nout, i8x->ocol, i8x->xo);
+}
+
 extern "C" lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err) {
   memset(out, 0, sizeof *out);
   out->cols = cols;
   lb_status s;
-  if ((s = lb_cuda_alloc(c, (size_t)(LB_CUDA_GEMV_MAX * cols), &out->q, err)) != LB_OK ||
-      (s = lb_cuda_alloc(c, LB_CUDA_GEMV_MAX * sizeof(float), (void **)&out->sca, err)) != LB_OK ||
+  if ((s = lb_cuda_alloc(c, (size_t)(LB_CUDA_I8X_ROWS * cols), &out->q, err)) != LB_OK ||
+      (s = lb_cuda_alloc(c, LB_CUDA_I8X_ROWS * sizeof(float), (void **)&out->sca, err)) != LB_OK ||
       (s = lb_cuda_alloc(c, sizeof(int), (void **)&out->nout, err)) != LB_OK ||
       (s = lb_cuda_alloc(c, (size_t)cols * sizeof(int), (void **)&out->ocol, err)) != LB_OK ||
-      (s = lb_cuda_alloc(c, (size_t)(LB_CUDA_GEMV_MAX * cols) * sizeof(float), (void **)&out->xo, err)) != LB_OK)
+      (s = lb_cuda_alloc(c, (size_t)(LB_CUDA_I8X_ROWS * cols) * sizeof(float), (void **)&out->xo, err)) != LB_OK)
     lb_cuda_i8x_free(out);
   return s;
 }
@@ -233,9 +240,7 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
   cudaError_t e = cudaSuccess;
   if (w->kind == LB_CUDA_I8) {
     if (!i8x || i8x->cols < w->cols) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: LLM.int8 needs activation scratch as wide as the weight");
-    kx.q = (const int8_t *)i8x->q, kx.sca = i8x->sca, kx.xo = i8x->xo, kx.nout = i8x->nout, kx.ocol = i8x->ocol;
-    e = lb_cu_launch(i8_prep, dim3(1), dim3(PREP_THREADS), 0, st, (const __half *)x16, batch, (int)w->cols,
-                     w->threshold, (int8_t *)i8x->q, i8x->sca, i8x->nout, i8x->ocol, i8x->xo);
+    e = i8x_prep(w, kx.x, i8x, batch, st, &kx);
     if (e != cudaSuccess) return lb_cu_check(err, "launching LLM.int8's activation quantization", e);
   }
   for (int r0 = 0; r0 < batch && e == cudaSuccess; r0 += 8) {

@@ -13,6 +13,7 @@
 #define LB_BACKEND_CUDA_GEMV_FORMATS_CUH
 
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "backend/cuda/cuda.h"
@@ -50,6 +51,11 @@ struct Frag {
   uint4 q;
   uint32_t s;
 };
+
+// LLM.int8's activations for batch (<= LB_CUDA_I8X_ROWS) rows of x into i8x (gemv.cu), one launch on
+// st; kx gets the int8 codes, scales and outlier columns.
+cudaError_t i8x_prep(const lb_cuda_qw *w, const __half *x, const lb_cuda_i8x *i8x, int batch, cudaStream_t st,
+                     KX *kx);
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   uint32_t d;

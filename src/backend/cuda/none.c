@@ -101,14 +101,14 @@ lb_status lb_cuda_gemv_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x 
   (void)w, (void)x_f16, (void)i8x, (void)bias, (void)out16, (void)batch, (void)stream;
   return NO_CUDA(err);
 }
-lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, float *y, int64_t n, bool acc,
-                       void *stream, lb_error *err) {
-  (void)w, (void)x_f16, (void)y, (void)n, (void)acc, (void)stream;
+lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y, int64_t n,
+                       bool acc, void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)i8x, (void)y, (void)n, (void)acc, (void)stream;
   return NO_CUDA(err);
 }
-lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, const float *bias, void *out16,
-                            int64_t n, void *stream, lb_error *err) {
-  (void)w, (void)x_f16, (void)bias, (void)out16, (void)n, (void)stream;
+lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x,
+                            const float *bias, void *out16, int64_t n, void *stream, lb_error *err) {
+  (void)w, (void)x_f16, (void)i8x, (void)bias, (void)out16, (void)n, (void)stream;
   return NO_CUDA(err);
 }
 void lb_cuda_set_mma_depth(int depth) { (void)depth; }

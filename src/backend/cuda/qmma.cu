@@ -13,9 +13,16 @@
 // (gemv_formats.cuh) and scales in fp16, which is what the dequantization for prefill gives.
 // The warps of a tile take super-steps (4 steps) in turn, then sum through shared memory. The
 // first super-step's weights are loaded before the PDL wait.
+// LLM.int8 (FI8) takes the same path on the integer tensor cores: mma.sync m16n8k32 of int8
+// weights and the activations' int8 codes (LLM.int8's rounding, gemv.cu), int32 sums (exact); a
+// lane's 16-byte step is two k-tiles of 8 bytes a row (the fragment's k 4c..4c+3 and 16+4c..
+// 16+4c+3 take its words 2t and 2t + 1), and the activations' 16 bytes split alike. The outlier
+// columns are added in fp32 in the epilogue, then bitsandbytes' scaling (FI8::finish).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
+
+#include <type_traits>
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/gemv_formats.cuh"
@@ -42,6 +49,24 @@ __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void mma16832(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};"
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// What the tensor cores sum in: fp32, int32 for LLM.int8.
+template <class F>
+struct MmaAcc {
+  typedef float T;
+};
+template <>
+struct MmaAcc<FI8> {
+  typedef int T;
+};
+
 __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
 
 // One lane's step st of rows (a, b) against NT tiles of 8 activation rows.
@@ -67,21 +92,37 @@ __device__ __forceinline__ void mma_step(const KW &w, const Frag &a, const Frag 
   }
 }
 
+// LLM.int8: step st of rows (a, b) against NT tiles of 8 rows of int8 activation codes xq.
+template <int NT>
+__device__ __forceinline__ void mma_step_i8(const KW &w, const Frag &a, const Frag &b, int st, const int8_t *xq, int n,
+                                            int q, int (&acc)[NT][4]) {
+#pragma unroll
+  for (int t = 0; t < NT; t++) {
+    const int xr = 8 * t + q;
+    const uint4 xv = xr < n && st < w.steps ? __ldg(reinterpret_cast<const uint4 *>(xq + (size_t)xr * w.cols) + st)
+                                            : make_uint4(0, 0, 0, 0);
+    mma16832(acc[t], a.q.x, b.q.x, a.q.y, b.q.y, xv.x, xv.y);
+    mma16832(acc[t], a.q.z, b.q.z, a.q.w, b.q.w, xv.z, xv.w);
+  }
+}
+
 // y[b][r] (=, or += when accumulate) for the block's 16 rows and b < n <= 8 NT; SILU: rows are
 // interleaved (gate, up) pairs and out16[b][pair] = silu(gate + bias) * (up + bias). The 8 warps
 // take super-steps (4 steps) in turn, each with D of them in flight (a ring of registers; the first
 // D loaded before the PDL wait), then sum through shared memory.
 template <class F, int NT, int D, bool SILU>
-__global__ void __launch_bounds__(256) qmma(const KW w, const __half *__restrict__ x, int n, float *__restrict__ y,
+__global__ void __launch_bounds__(256) qmma(const KW w, const KX kx, int n, float *__restrict__ y,
                                             const float *__restrict__ bias, __half *__restrict__ out16,
                                             bool accumulate) {
+  constexpr bool I8 = std::is_same<F, FI8>::value;
+  typedef typename MmaAcc<F>::T Acc;
   lb_pdl_trigger();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, q = lane >> 2, c = lane & 3;
   const int row0 = blockIdx.x * 16, ra = min(row0 + q, w.rows - 1), rb = min(row0 + q + 8, w.rows - 1);
   const int nsup = (w.steps + 3) / 4;
-  float acc[NT][4];
+  Acc acc[NT][4];
 #pragma unroll
-  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = Acc(0);
   Frag fa[D], fb[D];
 #pragma unroll
   for (int d = 0; d < D; d++) mma_load(w, ra, rb, 4 * (warp + d * MMA_WARPS) + c, fa[d], fb[d]); // before the wait
@@ -93,10 +134,13 @@ __global__ void __launch_bounds__(256) qmma(const KW w, const __half *__restrict
       if (sd >= nsup) break;
       Frag na, nb; // the next load of this slot, issued before the math
       mma_load(w, ra, rb, 4 * (sd + D * MMA_WARPS) + c, na, nb);
-      mma_step<F, NT>(w, fa[d], fb[d], 4 * sd + c, x, n, q, acc);
+      if constexpr (I8)
+        mma_step_i8<NT>(w, fa[d], fb[d], 4 * sd + c, kx.q, n, q, acc);
+      else
+        mma_step<F, NT>(w, fa[d], fb[d], 4 * sd + c, kx.x, n, q, acc);
       fa[d] = na, fb[d] = nb;
     }
-  __shared__ float red[MMA_WARPS][NT * 4][32]; // each warp's C fragments
+  __shared__ Acc red[MMA_WARPS][NT * 4][32]; // each warp's C fragments
 #pragma unroll
   for (int t = 0; t < NT; t++)
 #pragma unroll
@@ -105,17 +149,60 @@ __global__ void __launch_bounds__(256) qmma(const KW w, const __half *__restrict
   // row r, activation row b: C fragment e = 2 (r / 8) + b % 2 of lane 4 (r % 8) + (b % 8) / 2
   auto sum = [&](int r, int b) {
     const int e = 2 * (r / 8) + b % 2, l = 4 * (r % 8) + (b % 8) / 2;
-    float v = 0.0f;
+    Acc v = Acc(0);
 #pragma unroll
     for (int k = 0; k < MMA_WARPS; k++) v += red[k][(b / 8) * 4 + e][l];
     return v;
+  };
+  // LLM.int8's outlier columns, a small product of the block's rows' weights in those columns and
+  // the activations' values there, in fp32: chunks of 32 columns staged in shared memory, each
+  // thread summing (in column order) the (row, activation row) elements tid, tid + 256, ...
+  constexpr int OC = 32;
+  __shared__ float wc[I8 ? 16 : 1][OC + 1], xs[I8 ? LB_CUDA_MMA_MAX : 1][OC], fo[I8 ? LB_CUDA_MMA_MAX : 1][16];
+  if constexpr (I8) {
+    const int no = *kx.nout;
+    const int8_t *cd = reinterpret_cast<const int8_t *>(w.codes);
+    float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int o0 = 0; o0 < no; o0 += OC) {
+      const int m = min(OC, no - o0);
+      __syncthreads(); // the chunk before is used
+      for (int i = threadIdx.x; i < 16 * OC; i += blockDim.x) {
+        const int r = i / OC, j = i % OC, row = min(row0 + r, w.rows - 1);
+        wc[r][j] = j < m ? (float)cd[(size_t)row * w.cols + kx.ocol[o0 + j]] : 0.0f;
+      }
+      for (int i = threadIdx.x; i < n * OC; i += blockDim.x) {
+        const int b = i / OC, j = i % OC;
+        xs[b][j] = j < m ? kx.xo[(size_t)b * w.cols + o0 + j] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        const int e = threadIdx.x + k * 256, b = e / 16, r = e % 16;
+        if (e < 16 * n)
+#pragma unroll 8
+          for (int j = 0; j < OC; j++) f[k] = fmaf(wc[r][j], xs[b][j], f[k]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      const int e = threadIdx.x + k * 256;
+      if (e < 16 * n) fo[e / 16][e % 16] = f[k];
+    }
+    __syncthreads();
+  }
+  // the block's row r (< rows) for activation row b as a float (LLM.int8: scaled as bitsandbytes)
+  auto value = [&](int r, int b) -> float {
+    if constexpr (I8)
+      return FI8::finish(w, kx, row0 + r, b, I8Acc{(int)sum(r, b), fo[b][r]});
+    else
+      return sum(r, b);
   };
   if (SILU) {
     const int inter = w.rows / 2;
     for (int i = threadIdx.x; i < 8 * n; i += blockDim.x) {
       const int b = i / 8, p = i % 8, o = row0 / 2 + p;
       if (o >= inter) continue;
-      float g = sum(2 * p, b), u = sum(2 * p + 1, b);
+      float g = value(2 * p, b), u = value(2 * p + 1, b);
       if (bias) g += bias[o], u += bias[inter + o];
       out16[(size_t)b * inter + o] = __float2half(g / (1.0f + expf(-g)) * u);
     }
@@ -124,7 +211,7 @@ __global__ void __launch_bounds__(256) qmma(const KW w, const __half *__restrict
       const int b = i / 16, r = i % 16;
       if (row0 + r >= w.rows) continue;
       float *o = y + (size_t)b * w.rows + row0 + r;
-      const float v = sum(r, b);
+      const float v = value(r, b);
       *o = accumulate ? *o + v : v;
     }
   }
@@ -146,7 +233,7 @@ static int sm_count(void) {
 }
 
 template <class F, int NT, bool SILU>
-static cudaError_t launch_nt(const KW &kw, const __half *x, int n, float *y, const float *bias, __half *out16,
+static cudaError_t launch_nt(const KW &kw, const KX &x, int n, float *y, const float *bias, __half *out16,
                              bool acc, cudaStream_t st) {
   if (mma_depth < 0) {
     const char *e = getenv("LOWBIT_CUDA_MMA_DEPTH");
@@ -161,7 +248,7 @@ static cudaError_t launch_nt(const KW &kw, const __half *x, int n, float *y, con
 }
 
 template <class F, bool SILU>
-static cudaError_t launch(const lb_cuda_qw *w, const __half *x, int n, float *y, const float *bias, __half *out16,
+static cudaError_t launch(const lb_cuda_qw *w, const KX &x, int n, float *y, const float *bias, __half *out16,
                           bool acc, cudaStream_t st) {
   KW kw = kw_of(w);
   kw.steps = (int)(w->cols / F::COLS), kw.spg = (int)(w->group / F::COLS);
@@ -171,37 +258,43 @@ static cudaError_t launch(const lb_cuda_qw *w, const __half *x, int n, float *y,
   return launch_nt<F, 8, SILU>(kw, x, n, y, bias, out16, acc, st);
 }
 
-// Any n: a launch per LB_CUDA_MMA_MAX rows (each reads the whole weight).
+// Any n: a launch per LB_CUDA_MMA_MAX rows (each reads the whole weight; LLM.int8 rounds each
+// launch's activations first).
 template <bool SILU>
-static lb_status run(const lb_cuda_qw *w, const void *x16, float *y, const float *bias, void *out16, int64_t n,
-                     bool acc, void *stream, lb_error *err) {
+static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, float *y, const float *bias, void *out16,
+                     int64_t n, bool acc, void *stream, lb_error *err) {
   if (n < 1) return lb_cu_fail(err, LB_EINVAL, "cuda qmma: no rows");
-  if (w->kind != LB_CUDA_Q4 && w->kind != LB_CUDA_NF4 && w->kind != LB_CUDA_FP8)
-    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda qmma: only 4-bit affine, NF4/FP4 and FP8 weights");
+  if (w->kind != LB_CUDA_Q4 && w->kind != LB_CUDA_NF4 && w->kind != LB_CUDA_FP8 && w->kind != LB_CUDA_I8)
+    return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda qmma: not a device weight");
+  if (w->kind == LB_CUDA_I8 && (!i8x || i8x->cols < w->cols))
+    return lb_cu_fail(err, LB_EINVAL, "cuda qmma: LLM.int8 needs activation scratch as wide as the weight");
   cudaError_t e = cudaSuccess;
   for (int64_t r0 = 0; r0 < n && e == cudaSuccess; r0 += LB_CUDA_MMA_MAX) {
     const int64_t most = LB_CUDA_MMA_MAX;
     const int k = (int)(n - r0 < most ? n - r0 : most);
-    const __half *x = (const __half *)x16 + (size_t)r0 * w->cols;
+    KX kx = {(const __half *)x16 + (size_t)r0 * w->cols, NULL, NULL, NULL, NULL, NULL};
     float *yr = y ? y + (size_t)r0 * w->rows : NULL;
     __half *o = out16 ? (__half *)out16 + (size_t)r0 * (w->rows / 2) : NULL;
     cudaStream_t st = (cudaStream_t)stream;
     switch (w->kind) {
-    case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, x, k, yr, bias, o, acc, st); break;
-    case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, x, k, yr, bias, o, acc, st); break;
-    default: e = launch<FFP8, SILU>(w, x, k, yr, bias, o, acc, st); break;
+    case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kx, k, yr, bias, o, acc, st); break;
+    case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kx, k, yr, bias, o, acc, st); break;
+    case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kx, k, yr, bias, o, acc, st); break;
+    default:
+      if ((e = i8x_prep(w, kx.x, i8x, k, st, &kx)) == cudaSuccess) e = launch<FI8, SILU>(w, kx, k, yr, bias, o, acc, st);
+      break;
     }
   }
   return lb_cu_check(err, "launching the tensor-core product", e);
 }
 
-extern "C" lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, float *y, int64_t n, bool acc, void *stream,
-                                  lb_error *err) {
-  return run<false>(w, x_f16, y, NULL, NULL, n, acc, stream, err);
+extern "C" lb_status lb_cuda_qmma(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y, int64_t n,
+                                  bool acc, void *stream, lb_error *err) {
+  return run<false>(w, x_f16, i8x, y, NULL, NULL, n, acc, stream, err);
 }
 
-extern "C" lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, const float *bias, void *out16,
-                                       int64_t n, void *stream, lb_error *err) {
+extern "C" lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, const float *bias,
+                                       void *out16, int64_t n, void *stream, lb_error *err) {
   if (w->rows % 2) return lb_cu_fail(err, LB_EINVAL, "cuda qmma: gate/up pairs need an even row count");
-  return run<true>(w, x_f16, NULL, bias, out16, n, false, stream, err);
+  return run<true>(w, x_f16, i8x, NULL, bias, out16, n, false, stream, err);
 }
