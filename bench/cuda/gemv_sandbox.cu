@@ -325,12 +325,17 @@ static size_t cb_of(const lb_cuda_qw *w) {
 }
 static size_t sb_of(const lb_cuda_qw *w) { return (size_t)(w->rows * w->ngroups * 4); }
 
-// Copies of a quantized weight, together more than twice the L2 (ws[0] is the original).
+// How many copies of `bytes` together exceed twice the L2 (at most MAXC).
 enum { MAXC = 64 };
+static int copies_for(size_t bytes, size_t l2) {
+  const int n = (int)(2 * l2 / bytes + 2);
+  return n < MAXC ? n : MAXC;
+}
+
+// Copies of a quantized weight, together more than twice the L2 (ws[0] is the original).
 static int weight_copies(lb_cuda_qw *ws, size_t l2) {
   const size_t cb = cb_of(&ws[0]), sb = sb_of(&ws[0]);
-  int copies = (int)((2 * l2) / (cb + sb) + 2);
-  if (copies > MAXC) copies = MAXC;
+  const int copies = copies_for(cb + sb, l2);
   for (int i = 1; i < copies; i++) {
     ws[i] = ws[0];
     CK(cudaMalloc(&ws[i].codes, cb));
@@ -430,7 +435,7 @@ __global__ void __launch_bounds__(256) floor_read(const uint4 *__restrict__ p, s
 
 static void time_floor(double mb, int iters, double copy, size_t l2, int sms) {
   const size_t bytes = (size_t)(mb * 1e6) / 16 * 16, n = bytes / 16;
-  const int copies = (int)(2 * l2 / bytes + 2) < MAXC ? (int)(2 * l2 / bytes + 2) : MAXC;
+  const int copies = copies_for(bytes, l2);
   void *buf[MAXC];
   unsigned *out;
   CK(cudaMalloc((void **)&out, 4));
@@ -484,10 +489,10 @@ static void time_mma_shape(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, 
   float *dy = T.dy;
   lb_error err = {};
   const size_t b16 = (size_t)(rows * cols) * 2;
-  const int c16 = (int)(2 * l2 / b16 + 2);
+  const int c16 = copies_for(b16, l2);
   void *w16[MAXC], *deq;
   CK(cudaMalloc(&deq, b16));
-  for (int i = 0; i < c16 && i < MAXC; i++) {
+  for (int i = 0; i < c16; i++) {
     CK(cudaMalloc(&w16[i], b16));
     if (lb_cuda_qw_dequant(NULL, &ws[0], w16[i], &err) != LB_OK) die("dequant", err);
   }
@@ -522,7 +527,7 @@ static void time_mma_shape(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, 
   }
   lb_cuda_set_pdl(pdl);
   CK(cudaFree(deq));
-  for (int i = 0; i < c16 && i < MAXC; i++) CK(cudaFree(w16[i]));
+  for (int i = 0; i < c16; i++) CK(cudaFree(w16[i]));
 }
 
 int main(int argc, char **argv) {

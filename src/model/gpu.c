@@ -24,17 +24,18 @@
 #include "model/model_internal.h"
 #include "quant/qweight.h"
 
-/* A quantized weight is read by the GEMV up to GEMV_ROWS[kind] rows; beyond, up to MMA_ROWS
- * (LLM.int8: I8_MMA_ROWS), by the tensor-core product (lb_cuda_qmma; LLM.int8's on int8 tensor
+/* A quantized weight is read by the GEMV up to GEMV_ROWS[kind] rows; beyond, up to
+ * MMA_ROWS[kind], by the tensor-core product (lb_cuda_qmma; LLM.int8's on int8 tensor
  * cores); beyond that it is dequantized for cuBLAS. Where each line lies was measured (H100 kernel
  * sandbox and 7B decode, BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit
  * affine and NF4, from 3 for FP8 (2 to 4 are close) and from 9 for LLM.int8, and than the
  * dequantization and cuBLAS up to 64 rows, LLM.int8 up to 16 (its one-block activation kernel
  * grows with the rows).
- * LOWBIT_CUDA_GEMV_ROWS=N (0..32, every kind) and LOWBIT_CUDA_MMA_ROWS=N (0: off) move the lines
+ * LOWBIT_CUDA_GEMV_ROWS=N (0..32) and LOWBIT_CUDA_MMA_ROWS=N (0: off), every kind, move the lines
  * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
-enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8, MMA_ROWS = 64, I8_MMA_ROWS = 16 };
+enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8 };
 static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
+static const int64_t MMA_ROWS[] = {[LB_CUDA_Q4] = 64, [LB_CUDA_NF4] = 64, [LB_CUDA_FP8] = 64, [LB_CUDA_I8] = 16};
 
 typedef struct glin {
   int64_t rows, cols;
@@ -79,7 +80,7 @@ struct lb_gpu {
   void **graph; /* [batch + 1]: the decode step of n sequences, once captured */
   bool graphs;
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
-  int64_t gemv_rows, mma_rows; /* -1: GEMV_ROWS of the kind; MMA_ROWS (LOWBIT_CUDA_GEMV_ROWS, _MMA_ROWS) */
+  int64_t gemv_rows, mma_rows; /* -1: GEMV_ROWS / MMA_ROWS of the kind (LOWBIT_CUDA_GEMV_ROWS, _MMA_ROWS) */
   unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
 };
 
@@ -296,7 +297,8 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   g->gemv_rows = rows ? strtol(rows, NULL, 10) : -1;
   if (g->gemv_rows < 0 || g->gemv_rows > LB_CUDA_GEMV_MAX) g->gemv_rows = -1;
   const char *mrows = getenv("LOWBIT_CUDA_MMA_ROWS");
-  g->mma_rows = mrows ? strtol(mrows, NULL, 10) : MMA_ROWS;
+  g->mma_rows = mrows ? strtol(mrows, NULL, 10) : -1;
+  if (g->mma_rows < 0) g->mma_rows = -1;
   const char *split = getenv("LOWBIT_CUDA_ATTN_SPLIT");
   g->split_keys = split ? strtol(split, NULL, 10) : 256;
   lb_cuda_attn shape = {.head_dim = c->head_dim};
@@ -370,8 +372,7 @@ static bool use_gemv(const lb_gpu *g, const glin *w, int64_t n) {
   return w->qw.codes && n <= (g->gemv_rows >= 0 ? g->gemv_rows : GEMV_ROWS[w->qw.kind]);
 }
 static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
-  const int64_t most = w->qw.kind == LB_CUDA_I8 && g->mma_rows > I8_MMA_ROWS ? I8_MMA_ROWS : g->mma_rows;
-  return w->qw.codes && !use_gemv(g, w, n) && n <= most;
+  return w->qw.codes && !use_gemv(g, w, n) && n <= (g->mma_rows >= 0 ? g->mma_rows : MMA_ROWS[w->qw.kind]);
 }
 
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
