@@ -7,7 +7,7 @@
 // Weights: int4 g128 (random codes, integer zero points), NF4 with double quantization, FP8 E4M3
 // per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, all but the first made by the
 // project's quantizers from random weights; activations are fp16 in (-1, 1), with some columns of
-// the first row at 6..10 (LLM.int8's outliers).
+// rows 0, 9, 18, ... at 6..10 (LLM.int8's outliers).
 // Correctness: the fp16 formats against the float64 sum of dequant(W) (lb_qweight_dequant_row)
 // times the same fp16 values. Bound per output: (2^-6 + 2^-10) * sum |w x|: each of a step's at
 // most 16 half2 adds rounds by at most 2^-11 of a partial sum no larger than the step's sum |w x|
@@ -89,12 +89,14 @@ static void upload(const lb_qweight *const *ws, int n, bool pairs, lb_cuda_qw *d
   if (lb_cuda_qw_upload(NULL, ws, n, pairs, dw, &err) != LB_OK) die("upload", err);
 }
 
-// batch rows of fp16 activations (and their float values); outliers in row 0 every 97th column
+// batch rows of fp16 activations (and their float values); outliers every 97th column in rows
+// 0, 9, 18, ... (each its own columns, so LLM.int8's row tiles of 8 (i8x.cu) each see others)
 static __half *activations(int batch, int64_t cols, float *xf) {
   __half *hx = (__half *)malloc((size_t)(batch * cols) * 2);
   for (int64_t i = 0; i < batch * cols; i++) {
     double v = 2 * urand() - 1;
-    if (i < cols && i % 97 == 5) v = (v < 0 ? -1 : 1) * (6 + 4 * urand());
+    const int64_t b = i / cols, c = i % cols;
+    if (b % 9 == 0 && c % 97 == (5 + 11 * b) % 97) v = (v < 0 ? -1 : 1) * (6 + 4 * urand());
     hx[i] = __float2half((float)v), xf[i] = __half2float(hx[i]);
   }
   return hx;

@@ -118,7 +118,10 @@ typedef struct lb_cuda_i8x {
   int *nout;  /* [1] outlier columns */
   int *ocol;  /* [cols] ascending */
   float *xo;  /* [LB_CUDA_I8X_ROWS][cols]: row b's value in outlier column o at b * cols + o */
+  float *part;    /* scratch (i8x.cu): each 1024-column tile's absmax of each row */
+  uint32_t *flag; /* scratch: outlier columns as bits, a word a 32 columns, per 8 rows */
 } lb_cuda_i8x;
+/* cols: a positive multiple of 8 */
 lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err);
 void lb_cuda_i8x_free(lb_cuda_i8x *x);
 

@@ -52,8 +52,8 @@ struct Frag {
   uint32_t s;
 };
 
-// LLM.int8's activations for batch (<= LB_CUDA_I8X_ROWS) rows of x into i8x (gemv.cu), one launch on
-// st; kx gets the int8 codes, scales and outlier columns.
+// LLM.int8's activations for batch (<= LB_CUDA_I8X_ROWS) rows of x into i8x (i8x.cu), two launches
+// on st; kx gets the int8 codes, scales and outlier columns.
 cudaError_t i8x_prep(const lb_cuda_qw *w, const __half *x, const lb_cuda_i8x *i8x, int batch, cudaStream_t st,
                      KX *kx);
 
