@@ -284,7 +284,10 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
 static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   LB_TRY(lb_cuda_open(&g->cx, err));
-  g->chunk = m->ctx < MAX_CHUNK ? m->ctx : MAX_CHUNK;
+  /* a chunk takes several whole sequences when they fit (each chunk dequantizes every quantized
+   * weight for cuBLAS: a batch of short prompts should not pay that per prompt) */
+  const int64_t all = m->ctx * m->batch;
+  g->chunk = all < MAX_CHUNK ? all : MAX_CHUNK;
   if (g->chunk < m->batch) g->chunk = m->batch; /* a decode step is one chunk */
   g->batch = m->batch;
   if (!(g->graph = calloc((size_t)m->batch + 1, sizeof *g->graph)))
