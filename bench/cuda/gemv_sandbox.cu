@@ -2,7 +2,10 @@
 // reference on odd shapes, then timed in GB/s against the device's copy bandwidth.
 //
 //   build/lb_kernel_sandbox [ITERS [FORMAT]]   (needs a GPU; exits 1 when a check fails; FORMAT:
-//                                              one of the names below, e.g. "int8", alone)
+//                                              one of the names below, e.g. "int8", alone;
+//                                              SANDBOX_PART=gemv: the checks and the GEMV's
+//                                              table alone, gemvtime: that table alone, mma:
+//                                              the batch table alone)
 //
 // Weights: int4 g128 (random codes, integer zero points), NF4 with double quantization, FP8 E4M3
 // per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, all but the first made by the
@@ -541,13 +544,16 @@ int main(int argc, char **argv) {
   CK(cudaGetDeviceProperties(&p, 0));
   printf("device: %s\n\n", p.name);
   int failed = 0;
-  const char *part = getenv("SANDBOX_PART"); // "mma": the batch table alone
-  const bool all = !(part && strcmp(part, "mma") == 0);
+  // SANDBOX_PART=mma: the batch table alone; =gemv: the checks and the GEMV's table alone;
+  // =gemvtime: the GEMV's table alone
+  const char *part = getenv("SANDBOX_PART");
+  const bool checks = !(part && strcmp(part, "gemvtime") == 0);
+  const bool all = !(part && strcmp(part, "mma") == 0), rest = !(part && strcmp(part, "gemv") == 0) && checks;
   printf("| format | check rows x cols | batch | worst error / bound | typical relative error |\n");
   printf("| --- | --- | ---: | ---: | ---: |\n");
   const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
+    for (size_t i = 0; all && checks && run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
       for (int batch = 1; batch <= 8; batch *= 2) {
         if (shapes[i][0] > 1000 && batch > 1) continue; // the reference is slow; odd shapes cover it
         double typ, worst = check((Kind)k, shapes[i][0], shapes[i][1], batch > 4 ? 5 : batch, &typ);
@@ -557,7 +563,7 @@ int main(int argc, char **argv) {
       }
   const int64_t pairs[][2] = {{3, 192}, {129, 4160}, {1024, 4096}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
+    for (size_t i = 0; all && checks && run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
       for (int batch = 1; batch <= 5; batch += 4) {
         double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch);
         printf("| %s | gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
@@ -569,7 +575,7 @@ int main(int argc, char **argv) {
   const int64_t mshapes[][2] = {{7, 192}, {129, 4160}, {1024, 4096}};
   const int mbatch[] = {1, 3, 9, 16, 37, 64, 70};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof mshapes / sizeof mshapes[0]; i++)
+    for (size_t i = 0; all && checks && run[k] && i < sizeof mshapes / sizeof mshapes[0]; i++)
       for (size_t j = 0; j < sizeof mbatch / sizeof mbatch[0]; j++) {
         if (mshapes[i][0] > 1000 && mbatch[j] != 37) continue; // the reference is slow
         // LLM.int8 past one launch: each launch takes its own outlier columns (cuda.h), the
@@ -581,7 +587,7 @@ int main(int argc, char **argv) {
         failed += !(worst <= 1.0);
       }
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < 2; i++)
+    for (size_t i = 0; all && checks && run[k] && i < 2; i++)
       for (int batch = 1; batch <= 37; batch += 36) {
         double worst = check_silu((Kind)k, pairs[i][0], pairs[i][1], batch, true);
         printf("| %s | qmma gate/up + SiLU %lld x %lld | %d | %.3f | |\n", KNAME[k], (long long)pairs[i][0],
@@ -605,7 +611,7 @@ int main(int argc, char **argv) {
          "reads the bytes (all its loads before the PDL wait), us and share of the copy bandwidth\n\n");
   printf("| MB read | empty us | read us | GB/s | of copy |\n| ---: | ---: | ---: | ---: | ---: |\n");
   for (double mb : {8.9, 17.3, 24.0, 45.1, 90.0})
-    if (all) time_floor(mb, iters, copy, (size_t)p.l2CacheSize, p.multiProcessorCount);
+    if (all && rest) time_floor(mb, iters, copy, (size_t)p.l2CacheSize, p.multiProcessorCount);
   lb_cuda_ctx *cx;
   lb_error err = {};
   if (lb_cuda_open(&cx, &err) != LB_OK) die("cuda", err);
@@ -613,7 +619,7 @@ int main(int argc, char **argv) {
   printf("| format | weight rows x cols | us | GB/s | of copy |\n| --- | --- | ---: | ---: | ---: |\n");
   const int64_t dshapes[][2] = {{4096, 4096}, {11008, 4096}, {22016, 4096}};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof dshapes / sizeof dshapes[0]; i++)
+    for (size_t i = 0; all && rest && run[k] && i < sizeof dshapes / sizeof dshapes[0]; i++)
       time_dequant(cx, (Kind)k, dshapes[i][0], dshapes[i][1], iters / 4 + 1, copy, (size_t)p.l2CacheSize);
   printf("\nBatches, cold with PDL, us a product: the GEMV, the tensor-core product (qmma) with 1, 2 "
          "and 4 super-steps of loads in flight (GB/s, share of the copy bandwidth and TFLOP/s of the best), the "
@@ -622,7 +628,7 @@ int main(int argc, char **argv) {
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int mb[] = {1, 2, 4, 8, 16, 32, 64};
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; run[k] && k != K_FP8B && i < 3; i++)
+    for (size_t i = 0; rest && run[k] && k != K_FP8B && i < 3; i++)
       time_mma_shape(cx, (Kind)k, timed[i][0], timed[i][1], mb, 7, iters, copy, (size_t)p.l2CacheSize);
   lb_cuda_close(cx);
   printf("\n%s\n", failed ? "FAILED" : "all checks passed");

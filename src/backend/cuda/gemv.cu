@@ -13,15 +13,36 @@
 #include "backend/cuda/gemv_formats.cuh"
 #include "backend/cuda/util.cuh"
 
-// One step of R rows from row0 (a missing row repeats row0, unused).
+// Where a lane reads its rows: the codes of its current step and the scale row, with the step's
+// scale group kept by addition (a division a step cost more than the step's decode).
+template <int R>
+struct Cursor {
+  const uint4 *c[R];
+  const uint32_t *s[R];
+  int g, gr, gs, rs, spg; // group, step within it; a stride's groups and steps; steps a group
+  __device__ Cursor(const KW &w, int row0, int st, int stride) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      const int row = row0 + r < w.rows ? row0 + r : row0; // a missing row repeats row0, unused
+      c[r] = w.codes + (size_t)row * w.steps + st, s[r] = w.scales + (size_t)row * w.ngroups;
+    }
+    spg = w.spg, g = st / spg, gr = st - g * spg, gs = stride / spg, rs = stride - gs * spg;
+  }
+  __device__ __forceinline__ void advance(int stride) {
+#pragma unroll
+    for (int r = 0; r < R; r++) c[r] += stride;
+    g += gs, gr += rs;
+    if (gr >= spg) gr -= spg, g++;
+  }
+};
+
+// The cursor's step of R rows (zeros when !ok).
 template <class F, int R>
-__device__ __forceinline__ void load_step(const KW &w, int row0, int st, bool ok, Frag (&f)[R]) {
-  const int g = st / w.spg;
+__device__ __forceinline__ void load_step(const Cursor<R> &cu, bool ok, Frag (&f)[R]) {
 #pragma unroll
   for (int r = 0; r < R; r++) {
-    const int row = row0 + r < w.rows ? row0 + r : row0;
-    f[r].q = ok ? __ldcs(w.codes + (size_t)row * w.steps + st) : make_uint4(0, 0, 0, 0);
-    f[r].s = F::STEP_SCALE && ok ? __ldcs(w.scales + (size_t)row * w.ngroups + g) : 0u;
+    f[r].q = ok ? __ldcs(cu.c[r]) : make_uint4(0, 0, 0, 0);
+    f[r].s = F::STEP_SCALE && ok ? __ldcs(cu.s[r] + cu.g) : 0u;
   }
 }
 
@@ -41,8 +62,9 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   const bool live = row0 < w.rows;
   __shared__ Acc part[8][R][B];
   int st = lane + 32 * kpart;
+  Cursor<R> cu(w, row0, st, stride);
   Frag f[R];
-  load_step<F, R>(w, row0, st, live && st < w.steps, f); // weights: before the wait
+  load_step<F, R>(cu, live && st < w.steps, f); // weights: before the wait
   lb_pdl_wait();
   Acc acc[R][B];
 #pragma unroll
@@ -51,7 +73,8 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
     for (int b = 0; b < B; b++) acc[r][b] = Acc();
   for (; live && st < w.steps; st += stride) {
     Frag nf[R];
-    load_step<F, R>(w, row0, st + stride, st + stride < w.steps, nf);
+    cu.advance(stride);
+    load_step<F, R>(cu, st + stride < w.steps, nf);
     F::template mac<B, R>(f, x, w, st, acc);
 #pragma unroll
     for (int r = 0; r < R; r++) f[r] = nf[r];
@@ -103,13 +126,15 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc);
 }
 
-// kw without its steps: the format's columns a step (F::COLS) give them.
-template <class F, bool SILU>
+// kw without its steps: the format's columns a step (F::COLS) give them. F1: the format's policy
+// for one activation row (FQ4One for 4-bit; the format itself otherwise).
+template <class F, bool SILU, class F1 = F>
 static cudaError_t launch(const lb_cuda_qw *w, KW kw, const KX &kx, float *y, const float *bias, __half *out16,
                           int batch, bool acc, cudaStream_t st) {
+  static_assert((int)F1::COLS == (int)F::COLS, "one step layout");
   kw.steps = (int)(w->cols / F::COLS), kw.spg = (int)(w->group / F::COLS);
   switch (batch) {
-  case 1: return launch_b<F, SILU, 1>(kw, kx, y, bias, out16, acc, st);
+  case 1: return launch_b<F1, SILU, 1>(kw, kx, y, bias, out16, acc, st);
   case 2: return launch_b<F, SILU, 2>(kw, kx, y, bias, out16, acc, st);
   case 3: return launch_b<F, SILU, 3>(kw, kx, y, bias, out16, acc, st);
   case 4: return launch_b<F, SILU, 4>(kw, kx, y, bias, out16, acc, st);
@@ -142,7 +167,7 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
     float *yr = y ? y + (size_t)r0 * w->rows : NULL;
     __half *o = out16 ? (__half *)out16 + (size_t)r0 * (w->rows / 2) : NULL;
     switch (w->kind) {
-    case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_Q4: e = launch<FQ4, SILU, FQ4One>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;

@@ -113,6 +113,14 @@ __device__ __forceinline__ __half2 q4_pair(uint32_t word, int i, __half2 z2) {
   return __hsub2(as_h2(((word >> (4 * i)) & 0x000F000Fu) | 0x64006400u), z2);
 }
 
+// (a & M) | O in one LOP3 (the compiler emits two: an instruction takes one 32-bit immediate)
+template <uint32_t M, uint32_t O>
+__device__ __forceinline__ uint32_t and_or(uint32_t a) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(M), "n"(O));
+  return d;
+}
+
 struct FQ4 : FHalf<FQ4, 16> {
   __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) {
     const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
@@ -121,6 +129,29 @@ struct FQ4 : FHalf<FQ4, 16> {
     for (int j = 0; j < 4; j++)
 #pragma unroll
       for (int i = 0; i < 4; i++) d[4 * j + i] = q4_pair(wv[j], i, z2);
+    return __low2float(sz);
+  }
+};
+
+// The batch-1 GEMV's decode of the same pairs in fewer instructions (Marlin's): nibbles 1 and 5
+// masked in place (& 0x00F000F0) give 1024 + 16 q, which one HFMA2 by 1/16 minus (64 + zero) makes
+// q - zero exactly (every value an integer below 2048); one shift by 8 serves nibbles 2 to 7, and
+// each mask-and-OR is one LOP3. (The tensor-core product and the GEMV of 2-8 rows keep FQ4's:
+// this one measured slower there, BENCHMARKS.md.)
+struct FQ4One : FHalf<FQ4One, 16> {
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) {
+    const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
+    const __half2 nz = __hsub2(__float2half2_rn(960.0f), z2); // -(64 + zero)
+    const __half2 sixteenth = __float2half2_rn(0.0625f);
+    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const uint32_t hi = wv[j] >> 8;
+      d[4 * j] = __hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(wv[j])), z2);
+      d[4 * j + 1] = __hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(wv[j])), sixteenth, nz);
+      d[4 * j + 2] = __hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(hi)), z2);
+      d[4 * j + 3] = __hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(hi)), sixteenth, nz);
+    }
     return __low2float(sz);
   }
 };
