@@ -10,6 +10,8 @@
 #   bash bench/cuda/device.sh breakdown DIR # decode tok/s with stages left out (LOWBIT_CUDA_SKIP)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
+#   bash bench/cuda/device.sh stamps FORMAT...  # carry .deb: where the batch-1 GEMV's time goes
+#                                      (a build with -DLB_GEMV_STAMPS, the sandbox's stamps table)
 #   bash bench/cuda/device.sh gen SHAPE "METHOD ARGS|bf16"...  # the guides' table (bench --gen):
 #                                      LENS (default 32,...,2048) and BATCHES (1,4,16), KEEP as synth
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
@@ -22,21 +24,37 @@ make_synth() {
   if [[ $3 == bf16 ]]; then $E/build/lowbit synth "$1" --shape "$2" --force > /dev/null
   else $E/build/lowbit synth "$1" --shape "$2" --force $3 > /dev/null; fi
 }
-case "${1:-}" in
-build)
+# configure DIR [CMAKE ARGS...]: a Release build with CUDA (sm_90) against the unpacked .deb
+configure() {
+  local dir=$1 L=$E/deb/usr/lib/x86_64-linux-gnu I=$E/deb/usr/include
+  shift
   mkdir -p $E/deb
-  [[ -f $E/part00 || ! -d .xfer/a ]] || cp .xfer/a/part00 $E/ || exit 1
   [[ -d $E/deb/usr ]] || for f in .deb/*.deb; do dpkg -x "$f" $E/deb; done
-  L=$E/deb/usr/lib/x86_64-linux-gnu I=$E/deb/usr/include
-  cmake -S . -B $E/build -DCMAKE_BUILD_TYPE=Release -DLOWBIT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  cmake -S . -B $dir -DCMAKE_BUILD_TYPE=Release -DLOWBIT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DJANSSON_INCLUDE_DIR=$I -DJANSSON_LIBRARY=$L/libjansson.so \
     -DPCRE2_INCLUDE_DIR=$I -DPCRE2_LIBRARY=$L/libpcre2-8.so \
     -DUTF8PROC_INCLUDE_DIR=$I -DUTF8PROC_LIBRARY=$L/libutf8proc.so \
     -DOPENBLAS_INCLUDE_DIR=$I/x86_64-linux-gnu/openblas-pthread \
-    -DOPENBLAS_LIBRARY=$L/openblas-pthread/libopenblas.so > $E/cmake.log 2>&1 || { tail -30 $E/cmake.log; exit 1; }
+    -DOPENBLAS_LIBRARY=$L/openblas-pthread/libopenblas.so "$@" > $E/cmake.log 2>&1 || { tail -30 $E/cmake.log; return 1; }
+}
+case "${1:-}" in
+build)
+  mkdir -p $E
+  [[ -f $E/part00 || ! -d .xfer/a ]] || cp .xfer/a/part00 $E/ || exit 1
+  configure $E/build || exit 1
   cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox > $E/build.log 2>&1 ||
     { grep -m20 -B2 -A8 error $E/build.log; exit 1; }
   [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 ${SANDBOX:+"$SANDBOX"} | tee $OUT/sandbox.md
+  ;;
+stamps)
+  # the batch-1 GEMV's block timestamps (gemv.cu, -DLB_GEMV_STAMPS) for each FORMAT named
+  configure $E/stamps -DCMAKE_CUDA_FLAGS=-DLB_GEMV_STAMPS || exit 1
+  cmake --build $E/stamps -j16 --target lb_kernel_sandbox > $E/build.log 2>&1 || { grep -m20 -A8 error $E/build.log; exit 1; }
+  shift
+  for f in "$@"; do
+    SANDBOX_PART=gemvtime $E/stamps/lb_kernel_sandbox 100 "$f" > "$OUT/stamps-${f// /_}.md" 2>&1
+    grep -h -A6 "^Stamps" "$OUT/stamps-${f// /_}.md" | grep "^|"
+  done
   ;;
 check)
   M=$E/shared/models/pocket-llama-48m
@@ -105,5 +123,5 @@ profile)
     $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
   grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
   ;;
-*) echo "usage: device.sh build|check|synth|gen|tiny|breakdown|profile"; exit 2 ;;
+*) echo "usage: device.sh build|check|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
 esac

@@ -27,6 +27,7 @@
 // and the fp16 weight written.
 // The floor of one launch a weight, in the same timing: an empty kernel, and one that only reads
 // as many bytes (all its loads before the PDL wait).
+#include <algorithm>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -535,6 +536,65 @@ static void time_mma_shape(lb_cuda_ctx *cx, Kind k, int64_t rows, int64_t cols, 
   for (int i = 0; i < c16; i++) CK(cudaFree(w16[i]));
 }
 
+#ifdef LB_GEMV_STAMPS
+// A build with -DLB_GEMV_STAMPS (gemv.cu): where a batch-1 GEMV's time goes, from the stamps of
+// every block of the launches of one cold timing with PDL (the second run of its graph). Per
+// launch: s = first block start, w = first PDL wait return, e = last block's sums ready.
+extern "C" cudaError_t lb_gemv_stamps_set(unsigned long long *buf, unsigned int cap);
+extern "C" cudaError_t lb_gemv_stamps_count(unsigned int *n);
+enum { SF = 9 };
+struct Launch {
+  uint64_t ptr;
+  int n;
+  double s, w, wl, e, pre, steps, sums; // ns; pre, steps, sums: sums over the blocks
+};
+static void stamps_report(Kind k, int64_t rows, int64_t cols, size_t l2) {
+  Timed T(k, rows, cols, 1, l2);
+  const unsigned cap = 1u << 20, iters = 40, nblocks = (unsigned)((rows + 7) / 8);
+  unsigned long long *dbuf, *hb = (unsigned long long *)malloc((size_t)cap * SF * 8);
+  CK(cudaMalloc(&dbuf, (size_t)cap * SF * 8));
+  CK(lb_gemv_stamps_set(dbuf, cap));
+  const double us = time_launches(T.ws, T.copies, &T.i8x, T.dx, T.dy, 1, iters);
+  unsigned n;
+  CK(lb_gemv_stamps_count(&n));
+  n = n < cap ? n : cap;
+  CK(cudaMemcpy(hb, dbuf, (size_t)n * SF * 8, cudaMemcpyDeviceToHost));
+  // records in start order; a weight's blocks make one launch until all nblocks are in (the same
+  // copy is next launched copies >= 3 launches later, after this one has ended)
+  unsigned *ord = (unsigned *)malloc(n * sizeof *ord);
+  for (unsigned i = 0; i < n; i++) ord[i] = i;
+  std::sort(ord, ord + n, [&](unsigned a, unsigned b) { return hb[a * SF + 2] < hb[b * SF + 2]; });
+  Launch *ls = (Launch *)calloc(n / nblocks + 2, sizeof *ls);
+  int nl = 0;
+  uint64_t res = UINT64_MAX, prev = 0;
+  for (unsigned j = 0; j < n; j++) {
+    const unsigned long long *r = hb + (size_t)ord[j] * SF;
+    if (r[2] > prev && prev) res = r[2] - prev < res ? r[2] - prev : res;
+    prev = r[2];
+    int l = nl - 1;
+    while (l >= 0 && !(ls[l].ptr == r[0] && ls[l].n < (int)nblocks)) l--;
+    if (l < 0) ls[l = nl++] = Launch{r[0], 0, (double)r[2], 1e300, 0, 0, 0, 0, 0};
+    Launch &L = ls[l];
+    L.n++, L.w = fmin(L.w, (double)r[3]), L.wl = fmax(L.wl, (double)r[3]), L.e = fmax(L.e, (double)r[5]);
+    L.pre += (double)(r[3] - r[2]), L.steps += (double)(r[4] - r[3]), L.sums += (double)(r[5] - r[4]);
+  }
+  // the launches of the second graph run, less its first
+  double period = 0, span = 0, rel = 0, spread = 0, pre = 0, steps = 0, sums = 0;
+  int m = 0;
+  for (int l = nl - (int)iters + 1; l + 1 < nl; l++, m++) {
+    period += ls[l + 1].s - ls[l].s, span += ls[l].e - ls[l].s, rel += ls[l + 1].w - ls[l].e;
+    spread += ls[l].wl - ls[l].w, pre += ls[l].pre / ls[l].n, steps += ls[l].steps / ls[l].n;
+    sums += ls[l].sums / ls[l].n;
+  }
+  printf("| %s | %lld x %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %llu |\n", KNAME[k],
+         (long long)rows, (long long)cols, us, period / m / 1e3, span / m / 1e3, rel / m / 1e3, spread / m / 1e3,
+         pre / m / 1e3, steps / m / 1e3, sums / m / 1e3, (unsigned long long)res);
+  CK(lb_gemv_stamps_set(NULL, 0));
+  CK(cudaFree(dbuf));
+  free(hb), free(ord), free(ls);
+}
+#endif
+
 int main(int argc, char **argv) {
   int iters = argc > 1 ? atoi(argv[1]) : 200;
   const char *only = argc > 2 ? argv[2] : NULL;
@@ -551,7 +611,9 @@ int main(int argc, char **argv) {
   const bool all = !(part && strcmp(part, "mma") == 0), rest = !(part && strcmp(part, "gemv") == 0) && checks;
   printf("| format | check rows x cols | batch | worst error / bound | typical relative error |\n");
   printf("| --- | --- | ---: | ---: | ---: |\n");
-  const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}};
+  // (9001 x 4160: a grid of 1126 blocks, 8 an SM up to 140 SMs, so that one row's GEMV copies its second step to shared
+  // memory before the PDL wait for every format, gemv.cu launch_b)
+  const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}, {9001, 4160}};
   for (int k = 0; k < K_COUNT; k++)
     for (size_t i = 0; all && checks && run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
       for (int batch = 1; batch <= 8; batch *= 2) {
@@ -612,6 +674,16 @@ int main(int argc, char **argv) {
   printf("| MB read | empty us | read us | GB/s | of copy |\n| ---: | ---: | ---: | ---: | ---: |\n");
   for (double mb : {8.9, 17.3, 24.0, 45.1, 90.0})
     if (all && rest) time_floor(mb, iters, copy, (size_t)p.l2CacheSize, p.multiProcessorCount);
+#ifdef LB_GEMV_STAMPS
+  printf("\nStamps (us, means over the launches of a graph; block times are means over the blocks): "
+         "us a launch (graph timing), start to start, first start to last block done, last block "
+         "done to the next launch's first wait return, first to last wait return; a block: start "
+         "to its wait return, wait return to steps done, steps done to sums ready; globaltimer step ns\n\n");
+  printf("| format | weight | us | period | span | release | wait spread | pre-wait | steps | sums | ns |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int k = 0; k < K_COUNT; k++)
+    for (size_t i = 0; run[k] && k != K_I8 && i < 3; i++) stamps_report((Kind)k, timed[i][0], timed[i][1], (size_t)p.l2CacheSize);
+#endif
   lb_cuda_ctx *cx;
   lb_error err = {};
   if (lb_cuda_open(&cx, &err) != LB_OK) die("cuda", err);

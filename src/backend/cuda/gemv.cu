@@ -2,8 +2,10 @@
 // (gemv_formats.cuh says what differs). One warp per 2 weight rows; each lane reads 16 bytes of
 // each row per step, so a warp step is 512 contiguous bytes of a row, and two warps of a block
 // split a row's steps between them. The first step's loads are issued before the kernel waits
-// for its input (PDL, util.cuh), so they overlap the kernel before; each later step's loads are
-// issued before the math of the step before.
+// for its input (PDL, util.cuh), so they overlap the kernel before; for one activation row the
+// second step is copied to shared memory before the wait too (cp.async: no register held) where
+// that measured faster (launch_b); each later step's loads are issued before the math of the
+// step before.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -36,6 +38,16 @@ struct Cursor {
   }
 };
 
+// 16 and 4 bytes copied to shared memory without a register (sm_80 cp.async), and the wait for
+// this thread's copies.
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async4(void *dst, const void *src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.commit_group;\ncp.async.wait_all;" ::: "memory"); }
+
 // The cursor's step of R rows (zeros when !ok).
 template <class F, int R>
 __device__ __forceinline__ void load_step(const Cursor<R> &cu, bool ok, Frag (&f)[R]) {
@@ -46,40 +58,95 @@ __device__ __forceinline__ void load_step(const Cursor<R> &cu, bool ok, Frag (&f
   }
 }
 
+#ifdef LB_GEMV_STAMPS
+// Diagnostics, in a build with -DLB_GEMV_STAMPS only (bench/cuda/gemv_sandbox.cu reads them):
+// thread 0 of every GEMV block records its weight, its block and when it started, when its PDL
+// wait returned, when its steps were done and when its sums were ready, before its writes
+// (%globaltimer ns, and SM clocks).
+enum { STAMP_FIELDS = 9 };
+__device__ unsigned long long *g_stamps;
+__device__ unsigned int g_stamp_cap, g_stamp_next;
+__device__ __forceinline__ unsigned long long gtime() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+#define STAMP(i) (tg[i] = gtime(), tc[i] = clock64())
+extern "C" cudaError_t lb_gemv_stamps_set(unsigned long long *buf, unsigned int cap) {
+  const unsigned int zero = 0;
+  cudaError_t e = cudaMemcpyToSymbol(g_stamps, &buf, sizeof buf);
+  if (e == cudaSuccess) e = cudaMemcpyToSymbol(g_stamp_cap, &cap, sizeof cap);
+  if (e == cudaSuccess) e = cudaMemcpyToSymbol(g_stamp_next, &zero, sizeof zero);
+  return e;
+}
+extern "C" cudaError_t lb_gemv_stamps_count(unsigned int *n) {
+  return cudaMemcpyFromSymbol(n, g_stamp_next, sizeof *n);
+}
+#else
+#define STAMP(i) ((void)0)
+#endif
+
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
 // is out16[b][pair] = silu(gate + bias) * (up + bias) instead of y.
 template <class F, int B, int R, int KS, bool SILU>
 __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__restrict__ y,
                                             const float *__restrict__ bias, __half *__restrict__ out16,
-                                            bool accumulate) {
+                                            bool accumulate, bool pre) {
   static_assert(!SILU || R == 2, "SILU takes a (gate, up) pair a warp");
   typedef typename F::Acc Acc;
+#ifdef LB_GEMV_STAMPS
+  unsigned long long tg[4], tc[4];
+#endif
+  STAMP(0);
   lb_pdl_trigger();
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = 8 / KS;
   const int kpart = wib / groups, row0 = (blockIdx.x * groups + wib % groups) * R;
   const int stride = 32 * KS;
   const bool live = row0 < w.rows;
   __shared__ Acc part[8][R][B];
+  __shared__ uint4 sq[B == 1 ? 8 : 1][R][32]; // pre: each lane's second step, copied before the wait
+  __shared__ uint32_t ss[B == 1 ? 8 : 1][R][32];
   int st = lane + 32 * kpart;
   Cursor<R> cu(w, row0, st, stride);
   Frag f[R];
-  load_step<F, R>(cu, live && st < w.steps, f); // weights: before the wait
+  load_step<F, R>(cu, live && st < w.steps, f); // weights before the wait: the first step
+  pre = B == 1 && pre;
+  const bool ok1 = pre && live && st + stride < w.steps;
+  if (B == 1 && ok1) {
+    Cursor<R> c1 = cu;
+    c1.advance(stride);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      cp_async16(&sq[B == 1 ? wib : 0][r][lane], c1.c[r]);
+      if (F::STEP_SCALE) cp_async4(&ss[B == 1 ? wib : 0][r][lane], c1.s[r] + c1.g);
+    }
+  }
   lb_pdl_wait();
+  STAMP(1);
   Acc acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = Acc();
-  for (; live && st < w.steps; st += stride) {
+  for (int it = 0; live && st < w.steps; st += stride, it++) {
     Frag nf[R];
     cu.advance(stride);
-    load_step<F, R>(cu, st + stride < w.steps, nf);
+    if (it > 0 || !pre) load_step<F, R>(cu, st + stride < w.steps, nf);
     F::template mac<B, R>(f, x, w, st, acc);
+    if (B == 1 && it == 0 && pre) { // the copied step
+      cp_async_wait();
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        nf[r].q = ok1 ? sq[B == 1 ? wib : 0][r][lane] : make_uint4(0, 0, 0, 0);
+        nf[r].s = F::STEP_SCALE && ok1 ? ss[B == 1 ? wib : 0][r][lane] : 0u;
+      }
+    }
 #pragma unroll
     for (int r = 0; r < R; r++) f[r] = nf[r];
   }
   if (live) F::template tail<B, R>(w, x, row0, lane + 32 * kpart, stride, acc);
+  STAMP(2);
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
@@ -91,6 +158,18 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
       if (KS > 1 && lane == 0) part[wib][r][b] = v;
     }
   if (KS > 1) __syncthreads();
+#ifdef LB_GEMV_STAMPS
+  if (threadIdx.x == 0) {
+    STAMP(3);
+    const unsigned int k = atomicAdd(&g_stamp_next, 1u);
+    if (k < g_stamp_cap) {
+      unsigned long long *o = g_stamps + (size_t)k * STAMP_FIELDS;
+      o[0] = (unsigned long long)(uintptr_t)w.codes, o[1] = blockIdx.x;
+      o[2] = tg[0], o[3] = tg[1], o[4] = tg[2], o[5] = tg[3];
+      o[6] = tc[1] - tc[0], o[7] = tc[2] - tc[1], o[8] = tc[3] - tc[2];
+    }
+  }
+#endif
   if (kpart != 0 || lane != 0 || !live) return;
 #pragma unroll
   for (int b = 0; b < B; b++) {
@@ -123,7 +202,12 @@ template <class F, bool SILU, int B>
 static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
                             cudaStream_t st) {
   const int per_block = 8 / SPLIT * ROWS, blocks = (kw.rows + per_block - 1) / per_block;
-  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc);
+  // one activation row: the second step through shared memory where a warp streams on after it
+  // (FP8's rows have twice the steps) or where the grid is many waves long (BENCHMARKS.md: a
+  // one-wave grid whose weights all load before the wait keeps the next launch from loading
+  // until it ends; with more rows the copy made every format slower)
+  const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
+  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc, pre);
 }
 
 // kw without its steps: the format's columns a step (F::COLS) give them. F1: the format's policy

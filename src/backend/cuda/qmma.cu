@@ -224,13 +224,6 @@ __global__ void __launch_bounds__(256) qmma(const KW w, const KX kx, int n, floa
 static int mma_depth = -1;
 extern "C" void lb_cuda_set_mma_depth(int depth) { mma_depth = depth == 1 || depth == 2 || depth == 4 ? depth : 0; }
 
-static int sm_count(void) {
-  static int n = 0;
-  int dev = 0;
-  if (!n && (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess))
-    cudaGetLastError(), n = 0;
-  return n > 0 ? n : 132;
-}
 
 template <class F, int NT, bool SILU>
 static cudaError_t launch_nt(const KW &kw, const KX &x, int n, float *y, const float *bias, __half *out16,
@@ -240,7 +233,7 @@ static cudaError_t launch_nt(const KW &kw, const KX &x, int n, float *y, const f
     lb_cuda_set_mma_depth(e ? atoi(e) : 0);
   }
   const int blocks = (kw.rows + 15) / 16;
-  const int depth = mma_depth ? mma_depth : NT == 1 ? (blocks <= 2 * sm_count() ? 4 : 1) : NT == 2 ? 2 : 1;
+  const int depth = mma_depth ? mma_depth : NT == 1 ? (blocks <= 2 * lb_cu_sm_count() ? 4 : 1) : NT == 2 ? 2 : 1;
   const dim3 grid((unsigned)blocks), block(32 * MMA_WARPS);
   if (depth == 1) return lb_cu_launch(qmma<F, NT, 1, SILU>, grid, block, 0, st, kw, x, n, y, bias, out16, acc);
   if (depth == 2) return lb_cu_launch(qmma<F, NT, 2, SILU>, grid, block, 0, st, kw, x, n, y, bias, out16, acc);

@@ -43,6 +43,15 @@ __device__ __forceinline__ void lb_pdl_wait() {
 #endif
 }
 
+// The device's SM count, read once per translation unit (132 when it cannot be read).
+static inline int lb_cu_sm_count(void) {
+  static int n = 0;
+  int dev = 0;
+  if (!n && (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess))
+    cudaGetLastError(), n = 0;
+  return n > 0 ? n : 132;
+}
+
 // A kernel launch that may overlap the kernel before it on the stream when PDL is on.
 template <typename... P, typename... A>
 static inline cudaError_t lb_cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
