@@ -133,13 +133,6 @@ static void reference(Kind k, const lb_qweight *w, const float *xf, int batch, d
 // of 2^-11 each (NF4's code book, the scale, their product) and whose sums are fp32: 2^-9 of
 // sum |w x|, and 1e-6 for the sums. LLM.int8 keeps the GEMV's bound on either path: the same int8
 // codes and exact int32 sums, only the fp32 outlier sum in another order.
-// The GEMV's launch shapes at one activation row (gemv.cu), as shared-memory budgets a block
-// (lb_cuda_set_gemv_stage): the register GEMV; staged with 4 rows a block (1 KB: no 16 or 8 fits,
-// 4 rows always do up to 200 KB); 16 KB, which mixes them by width; 16 rows a block wherever they
-// fit in 200 KB; last, the default.
-static const int STAGES[] = {0, 1, 16, 200, -1};
-enum { NSTAGES = sizeof STAGES / sizeof STAGES[0] };
-
 static double bound_of(Kind k, double mag, bool mma = false) {
   return (k == K_I8 ? 1e-5 : mma ? 0.001953125 + 1e-6 : 0.015625 + 0.0009765625 + 1e-6) * mag + 1e-30;
 }
@@ -195,26 +188,20 @@ static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typic
   CK(cudaMalloc(&dx, nx * 2));
   CK(cudaMalloc((void **)&dy, ny * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
+  product(&dw, dx, &i8x, dy, batch, false, mma, NULL);
+  CK(cudaMemcpy(hy, dy, ny * 4, cudaMemcpyDeviceToHost));
   double worst = 0, sq = 0;
-  // one activation row: every launch shape of the GEMV (STAGES), the last one the default
-  const int ns = batch == 1 && !mma ? NSTAGES : 1;
-  for (int si = 0; si < ns; si++) {
-    if (ns > 1) lb_cuda_set_gemv_stage(STAGES[si]);
-    product(&dw, dx, &i8x, dy, batch, false, mma, NULL);
-    CK(cudaMemcpy(hy, dy, ny * 4, cudaMemcpyDeviceToHost));
-    sq = 0;
-    for (size_t i = 0; i < ny; i++) {
-      const double e = fabs(hy[i] - ref[i]);
-      worst = fmax(worst, e / bound_of(k, mag[i], mma));
-      sq += (e / (mag[i] + 1e-30)) * (e / (mag[i] + 1e-30));
-    }
-    // acc: a second product added onto the first is twice it (up to one fp32 rounding)
-    product(&dw, dx, &i8x, dy, batch, true, mma, NULL);
-    CK(cudaMemcpy(hy2, dy, ny * 4, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < ny; i++)
-      if (fabs(hy2[i] - 2.0 * hy[i]) > 1e-6 * fabs(hy[i]) + 1e-30) worst = INFINITY;
+  for (size_t i = 0; i < ny; i++) {
+    const double e = fabs(hy[i] - ref[i]);
+    worst = fmax(worst, e / bound_of(k, mag[i], mma));
+    sq += (e / (mag[i] + 1e-30)) * (e / (mag[i] + 1e-30));
   }
   *typical = sqrt(sq / (double)ny);
+  // acc: a second product added onto the first is twice it (up to one fp32 rounding)
+  product(&dw, dx, &i8x, dy, batch, true, mma, NULL);
+  CK(cudaMemcpy(hy2, dy, ny * 4, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < ny; i++)
+    if (fabs(hy2[i] - 2.0 * hy[i]) > 1e-6 * fabs(hy[i]) + 1e-30) worst = INFINITY;
   if (!mma) worst = fmax(worst, check_dequant(&w, &dw));
   CK(cudaFree(dx));
   CK(cudaFree(dy));
@@ -253,22 +240,18 @@ static double check_silu(Kind k, int64_t inter, int64_t cols, int batch, bool mm
   CK(cudaMalloc((void **)&db, (size_t)(2 * inter) * 4));
   CK(cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(db, bias, (size_t)(2 * inter) * 4, cudaMemcpyHostToDevice));
+  if ((mma ? lb_cuda_qmma_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)
+           : lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)) != LB_OK)
+    die("gate/up with SiLU", err);
+  CK(cudaMemcpy(ho, dout, ny * 2, cudaMemcpyDeviceToHost));
   double worst = 0;
-  const int ns = batch == 1 && !mma ? NSTAGES : 1; // as check()
-  for (int si = 0; si < ns; si++) {
-    if (ns > 1) lb_cuda_set_gemv_stage(STAGES[si]);
-    if ((mma ? lb_cuda_qmma_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)
-             : lb_cuda_gemv_silu(&dw, dx, &i8x, db, dout, batch, NULL, &err)) != LB_OK)
-      die("gate/up with SiLU", err);
-    CK(cudaMemcpy(ho, dout, ny * 2, cudaMemcpyDeviceToHost));
-    for (int64_t i = 0; i < inter; i++)
-      for (int b = 0; b < batch; b++) {
-        const size_t j = (size_t)(b * inter + i);
-        const double g = rg[j] + bias[i], u = ru[j] + bias[inter + i], sg = g / (1 + exp(-g)), ref = sg * u;
-        const double bound = 1.1 * fabs(u) * bound_of(k, mg[j], mma) + fabs(sg) * bound_of(k, mu[j], mma) + fabs(ref) / 2048 + 1e-6;
-        worst = fmax(worst, fabs(__half2float(ho[j]) - ref) / bound);
-      }
-  }
+  for (int64_t i = 0; i < inter; i++)
+    for (int b = 0; b < batch; b++) {
+      const size_t j = (size_t)(b * inter + i);
+      const double g = rg[j] + bias[i], u = ru[j] + bias[inter + i], sg = g / (1 + exp(-g)), ref = sg * u;
+      const double bound = 1.1 * fabs(u) * bound_of(k, mg[j], mma) + fabs(sg) * bound_of(k, mu[j], mma) + fabs(ref) / 2048 + 1e-6;
+      worst = fmax(worst, fabs(__half2float(ho[j]) - ref) / bound);
+    }
   CK(cudaFree(dx));
   CK(cudaFree(dout));
   CK(cudaFree(db));
@@ -430,25 +413,6 @@ static void time_shape(Kind k, int64_t rows, int64_t cols, int batch, int iters,
   printf("| %s | %lld x %lld | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% | %.2f | %.0f | %.0f%% |\n", KNAME[k],
          (long long)rows, (long long)cols, batch, bytes / 1e6, warm, 100 * gw / copy, cold, 100 * gc / copy,
          cold_pdl, gp, 100 * gp / copy);
-}
-
-// One activation row, cold with PDL, for each shared-memory budget of the staged GEMV (0: the
-// register GEMV): us and share of the copy bandwidth.
-static const int TIMED_STAGES[] = {0, 1, 16, 32, 48, 64, 96, 128, 200};
-static void time_stages(Kind k, int64_t rows, int64_t cols, int iters, double copy, size_t l2) {
-  Timed T(k, rows, cols, 1, l2);
-  const double bytes = (double)(cb_of(&T.ws[0]) + sb_of(&T.ws[0])) + 2.0 * cols;
-  const bool pdl = lb_cuda_pdl();
-  lb_cuda_set_pdl(true);
-  printf("| %s | %lld x %lld |", KNAME[k], (long long)rows, (long long)cols);
-  for (int kb : TIMED_STAGES) {
-    lb_cuda_set_gemv_stage(kb);
-    const double us = time_launches(T.ws, T.copies, &T.i8x, T.dx, T.dy, 1, iters);
-    printf(" %.2f (%.0f%%) |", us, 100 * bytes / (us * 1e-6) / 1e9 / copy);
-  }
-  printf("\n");
-  lb_cuda_set_gemv_stage(-1);
-  lb_cuda_set_pdl(pdl);
 }
 
 // What one launch a weight can reach at best, in the GEMV's timing (a graph of launches with PDL,
@@ -705,15 +669,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)
       for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
         time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
-  printf("\nOne activation row by the staged GEMV's shared-memory budget a block, KB (0: the register "
-         "GEMV; gemv.cu), cold + PDL, us (share of the copy bandwidth)\n\n| format | weight |");
-  for (int kb : TIMED_STAGES) printf(" %d |", kb);
-  printf("\n| --- | --- |");
-  for (size_t i = 0; i < sizeof TIMED_STAGES / sizeof TIMED_STAGES[0]; i++) printf(" ---: |");
-  printf("\n");
-  for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)
-      time_stages((Kind)k, timed[i][0], timed[i][1], iters, copy, (size_t)p.l2CacheSize);
   printf("\nThe floor of a launch a weight (graph, PDL, cold): an empty kernel, and a kernel that only "
          "reads the bytes (all its loads before the PDL wait), us and share of the copy bandwidth\n\n");
   printf("| MB read | empty us | read us | GB/s | of copy |\n| ---: | ---: | ---: | ---: | ---: |\n");

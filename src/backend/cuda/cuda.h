@@ -152,11 +152,6 @@ lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x 
 /* Super-steps of weight loads a warp of the tensor-core product keeps in flight (1, 2 or 4; else
  * the default, or LOWBIT_CUDA_MMA_DEPTH): for A/B runs. */
 void lb_cuda_set_mma_depth(int depth);
-/* The decode GEMV at one activation row may stage each block's rows whole in shared memory, up to
- * kb KB a block for every format (0: never; negative: each format's default, which stages
- * LLM.int8's weights 4 rows a block and no other's; LOWBIT_CUDA_GEMV_STAGE sets kb until this is
- * called): for A/B runs. */
-void lb_cuda_set_gemv_stage(int kb);
 
 /* --- the decoder's other ops (ops.cu) -------------------------------------------------------- */
 

@@ -6,9 +6,6 @@
 // second step is copied to shared memory before the wait too (cp.async: no register held) where
 // that measured faster (launch_b); each later step's loads are issued before the math of the
 // step before.
-// At one activation row a block may instead stage its rows whole in shared memory (gemv_staged):
-// every byte of its weights is requested before the PDL wait, none held in registers. That is
-// LLM.int8's default, 4 rows a block; for the other formats it measured slower (BENCHMARKS.md).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -75,14 +72,6 @@ __device__ __forceinline__ unsigned long long gtime() {
   return t;
 }
 #define STAMP(i) (tg[i] = gtime())
-__device__ void stamps_write(const KW &w, const unsigned long long (&tg)[4]) {
-  const unsigned int k = atomicAdd(&g_stamp_next, 1u);
-  if (k < g_stamp_cap) {
-    unsigned long long *o = g_stamps + (size_t)k * STAMP_FIELDS;
-    o[0] = (unsigned long long)(uintptr_t)w.codes, o[1] = blockIdx.x;
-    o[2] = tg[0], o[3] = tg[1], o[4] = tg[2], o[5] = tg[3];
-  }
-}
 extern "C" cudaError_t lb_gemv_stamps_set(unsigned long long *buf, unsigned int cap) {
   const unsigned int zero = 0;
   cudaError_t e = cudaMemcpyToSymbol(g_stamps, &buf, sizeof buf);
@@ -96,56 +85,6 @@ extern "C" cudaError_t lb_gemv_stamps_count(unsigned int *n) {
 #else
 #define STAMP(i) ((void)0)
 #endif
-
-// The sums over a warp's lanes, in every lane; with KS > 1 lane 0 leaves them in part for the
-// group's first warp (after a __syncthreads).
-template <class F, int B, int R, int KS>
-__device__ __forceinline__ void warp_sums(typename F::Acc (&acc)[R][B], typename F::Acc (&part)[R][B], int lane) {
-#pragma unroll
-  for (int r = 0; r < R; r++)
-#pragma unroll
-    for (int b = 0; b < B; b++) {
-      typename F::Acc v = acc[r][b];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v = v + shfl_xor(v, o);
-      acc[r][b] = v;
-      if (KS > 1 && lane == 0) part[r][b] = v;
-    }
-}
-
-// Lane 0 of a row group's first warp: the sums of the other KS - 1 warps added (part: this warp's
-// entry; theirs are `groups` apart), the format's finish, then y (or accumulated into it), or
-// silu(gate) * up into out16.
-template <class F, int B, int R, int KS, bool SILU>
-__device__ __forceinline__ void finish_rows(const KW &w, const KX &x, int row0, const typename F::Acc (&acc)[R][B],
-                                            typename F::Acc (*part)[R][B], int groups, float *__restrict__ y,
-                                            const float *__restrict__ bias, __half *__restrict__ out16,
-                                            bool accumulate) {
-  typedef typename F::Acc Acc;
-#pragma unroll
-  for (int b = 0; b < B; b++) {
-    float v[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      Acc a = acc[r][b];
-      for (int k = 1; k < KS; k++) a = a + part[k * groups][r][b];
-      v[r] = F::finish(w, x, row0 + r < w.rows ? row0 + r : row0, b, a);
-    }
-    if (SILU) {
-      const int inter = w.rows / 2, i = row0 / 2;
-      float g = v[0], u = v[R - 1];
-      if (bias) g += bias[i], u += bias[inter + i];
-      out16[(size_t)b * inter + i] = __float2half(g / (1.0f + expf(-g)) * u);
-    } else {
-#pragma unroll
-      for (int r = 0; r < R; r++)
-        if (row0 + r < w.rows) {
-          float *o = y + (size_t)b * w.rows + row0 + r;
-          *o = accumulate ? *o + v[r] : v[r];
-        }
-    }
-  }
-}
 
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
@@ -208,79 +147,52 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   }
   if (live) F::template tail<B, R>(w, x, row0, lane + 32 * kpart, stride, acc);
   STAMP(2);
-  warp_sums<F, B, R, KS>(acc, part[wib], lane);
-  if (KS > 1) __syncthreads();
-#ifdef LB_GEMV_STAMPS
-  if (threadIdx.x == 0) STAMP(3), stamps_write(w, tg);
-#endif
-  if (kpart != 0 || lane != 0 || !live) return;
-  finish_rows<F, B, R, KS, SILU>(w, x, row0, acc, &part[wib], groups, y, bias, out16, accumulate);
-}
-
-// The staged GEMV (one activation row): a block of 8 warps takes RB = 2 * 8 / KS consecutive rows,
-// whose codes and scales are contiguous in memory, and copies them whole to shared memory
-// (cp.async, 16 bytes of codes and 4 of scales a copy, coalesced) before the PDL wait; after it
-// each group of KS warps reads its 2 rows' steps from there as the register GEMV reads them from
-// memory (a lane 16 contiguous bytes, the scale group kept by addition) and sums as it does.
-// Shared memory: codes [RB][steps] (uint4), then scales [RB][ngroups], the block's rows only.
-template <class F, int KS, bool SILU>
-__global__ void __launch_bounds__(256) gemv_staged(const KW w, const KX x, float *__restrict__ y,
-                                                   const float *__restrict__ bias, __half *__restrict__ out16,
-                                                   bool accumulate) {
-  typedef typename F::Acc Acc;
-  enum { R = 2, B = 1, GROUPS = 8 / KS, RB = R * GROUPS };
-#ifdef LB_GEMV_STAMPS
-  unsigned long long tg[4];
-#endif
-  STAMP(0);
-  lb_pdl_trigger();
-  extern __shared__ uint4 staged[];
-  __shared__ Acc part[8][R][B];
-  const int rb0 = blockIdx.x * RB, nrows = w.rows - rb0 < RB ? w.rows - rb0 : RB;
-  uint32_t *ssc = reinterpret_cast<uint32_t *>(staged + RB * w.steps);
-  {
-    const uint4 *src = w.codes + (size_t)rb0 * w.steps;
-    for (int i = threadIdx.x, n = nrows * w.steps; i < n; i += 256) cp_async16(staged + i, src + i);
-    if (F::STEP_SCALE) {
-      const uint32_t *sc = w.scales + (size_t)rb0 * w.ngroups;
-      for (int i = threadIdx.x, n = nrows * w.ngroups; i < n; i += 256) cp_async4(ssc + i, sc + i);
-    }
-  }
-  lb_pdl_wait();
-  STAMP(1);
-  cp_async_wait();
-  __syncthreads();
-  const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31, kpart = wib / GROUPS, lr = (wib % GROUPS) * R;
-  const int row0 = rb0 + lr, stride = 32 * KS;
-  const bool live = lr < nrows;
-  Acc acc[R][B];
 #pragma unroll
-  for (int r = 0; r < R; r++) acc[r][0] = Acc();
-  if (live) {
-    const int lr1 = lr + 1 < nrows ? lr + 1 : lr; // a missing row repeats the first, unused
-    const uint4 *c0 = staged + lr * w.steps, *c1 = staged + lr1 * w.steps;
-    const uint32_t *s0 = ssc + lr * w.ngroups, *s1 = ssc + lr1 * w.ngroups;
-    int st = lane + 32 * kpart;
-    const int spg = w.spg, gs = stride / spg, rs = stride - gs * spg;
-    int g = st / spg, gr = st - g * spg;
-    for (; st < w.steps; st += stride) {
-      Frag f[R];
-      f[0].q = c0[st], f[1].q = c1[st];
-      f[0].s = F::STEP_SCALE ? s0[g] : 0u, f[1].s = F::STEP_SCALE ? s1[g] : 0u;
-      F::template mac<B, R>(f, x, w, st, acc);
-      g += gs, gr += rs;
-      if (gr >= spg) gr -= spg, g++;
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      Acc v = acc[r][b];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v = v + shfl_xor(v, o);
+      acc[r][b] = v;
+      if (KS > 1 && lane == 0) part[wib][r][b] = v;
     }
-    F::template tail<B, R>(w, x, row0, lane + 32 * kpart, stride, acc);
-  }
-  STAMP(2);
-  warp_sums<F, B, R, KS>(acc, part[wib], lane);
   if (KS > 1) __syncthreads();
 #ifdef LB_GEMV_STAMPS
-  if (threadIdx.x == 0) STAMP(3), stamps_write(w, tg);
+  if (threadIdx.x == 0) {
+    STAMP(3);
+    const unsigned int k = atomicAdd(&g_stamp_next, 1u);
+    if (k < g_stamp_cap) {
+      unsigned long long *o = g_stamps + (size_t)k * STAMP_FIELDS;
+      o[0] = (unsigned long long)(uintptr_t)w.codes, o[1] = blockIdx.x;
+      o[2] = tg[0], o[3] = tg[1], o[4] = tg[2], o[5] = tg[3];
+    }
+  }
 #endif
   if (kpart != 0 || lane != 0 || !live) return;
-  finish_rows<F, B, R, KS, SILU>(w, x, row0, acc, &part[wib], GROUPS, y, bias, out16, accumulate);
+#pragma unroll
+  for (int b = 0; b < B; b++) {
+    float v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      Acc a = acc[r][b];
+      for (int k = 1; k < KS; k++) a = a + part[wib + k * groups][r][b];
+      v[r] = F::finish(w, x, row0 + r < w.rows ? row0 + r : row0, b, a);
+    }
+    if (SILU) {
+      const int inter = w.rows / 2, i = row0 / 2;
+      float g = v[0], u = v[R - 1];
+      if (bias) g += bias[i], u += bias[inter + i];
+      out16[(size_t)b * inter + i] = __float2half(g / (1.0f + expf(-g)) * u);
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        if (row0 + r < w.rows) {
+          float *o = y + (size_t)b * w.rows + row0 + r;
+          *o = accumulate ? *o + v[r] : v[r];
+        }
+    }
+  }
 }
 
 enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.md: variants)
@@ -297,52 +209,6 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc, pre);
 }
 
-// Shared memory a block of the staged GEMV may fill, KB (cuda.h: lb_cuda_set_gemv_stage;
-// LOWBIT_CUDA_GEMV_STAGE, read once), for every format; 0: the register GEMV; -1: each format's
-// own (F::STAGE_KB, measured: BENCHMARKS.md); -2: the variable not read yet.
-static const size_t STAGE_MAX = 200 * 1024;
-static int stage_kb = -2;
-extern "C" void lb_cuda_set_gemv_stage(int kb) { stage_kb = kb >= 0 ? kb : -1; }
-
-// The staged GEMV with KS warps a row pair, its shared memory opened to `bytes` on first use.
-template <class F, bool SILU, int KS>
-static cudaError_t launch_staged(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
-                                 size_t bytes, cudaStream_t st) {
-  static size_t opened = 0; // shared memory this instance may take, set once per size
-  if (bytes > opened) {
-    cudaError_t e = cudaFuncSetAttribute(gemv_staged<F, KS, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e == cudaSuccess)
-      e = cudaFuncSetAttribute(gemv_staged<F, KS, SILU>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                               cudaSharedmemCarveoutMaxShared);
-    if (e != cudaSuccess) return e;
-    opened = bytes;
-  }
-  const int rb = 16 / KS, blocks = (kw.rows + rb - 1) / rb;
-  return lb_cu_launch(gemv_staged<F, KS, SILU>, dim3(blocks), dim3(256), bytes, st, kw, kx, y, bias, out16, acc);
-}
-
-// One activation row: the staged GEMV with the most rows a block (16, 8 or 4) whose codes and
-// scales fit the budget (4 rows past it, up to STAGE_MAX), else the register GEMV.
-template <class F, bool SILU>
-static cudaError_t launch_one(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
-                              cudaStream_t st) {
-  if (stage_kb == -2) {
-    const char *e = getenv("LOWBIT_CUDA_GEMV_STAGE");
-    lb_cuda_set_gemv_stage(e ? atoi(e) : -1);
-  }
-  const int kb = stage_kb >= 0 ? stage_kb : F::STAGE_KB;
-  const size_t budget = (size_t)kb * 1024;
-  for (int ks = 1; kb > 0 && ks <= 4; ks *= 2) {
-    const size_t rb = (size_t)(16 / ks);
-    const size_t bytes = rb * (size_t)kw.steps * 16 + (F::STEP_SCALE ? rb * (size_t)kw.ngroups * 4 : 0);
-    if (bytes > (ks < 4 ? budget : STAGE_MAX)) continue;
-    if (ks == 1) return launch_staged<F, SILU, 1>(kw, kx, y, bias, out16, acc, bytes, st);
-    if (ks == 2) return launch_staged<F, SILU, 2>(kw, kx, y, bias, out16, acc, bytes, st);
-    return launch_staged<F, SILU, 4>(kw, kx, y, bias, out16, acc, bytes, st);
-  }
-  return launch_b<F, SILU, 1>(kw, kx, y, bias, out16, acc, st);
-}
-
 // kw without its steps: the format's columns a step (F::COLS) give them. F1: the format's policy
 // for one activation row (FQ4One for 4-bit; the format itself otherwise).
 template <class F, bool SILU, class F1 = F>
@@ -351,7 +217,7 @@ static cudaError_t launch(const lb_cuda_qw *w, KW kw, const KX &kx, float *y, co
   static_assert((int)F1::COLS == (int)F::COLS, "one step layout");
   kw.steps = (int)(w->cols / F::COLS), kw.spg = (int)(w->group / F::COLS);
   switch (batch) {
-  case 1: return launch_one<F1, SILU>(kw, kx, y, bias, out16, acc, st);
+  case 1: return launch_b<F1, SILU, 1>(kw, kx, y, bias, out16, acc, st);
   case 2: return launch_b<F, SILU, 2>(kw, kx, y, bias, out16, acc, st);
   case 3: return launch_b<F, SILU, 3>(kw, kx, y, bias, out16, acc, st);
   case 4: return launch_b<F, SILU, 4>(kw, kx, y, bias, out16, acc, st);

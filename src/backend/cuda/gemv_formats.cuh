@@ -7,8 +7,6 @@
 //                     before the PDL wait (gemv.cu: launch_b);
 //   Acc               what a lane accumulates per (row, activation row);
 //   mac<B, R>         one step of R rows against B activation rows;
-//   STAGE_KB          the one-row GEMV's shared memory a block, KB (gemv.cu: 0, the register
-//                     GEMV; 1, the staged GEMV with 4 rows a block);
 //   tail<B, R>        what comes after the steps (LLM.int8's outlier columns);
 //   finish            the sum of a row's lanes as the float result.
 // The fp16 formats (Q4, NF4, FP8) turn codes into half2 pairs by bit operations, sum a step's
@@ -95,7 +93,7 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
 // returns the float that scales their sum; the products are summed per step (dot_rows).
 template <class D, int N>
 struct FHalf {
-  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, STAGE_KB = 0 }; // PRE: FP8 (gemv.cu)
+  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8 }; // PRE: FP8 (gemv.cu)
   typedef float Acc;
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
@@ -220,7 +218,7 @@ __device__ __forceinline__ I8Acc shfl_xor(I8Acc a, int o) {
 __device__ __forceinline__ float shfl_xor(float a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
 
 struct FI8 {
-  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, STAGE_KB = 0 };
+  enum { COLS = 16, STEP_SCALE = 0, PRE = 0 };
   typedef I8Acc Acc;
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {

@@ -112,7 +112,6 @@ lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x 
   return NO_CUDA(err);
 }
 void lb_cuda_set_mma_depth(int depth) { (void)depth; }
-void lb_cuda_set_gemv_stage(int kb) { (void)kb; }
 
 lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n, void *dst16,
                          int *bad, lb_error *err) {
