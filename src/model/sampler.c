@@ -1,6 +1,7 @@
 /* Next-token choice: greedy, or temperature + top-k + top-p sampling with a seeded generator
  * (xoshiro256**, seeded through splitmix64) so that a seed reproduces a run. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "base/status.h"
@@ -15,7 +16,8 @@ struct lb_sampler {
   lb_sampler_params p;
   int64_t vocab;
   uint64_t s[4];
-  cand *c;
+  cand *c;  /* the candidates kept, best first */
+  float *prob; /* every token's probability (unnormalized) */
 };
 
 static uint64_t splitmix(uint64_t *x) {
@@ -41,7 +43,8 @@ lb_status lb_sampler_new(const lb_sampler_params *p, int64_t vocab, lb_sampler *
                    "sampler: temperature %g must be >= 0, top-p %g in (0, 1], top-k %lld >= 0",
                    p->temperature, p->top_p, (long long)p->top_k);
   lb_sampler *s = calloc(1, sizeof *s);
-  if (!s || !(s->c = malloc((size_t)vocab * sizeof *s->c))) {
+  if (!s || !(s->c = malloc((size_t)vocab * sizeof *s->c)) || !(s->prob = malloc((size_t)vocab * sizeof *s->prob))) {
+    if (s) free(s->c);
     free(s);
     return lb_fail(err, LB_ENOMEM, "sampler: out of memory");
   }
@@ -56,6 +59,7 @@ lb_status lb_sampler_new(const lb_sampler_params *p, int64_t vocab, lb_sampler *
 void lb_sampler_free(lb_sampler *s) {
   if (!s) return;
   free(s->c);
+  free(s->prob);
   free(s);
 }
 
@@ -65,6 +69,45 @@ static int by_prob_desc(const void *a, const void *b) {
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* a before b in by_prob_desc's order (ids are distinct, so no two candidates tie) */
+static bool better(const cand *a, const cand *b) { return a->p > b->p || (a->p == b->p && a->id < b->id); }
+
+static void swap(cand *c, int64_t i, int64_t j) {
+  cand t = c[i];
+  c[i] = c[j], c[j] = t;
+}
+
+/* h[0..k) as a heap with the worst candidate (by_prob_desc) at the root: h[i] sifted down. */
+static void sift_down(cand *h, int64_t k, int64_t i) {
+  for (;;) {
+    int64_t w = i;
+    const int64_t l = 2 * i + 1, r = l + 1;
+    if (l < k && better(&h[w], &h[l])) w = l;
+    if (r < k && better(&h[w], &h[r])) w = r;
+    if (w == i) return;
+    swap(h, i, w);
+    i = w;
+  }
+}
+
+/* The k largest of v[0..n) (then the lowest index) into h[0..k), largest first: one pass against
+ * the smallest kept so far (the root of a heap), which few entries beat, then a sort of the k. */
+static void select_top(const float *v, int64_t n, int64_t k, cand *h) {
+  for (int64_t i = 0; i < k; i++) h[i] = (cand){v[i], (int32_t)i};
+  for (int64_t i = k / 2; i-- > 0;) sift_down(h, k, i);
+  for (int64_t i = k; i < n; i++)
+    if (v[i] > h[0].p) h[0] = (cand){v[i], (int32_t)i}, sift_down(h, k, 0);
+  qsort(h, (size_t)k, sizeof *h, by_prob_desc);
+}
+
+/* The smallest prefix of c[0..m) (best first) whose mass reaches share * total; m when none does. */
+static int64_t prefix_reaching(const cand *c, int64_t m, double share, double total) {
+  double acc = 0;
+  for (int64_t i = 0; i < m; i++)
+    if ((acc += c[i].p) >= share * total) return i + 1;
+  return m;
+}
+
 static int32_t argmax(const float *l, int64_t n) {
   int64_t best = 0;
   for (int64_t i = 1; i < n; i++)
@@ -72,39 +115,43 @@ static int32_t argmax(const float *l, int64_t n) {
   return (int32_t)best;
 }
 
+/* Temperature, then top-k, then top-p of what top-k kept, then a draw. Only the candidates that
+ * can be kept are sorted: for top-k the k best logits (the probabilities' order), of which only
+ * those k are exponentiated; for top-p alone the best 64, 512, ... probabilities until their mass
+ * reaches top_p. (A sort of the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
-  int64_t n = s->vocab;
+  const int64_t n = s->vocab;
   if (s->p.temperature == 0 || s->p.top_k == 1) return argmax(logits, n);
-  float mx = logits[argmax(logits, n)];
+  const float mx = logits[argmax(logits, n)];
+  const double t = s->p.temperature;
+  cand *c = s->c;
   double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    s->c[i].id = (int32_t)i;
-    s->c[i].p = expf((float)((logits[i] - mx) / s->p.temperature));
-    sum += s->c[i].p;
-  }
-  int64_t keep = n;
-  if ((s->p.top_k > 0 && s->p.top_k < n) || s->p.top_p < 1) {
-    qsort(s->c, (size_t)n, sizeof *s->c, by_prob_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) keep = s->p.top_k;
-    double kept = 0;
-    for (int64_t i = 0; i < keep; i++) kept += s->c[i].p;
-    if (s->p.top_p < 1) { /* smallest prefix whose share of the kept mass reaches top_p */
-      double acc = 0;
-      for (int64_t i = 0; i < keep; i++) {
-        acc += s->c[i].p;
-        if (acc >= s->p.top_p * kept) {
-          keep = i + 1;
-          break;
-        }
-      }
+  int64_t keep; /* candidates c[0..keep) kept */
+  if (s->p.top_k > 0 && s->p.top_k < n) {
+    const int64_t k = s->p.top_k;
+    select_top(logits, n, k, c);
+    for (int64_t i = 0; i < k; i++) c[i].p = expf((float)((c[i].p - mx) / t)), sum += c[i].p;
+    keep = s->p.top_p < 1 ? prefix_reaching(c, k, s->p.top_p, sum) : k;
+  } else {
+    for (int64_t i = 0; i < n; i++) sum += s->prob[i] = expf((float)((logits[i] - mx) / t));
+    if (s->p.top_p >= 1) { /* no cut: draw in token order */
+      double r = uniform(s) * sum, acc = 0;
+      for (int64_t i = 0; i < n; i++)
+        if (r < (acc += s->prob[i])) return (int32_t)i;
+      return (int32_t)(n - 1);
     }
+    for (int64_t m = 64;; m *= 8) {
+      m = m < n ? m : n;
+      select_top(s->prob, n, m, c);
+      if ((keep = prefix_reaching(c, m, s->p.top_p, sum)) < m || m == n) break;
+    }
+  }
+  if (s->p.top_p < 1) { /* the draw takes its share of the kept prefix */
     sum = 0;
-    for (int64_t i = 0; i < keep; i++) sum += s->c[i].p;
+    for (int64_t i = 0; i < keep; i++) sum += c[i].p;
   }
   double r = uniform(s) * sum, acc = 0;
-  for (int64_t i = 0; i < keep; i++) {
-    acc += s->c[i].p;
-    if (r < acc) return s->c[i].id;
-  }
-  return s->c[keep - 1].id;
+  for (int64_t i = 0; i < keep; i++)
+    if (r < (acc += c[i].p)) return c[i].id;
+  return c[keep - 1].id;
 }
