@@ -2,9 +2,10 @@
  * commonly give, on a vocabulary of Llama-2/Mistral's size and of Llama-3's.
  *   build/lb_sampler_bench [VOCAB...]   (default 32000 128256)
  * Logits: a normal spread (sd 2.5) with three tokens well above it, as a trained model's next-token
- * logits look; the same seed every run, so the printed checksum of the chosen ids is comparable
- * across builds (the same choices). */
+ * logits look, then nearly flat logits (the worst case for top-p); the same seed every run, so the
+ * printed checksum of the chosen ids is comparable across builds (the same choices). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -47,10 +48,15 @@ int main(int argc, char **argv) {
       lg[i] = (float)(2.5 * sqrt(-2 * log(u)) * cos(6.283185307179586 * w));
     }
     lg[17] = 14, lg[99] = 13, lg[n / 2] = 12.5f;
-    for (size_t j = 0; j < sizeof set / sizeof set[0]; j++) {
+    for (size_t j = 0; j <= sizeof set / sizeof set[0]; j++) {
+      /* last, the worst case: nearly flat logits, where top-p keeps most of the vocabulary */
+      const bool flat = j == sizeof set / sizeof set[0];
+      if (flat)
+        for (long i = 0; i < n; i++) lg[i] = (float)((i * 2654435761u) % 1000u) / 1000.0f;
+      const lb_sampler_params p = flat ? set[0].p : set[j].p;
       lb_sampler *s;
       lb_error err;
-      if (lb_sampler_new(&set[j].p, n, &s, &err) != LB_OK) {
+      if (lb_sampler_new(&p, n, &s, &err) != LB_OK) {
         fprintf(stderr, "lb_sampler_bench: %s\n", err.msg);
         return 1;
       }
@@ -58,7 +64,8 @@ int main(int argc, char **argv) {
       long sum = 0;
       const double t0 = now();
       for (int i = 0; i < iters; i++) sum += lb_sampler_next(s, lg);
-      printf("| %s | %ld | %.1f | %ld |\n", set[j].name, n, (now() - t0) / iters * 1e6, sum);
+      printf("| %s%s | %ld | %.1f | %ld |\n", flat ? "" : set[j].name, flat ? "T 0.6, top-p 0.9, flat logits" : "", n,
+             (now() - t0) / iters * 1e6, sum);
       lb_sampler_free(s);
     }
     free(lg);

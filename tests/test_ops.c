@@ -265,9 +265,10 @@ static int32_t ref_sample(uint64_t *q, const lb_sampler_params *sp, const float 
 }
 
 /* The sampler against ref_sample, draw for draw, on 5000-token vocabularies: peaked (a few large
- * logits over a normal spread), flat (every logit equal: ties everywhere, broken by id), and
- * mostly hopeless (probabilities that underflow to 0, fewer non-zero than top-k keeps), over
- * temperatures, top-k and top-p alone and together. */
+ * logits over a uniform spread), flat (every logit equal: ties everywhere, broken by id), mostly
+ * hopeless (probabilities that underflow to 0, fewer non-zero than top-k keeps), and slowly
+ * decaying (top-p past its first 64 candidates), over temperatures, top-k and top-p alone and
+ * together. */
 static void sampler_vs_reference(void) {
   enum { N = 5000, DRAWS = 300 };
   float *l = malloc(N * sizeof *l);
@@ -278,11 +279,13 @@ static void sampler_vs_reference(void) {
       {.temperature = 1, .top_k = 50, .top_p = 0.9, .seed = 5}, {.temperature = 0.5, .top_k = 4999, .top_p = 1, .seed = 6},
       {.temperature = 2, .top_k = 300, .top_p = 0.3, .seed = 7}, {.temperature = 1, .top_p = 1, .seed = 8},
   };
-  for (int dist = 0; dist < 3; dist++) {
+  for (int dist = 0; dist < 4; dist++) {
     for (int i = 0; i < N; i++) l[i] = dist == 1 ? 0.25f : 2.5f * frand();
     if (dist == 0) l[17] = 9, l[99] = 8, l[4000] = 7.5f;
     if (dist == 2)
       for (int i = 0; i < N; i++) l[i] = i % 97 == 0 ? frand() : -1e4f;
+    if (dist == 3) /* a slow decay in scattered order: top-p 0.9 at T 1 needs about 230 tokens */
+      for (int i = 0; i < N; i++) l[(int)((int64_t)i * 7919 % N)] = -0.01f * (float)i;
     for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) {
       lb_error err = {0};
       lb_sampler *s;

@@ -94,7 +94,7 @@ static void sift_down(cand *h, int64_t k, int64_t i) {
  * the smallest kept so far (the root of a heap), which few entries beat, then a sort of the k. */
 static void select_top(const float *v, int64_t n, int64_t k, cand *h) {
   for (int64_t i = 0; i < k; i++) h[i] = (cand){v[i], (int32_t)i};
-  for (int64_t i = k / 2; i-- > 0;) sift_down(h, k, i);
+  for (int64_t i = k < n ? k / 2 : 0; i-- > 0;) sift_down(h, k, i); /* (k == n: the sort alone) */
   for (int64_t i = k; i < n; i++)
     if (v[i] > h[0].p) h[0] = (cand){v[i], (int32_t)i}, sift_down(h, k, 0);
   qsort(h, (size_t)k, sizeof *h, by_prob_desc);
@@ -117,8 +117,9 @@ static int32_t argmax(const float *l, int64_t n) {
 
 /* Temperature, then top-k, then top-p of what top-k kept, then a draw. Only the candidates that
  * can be kept are sorted: for top-k the k best logits (the probabilities' order), of which only
- * those k are exponentiated; for top-p alone the best 64, 512, ... probabilities until their mass
- * reaches top_p. (A sort of the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
+ * those k are exponentiated; for top-p alone the best 64, then 8 times as many (or as many as
+ * their mass shows are needed at least) until their mass reaches top_p, all of them once that is
+ * more than an eighth of the vocabulary. (A sort of the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
   const int64_t n = s->vocab;
   if (s->p.temperature == 0 || s->p.top_k == 1) return argmax(logits, n);
@@ -140,10 +141,16 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
         if (r < (acc += s->prob[i])) return (int32_t)i;
       return (int32_t)(n - 1);
     }
-    for (int64_t m = 64;; m *= 8) {
-      m = m < n ? m : n;
+    for (int64_t m = 64;;) {
+      m = m <= n / 8 ? m : n; /* (a nearly flat distribution sorts everything, as before) */
       select_top(s->prob, n, m, c);
       if ((keep = prefix_reaching(c, m, s->p.top_p, sum)) < m || m == n) break;
+      /* none of the rest is above the best m's mean, so at least m top_p / (their share) are
+       * needed: 8 m, or that when more */
+      double top = 0;
+      for (int64_t i = 0; i < m; i++) top += c[i].p;
+      const double need = (double)m * s->p.top_p * sum / top;
+      m = need > 8.0 * (double)m ? (need < (double)n ? (int64_t)need + 1 : n) : 8 * m;
     }
   }
   if (s->p.top_p < 1) { /* the draw takes its share of the kept prefix */
