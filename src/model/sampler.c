@@ -100,12 +100,14 @@ static void select_top(const float *v, int64_t n, int64_t k, cand *h) {
   qsort(h, (size_t)k, sizeof *h, by_prob_desc);
 }
 
-/* The smallest prefix of c[0..m) (best first) whose mass reaches share * total; m when none does. */
-static int64_t prefix_reaching(const cand *c, int64_t m, double share, double total) {
+/* The smallest prefix of c[0..m) (best first) whose mass reaches share * total, m when none does;
+ * *mass: that prefix's mass (summed in order, as the draw sums it). */
+static int64_t prefix_reaching(const cand *c, int64_t m, double share, double total, double *mass) {
   double acc = 0;
-  for (int64_t i = 0; i < m; i++)
-    if ((acc += c[i].p) >= share * total) return i + 1;
-  return m;
+  int64_t i = 0;
+  while (i < m && (acc += c[i++].p) < share * total) {}
+  *mass = acc;
+  return i;
 }
 
 static int32_t argmax(const float *l, int64_t n) {
@@ -119,7 +121,8 @@ static int32_t argmax(const float *l, int64_t n) {
  * can be kept are sorted: for top-k the k best logits (the probabilities' order), of which only
  * those k are exponentiated; for top-p alone the best 64, then 8 times as many (or as many as
  * their mass shows are needed at least) until their mass reaches top_p, all of them once that is
- * more than an eighth of the vocabulary. (A sort of the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
+ * more than an eighth of the vocabulary. (A sort of the whole vocabulary took 3-4 ms a token at
+ * 32000 entries: BENCHMARKS.md.) */
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
   const int64_t n = s->vocab;
   if (s->p.temperature == 0 || s->p.top_k == 1) return argmax(logits, n);
@@ -132,7 +135,7 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
     const int64_t k = s->p.top_k;
     select_top(logits, n, k, c);
     for (int64_t i = 0; i < k; i++) c[i].p = expf((float)((c[i].p - mx) / t)), sum += c[i].p;
-    keep = s->p.top_p < 1 ? prefix_reaching(c, k, s->p.top_p, sum) : k;
+    keep = s->p.top_p < 1 ? prefix_reaching(c, k, s->p.top_p, sum, &sum) : k;
   } else {
     for (int64_t i = 0; i < n; i++) sum += s->prob[i] = expf((float)((logits[i] - mx) / t));
     if (s->p.top_p >= 1) { /* no cut: draw in token order */
@@ -141,22 +144,18 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
         if (r < (acc += s->prob[i])) return (int32_t)i;
       return (int32_t)(n - 1);
     }
+    const double total = sum;
     for (int64_t m = 64;;) {
       m = m <= n / 8 ? m : n; /* (a nearly flat distribution sorts everything, as before) */
       select_top(s->prob, n, m, c);
-      if ((keep = prefix_reaching(c, m, s->p.top_p, sum)) < m || m == n) break;
-      /* none of the rest is above the best m's mean, so at least m top_p / (their share) are
-       * needed: 8 m, or that when more */
-      double top = 0;
-      for (int64_t i = 0; i < m; i++) top += c[i].p;
-      const double need = (double)m * s->p.top_p * sum / top;
+      if ((keep = prefix_reaching(c, m, s->p.top_p, total, &sum)) < m || m == n) break;
+      /* none of the rest is above the best m's mean (sum / m here), so at least
+       * m top_p total / sum are needed: 8 m, or that when more */
+      const double need = (double)m * s->p.top_p * total / sum;
       m = need > 8.0 * (double)m ? (need < (double)n ? (int64_t)need + 1 : n) : 8 * m;
     }
   }
-  if (s->p.top_p < 1) { /* the draw takes its share of the kept prefix */
-    sum = 0;
-    for (int64_t i = 0; i < keep; i++) sum += c[i].p;
-  }
+  /* sum: the kept prefix's mass, which the draw takes its share of */
   double r = uniform(s) * sum, acc = 0;
   for (int64_t i = 0; i < keep; i++)
     if (r < (acc += c[i].p)) return c[i].id;

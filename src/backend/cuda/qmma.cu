@@ -224,7 +224,6 @@ __global__ void __launch_bounds__(256) qmma(const KW w, const KX kx, int n, floa
 static int mma_depth = -1;
 extern "C" void lb_cuda_set_mma_depth(int depth) { mma_depth = depth == 1 || depth == 2 || depth == 4 ? depth : 0; }
 
-
 template <class F, int NT, bool SILU>
 static cudaError_t launch_nt(const KW &kw, const KX &x, int n, float *y, const float *bias, __half *out16,
                              bool acc, cudaStream_t st) {
