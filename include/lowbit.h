@@ -427,6 +427,14 @@ lb_status lb_sampler_new(const lb_sampler_params *p, int64_t vocab, lb_sampler *
 void lb_sampler_free(lb_sampler *s);
 int32_t lb_sampler_next(lb_sampler *s, const float *logits);
 
+/* As lb_model_forward_batch, then next[q] = lb_sampler_next(samplers[q], sequence q's last
+ * logits) for each of the nseq sequences (one sampler each, for the model's vocabulary). On CUDA
+ * the choice is made on the device (the same rule and the sampler's own draw; the logits are
+ * copied back only when logits is not NULL: [nseq][vocab_size]). */
+lb_status lb_model_forward_sample(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                                  lb_sampler *const *samplers, int32_t *next, float *logits,
+                                  lb_error *err);
+
 /* Perplexity over non-overlapping windows of ctx tokens of an already tokenized text: each window is
  * run from an empty cache and every position but the first predicts its next token. */
 typedef struct lb_ppl_result {

@@ -5,7 +5,8 @@
  * model opened for 12: a 24-token prefill (several sequences a chunk, in groups), 4 decode steps
  * of all 12 (GEMVs of 8 and 4 rows, a graph of 12) and a 3-token chunk of each (36 rows: cuBLAS,
  * with the decode attention over 3 rows a sequence), each sequence's last logits against the CPU
- * running it alone; the same bounds.
+ * running it alone; the same bounds. Last, sampling on the device on the batch model
+ * (run_sampled).
  * Needs a GPU: ctest label "cuda" (scripts/test.sh --cuda); tests/cuda/run.sh makes the folders.
  *
  * The CPU side is the reference path (lb_model_options.reference: fp32 activations, the scalar
@@ -117,6 +118,44 @@ static lb_status run_batch(lb_model *cpu, lb_model *gpu, const int32_t *ids, int
   return st;
 }
 
+/* Sampling on the device (lb_model_forward_sample) on gpu (opened for NSEQ): a BP-token prefill of
+ * each sequence, then SSTEPS decode steps that feed back the chosen tokens, each sequence with
+ * its own settings and seed. Host samplers with the same seeds choose from the logits the same
+ * calls copy back; every choice must be equal (sample.cu: the two sums part only for a draw within
+ * 2^-29 of the mass of a boundary; bench/cuda/sample_sandbox.c). Returns the disagreements. */
+enum { SSTEPS = 6 };
+static int run_sampled(lb_model *gpu, const int32_t *ids, int64_t V, lb_error *err, lb_status *st) {
+  static const lb_sampler_params P[4] = {{.temperature = 0, .top_p = 1},
+                                         {.temperature = 0.8, .top_p = 0.9},
+                                         {.temperature = 1, .top_k = 40, .top_p = 1},
+                                         {.temperature = 1.2, .top_p = 1}};
+  lb_sampler *dev[NSEQ] = {0}, *host[NSEQ] = {0};
+  float *l = malloc((size_t)(NSEQ * V) * sizeof *l);
+  int32_t *t = malloc((size_t)(NSEQ * BP) * sizeof *t), next[NSEQ];
+  int bad = 0;
+  *st = l && t ? LB_OK : LB_ENOMEM;
+  for (int q = 0; q < NSEQ && *st == LB_OK; q++) {
+    lb_sampler_params p = P[q % 4];
+    p.seed = 77 + (uint64_t)q;
+    *st = lb_sampler_new(&p, V, &dev[q], err);
+    if (*st == LB_OK) *st = lb_sampler_new(&p, V, &host[q], err);
+    if (t) memcpy(t + q * BP, ids + q * STRIDE, BP * sizeof *t);
+  }
+  lb_model_reset(gpu);
+  for (int k = 0; k <= SSTEPS && *st == LB_OK; k++) {
+    *st = lb_model_forward_sample(gpu, NSEQ, t, k ? 1 : BP, dev, next, l, err);
+    for (int q = 0; q < NSEQ && *st == LB_OK; q++) {
+      const int32_t want = lb_sampler_next(host[q], l + q * V);
+      if (next[q] != want && bad++ < 5)
+        printf("  sampling: step %d, sequence %d: device chose %d, the host %d\n", k, q, next[q], want);
+      t[q] = next[q];
+    }
+  }
+  for (int q = 0; q < NSEQ; q++) lb_sampler_free(dev[q]), lb_sampler_free(host[q]);
+  free(l), free(t);
+  return bad;
+}
+
 static int check_dir(const char *arg, const char *text) {
   char dir[4096];
   double rel_bound = 0.01, kl_bound = 1e-4;
@@ -148,6 +187,7 @@ static int check_dir(const char *arg, const char *text) {
   gpu = NULL;
   if (s == LB_OK) s = lb_model_open(dir, &ob, &gpub, &err);
   if (s == LB_OK) s = run_batch(cpu, gpub, ids, lb_model_config(cpu)->vocab_size, &sb, &err);
+  const int sampled = s == LB_OK ? run_sampled(gpub, ids, lb_model_config(cpu)->vocab_size, &err, &s) : 0;
   int bad = 0;
   if (s != LB_OK) {
     printf("%s: FAILED: %s: %s\n", dir, lb_strerror(s), err.msg);
@@ -155,11 +195,12 @@ static int check_dir(const char *arg, const char *text) {
   } else {
     double kl = st.kl_sum / st.rows, klb = sb.kl_sum / sb.rows;
     bad = !(st.worst_rel <= rel_bound) || !(kl <= kl_bound) || st.argmax_bad;
-    bad |= !(sb.worst_rel <= rel_bound) || !(klb <= kl_bound) || sb.argmax_bad;
+    bad |= !(sb.worst_rel <= rel_bound) || !(klb <= kl_bound) || sb.argmax_bad || sampled;
     printf("%s: %d rows, worst max|d|/max|logit| %.2e, mean KL %.2e, argmax disagreements %d, "
-           "device memory %.1f MiB; batch of %d: %d rows, %.2e, %.2e, %d: %s\n",
+           "device memory %.1f MiB; batch of %d: %d rows, %.2e, %.2e, %d; %d device samples, %d unlike "
+           "the host's: %s\n",
            dir, st.rows, st.worst_rel, kl, st.argmax_bad, mib, NSEQ, sb.rows, sb.worst_rel, klb,
-           sb.argmax_bad, bad ? "FAILED" : "ok");
+           sb.argmax_bad, NSEQ * (SSTEPS + 1), sampled, bad ? "FAILED" : "ok");
   }
   lb_model_free(cpu);
   lb_model_free(gpu);

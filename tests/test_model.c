@@ -135,7 +135,8 @@ static void tiny_models(void) {
 }
 
 /* "<s> The history of the city" greedy, as Transformers (fp32 and bf16) continues it:
- * "is a great matter of life.\n-- John Heywood" then </s>. */
+ * "is a great matter of life.\n-- John Heywood" then </s>; chosen through lb_model_forward_sample
+ * (what generate calls), whose logits must be the ones lb_model_forward gives. */
 static void greedy_reference(void) {
   static const int32_t prompt[] = {1, 415, 3340, 302, 272, 2990};
   static const int32_t want[] = {349, 264, 1598, 3209, 302, 1411, 28723, 13, 376, 2215, 17162, 4871, 2};
@@ -147,15 +148,22 @@ static void greedy_reference(void) {
   lb_sampler_params sp = {.temperature = 0, .top_p = 1};
   CHECK_OK(lb_sampler_new(&sp, 32000, &s, &err), &err);
   if (!m || !s) return;
-  float *lg = malloc(32000 * sizeof(float));
-  CHECK_OK(lb_model_forward(m, prompt, 6, lg, false, &err), &err);
+  float *lg = malloc(32000 * sizeof(float)), *again = malloc(32000 * sizeof(float));
+  int32_t t = -1;
+  CHECK_OK(lb_model_forward_sample(m, 1, prompt, 6, &s, &t, lg, &err), &err);
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-    int32_t t = lb_sampler_next(s, lg);
     CHECK_MSG(t == want[i], "token %zu: got %d, want %d", i, t, want[i]);
     if (t != want[i]) break;
-    CHECK_OK(lb_model_forward(m, &t, 1, lg, false, &err), &err);
+    const int32_t cur = t;
+    CHECK_OK(lb_model_forward_sample(m, 1, &cur, 1, &s, &t, i < 3 ? NULL : lg, &err), &err);
   }
-  free(lg);
+  /* the last call's logits: the same position again through lb_model_forward */
+  lb_model_reset(m);
+  CHECK_OK(lb_model_forward(m, prompt, 6, again, false, &err), &err);
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    CHECK_OK(lb_model_forward(m, &want[i], 1, again, false, &err), &err);
+  CHECK(memcmp(lg, again, 32000 * sizeof(float)) == 0);
+  free(lg), free(again);
   lb_sampler_free(s);
   lb_model_free(m);
 }
@@ -244,6 +252,16 @@ static void bad_calls(void) {
   CHECK(strstr(err.msg, "vocabulary") != NULL);
   CHECK(lb_model_forward(m, ids, 0, NULL, false, &err) == LB_EINVAL);
   CHECK(lb_model_pos(m) == 0); /* failed calls add nothing to the cache */
+  lb_sampler *smp[2] = {NULL, NULL};
+  int32_t next[2];
+  CHECK(lb_model_forward_sample(m, 1, ids, 1, smp, next, NULL, &err) == LB_EINVAL);
+  CHECK(strstr(err.msg, "no sampler") != NULL);
+  const lb_sampler_params sp = {.temperature = 1, .top_p = 1};
+  CHECK_OK(lb_sampler_new(&sp, 32000, &smp[0], &err), &err); /* the tiny model has 160 tokens */
+  CHECK(lb_model_forward_sample(m, 1, ids, 1, smp, next, NULL, &err) == LB_EINVAL);
+  CHECK(strstr(err.msg, "sampler is for 32000 tokens") != NULL);
+  CHECK(lb_model_pos(m) == 0);
+  lb_sampler_free(smp[0]);
   lb_model_free(m);
   lb_model_options big = {.max_ctx = -1};
   CHECK_OK(lb_model_open(dir, &big, &m, &err), &err); /* default: max_position_embeddings */

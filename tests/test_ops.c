@@ -212,15 +212,15 @@ static void thread_pool(void) {
 
 /* The sampler's algorithm written plainly, as lb_sampler_next did before it selected instead of
  * sorting (sampler.c): the same generator (xoshiro256** seeded through splitmix64), every
- * candidate sorted by probability (then id), the top-k prefix, the top-p prefix of its mass, a
- * draw. The library must make the same choices. */
+ * candidate sorted by logit (then id), the top-k prefix, the top-p prefix of its mass, a draw.
+ * The library must make the same choices. */
 typedef struct {
-  float p;
+  float l, p;
   int32_t id;
 } ref_cand;
 static int ref_desc(const void *a, const void *b) {
   const ref_cand *x = a, *y = b;
-  if (x->p != y->p) return x->p < y->p ? 1 : -1;
+  if (x->l != y->l) return x->l < y->l ? 1 : -1;
   return x->id < y->id ? -1 : x->id > y->id;
 }
 static uint64_t ref_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -244,7 +244,7 @@ static int32_t ref_sample(uint64_t *q, const lb_sampler_params *sp, const float 
   if (sp->temperature == 0 || sp->top_k == 1) return (int32_t)best;
   double sum = 0;
   for (int64_t i = 0; i < n; i++) {
-    c[i] = (ref_cand){expf((float)((l[i] - l[best]) / sp->temperature)), (int32_t)i};
+    c[i] = (ref_cand){l[i], expf((float)((l[i] - l[best]) * (1.0 / sp->temperature))), (int32_t)i};
     sum += c[i].p;
   }
   int64_t keep = n;
@@ -266,9 +266,9 @@ static int32_t ref_sample(uint64_t *q, const lb_sampler_params *sp, const float 
 
 /* The sampler against ref_sample, draw for draw, on 5000-token vocabularies: peaked (a few large
  * logits over a uniform spread), flat (every logit equal: ties everywhere, broken by id), mostly
- * hopeless (probabilities that underflow to 0, fewer non-zero than top-k keeps), and slowly
- * decaying (top-p past its first 64 candidates), over temperatures, top-k and top-p alone and
- * together. */
+ * hopeless (probabilities that underflow to 0, fewer non-zero than top-k keeps), slowly decaying
+ * (top-p past its first 64 candidates), and pairs of logits a float apart whose probabilities
+ * tie, over temperatures, top-k and top-p alone and together. */
 static void sampler_vs_reference(void) {
   enum { N = 5000, DRAWS = 300 };
   float *l = malloc(N * sizeof *l);
@@ -279,13 +279,16 @@ static void sampler_vs_reference(void) {
       {.temperature = 1, .top_k = 50, .top_p = 0.9, .seed = 5}, {.temperature = 0.5, .top_k = 4999, .top_p = 1, .seed = 6},
       {.temperature = 2, .top_k = 300, .top_p = 0.3, .seed = 7}, {.temperature = 1, .top_p = 1, .seed = 8},
   };
-  for (int dist = 0; dist < 4; dist++) {
+  for (int dist = 0; dist < 5; dist++) {
     for (int i = 0; i < N; i++) l[i] = dist == 1 ? 0.25f : 2.5f * frand();
     if (dist == 0) l[17] = 9, l[99] = 8, l[4000] = 7.5f;
     if (dist == 2)
       for (int i = 0; i < N; i++) l[i] = i % 97 == 0 ? frand() : -1e4f;
     if (dist == 3) /* a slow decay in scattered order: top-p 0.9 at T 1 needs about 230 tokens */
       for (int i = 0; i < N; i++) l[(int)((int64_t)i * 7919 % N)] = -0.01f * (float)i;
+    if (dist == 4) /* neighbours a float apart, the larger second, whose probabilities often round
+                      to one float: they rank by logit, not by id */
+      for (int i = 0; i + 1 < N; i += 2) l[i] = -0.002f * (float)i, l[i + 1] = nextafterf(l[i], 1.0f);
     for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) {
       lb_error err = {0};
       lb_sampler *s;

@@ -77,16 +77,15 @@ static lb_status run(const opts *o, lb_model *m, const lb_tokenizer *tok, run_re
     return lb_fail(err, LB_ENOMEM, "out of memory");
   lb_sampler *smp = NULL;
   lb_detok_stream *ds = NULL;
-  float *logits = malloc((size_t)cfg->vocab_size * sizeof(float));
-  lb_status s = logits ? LB_OK : lb_fail(err, LB_ENOMEM, "out of memory");
-  if (s == LB_OK) s = lb_sampler_new(&o->sp, cfg->vocab_size, &smp, err);
+  lb_status s = lb_sampler_new(&o->sp, cfg->vocab_size, &smp, err);
   if (s == LB_OK) s = lb_detok_stream_new(tok, LB_DETOK_SKIP_SPECIAL, &ds, err);
+  /* each forward chooses the next token where it runs (on CUDA: no logits copied back) */
+  int32_t next = 0;
   double t0 = lb_now();
-  if (s == LB_OK) s = lb_model_forward(m, r->prompt, (int64_t)r->n_prompt, logits, false, err);
+  if (s == LB_OK) s = lb_model_forward_sample(m, 1, r->prompt, (int64_t)r->n_prompt, &smp, &next, NULL, err);
   double t1 = lb_now();
   r->t_prefill = t1 - t0;
   while (s == LB_OK && (long long)r->n_out < o->n) {
-    int32_t next = lb_sampler_next(smp, logits);
     r->out[r->n_out++] = next;
     if (!o->ignore_eos && eos_has(&eos, next)) break;
     if (!o->json) {
@@ -95,7 +94,8 @@ static lb_status run(const opts *o, lb_model *m, const lb_tokenizer *tok, run_re
       s = lb_detok_stream_push(ds, next, &text, &len, err);
       if (s == LB_OK && len) fwrite(text, 1, len, stdout), fflush(stdout);
     }
-    if (s == LB_OK && (long long)r->n_out < o->n) s = lb_model_forward(m, &next, 1, logits, false, err);
+    const int32_t cur = next;
+    if (s == LB_OK && (long long)r->n_out < o->n) s = lb_model_forward_sample(m, 1, &cur, 1, &smp, &next, NULL, err);
   }
   r->t_decode = lb_now() - t1;
   if (s == LB_OK && !o->json) {
@@ -106,7 +106,6 @@ static lb_status run(const opts *o, lb_model *m, const lb_tokenizer *tok, run_re
   }
   lb_detok_stream_free(ds);
   lb_sampler_free(smp);
-  free(logits);
   return s;
 }
 

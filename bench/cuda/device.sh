@@ -4,6 +4,8 @@
 #                                                # (sm_90), then the kernel sandbox (SANDBOX=int8:
 #                                                # that format alone)
 #   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
+#   bash bench/cuda/device.sh sample [DRAWS]  # the device sampler against the host's, and timed
+#   bash bench/cuda/device.sh genab DIR [N]   # generate: sampling on the device against the host
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them;
 #                                       AB="A=0 B=0;C=0": tg128 again with those settings)
@@ -42,9 +44,32 @@ build)
   mkdir -p $E
   [[ -f $E/part00 || ! -d .xfer/a ]] || cp .xfer/a/part00 $E/ || exit 1
   configure $E/build || exit 1
-  cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox > $E/build.log 2>&1 ||
+  cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox lb_sample_sandbox > $E/build.log 2>&1 ||
     { grep -m20 -B2 -A8 error $E/build.log; exit 1; }
   [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 ${SANDBOX:+"$SANDBOX"} | tee $OUT/sandbox.md
+  ;;
+sample)
+  # the device sampler against the host's, then timed (bench/cuda/sample_sandbox.c)
+  $E/build/lb_sample_sandbox ${2:-40} | tee $OUT/sample.md
+  ;;
+genab)
+  # generate on the device, choosing on the device and (LOWBIT_CUDA_SAMPLE=host) on the host, in
+  # ROUNDS alternating rounds: decode tok/s and whether the chosen ids are the same
+  m=$2 n=${3:-256}
+  for set in "--temp 0" "--temp 0.7 --top-p 0.9" "--temp 1 --top-k 50" "--temp 0.8 --top-k 40 --top-p 0.95"; do
+    for round in $(seq ${ROUNDS:-2}); do
+      for mode in device host; do
+        env $([[ $mode == host ]] && echo LOWBIT_CUDA_SAMPLE=host) $E/build/lowbit generate $m -p "Once upon a time" \
+          -n $n $set --seed 5 --ignore-eos --json --device cuda > $E/gen-$mode.json 2> $E/gen.log || { cat $E/gen.log; exit 1; }
+      done
+      python3 - "$set" $E/gen-device.json $E/gen-host.json <<'PY'
+import json, sys
+d, h = (json.load(open(p)) for p in sys.argv[2:4])
+print(f"| {sys.argv[1]} | {d['decode_tokens_per_s']:.1f} | {h['decode_tokens_per_s']:.1f} | "
+      f"{'same' if d['ids'] == h['ids'] else 'DIFFERENT'} |")
+PY
+    done
+  done | tee -a $OUT/genab.md
   ;;
 stamps)
   # the batch-1 GEMV's block timestamps (gemv.cu, -DLB_GEMV_STAMPS) for each FORMAT named
@@ -123,5 +148,5 @@ profile)
     $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
   grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
   ;;
-*) echo "usage: device.sh build|check|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
+*) echo "usage: device.sh build|check|sample|genab|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
 esac

@@ -8,6 +8,7 @@
  * attends to everything before it. All math is fp32. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/progress.h"
@@ -260,7 +261,8 @@ static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, floa
 }
 
 static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
-                              float *logits, bool all, lb_error *err) {
+                              float *logits, bool all, lb_sampler *const *samplers, int32_t *next,
+                              lb_error *err) {
   const lb_config *c = m->cfg;
   const int64_t V = c->vocab_size;
   if (n < 1) return lb_fail(err, LB_EINVAL, "forward: no tokens");
@@ -274,7 +276,7 @@ static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, 
     if (tokens[t] < 0 || tokens[t] >= V)
       return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
                      tokens[t], (long long)t, (long long)V);
-  if (m->gpu) return lb_gpu_forward(m, nseq, tokens, n, logits, all, err);
+  if (m->gpu) return lb_gpu_forward(m, nseq, tokens, n, logits, all, samplers, next, err);
   const size_t cache = (size_t)(c->num_hidden_layers * m->ctx * c->num_key_value_heads * c->head_dim);
   const int64_t pos = m->pos;
   lb_status s = LB_OK;
@@ -290,10 +292,29 @@ static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, 
 
 lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
                            lb_error *err) {
-  return forward_seqs(m, 1, tokens, n, logits, all, err);
+  return forward_seqs(m, 1, tokens, n, logits, all, NULL, NULL, err);
 }
 
 lb_status lb_model_forward_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
                                  float *logits, lb_error *err) {
-  return forward_seqs(m, nseq, tokens, n, logits, false, err);
+  return forward_seqs(m, nseq, tokens, n, logits, false, NULL, NULL, err);
+}
+
+lb_status lb_model_forward_sample(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                                  lb_sampler *const *samplers, int32_t *next, float *logits,
+                                  lb_error *err) {
+  const int64_t V = m->cfg->vocab_size;
+  for (int64_t q = 0; q < nseq && q < m->batch; q++) {
+    if (!samplers || !samplers[q]) return lb_fail(err, LB_EINVAL, "forward: sequence %lld has no sampler", (long long)q);
+    if (lb_sampler_vocab(samplers[q]) != V)
+      return lb_fail(err, LB_EINVAL, "forward: sequence %lld's sampler is for %lld tokens, the model has %lld",
+                     (long long)q, (long long)lb_sampler_vocab(samplers[q]), (long long)V);
+  }
+  if (m->gpu) return forward_seqs(m, nseq, tokens, n, logits, false, samplers, next, err);
+  float *l = logits ? logits : malloc((size_t)(nseq * V) * sizeof *l);
+  if (!l) return lb_fail(err, LB_ENOMEM, "forward: out of memory for %lld rows of logits", (long long)nseq);
+  lb_status s = forward_seqs(m, nseq, tokens, n, l, false, NULL, NULL, err);
+  for (int64_t q = 0; q < nseq && s == LB_OK; q++) next[q] = lb_sampler_next(samplers[q], l + q * V);
+  if (l != logits) free(l);
+  return s;
 }

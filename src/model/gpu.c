@@ -77,6 +77,10 @@ struct lb_gpu {
   int64_t split_keys; /* 256 (LOWBIT_CUDA_ATTN_SPLIT=N: at least N keys a split; 0: no split) */
   float *S;       /* attention scores [heads][ATT_ROWS][ctx] */
   void *P16;      /* their softmax, fp16, same shape */
+  float *probs;              /* sampling on the device (allocated at its first use): p [batch][V], */
+  lb_cuda_pick *picks, *pin_picks; /* the settings and draws [batch], on the device and page-locked */
+  int32_t *next;             /* and the chosen ids [batch] */
+  bool host_sample;          /* LOWBIT_CUDA_SAMPLE=host: logits copied back, lb_sampler_next (A/B runs) */
   void **graph; /* [batch + 1]: the decode step of n sequences, once captured */
   bool graphs;
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
@@ -296,6 +300,8 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   g->graphs = !(env && strcmp(env, "0") == 0);
   g->fuse_silu = env_set("LOWBIT_CUDA_FUSE", FUSES, 1, 1) & 1; /* for A/B runs */
   g->skip = env_set("LOWBIT_CUDA_SKIP", SKIPS, 8, 0);
+  const char *smp = getenv("LOWBIT_CUDA_SAMPLE");
+  g->host_sample = smp && strcmp(smp, "host") == 0;
   const char *rows = getenv("LOWBIT_CUDA_GEMV_ROWS");
   g->gemv_rows = rows ? strtol(rows, NULL, 10) : -1;
   if (g->gemv_rows < 0 || g->gemv_rows > LB_CUDA_GEMV_MAX) g->gemv_rows = -1;
@@ -361,10 +367,12 @@ void lb_gpu_free(lb_gpu *g) {
   free(g->layers);
   free_lin(&g->head, g->embed16);
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
-               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16, g->attn_split};
+               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16, g->attn_split,
+               g->probs, g->picks, g->next};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
   lb_cuda_i8x_free(&g->i8x);
   lb_cuda_host_release(g->pinned);
+  lb_cuda_host_release(g->pin_picks);
   free(g->host_cs);
   lb_cuda_close(g->cx);
   free(g);
@@ -506,9 +514,35 @@ static lb_status decode_step(lb_model *m, lb_gpu *g, int64_t n, lb_error *err) {
   return lb_cuda_graph_launch(g->cx, g->graph[n], err);
 }
 
+/* next[r] for the logits of rows r < rows, chosen on the device by samplers[r]'s rule and draw. */
+static lb_status sample(lb_gpu *g, int64_t V, int64_t rows, lb_sampler *const *samplers, int32_t *next,
+                        lb_error *err) {
+  if (g->host_sample) {
+    float *l = malloc((size_t)(rows * V) * sizeof *l);
+    if (!l) return lb_fail(err, LB_ENOMEM, "out of memory for %lld rows of logits", (long long)rows);
+    lb_status s = lb_cuda_get(g->cx, l, g->logits, (size_t)(rows * V) * sizeof *l, err);
+    for (int64_t r = 0; r < rows && s == LB_OK; r++) next[r] = lb_sampler_next(samplers[r], l + r * V);
+    free(l);
+    return s;
+  }
+  if (!g->probs) {
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(g->batch * V) * 4, (void **)&g->probs, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)g->batch * sizeof *g->picks, (void **)&g->picks, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)g->batch * 4, (void **)&g->next, err));
+    LB_TRY(lb_cuda_host_alloc((size_t)g->batch * sizeof *g->pin_picks, (void **)&g->pin_picks, err));
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    lb_cuda_pick *p = &g->pin_picks[r];
+    lb_sampler_pick(samplers[r], &p->temperature, &p->top_p, &p->top_k, &p->u);
+  }
+  LB_TRY(lb_cuda_put(g->cx, g->picks, g->pin_picks, (size_t)rows * sizeof *g->picks, err));
+  LB_TRY(lb_cuda_sample(g->cx, g->logits, g->probs, rows, V, g->picks, g->next, err));
+  return lb_cuda_get(g->cx, next, g->next, (size_t)rows * 4, err); /* (waits: pin_picks is free again) */
+}
+
 /* Chunks of up to g->chunk rows: whole sequences, as many as fit (k), or one sequence in pieces. */
 lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,
-                         bool all, lb_error *err) {
+                         bool all, lb_sampler *const *samplers, int32_t *next, lb_error *err) {
   lb_gpu *g = m->gpu;
   const lb_config *c = m->cfg;
   const int64_t V = c->vocab_size, hd = c->head_dim;
@@ -517,7 +551,7 @@ lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64
     const int64_t ks = nseq - s0 < k ? nseq - s0 : k;
     for (int64_t t0 = 0; t0 < n; t0 += per) {
       const int64_t cn = n - t0 < per ? n - t0 : per, rows = ks * cn, pos = m->pos + t0;
-      const bool last = t0 + cn == n, want = logits && (all || last);
+      const bool last = t0 + cn == n, want = (logits || samplers) && (all || last);
       const int64_t out = !want ? 0 : all ? rows : ks;
       LB_TRY(lb_cuda_sync(g->cx, err)); /* the page-locked ids may still be read by the last chunk */
       for (int64_t j = 0; j < ks; j++)
@@ -528,10 +562,11 @@ lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64
         LB_TRY(lb_cuda_put(g->cx, g->cs + pos * hd, g->host_cs, (size_t)(cn * hd) * sizeof(float), err));
         LB_TRY(lb_cuda_sync(g->cx, err)); /* host_cs is pageable and reused */
       }
-      float *dst = !want ? NULL : logits + (all ? t0 : s0) * V;
+      float *dst = !want || !logits ? NULL : logits + (all ? t0 : s0) * V;
       if (cn == 1 && out == rows && s0 == 0) {
         LB_TRY(decode_step(m, g, rows, err));
-        LB_TRY(lb_cuda_get(g->cx, dst, g->logits, (size_t)(rows * V) * sizeof(float), err));
+        if (dst) LB_TRY(lb_cuda_get(g->cx, dst, g->logits, (size_t)(rows * V) * sizeof(float), err));
+        if (samplers) LB_TRY(sample(g, V, rows, samplers, next, err));
         continue;
       }
       LB_TRY(issue_chunk(m, g, rows, cn, s0, pos, out, err));
@@ -539,7 +574,8 @@ lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64
         int64_t rn = out - r0 < LOGIT_ROWS ? out - r0 : LOGIT_ROWS;
         const char *x16 = (const char *)g->xn16 + (size_t)(r0 * c->hidden_size) * 2;
         LB_TRY(linear(g, &g->head, x16, rn, g->logits, false, err));
-        LB_TRY(lb_cuda_get(g->cx, dst + r0 * V, g->logits, (size_t)(rn * V) * sizeof(float), err));
+        if (dst) LB_TRY(lb_cuda_get(g->cx, dst + r0 * V, g->logits, (size_t)(rn * V) * sizeof(float), err));
+        if (samplers && !all) LB_TRY(sample(g, V, rn, samplers + s0 + r0, next + s0 + r0, err));
       }
     }
   }

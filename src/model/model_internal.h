@@ -95,6 +95,11 @@ void lb_rope_apply(lb_rope_state *r, const lb_config *cfg, float *x, int64_t n, 
 void lb_rope_table(lb_rope_state *r, const lb_config *cfg, int64_t pos0, int64_t n, int64_t seq_len,
                    float *cs);
 
+/* sampler.c: s's settings and the draw its next choice takes (0 for greedy), the generator
+ * advanced as lb_sampler_next advances it (for a choice made elsewhere: lb_cuda_sample). */
+void lb_sampler_pick(lb_sampler *s, double *temperature, double *top_p, int64_t *top_k, double *u);
+int64_t lb_sampler_vocab(const lb_sampler *s);
+
 /* gpu.c: the model on a CUDA device (lb_model_options.device). lb_gpu_open uploads what setup()
  * loaded (the canonical quantized weights, kept unpacked for it); the forward pass then runs
  * there, and the host keeps only the checkpoint's mapping. */
@@ -102,9 +107,10 @@ struct lb_gpu;
 lb_status lb_gpu_open(lb_model *m, lb_error *err);
 void lb_gpu_free(struct lb_gpu *g);
 /* nseq sequences of n tokens (tokens [nseq][n]); logits [nseq][V] of each last position, or with
- * all (nseq 1) [n][V] of every position. */
+ * all (nseq 1) [n][V] of every position. samplers (NULL, or [nseq] without all): next[q] is
+ * sequence q's next token, chosen on the device from its last logits as lb_sampler_next would. */
 lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,
-                         bool all, lb_error *err);
+                         bool all, lb_sampler *const *samplers, int32_t *next, lb_error *err);
 uint64_t lb_gpu_bytes(const struct lb_gpu *g);
 
 #endif

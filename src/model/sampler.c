@@ -6,9 +6,10 @@
 
 #include "base/status.h"
 #include "lowbit.h"
+#include "model/model_internal.h"
 
 typedef struct {
-  float p;
+  float p; /* while selecting, the logit; then the probability */
   int32_t id;
 } cand;
 
@@ -63,13 +64,13 @@ void lb_sampler_free(lb_sampler *s) {
   free(s);
 }
 
-static int by_prob_desc(const void *a, const void *b) {
+static int by_value_desc(const void *a, const void *b) {
   const cand *x = a, *y = b;
   if (x->p != y->p) return x->p < y->p ? 1 : -1;
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* a before b in by_prob_desc's order (ids are distinct, so no two candidates tie) */
+/* a before b in by_value_desc's order (ids are distinct, so no two candidates tie) */
 static bool better(const cand *a, const cand *b) { return a->p > b->p || (a->p == b->p && a->id < b->id); }
 
 static void swap(cand *c, int64_t i, int64_t j) {
@@ -77,7 +78,7 @@ static void swap(cand *c, int64_t i, int64_t j) {
   c[i] = c[j], c[j] = t;
 }
 
-/* h[0..k) as a heap with the worst candidate (by_prob_desc) at the root: h[i] sifted down. */
+/* h[0..k) as a heap with the worst candidate (by_value_desc) at the root: h[i] sifted down. */
 static void sift_down(cand *h, int64_t k, int64_t i) {
   for (;;) {
     int64_t w = i;
@@ -97,7 +98,7 @@ static void select_top(const float *v, int64_t n, int64_t k, cand *h) {
   for (int64_t i = k < n ? k / 2 : 0; i-- > 0;) sift_down(h, k, i); /* (k == n: the sort alone) */
   for (int64_t i = k; i < n; i++)
     if (v[i] > h[0].p) h[0] = (cand){v[i], (int32_t)i}, sift_down(h, k, 0);
-  qsort(h, (size_t)k, sizeof *h, by_prob_desc);
+  qsort(h, (size_t)k, sizeof *h, by_value_desc);
 }
 
 /* The smallest prefix of c[0..m) (best first) whose mass reaches share * total, m when none does;
@@ -117,27 +118,28 @@ static int32_t argmax(const float *l, int64_t n) {
   return (int32_t)best;
 }
 
-/* Temperature, then top-k, then top-p of what top-k kept, then a draw. Only the candidates that
- * can be kept are sorted: for top-k the k best logits (the probabilities' order), of which only
- * those k are exponentiated; for top-p alone the best 64, then 8 times as many (or as many as
- * their mass shows are needed at least) until their mass reaches top_p, all of them once that is
- * more than an eighth of the vocabulary. (A sort of the whole vocabulary took 3-4 ms a token at
- * 32000 entries: BENCHMARKS.md.) */
+/* Temperature, then top-k, then top-p of what top-k kept, then a draw. Candidates rank by logit,
+ * then id (so two logits whose probabilities round to one float keep their order; the device's
+ * sampler, lb_cuda_sample, ranks the same way). Only the candidates that can be kept are sorted:
+ * for top-k the k best logits, of which only those k are exponentiated; for top-p alone the
+ * best 64, then 8 times as many (or as many as their mass shows are needed at least) until their
+ * mass reaches top_p, all of them once that is more than an eighth of the vocabulary. (A sort of
+ * the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
   const int64_t n = s->vocab;
   if (s->p.temperature == 0 || s->p.top_k == 1) return argmax(logits, n);
   const float mx = logits[argmax(logits, n)];
-  const double t = s->p.temperature;
+  const double it = 1.0 / s->p.temperature; /* (a multiply a token, as lb_cuda_sample does) */
   cand *c = s->c;
   double sum = 0;
   int64_t keep; /* candidates c[0..keep) kept */
   if (s->p.top_k > 0 && s->p.top_k < n) {
     const int64_t k = s->p.top_k;
     select_top(logits, n, k, c);
-    for (int64_t i = 0; i < k; i++) c[i].p = expf((float)((c[i].p - mx) / t)), sum += c[i].p;
+    for (int64_t i = 0; i < k; i++) c[i].p = expf((float)((c[i].p - mx) * it)), sum += c[i].p;
     keep = s->p.top_p < 1 ? prefix_reaching(c, k, s->p.top_p, sum, &sum) : k;
   } else {
-    for (int64_t i = 0; i < n; i++) sum += s->prob[i] = expf((float)((logits[i] - mx) / t));
+    for (int64_t i = 0; i < n; i++) sum += s->prob[i] = expf((float)((logits[i] - mx) * it));
     if (s->p.top_p >= 1) { /* no cut: draw in token order */
       double r = uniform(s) * sum, acc = 0;
       for (int64_t i = 0; i < n; i++)
@@ -147,7 +149,8 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
     const double total = sum;
     for (int64_t m = 64;;) {
       m = m <= n / 8 ? m : n; /* (a nearly flat distribution sorts everything, as before) */
-      select_top(s->prob, n, m, c);
+      select_top(logits, n, m, c);
+      for (int64_t i = 0; i < m; i++) c[i].p = s->prob[c[i].id];
       if ((keep = prefix_reaching(c, m, s->p.top_p, total, &sum)) < m || m == n) break;
       /* none of the rest is above the best m's mean (sum / m here), so at least
        * m top_p total / sum are needed: 8 m, or that when more */
@@ -161,3 +164,10 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
     if (r < (acc += c[i].p)) return c[i].id;
   return c[keep - 1].id;
 }
+
+void lb_sampler_pick(lb_sampler *s, double *temperature, double *top_p, int64_t *top_k, double *u) {
+  *temperature = s->p.temperature, *top_p = s->p.top_p, *top_k = s->p.top_k;
+  *u = s->p.temperature == 0 || s->p.top_k == 1 ? 0 : uniform(s); /* as lb_sampler_next draws */
+}
+
+int64_t lb_sampler_vocab(const lb_sampler *s) { return s->vocab; }

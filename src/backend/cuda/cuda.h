@@ -213,6 +213,24 @@ lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, i
 lb_status lb_cuda_add_bias(lb_cuda_ctx *c, float *y, const float *b, int64_t n, int64_t rows,
                            lb_error *err);
 
+/* --- next-token choice (sample.cu) ------------------------------------------------------------ */
+
+/* One row's sampling settings and its draw u in [0, 1) (the host generator's, so that a seed
+ * gives the host sampler's choices). */
+typedef struct lb_cuda_pick {
+  double temperature, top_p, u;
+  int64_t top_k;
+} lb_cuda_pick;
+/* ids[r] = the token lb_sampler_next would choose from logits[r][vocab] with those settings and
+ * that draw: temperature 0 or top_k 1 the argmax (the lowest id on ties); else p = exp((l -
+ * max) / T), the top_k best (logit descending, then id), the shortest prefix of those whose mass
+ * reaches top_p of theirs, and the first whose running mass exceeds u times the prefix's.
+ * Mass is summed in fixed point (sample.cu: the same choice every run; the host's sums differ
+ * only for a draw within vocab * 2^(bits(vocab) - 63) of the mass of a boundary). probs: scratch
+ * [rows][vocab] floats; picks and ids device arrays [rows]; one block of 1024 threads a row. */
+lb_status lb_cuda_sample(lb_cuda_ctx *c, const float *logits, float *probs, int64_t rows, int64_t vocab,
+                         const lb_cuda_pick *picks, int32_t *ids, lb_error *err);
+
 #ifdef __cplusplus
 }
 #endif
