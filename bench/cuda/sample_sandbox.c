@@ -9,8 +9,8 @@
  * logits under 11 settings (greedy, top-k, top-p, both, neither, at several temperatures), each row
  * with its own seed. A host sampler with that seed chooses from the same logits; the device's
  * rows draw from a second sampler with the seed (lb_sampler_pick). Every choice must be equal.
- * Why exactly: the device sums mass in fixed point with an error under vocab * 2^(bits(vocab) -
- * 63) of the mass (2^-29 at 128256), the host in doubles; they can part only for a draw that
+ * Why exactly: the device sums mass in fixed point with an error under vocab *
+ * 2^-min(47, 63 - bits(vocab)) of the mass (2^-29 at 128256), the host in doubles; they can part only for a draw that
  * close to a boundary between two tokens, and over this run's draws the expected count of such
  * draws is below 1e-3. Its exponentials are rounded once from double, glibc's expf within 0.502
  * ulp: a probability differs by an ulp in rare cases, which moves a boundary by 2^-24 of that one

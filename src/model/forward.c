@@ -310,11 +310,13 @@ lb_status lb_model_forward_sample(lb_model *m, int64_t nseq, const int32_t *toke
       return lb_fail(err, LB_EINVAL, "forward: sequence %lld's sampler is for %lld tokens, the model has %lld",
                      (long long)q, (long long)lb_sampler_vocab(samplers[q]), (long long)V);
   }
-  if (m->gpu) return forward_seqs(m, nseq, tokens, n, logits, false, samplers, next, err);
-  float *l = logits ? logits : malloc((size_t)(nseq * V) * sizeof *l);
-  if (!l) return lb_fail(err, LB_ENOMEM, "forward: out of memory for %lld rows of logits", (long long)nseq);
-  lb_status s = forward_seqs(m, nseq, tokens, n, l, false, NULL, NULL, err);
-  for (int64_t q = 0; q < nseq && s == LB_OK; q++) next[q] = lb_sampler_next(samplers[q], l + q * V);
-  if (l != logits) free(l);
-  return s;
+  if (m->gpu && !lb_gpu_host_sample(m->gpu))
+    return forward_seqs(m, nseq, tokens, n, logits, false, samplers, next, err);
+  /* on the host: the logits (the caller's, or a buffer kept for the calls to come), then a choice */
+  if (!logits && !m->sample_logits && !(m->sample_logits = malloc((size_t)(m->batch * V) * sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "forward: out of memory for %d rows of logits", m->batch);
+  float *l = logits ? logits : m->sample_logits;
+  LB_TRY(forward_seqs(m, nseq, tokens, n, l, false, NULL, NULL, err));
+  for (int64_t q = 0; q < nseq; q++) next[q] = lb_sampler_next(samplers[q], l + q * V);
+  return LB_OK;
 }

@@ -517,14 +517,6 @@ static lb_status decode_step(lb_model *m, lb_gpu *g, int64_t n, lb_error *err) {
 /* next[r] for the logits of rows r < rows, chosen on the device by samplers[r]'s rule and draw. */
 static lb_status sample(lb_gpu *g, int64_t V, int64_t rows, lb_sampler *const *samplers, int32_t *next,
                         lb_error *err) {
-  if (g->host_sample) {
-    float *l = malloc((size_t)(rows * V) * sizeof *l);
-    if (!l) return lb_fail(err, LB_ENOMEM, "out of memory for %lld rows of logits", (long long)rows);
-    lb_status s = lb_cuda_get(g->cx, l, g->logits, (size_t)(rows * V) * sizeof *l, err);
-    for (int64_t r = 0; r < rows && s == LB_OK; r++) next[r] = lb_sampler_next(samplers[r], l + r * V);
-    free(l);
-    return s;
-  }
   if (!g->probs) {
     LB_TRY(lb_cuda_alloc(g->cx, (size_t)(g->batch * V) * 4, (void **)&g->probs, err));
     LB_TRY(lb_cuda_alloc(g->cx, (size_t)g->batch * sizeof *g->picks, (void **)&g->picks, err));
@@ -539,6 +531,8 @@ static lb_status sample(lb_gpu *g, int64_t V, int64_t rows, lb_sampler *const *s
   LB_TRY(lb_cuda_sample(g->cx, g->logits, g->probs, rows, V, g->picks, g->next, err));
   return lb_cuda_get(g->cx, next, g->next, (size_t)rows * 4, err); /* (waits: pin_picks is free again) */
 }
+
+bool lb_gpu_host_sample(const lb_gpu *g) { return g->host_sample; }
 
 /* Chunks of up to g->chunk rows: whole sequences, as many as fit (k), or one sequence in pieces. */
 lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,

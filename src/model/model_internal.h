@@ -51,6 +51,7 @@ struct lb_model {
   float *kc_all, *vc_all; /* every sequence's, kcache pointing into them: [batch][layers]... */
   /* scratch for up to `chunk` tokens */
   float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
+  float *sample_logits; /* [batch][vocab]: lb_model_forward_sample's on the host (at its first use) */
 };
 
 /* Points inside a decoder block where a tap sees the activations (calibration): [n, d] rows. */
@@ -112,5 +113,7 @@ void lb_gpu_free(struct lb_gpu *g);
 lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n, float *logits,
                          bool all, lb_sampler *const *samplers, int32_t *next, lb_error *err);
 uint64_t lb_gpu_bytes(const struct lb_gpu *g);
+/* LOWBIT_CUDA_SAMPLE=host: the GPU model's logits go back and lb_sampler_next chooses (A/B runs). */
+bool lb_gpu_host_sample(const struct lb_gpu *g);
 
 #endif

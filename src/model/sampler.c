@@ -125,9 +125,12 @@ static int32_t argmax(const float *l, int64_t n) {
  * best 64, then 8 times as many (or as many as their mass shows are needed at least) until their
  * mass reaches top_p, all of them once that is more than an eighth of the vocabulary. (A sort of
  * the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
+/* Greedy settings: the argmax, no draw. */
+static bool greedy(const lb_sampler *s) { return s->p.temperature == 0 || s->p.top_k == 1; }
+
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
   const int64_t n = s->vocab;
-  if (s->p.temperature == 0 || s->p.top_k == 1) return argmax(logits, n);
+  if (greedy(s)) return argmax(logits, n);
   const float mx = logits[argmax(logits, n)];
   const double it = 1.0 / s->p.temperature; /* (a multiply a token, as lb_cuda_sample does) */
   cand *c = s->c;
@@ -167,7 +170,7 @@ int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
 
 void lb_sampler_pick(lb_sampler *s, double *temperature, double *top_p, int64_t *top_k, double *u) {
   *temperature = s->p.temperature, *top_p = s->p.top_p, *top_k = s->p.top_k;
-  *u = s->p.temperature == 0 || s->p.top_k == 1 ? 0 : uniform(s); /* as lb_sampler_next draws */
+  *u = greedy(s) ? 0 : uniform(s); /* as lb_sampler_next draws */
 }
 
 int64_t lb_sampler_vocab(const lb_sampler *s) { return s->vocab; }

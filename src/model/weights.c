@@ -240,6 +240,7 @@ void lb_model_free(lb_model *m) {
   }
   free(m->layers);
   free(m->final_norm);
+  free(m->sample_logits);
   if (m->head_qw) lb_qweight_free(m->head_qw);
   free(m->head_qw);
   lb_qpack_free(m->head_pack);

@@ -226,7 +226,7 @@ typedef struct lb_cuda_pick {
  * max) / T), the top_k best (logit descending, then id), the shortest prefix of those whose mass
  * reaches top_p of theirs, and the first whose running mass exceeds u times the prefix's.
  * Mass is summed in fixed point (sample.cu: the same choice every run; the host's sums differ
- * only for a draw within vocab * 2^(bits(vocab) - 63) of the mass of a boundary). probs: scratch
+ * only for a draw within vocab * 2^-min(47, 63 - bits(vocab)) of the mass of a boundary). probs: scratch
  * [rows][vocab] floats; picks and ids device arrays [rows]; one block of 1024 threads a row. */
 lb_status lb_cuda_sample(lb_cuda_ctx *c, const float *logits, float *probs, int64_t rows, int64_t vocab,
                          const lb_cuda_pick *picks, int32_t *ids, lb_error *err);
