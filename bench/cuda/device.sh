@@ -14,6 +14,8 @@
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
 #   bash bench/cuda/device.sh stamps FORMAT...  # carry .deb: where the batch-1 GEMV's time goes
 #                                      (a build with -DLB_GEMV_STAMPS, the sandbox's stamps table)
+#   bash bench/cuda/device.sh lab [ITERS [floor]]  # bench/cuda/gemv_lab.cu: 4-bit GEMV launch shapes against
+#                                      the library's, checked and timed (nvcc alone, no carry)
 #   bash bench/cuda/device.sh gen SHAPE "METHOD ARGS|bf16"...  # the guides' table (bench --gen):
 #                                      LENS (default 32,...,2048) and BATCHES (1,4,16), KEEP as synth
 # Everything lives under /tmp/lbc; results go to $OUT. (.deb and .xfer: bench/ecosystem/prepare.sh)
@@ -80,6 +82,13 @@ stamps)
     SANDBOX_PART=gemvtime $E/stamps/lb_kernel_sandbox 100 "$f" > "$OUT/stamps-${f// /_}.md" 2>&1
     grep -h -A6 "^Stamps" "$OUT/stamps-${f// /_}.md" | grep "^|"
   done
+  ;;
+lab)
+  mkdir -p $E
+  nvcc -O3 -std=c++17 -arch=sm_90 -Isrc -Iinclude -Xptxas -v bench/cuda/gemv_lab.cu -o $E/gemv_lab \
+    > $E/lab-build.log 2>&1 || { grep -m20 -A4 error $E/lab-build.log; exit 1; }
+  grep -E -A3 "Compiling entry" $E/lab-build.log | grep -E "Compiling|Used|spill" > $OUT/lab-regs.txt
+  $E/gemv_lab ${2:-100} ${3:-} | tee $OUT/lab${3:+-$3}.md
   ;;
 check)
   M=$E/shared/models/pocket-llama-48m
@@ -148,5 +157,5 @@ profile)
     $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
   grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
   ;;
-*) echo "usage: device.sh build|check|sample|genab|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
+*) echo "usage: device.sh build|lab|check|sample|genab|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
 esac

@@ -42,6 +42,7 @@ extern "C" {
 #include "quant/fp8.h"
 #include "quant/qweight.h"
 }
+#include "timing.cuh"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static double urand() {
@@ -49,14 +50,6 @@ static double urand() {
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
-#define CK(call)                                                                                   \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));       \
-      exit(2);                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 enum Kind { K_Q4, K_NF4, K_FP8, K_FP8B, K_I8, K_COUNT };
 static const char *const KNAME[K_COUNT] = {"int4 g128", "nf4 dq", "fp8 channel", "fp8 128x128", "int8"};
@@ -284,33 +277,6 @@ static double copy_gbs(int iters) {
   return 2.0 * (double)n * (iters / 10 + 1) / (ms * 1e-3) / 1e9;
 }
 
-// Microseconds per iteration of `iters` iterations captured in one graph on st (issue(i) issues
-// iteration i), after `warm` iterations not captured.
-template <class Fn>
-static double time_graph(cudaStream_t st, int warm, int iters, Fn issue) {
-  for (int i = 0; i < warm; i++) issue(i);
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < iters; i++) issue(i);
-  CK(cudaStreamEndCapture(st, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  CK(cudaGraphLaunch(exec, st));
-  CK(cudaEventRecord(e0, st));
-  CK(cudaGraphLaunch(exec, st));
-  CK(cudaEventRecord(e1, st));
-  CK(cudaEventSynchronize(e1));
-  float ms;
-  CK(cudaEventElapsedTime(&ms, e0, e1));
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
-  return ms * 1e3 / iters;
-}
 
 // Microseconds per launch of `iters` GEMVs (mma: lb_cuda_qmma) captured in one graph, cycling
 // through `copies` copies of the weight (copies > 1: more bytes than the L2 holds, so every launch
@@ -612,8 +578,11 @@ int main(int argc, char **argv) {
   printf("| format | check rows x cols | batch | worst error / bound | typical relative error |\n");
   printf("| --- | --- | ---: | ---: | ---: |\n");
   // (9001 x 4160: a grid of 1126 blocks, 8 an SM up to 140 SMs, so that one row's GEMV copies its second step to shared
-  // memory before the PDL wait for every format, gemv.cu launch_b)
-  const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}, {9001, 4160}};
+  // memory before the PDL wait for every format, gemv.cu launch_b; 11008 x 4096: one 4-bit g128 row
+  // on the tensor cores, gemv_tc.cu; 1000 x 4224 takes it too with LOWBIT_CUDA_GEMV_TC=force, rows
+  // off its 16-row tile)
+  const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}, {9001, 4160},
+                               {11008, 4096}, {1000, 4224}};
   for (int k = 0; k < K_COUNT; k++)
     for (size_t i = 0; all && checks && run[k] && i < sizeof shapes / sizeof shapes[0]; i++)
       for (int batch = 1; batch <= 8; batch *= 2) {
@@ -623,7 +592,7 @@ int main(int argc, char **argv) {
                (long long)shapes[i][1], batch > 4 ? 5 : batch, worst, typ);
         failed += !(worst <= 1.0), checked++;
       }
-  const int64_t pairs[][2] = {{3, 192}, {129, 4160}, {1024, 4096}};
+  const int64_t pairs[][2] = {{3, 192}, {129, 4160}, {1024, 4096}, {5504, 4096}};
   for (int k = 0; k < K_COUNT; k++)
     for (size_t i = 0; all && checks && run[k] && i < sizeof pairs / sizeof pairs[0]; i++)
       for (int batch = 1; batch <= 5; batch += 4) {

@@ -4,7 +4,8 @@
 # Quantizes the shared pocket-llama into every method's layout under WORK_DIR (kept between runs),
 # then: test_cuda_model (logits of prefill, graph-replayed decode, a chunk on the cache and a batch
 # of 12 sequences, GPU vs the CPU's reference path) on bf16 and each, again for three of them with
-# split-KV decode attention forced, and perplexity on pocket-valid (20 windows of 512) on
+# split-KV decode attention forced, for three with GEMVs up to 32 rows and for three with the
+# tensor-core 4-bit GEMV forced, and perplexity on pocket-valid (20 windows of 512) on
 # both devices (CPU: --ref-kernels), which must agree within 0.1% (the issue's bound; the logits
 # bound is the test's own, see its header).
 #
@@ -52,6 +53,10 @@ LOWBIT_CUDA_ATTN_SPLIT=16 "$B/tests/test_cuda_model" "$TEXT" "$M" "$W/rtn4" "$W/
 # GEMVs of up to 32 rows (12-sequence decode, the 20-row chunk; by default cuBLAS takes them)
 echo "GEMV up to 32 rows (LOWBIT_CUDA_GEMV_ROWS=32):"
 LOWBIT_CUDA_GEMV_ROWS=32 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/fp8" "$W/int8@0.05,1e-3" || fail=1
+# one row's 4-bit g128 GEMV on the tensor cores (gemv_tc.cu): by default only weights of many more
+# rows than pocket-llama's take it, so it is forced here
+echo "4-bit GEMV on the tensor cores forced (LOWBIT_CUDA_GEMV_TC=force):"
+LOWBIT_CUDA_GEMV_TC=force "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/rtn4-head" "$W/awq4" || fail=1
 echo
 echo "| model | ppl cpu | ppl cuda | cuda/cpu - 1 | cpu tok/s | cuda tok/s |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"

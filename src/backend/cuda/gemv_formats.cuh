@@ -59,12 +59,28 @@ struct Frag {
 cudaError_t i8x_prep(const lb_cuda_qw *w, const __half *x, const lb_cuda_i8x *i8x, int batch, cudaStream_t st,
                      KX *kx);
 
+// The batch-1 4-bit GEMV on the tensor cores (gemv_tc.cu): whether w takes it at this batch
+// (LOWBIT_CUDA_GEMV_TC), and its launch on st (kw with its steps; silu: out16 as lb_cuda_gemv_silu).
+bool q4tc_fits(const lb_cuda_qw *w, int batch);
+cudaError_t q4tc_launch(const KW &kw, const __half *x, float *y, const float *bias, __half *out16, bool acc, bool silu,
+                        cudaStream_t st);
+
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   uint32_t d;
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
   return d;
 }
 __device__ __forceinline__ __half2 as_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
+__device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
+
+// d += A B on the tensor cores: m16n8k16, fp16 fragments, fp32 sums (qmma.cu, gemv_tc.cu)
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
 
 // sum over a step of the half2 products d[i] * x[i] for each activation row, scaled by sc[r] and
 // added to acc in fp32; N pairs (COLS / 2) of fp16 activations at x + b * cols + col0.

@@ -1,0 +1,274 @@
+// A lab for batch-1 4-bit GEMV launch shapes, outside the library build: one nvcc call
+// (bench/cuda/device.sh lab) compiles this file with the library's GEMV (gemv.cu, included) as the
+// baseline, checks every variant against a float reference and times each one the way the kernel
+// sandbox does (a graph of launches with PDL, weights cycled through more than twice the L2).
+// Variants (more were tried and removed: bench/BENCHMARKS.md, 2026-11-24, describes them):
+//   base          lb_cuda_gemv's register GEMV (gemv.cu; LOWBIT_CUDA_GEMV_TC=0)
+//   tc            the tensor-core GEMV (gemv_tc.cu) whatever the shape
+// `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <vector>
+
+#include "backend/cuda/gemv.cu"
+#include "backend/cuda/gemv_tc.cu"
+#include "timing.cuh"
+
+extern "C" bool lb_cuda_pdl(void) { return true; }
+cudaError_t i8x_prep(const lb_cuda_qw *, const __half *, const lb_cuda_i8x *, int, cudaStream_t, KX *) {
+  return cudaErrorInvalidValue;
+}
+
+
+static int g_sms; // the device's SMs
+
+// ---- mma<P, WPT>: tensor cores at batch 1 (g128 only). A block of 16 warps takes 16 / WPT tiles
+// of 16 rows (the mma's A: rows g and g + 8 of lane g * 4 + t), WPT warps a tile, a warp its
+// tile's 128-column groups k, k + WPT, ...; lane t of a quad takes the group's step t (16 bytes,
+// columns 32t..32t + 31) of its two rows, its word j giving the k-pairs t (columns 8j, 8j + 1) and
+// t + 4 (8j + 2, 8j + 3) of one mma and the same of the next (8j + 4 ..). Every lane loads the
+// activations of its own columns, so all 8 columns of B are x and every lane's c0 / c2 hold its
+// rows' sums. Codes decoded to q - zero as FQ4One does; each group's sum scaled in fp32. The first
+// P groups of a lane are loaded before the PDL wait. ----
+// ---- the floor with a tail: 4 blocks of 256 an SM each read 4 x 16 bytes a thread before the
+// PDL wait (registers, or cp.async to shared memory), then after it W rounds of 4 dependent FMA
+// chains; `pad` bytes of dynamic shared memory a block keep (or not) the next launch off the SM ----
+template <bool ASYNC>
+__global__ void __launch_bounds__(256) floor_tail(const uint4 *__restrict__ p, int w, unsigned *out) {
+  extern __shared__ uint4 fsm[];
+  lb_pdl_trigger();
+  const size_t stride = (size_t)gridDim.x * blockDim.x, i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  uint4 v[4];
+  if (ASYNC) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) cp_async16(&fsm[j * 256 + threadIdx.x], p + i + j * stride);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = __ldcs(p + i + j * stride);
+  }
+  lb_pdl_wait();
+  if (ASYNC) {
+    cp_async_wait();
+#pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = fsm[j * 256 + threadIdx.x];
+  }
+  float a[4];
+#pragma unroll
+  for (int j = 0; j < 4; j++) a[j] = __uint_as_float((v[j].x ^ v[j].y ^ v[j].z ^ v[j].w) & 0x3FFFFFFFu);
+  for (int k = 0; k < w; k++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) a[j] = fmaf(a[j], 0.999f, 0.001f);
+  if (a[0] + a[1] + a[2] + a[3] == 1234.5f) *out = 1; // keeps the work; never in practice
+}
+
+static void time_floors(int iters, double copy, int l2) {
+  const size_t n = (size_t)g_sms * 4 * 256 * 4, bytes = n * 16; // 4 uint4 a thread: 8.65 MB
+  const int copies = (int)(2 * (size_t)l2 / bytes) + 2;
+  std::vector<uint4 *> buf(copies);
+  unsigned *out;
+  CK(cudaMalloc((void **)&out, 4));
+  for (auto &b : buf) {
+    CK(cudaMalloc((void **)&b, bytes));
+    CK(cudaMemset(b, 0x5A, bytes));
+  }
+  CK(cudaFuncSetAttribute(floor_tail<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  CK(cudaFuncSetAttribute(floor_tail<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  CK(cudaFuncSetAttribute(floor_tail<false>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+  CK(cudaFuncSetAttribute(floor_tail<true>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  printf("\nThe floor with a tail (%.2f MB a launch, 4 blocks of 256 an SM; us a launch, share of copy):\n\n",
+         bytes / 1e6);
+  printf("| loads | next launch | W=0 | W=32 | W=128 | W=512 |\n| --- | --- | ---: | ---: | ---: | ---: |\n");
+  for (int async = 0; async < 2; async++)
+    for (int apart = 0; apart < 2; apart++) {
+      const size_t smem = apart ? 40 * 1024 : async ? 16 * 1024 : 0; // 4 x 40 KB: no room beside
+      printf("| %s | %s |", async ? "cp.async" : "registers", apart ? "kept off" : "may share");
+      for (int w : {0, 32, 128, 512}) {
+        const double us = time_graph(st, 2 * copies, iters, [&](int i) {
+          if (async)
+            CK(lb_cu_launch(floor_tail<true>, dim3(g_sms * 4), dim3(256), smem, st, (const uint4 *)buf[i % copies], w, out));
+          else
+            CK(lb_cu_launch(floor_tail<false>, dim3(g_sms * 4), dim3(256), smem, st, (const uint4 *)buf[i % copies], w, out));
+        });
+        printf(" %.2f (%.0f%%) |", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy);
+      }
+      printf("\n");
+    }
+  CK(cudaStreamDestroy(st));
+  for (auto &b : buf) CK(cudaFree(b));
+  CK(cudaFree(out));
+}
+
+// ---- reference: float, one thread a row ----
+__global__ void gemv_ref(const uint8_t *codes, const uint32_t *scales, int rows, int cols, int group, int ng,
+                         const __half *x, float *y, float *mag) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  double s = 0, m = 0;
+  for (int c = 0; c < cols; c += 8) { // word: columns c + 0, 2, 4, 6 in the low nibbles' half, 1, 3, 5, 7 high
+    uint32_t wd;
+    memcpy(&wd, codes + (size_t)r * cols / 2 + c / 2, 4);
+    const __half2 sz = *reinterpret_cast<const __half2 *>(&scales[(size_t)r * ng + c / group]);
+    const float sc = __low2float(sz), z = __high2float(sz) - 1024.0f;
+    for (int i = 0; i < 4; i++) {
+      const double a = (double)sc * (((wd >> (4 * i)) & 15) - z) * __half2float(x[c + 2 * i]);
+      const double b = (double)sc * (((wd >> (16 + 4 * i)) & 15) - z) * __half2float(x[c + 2 * i + 1]);
+      s += a + b, m += fabs(a) + fabs(b);
+    }
+  }
+  y[r] = (float)s, mag[r] = (float)m;
+}
+
+
+struct Weight {
+  lb_cuda_qw qw;
+  KW kw;
+};
+
+typedef void (*Launch)(const Weight &, const __half *, float *, cudaStream_t);
+
+
+static void run_tc(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  CK(q4tc_launch(w.kw, x, y, NULL, NULL, false, false, st));
+}
+
+static void run_base(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  lb_error err;
+  if (lb_cuda_gemv(&w.qw, x, NULL, y, 1, false, st, &err) != LB_OK) fprintf(stderr, "%s\n", err.msg), exit(1);
+}
+
+struct Variant {
+  const char *name;
+  Launch fn;
+};
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t next32() {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (uint32_t)(rng >> 11);
+}
+
+int main(int argc, char **argv) {
+  const int iters = argc > 1 ? atoi(argv[1]) : 100;
+  setenv("LOWBIT_CUDA_GEMV_TC", "0", 1); // base: the register GEMV whatever the shape
+  CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
+  int l2 = 0;
+  CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  // copy bandwidth (read + write), as the sandbox measures it
+  double copy;
+  {
+    const size_t n = (size_t)1 << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, n));
+    CK(cudaMalloc(&b, n));
+    CK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaEventRecord(e0));
+    for (int i = 0; i < 10; i++) CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice));
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    copy = 2.0 * n * 10 / (ms * 1e-3) / 1e9;
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+  }
+  printf("copy %.0f GB/s, L2 %d MB, %d SMs, %d launches a timing\n\n", copy, l2 >> 20, g_sms, iters);
+  if (argc > 2 && !strcmp(argv[2], "floor")) {
+    time_floors(iters, copy, l2);
+    return 0;
+  }
+  const Variant vs[] = {
+      {"base", run_base},
+      {"tc", run_tc},
+  };
+  const int nv = sizeof vs / sizeof vs[0];
+  const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {12288, 4096}, {1000, 4224}};
+  printf("| weight | bytes MB |");
+  for (int v = 0; v < nv; v++) printf(" %s |", vs[v].name);
+  printf("\n| --- | ---: |");
+  for (int v = 0; v < nv; v++) printf(" ---: |");
+  printf("\n");
+  for (const auto &sh : shapes) {
+    const int rows = sh[0], cols = sh[1], group = 128, ng = (cols + group - 1) / group;
+    const size_t cb = (size_t)rows * cols / 2, sb = (size_t)rows * ng * 4, bytes = cb + sb + (size_t)cols * 2;
+    int copies = (int)(2 * (size_t)l2 / (cb + sb)) + 2;
+    if (copies > 64) copies = 64;
+    std::vector<uint8_t> hc(cb);
+    std::vector<uint32_t> hs((size_t)rows * ng);
+    std::vector<Weight> ws(copies);
+    for (int c = 0; c < copies; c++) {
+      for (auto &b : hc) b = (uint8_t)next32();
+      for (auto &s : hs) {
+        __half2 h = __floats2half2_rn(0.002f + 0.01f * (next32() & 1023) / 1024.0f, 1024.0f + (float)(next32() % 16));
+        memcpy(&s, &h, 4);
+      }
+      lb_cuda_qw &q = ws[c].qw;
+      memset(&q, 0, sizeof q);
+      q.kind = LB_CUDA_Q4, q.rows = rows, q.cols = cols, q.group = group, q.ngroups = ng;
+      CK(cudaMalloc(&q.codes, cb));
+      CK(cudaMalloc(&q.scales, sb));
+      CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
+      ws[c].kw = kw_of(&q);
+      ws[c].kw.steps = cols / 32, ws[c].kw.spg = group / 32;
+    }
+    std::vector<__half> hx(cols);
+    for (auto &v : hx) v = __float2half((float)((int)(next32() % 2001) - 1000) / 1000.0f);
+    __half *dx;
+    float *dy, *dr, *dm;
+    CK(cudaMalloc((void **)&dm, rows * 4));
+    CK(cudaMalloc((void **)&dx, cols * 2));
+    CK(cudaMalloc((void **)&dy, rows * 4));
+    CK(cudaMalloc((void **)&dr, rows * 4));
+    CK(cudaMemcpy(dx, hx.data(), cols * 2, cudaMemcpyHostToDevice));
+    gemv_ref<<<(rows + 127) / 128, 128>>>((const uint8_t *)ws[0].qw.codes, (const uint32_t *)ws[0].qw.scales, rows,
+                                          cols, group, ng, dx, dr, dm);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> ref(rows), mag(rows), got(rows);
+    CK(cudaMemcpy(ref.data(), dr, rows * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(mag.data(), dm, rows * 4, cudaMemcpyDeviceToHost));
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    printf("| %d x %d | %.2f |", rows, cols, bytes / 1e6);
+    for (int v = 0; v < nv; v++) {
+      CK(cudaMemset(dy, 0xFF, rows * 4));
+      vs[v].fn(ws[0], dx, dy, st);
+      CK(cudaStreamSynchronize(st));
+      CK(cudaGetLastError());
+      CK(cudaMemcpy(got.data(), dy, rows * 4, cudaMemcpyDeviceToHost));
+      // bound: a step's 32 products (q - z) x are summed in fp16 (16 HFMA2 then one add), each of
+      // the 32 roundings within 2^-11 of a partial sum <= the step's sum |(q - z) x|: 2^-6 of
+      // sum |w x| at worst (the decode and the scaling are exact or fp32)
+      double worst = 0;
+      for (int r = 0; r < rows; r++) {
+        const double d = fabs((double)got[r] - ref[r]) / (mag[r] / 64.0 + 1e-30);
+        if (!(d <= worst)) worst = d != d ? INFINITY : d;
+      }
+      if (!(worst <= 1.0) && vs[v].name[0] != '~') { // '~': parts left out, timed only
+        printf(" FAIL %.3g |", worst);
+        continue;
+      }
+      const double us = time_graph(st, 2 * copies, iters, [&](int i) { vs[v].fn(ws[i % copies], dx, dy, st); });
+      printf(" %.2f (%.0f%%) |", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy);
+      fflush(stdout);
+    }
+    printf("\n");
+    CK(cudaStreamDestroy(st));
+    for (auto &w : ws) {
+      CK(cudaFree(w.qw.codes));
+      CK(cudaFree(w.qw.scales));
+    }
+    CK(cudaFree(dx));
+    CK(cudaFree(dy));
+    CK(cudaFree(dr));
+    CK(cudaFree(dm));
+  }
+  return 0;
+}
