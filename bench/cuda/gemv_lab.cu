@@ -133,7 +133,7 @@ typedef void (*Launch)(const Weight &, const __half *, float *, cudaStream_t);
 
 
 static void run_tc(const Weight &w, const __half *x, float *y, cudaStream_t st) {
-  CK(q4tc_launch(w.kw, x, y, NULL, NULL, false, false, st));
+  CK(q4tc_launch(&w.qw, x, y, NULL, NULL, false, false, st));
 }
 
 static void run_base(const Weight &w, const __half *x, float *y, cudaStream_t st) {

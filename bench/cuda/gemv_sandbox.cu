@@ -50,7 +50,6 @@ static double urand() {
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
-
 enum Kind { K_Q4, K_NF4, K_FP8, K_FP8B, K_I8, K_COUNT };
 static const char *const KNAME[K_COUNT] = {"int4 g128", "nf4 dq", "fp8 channel", "fp8 128x128", "int8"};
 
@@ -276,7 +275,6 @@ static double copy_gbs(int iters) {
   CK(cudaFree(b));
   return 2.0 * (double)n * (iters / 10 + 1) / (ms * 1e-3) / 1e9;
 }
-
 
 // Microseconds per launch of `iters` GEMVs (mma: lb_cuda_qmma) captured in one graph, cycling
 // through `copies` copies of the weight (copies > 1: more bytes than the L2 holds, so every launch

@@ -251,13 +251,8 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
     __half *o = out16 ? (__half *)out16 + (size_t)r0 * (w->rows / 2) : NULL;
     switch (w->kind) {
     case LB_CUDA_Q4:
-      if (q4tc_fits(w, n)) { // one activation row of a g128 weight: on the tensor cores (gemv_tc.cu)
-        KW kt = kw;
-        kt.steps = (int)(w->cols / FQ4::COLS), kt.spg = (int)(w->group / FQ4::COLS);
-        e = q4tc_launch(kt, ks.x, yr, bias, o, acc, SILU, st);
-      } else {
-        e = launch<FQ4, SILU, FQ4One>(w, kw, ks, yr, bias, o, n, acc, st);
-      }
+      e = q4tc_fits(w, n) ? q4tc_launch(w, ks.x, yr, bias, o, acc, SILU, st) // one row of a g128 weight (gemv_tc.cu)
+                          : launch<FQ4, SILU, FQ4One>(w, kw, ks, yr, bias, o, n, acc, st);
       break;
     case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;

@@ -60,10 +60,10 @@ cudaError_t i8x_prep(const lb_cuda_qw *w, const __half *x, const lb_cuda_i8x *i8
                      KX *kx);
 
 // The batch-1 4-bit GEMV on the tensor cores (gemv_tc.cu): whether w takes it at this batch
-// (LOWBIT_CUDA_GEMV_TC), and its launch on st (kw with its steps; silu: out16 as lb_cuda_gemv_silu).
+// (LOWBIT_CUDA_GEMV_TC), and its launch on st (silu: out16 as lb_cuda_gemv_silu).
 bool q4tc_fits(const lb_cuda_qw *w, int batch);
-cudaError_t q4tc_launch(const KW &kw, const __half *x, float *y, const float *bias, __half *out16, bool acc, bool silu,
-                        cudaStream_t st);
+cudaError_t q4tc_launch(const lb_cuda_qw *w, const __half *x, float *y, const float *bias, __half *out16, bool acc,
+                        bool silu, cudaStream_t st);
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   uint32_t d;

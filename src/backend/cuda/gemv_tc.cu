@@ -39,31 +39,20 @@ __device__ __forceinline__ TcGroup tc_load(const uint4 *ca, const uint4 *cb, con
 }
 
 // One group of a lane's rows against the staged activations xs: oa, ob += scale * sum (q - z) x.
-__device__ __forceinline__ void tc_group(const TcGroup &q, const uint4 *xs, int k, int t, float &oa, float &ob) {
-  const __half2 sza = as_h2(q.sa), szb = as_h2(q.sb);
-  const __half2 za = __high2half2(sza), zb = __high2half2(szb); // 1024 + zero
-  const __half2 na = __hsub2(__float2half2_rn(960.0f), za), nb = __hsub2(__float2half2_rn(960.0f), zb);
-  const __half2 sixteenth = __float2half2_rn(0.0625f);
-  const uint32_t wa[4] = {q.a.x, q.a.y, q.a.z, q.a.w}, wb[4] = {q.b.x, q.b.y, q.b.z, q.b.w};
+// FQ4One decodes each row's 16-byte step into 16 pairs q - zero (pairs 4j .. 4j + 3 from word j:
+// columns 8j + {0,1}, {2,3}, {4,5}, {6,7}) and gives its scale; word j feeds two mmas.
+__device__ __forceinline__ void tc_group(const KW &w, const TcGroup &q, const uint4 *xs, int k, int t, float &oa,
+                                         float &ob) {
+  __half2 da[16], db[16];
+  const float sa = FQ4One::decode({q.a, q.sa}, w, da), sb = FQ4One::decode({q.b, q.sb}, w, db);
   float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
   for (int j = 0; j < 4; j++) {
     const uint4 xv = xs[16 * k + 4 * t + j];
-    const uint32_t ha = wa[j] >> 8, hb = wb[j] >> 8;
-    // pairs 0 and 2 masked to 1024 + q, less 1024 + zero; pairs 1 and 3 masked in place to
-    // 1024 + 16 q, times 1/16 less 64 + zero (FQ4One)
-    const uint32_t a0 = h2u(__hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(wa[j])), za));
-    const uint32_t a1 = h2u(__hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(wa[j])), sixteenth, na));
-    const uint32_t a2 = h2u(__hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(ha)), za));
-    const uint32_t a3 = h2u(__hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(ha)), sixteenth, na));
-    const uint32_t b0 = h2u(__hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(wb[j])), zb));
-    const uint32_t b1 = h2u(__hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(wb[j])), sixteenth, nb));
-    const uint32_t b2 = h2u(__hsub2(as_h2(and_or<0x000F000Fu, 0x64006400u>(hb)), zb));
-    const uint32_t b3 = h2u(__hfma2(as_h2(and_or<0x00F000F0u, 0x64006400u>(hb)), sixteenth, nb));
-    mma16816(c, a0, b0, a1, b1, xv.x, xv.y);
-    mma16816(c, a2, b2, a3, b3, xv.z, xv.w);
+    mma16816(c, h2u(da[4 * j]), h2u(db[4 * j]), h2u(da[4 * j + 1]), h2u(db[4 * j + 1]), xv.x, xv.y);
+    mma16816(c, h2u(da[4 * j + 2]), h2u(db[4 * j + 2]), h2u(da[4 * j + 3]), h2u(db[4 * j + 3]), xv.z, xv.w);
   }
-  oa = fmaf(__low2float(sza), c[0], oa), ob = fmaf(__low2float(szb), c[2], ob);
+  oa = fmaf(sa, c[0], oa), ob = fmaf(sb, c[2], ob);
 }
 
 // y[row] (=, or += when acc) for the block's 16 rows; SILU: rows are (gate, up) pairs and
@@ -88,8 +77,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 2) gemv_tc(const KW w, const __
   float oa = 0.0f, ob = 0.0f;
 #pragma unroll
   for (int p = 0; p < TC_PRE; p++)
-    if (wid + TC_WARPS * p < groups) tc_group(pre[p], xs, wid + TC_WARPS * p, t, oa, ob);
-  for (int k = wid + TC_WARPS * TC_PRE; k < groups; k += TC_WARPS) tc_group(tc_load(ca, cb, sa, sb, k, true), xs, k, t, oa, ob);
+    if (wid + TC_WARPS * p < groups) tc_group(w, pre[p], xs, wid + TC_WARPS * p, t, oa, ob);
+  for (int k = wid + TC_WARPS * TC_PRE; k < groups; k += TC_WARPS) tc_group(w, tc_load(ca, cb, sa, sb, k, true), xs, k, t, oa, ob);
   __shared__ float part[TC_WARPS][16];
   if (t == 0) part[wid][g] = oa, part[wid][g + 8] = ob;
   __syncthreads();
@@ -125,7 +114,7 @@ static int tc_mode(void) {
 bool q4tc_fits(const lb_cuda_qw *w, int batch) {
   const int mode = tc_mode();
   if (mode == 0 || batch != 1 || w->kind != LB_CUDA_Q4 || w->cols % 128 || w->cols > TC_MAX_COLS) return false;
-  if (w->group != 128 && !(w->ngroups == 1 && w->cols == 128)) return false;
+  if (w->group != 128) return false; // (qweight.cu: a one-group row's group is its width)
   if (mode == 2) return true;
   // measured faster where a lane has at most 2 groups and a tail (cols <= 4224) and the grid of
   // 2 blocks an SM is more than one wave; the register GEMV elsewhere (4096 x 4096, 4096 x 11008)
@@ -133,8 +122,10 @@ bool q4tc_fits(const lb_cuda_qw *w, int batch) {
   return w->cols <= 33 * 128 && blocks > 2 * (int64_t)lb_cu_sm_count();
 }
 
-cudaError_t q4tc_launch(const KW &kw, const __half *x, float *y, const float *bias, __half *out16, bool acc, bool silu,
-                        cudaStream_t st) {
+cudaError_t q4tc_launch(const lb_cuda_qw *w, const __half *x, float *y, const float *bias, __half *out16, bool acc,
+                        bool silu, cudaStream_t st) {
+  KW kw = kw_of(w);
+  kw.steps = (int)(w->cols / FQ4::COLS);
   const dim3 grid((unsigned)((kw.rows + 15) / 16)), block(TC_WARPS * 32);
   const size_t smem = (size_t)kw.cols * 2;
   return silu ? lb_cu_launch(gemv_tc<true>, grid, block, smem, st, kw, x, y, bias, out16, false)
