@@ -127,8 +127,9 @@ void lb_cuda_i8x_free(lb_cuda_i8x *x);
 
 /* y[b * rows + r] (=, or += when acc) sum_c W[r, c] * x[b * cols + c] for b < batch (1..32: a
  * kernel per 8 rows, each reading the whole weight), x fp16. Q4/NF4/FP8: fp16 products summed per 16 or 32 columns (a lane's step), scaled and
- * accumulated in fp32. I8: x rounded to int8 per row into i8x (not NULL), int32 dot products,
- * the outlier columns in fp32, as bitsandbytes. */
+ * accumulated in fp32. I8: x rounded to int8 per row into i8x (not NULL; at batch 1 each block
+ * of the GEMV rounds the row itself, to the same codes, and i8x is not touched), int32 dot
+ * products, the outlier columns in fp32, as bitsandbytes. */
 lb_status lb_cuda_gemv(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x *i8x, float *y,
                        int batch, bool acc, void *stream, lb_error *err);
 /* The gate/up GEMV with SiLU-and-multiply in its epilogue, w uploaded as pairs:

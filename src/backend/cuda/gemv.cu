@@ -90,7 +90,7 @@ extern "C" cudaError_t lb_gemv_stamps_count(unsigned int *n) {
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
 // is out16[b][pair] = silu(gate + bias) * (up + bias) instead of y.
 template <class F, int B, int R, int KS, bool SILU>
-__global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__restrict__ y,
+__global__ void __launch_bounds__(256) gemv(const KW w, const KX x0, float *__restrict__ y,
                                             const float *__restrict__ bias, __half *__restrict__ out16,
                                             bool accumulate, bool pre) {
   static_assert(!SILU || R == 2, "SILU takes a (gate, up) pair a warp");
@@ -124,6 +124,8 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x, float *__res
   }
   lb_pdl_wait();
   STAMP(1);
+  KX x = x0;
+  F::prep(w, x); // FI8One: the activations' int8 codes (every thread of the block takes part)
   Acc acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -206,7 +208,8 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   // one-wave grid whose weights all load before the wait keeps the next launch from loading
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
-  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), 0, st, kw, kx, y, bias, out16, acc, pre);
+  return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), F::smem(kw.cols), st, kw, kx, y, bias,
+                      out16, acc, pre);
 }
 
 // kw without its steps: the format's columns a step (F::COLS) give them. F1: the format's policy
@@ -234,9 +237,12 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
                      void *out16, int batch, bool acc, void *stream, lb_error *err) {
   if (batch < 1 || batch > LB_CUDA_GEMV_MAX) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..32");
   const KW kw = kw_of(w);
-  KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL};
+  KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL, w->threshold, NULL};
   cudaStream_t st = (cudaStream_t)stream;
   cudaError_t e = cudaSuccess;
+  if (w->kind == LB_CUDA_I8 && batch == 1 && FI8One::smem((int)w->cols) <= 32768) // one row: the GEMV rounds
+    // the activations itself (FI8One), in shared memory beside the kernel's own
+    return lb_cu_check(err, "launching the GEMV", launch<FI8, SILU, FI8One>(w, kw, kx, y, bias, (__half *)out16, 1, acc, st));
   if (w->kind == LB_CUDA_I8) {
     if (!i8x || i8x->cols < w->cols) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: LLM.int8 needs activation scratch as wide as the weight");
     e = i8x_prep(w, kx.x, i8x, batch, st, &kx);
@@ -254,7 +260,7 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
       e = q4tc_fits(w, n) ? q4tc_launch(w, ks.x, yr, bias, o, acc, SILU, st) // one row of a g128 weight (gemv_tc.cu)
                           : launch<FQ4, SILU, FQ4One>(w, kw, ks, yr, bias, o, n, acc, st);
       break;
-    case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_NF4: e = launch<FNF4, SILU, FNF4One>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     default: return lb_cu_fail(err, LB_EINVAL, "cuda gemv: not a device weight");

@@ -8,7 +8,9 @@
 //   Acc               what a lane accumulates per (row, activation row);
 //   mac<B, R>         one step of R rows against B activation rows;
 //   tail<B, R>        what comes after the steps (LLM.int8's outlier columns);
-//   finish            the sum of a row's lanes as the float result.
+//   finish            the sum of a row's lanes as the float result;
+//   prep, smem(cols)  what every block does after the PDL wait, before its steps, and the dynamic
+//                     shared memory it takes (FI8One: the activations rounded to int8; else none).
 // The fp16 formats (Q4, NF4, FP8) turn codes into half2 pairs by bit operations, sum a step's
 // products in half2 (HFMA2), then scale the step's sum and add it in fp32.
 #ifndef LB_BACKEND_CUDA_GEMV_FORMATS_CUH
@@ -47,6 +49,8 @@ struct KX {
   const int8_t *q;
   const float *sca, *xo;
   const int *nout, *ocol;
+  float thr;            // LLM.int8's outlier threshold (FI8One: the GEMV rounds the activations itself)
+  const uint8_t *omask; // FI8One: a byte a 8 columns, bit j: column 8 i + j is an outlier
 };
 
 struct Frag {
@@ -122,6 +126,8 @@ struct FHalf {
   template <int B, int R>
   __device__ static void tail(const KW &, const KX &, int, int, int, float (&)[R][B]) {}
   __device__ static float finish(const KW &, const KX &, int, int, float a) { return a; }
+  __device__ static void prep(const KW &, KX &) {}
+  static size_t smem(int) { return 0; }
 };
 
 // Affine 4-bit: (word >> 4i) & 0x000F000F | 0x64006400 is the half2 (1024 + q_a, 1024 + q_b) of
@@ -201,6 +207,37 @@ struct FNF4 : FHalf<FNF4, 16> {
   }
 };
 
+// NF4 at one activation row: each word's four pairs decoded and multiplied before the next word's,
+// so that a row's 16 decoded pairs are never live at once (FNF4's whole-step decode took 80
+// registers, 3 blocks an SM: a 4096-row weight's 512 blocks then ran in two waves; this takes 64).
+// A word's 4 products are summed in half2, then scaled and added in fp32.
+struct FNF4One : FHalf<FNF4One, 16> {
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
+    static_assert(B == 1, "one activation row");
+    uint32_t t[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) t[i] = w.tab[i];
+    const uint4 *xb = reinterpret_cast<const uint4 *>(x.x) + (size_t)st * 4;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const uint4 xv = __ldg(xb + j);
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const uint32_t v = j == 0 ? f[r].q.x : j == 1 ? f[r].q.y : j == 2 ? f[r].q.z : f[r].q.w;
+        __half2 d0, d1, d2, d3;
+        nf4_quad(v, t, d0, d1);
+        nf4_quad(v >> 16, t, d2, d3);
+        __half2 a = __hmul2(d0, as_h2(xv.x));
+        a = __hfma2(d1, as_h2(xv.y), a), a = __hfma2(d2, as_h2(xv.z), a), a = __hfma2(d3, as_h2(xv.w), a);
+        const float2 s = __half22float2(a);
+        acc[r][0] = fmaf(__uint_as_float(f[r].s), s.x + s.y, acc[r][0]);
+      }
+    }
+  }
+  __device__ static float decode(const Frag &f, const KW &w, __half2 (&d)[16]) { return FNF4::decode(f, w, d); }
+};
+
 // E4M3: two bytes moved to the high bytes of a half2 (prmt: selector 0x1404 takes bytes 0 and 1,
 // 0x3424 bytes 2 and 3), then sign kept and exponent/mantissa shifted down one bit: the fp16 value
 // times 2^-8, exact for normal and subnormal codes (the exponent bias 7 becomes fp16's 15), so
@@ -270,6 +307,89 @@ struct FI8 {
     const float scb = __uint_as_float(w.scales[row]);
     return (float)a.i * (x.sca[b] * scb) * 6.200124e-05f + a.f * (scb * 7.874015718698502e-3f);
   }
+  __device__ static void prep(const KW &, KX &) {}
+  static size_t smem(int) { return 0; }
+};
+
+// LLM.int8 at one activation row without i8x.cu's two launches: after the PDL wait every block
+// rounds the row to int8 itself, as i8_scan and i8_quant do (the same operations, so the same
+// codes and scale), into shared memory: the codes (cols bytes), a byte a 8 columns whose bits mark
+// the outlier columns (|x| >= threshold), and the scale. A step then takes its codes from there,
+// and a step with outlier columns (rare) adds q * x of those in fp32, as FI8's tail does.
+struct FI8One : FI8 {
+  static size_t smem(int cols) { return (size_t)cols + (size_t)cols / 8 + 16; }
+  __device__ static void prep(const KW &w, KX &x) {
+    extern __shared__ uint4 dsm[];
+    int8_t *q = reinterpret_cast<int8_t *>(dsm);
+    uint8_t *mask = reinterpret_cast<uint8_t *>(q + w.cols);
+    float *sc = reinterpret_cast<float *>(mask + w.cols / 8 + (4 - (w.cols / 8) % 4) % 4);
+    __shared__ float wmax[8]; // a warp's maximum (the GEMV's blocks are 8 warps)
+    const uint4 *x8 = reinterpret_cast<const uint4 *>(x.x);
+    const int n8 = w.cols / 8, t = threadIdx.x;
+    float m = 0.0f;
+    for (int i = t; i < n8; i += blockDim.x) {
+      const uint4 u = __ldg(x8 + i);
+      const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+      uint32_t bits = 0;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float a = fabsf(j % 2 ? __high2float(h[j / 2]) : __low2float(h[j / 2]));
+        const bool out = x.thr > 0.0f && a >= x.thr;
+        bits |= (uint32_t)out << j;
+        if (!out) m = fmaxf(m, a);
+      }
+      mask[i] = (uint8_t)bits;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((t & 31) == 0) wmax[t >> 5] = m;
+    __syncthreads();
+    float s = wmax[0];
+    for (int k = 1; k < (int)blockDim.x / 32; k++) s = fmaxf(s, wmax[k]);
+    const float isc = s > 0.0f ? 127.0f / s : 0.0f;
+    for (int i = t; i < n8; i += blockDim.x) {
+      const uint4 u = __ldg(x8 + i);
+      const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+      const uint32_t bits = mask[i];
+      uint32_t lo = 0, hi = 0;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float v = j % 2 ? __high2float(h[j / 2]) : __low2float(h[j / 2]);
+        const int code = bits >> j & 1 ? 0 : __float2int_rn(fminf(fmaxf(v * isc, -127.0f), 127.0f));
+        if (j < 4) lo |= (uint32_t)(code & 0xFF) << (8 * j);
+        else hi |= (uint32_t)(code & 0xFF) << (8 * (j - 4));
+      }
+      *reinterpret_cast<uint2 *>(q + 8 * i) = make_uint2(lo, hi);
+    }
+    if (t == 0) *sc = s;
+    __syncthreads();
+    x.q = q, x.sca = sc, x.omask = mask;
+  }
+  template <int B, int R>
+  __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
+    static_assert(B == 1, "one activation row");
+    const uint4 xv = *reinterpret_cast<const uint4 *>(x.q + 16 * st);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      int a = acc[r][0].i;
+      a = __dp4a((int)f[r].q.x, (int)xv.x, a), a = __dp4a((int)f[r].q.y, (int)xv.y, a);
+      a = __dp4a((int)f[r].q.z, (int)xv.z, a), a = __dp4a((int)f[r].q.w, (int)xv.w, a);
+      acc[r][0].i = a;
+    }
+    uint32_t m = x.omask[2 * st] | (uint32_t)x.omask[2 * st + 1] << 8;
+    while (m) { // the step's outlier columns: codes were 0 there; q * x in fp32
+      const int j = __ffs(m) - 1;
+      m &= m - 1;
+      const float xj = __half2float(x.x[16 * st + j]);
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const uint32_t wd = j < 4 ? f[r].q.x : j < 8 ? f[r].q.y : j < 12 ? f[r].q.z : f[r].q.w;
+        acc[r][0].f = fmaf((float)(int8_t)(wd >> (8 * (j & 3))), xj, acc[r][0].f);
+      }
+    }
+  }
+  template <int B, int R>
+  __device__ static void tail(const KW &, const KX &, int, int, int, I8Acc (&)[R][B]) {}
 };
 
 #endif
