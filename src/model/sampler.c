@@ -118,6 +118,9 @@ static int32_t argmax(const float *l, int64_t n) {
   return (int32_t)best;
 }
 
+/* Greedy settings: the argmax, no draw. */
+static bool greedy(const lb_sampler *s) { return s->p.temperature == 0 || s->p.top_k == 1; }
+
 /* Temperature, then top-k, then top-p of what top-k kept, then a draw. Candidates rank by logit,
  * then id (so two logits whose probabilities round to one float keep their order; the device's
  * sampler, lb_cuda_sample, ranks the same way). Only the candidates that can be kept are sorted:
@@ -125,9 +128,6 @@ static int32_t argmax(const float *l, int64_t n) {
  * best 64, then 8 times as many (or as many as their mass shows are needed at least) until their
  * mass reaches top_p, all of them once that is more than an eighth of the vocabulary. (A sort of
  * the whole vocabulary took 3-4 ms a token at 32000 entries: BENCHMARKS.md.) */
-/* Greedy settings: the argmax, no draw. */
-static bool greedy(const lb_sampler *s) { return s->p.temperature == 0 || s->p.top_k == 1; }
-
 int32_t lb_sampler_next(lb_sampler *s, const float *logits) {
   const int64_t n = s->vocab;
   if (greedy(s)) return argmax(logits, n);

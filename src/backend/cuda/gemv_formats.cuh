@@ -235,7 +235,6 @@ struct FNF4One : FHalf<FNF4One, 16> {
       }
     }
   }
-  __device__ static float decode(const Frag &f, const KW &w, __half2 (&d)[16]) { return FNF4::decode(f, w, d); }
 };
 
 // E4M3: two bytes moved to the high bytes of a half2 (prmt: selector 0x1404 takes bytes 0 and 1,
@@ -256,6 +255,41 @@ struct FFP8 : FHalf<FFP8, 8> {
     return 256.0f * __uint_as_float(f.s);
   }
 };
+
+// LLM.int8's activation rounding (bitsandbytes' int8_vectorwise_quant) for 8 consecutive columns,
+// shared by i8x.cu's kernels and FI8One so that both give the same codes: the fp16 values as
+// floats; their outlier bits (|v| >= thr, with thr > 0; bit j for column j) with m raised to the
+// absmax of the others; and their codes (rint of v * isc clamped to [-127, 127], 0 where the
+// bit is set) as 8 bytes.
+__device__ __forceinline__ void unpack8(uint4 u, float (&v)[8]) {
+  const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const float2 f = __half22float2(h[j]);
+    v[2 * j] = f.x, v[2 * j + 1] = f.y;
+  }
+}
+__device__ __forceinline__ uint32_t i8_outliers8(const float (&v)[8], float thr, float &m) {
+  uint32_t bits = 0;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    const float a = fabsf(v[j]);
+    const bool out = thr > 0.0f && a >= thr;
+    bits |= (uint32_t)out << j;
+    if (!out) m = fmaxf(m, a);
+  }
+  return bits;
+}
+__device__ __forceinline__ uint2 i8_codes8(const float (&v)[8], uint32_t bits, float isc) {
+  uint32_t lo = 0, hi = 0;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    const int code = bits >> j & 1 ? 0 : __float2int_rn(fminf(fmaxf(v[j] * isc, -127.0f), 127.0f));
+    if (j < 4) lo |= (uint32_t)(code & 0xFF) << (8 * j);
+    else hi |= (uint32_t)(code & 0xFF) << (8 * (j - 4));
+  }
+  return make_uint2(lo, hi);
+}
 
 // LLM.int8 (bitsandbytes MatMul8bitLt): int32 dot products of the int8 weight with the int8
 // activations (DP4A, exact), and in fp32 the outlier columns, whose activations were zeroed in the
@@ -312,8 +346,8 @@ struct FI8 {
 };
 
 // LLM.int8 at one activation row without i8x.cu's two launches: after the PDL wait every block
-// rounds the row to int8 itself, as i8_scan and i8_quant do (the same operations, so the same
-// codes and scale), into shared memory: the codes (cols bytes), a byte a 8 columns whose bits mark
+// rounds the row to int8 itself, through i8_scan's and i8_quant's helpers (i8_outliers8,
+// i8_codes8: the same codes and scale), into shared memory: the codes (cols bytes), a byte a 8 columns whose bits mark
 // the outlier columns (|x| >= threshold), and the scale. A step then takes its codes from there,
 // and a step with outlier columns (rare) adds q * x of those in fp32, as FI8's tail does.
 struct FI8One : FI8 {
@@ -328,17 +362,9 @@ struct FI8One : FI8 {
     const int n8 = w.cols / 8, t = threadIdx.x;
     float m = 0.0f;
     for (int i = t; i < n8; i += blockDim.x) {
-      const uint4 u = __ldg(x8 + i);
-      const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-      uint32_t bits = 0;
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float a = fabsf(j % 2 ? __high2float(h[j / 2]) : __low2float(h[j / 2]));
-        const bool out = x.thr > 0.0f && a >= x.thr;
-        bits |= (uint32_t)out << j;
-        if (!out) m = fmaxf(m, a);
-      }
-      mask[i] = (uint8_t)bits;
+      float v[8];
+      unpack8(__ldg(x8 + i), v);
+      mask[i] = (uint8_t)i8_outliers8(v, x.thr, m);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -348,18 +374,9 @@ struct FI8One : FI8 {
     for (int k = 1; k < (int)blockDim.x / 32; k++) s = fmaxf(s, wmax[k]);
     const float isc = s > 0.0f ? 127.0f / s : 0.0f;
     for (int i = t; i < n8; i += blockDim.x) {
-      const uint4 u = __ldg(x8 + i);
-      const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-      const uint32_t bits = mask[i];
-      uint32_t lo = 0, hi = 0;
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float v = j % 2 ? __high2float(h[j / 2]) : __low2float(h[j / 2]);
-        const int code = bits >> j & 1 ? 0 : __float2int_rn(fminf(fmaxf(v * isc, -127.0f), 127.0f));
-        if (j < 4) lo |= (uint32_t)(code & 0xFF) << (8 * j);
-        else hi |= (uint32_t)(code & 0xFF) << (8 * (j - 4));
-      }
-      *reinterpret_cast<uint2 *>(q + 8 * i) = make_uint2(lo, hi);
+      float v[8];
+      unpack8(__ldg(x8 + i), v);
+      *reinterpret_cast<uint2 *>(q + 8 * i) = i8_codes8(v, mask[i], isc);
     }
     if (t == 0) *sc = s;
     __syncthreads();

@@ -28,13 +28,7 @@ static inline int tiles_of(int64_t cols) { return (int)((cols + XC - 1) / XC); }
 
 // 8 fp16 values of row b at column c (c a multiple of 8; rows 16-byte aligned: cols % 8 == 0)
 __device__ __forceinline__ void load8(const __half *x, int cols, int b, int c, float (&v)[8]) {
-  const uint4 u = *reinterpret_cast<const uint4 *>(x + (size_t)b * cols + c);
-  const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const float2 f = __half22float2(h[j]);
-    v[2 * j] = f.x, v[2 * j + 1] = f.y;
-  }
+  unpack8(*reinterpret_cast<const uint4 *>(x + (size_t)b * cols + c), v);
 }
 
 // part[tile * LB_CUDA_I8X_ROWS + b]: row b's absmax below the threshold over the tile's columns;
@@ -53,13 +47,7 @@ __global__ void __launch_bounds__(XT) i8_scan(const __half *__restrict__ x, int 
     if (c < cols && b0 + b < batch) {
       float v[8];
       load8(x, cols, b0 + b, c, v);
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float a = fabsf(v[j]);
-        const bool out = thr > 0.0f && a >= thr;
-        fl |= (uint32_t)out << j;
-        if (!out) m[b] = fmaxf(m[b], a);
-      }
+      fl |= i8_outliers8(v, thr, m[b]);
     }
   }
   // four lanes' 8 columns make a word
@@ -134,16 +122,10 @@ __global__ void __launch_bounds__(XT) i8_quant(const __half *__restrict__ x, int
     if (b0 + b >= batch) break;
     float v[8];
     load8(x, cols, b0 + b, c, v);
-    uint32_t lo = 0, hi = 0;
+    *reinterpret_cast<uint2 *>(q + (size_t)(b0 + b) * cols + c) = i8_codes8(v, fl, isc[b]);
 #pragma unroll
-    for (int j = 0, r = k; j < 8; j++) {
-      const bool out = fl >> j & 1;
-      const int code = out ? 0 : __float2int_rn(fminf(fmaxf(v[j] * isc[b], -127.0f), 127.0f));
-      if (j < 4) lo |= (uint32_t)(code & 0xFF) << (8 * j);
-      else hi |= (uint32_t)(code & 0xFF) << (8 * (j - 4));
-      if (out) xo[(size_t)(b0 + b) * cols + r++] = v[j];
-    }
-    *reinterpret_cast<uint2 *>(q + (size_t)(b0 + b) * cols + c) = make_uint2(lo, hi);
+    for (int j = 0, r = k; j < 8; j++)
+      if (fl >> j & 1) xo[(size_t)(b0 + b) * cols + r++] = v[j];
   }
 }
 
