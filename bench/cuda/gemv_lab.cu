@@ -5,16 +5,26 @@
 // Variants (more were tried and removed: bench/BENCHMARKS.md, 2026-11-24, describes them):
 //   base          lb_cuda_gemv's register GEMV (gemv.cu; LOWBIT_CUDA_GEMV_TC=0)
 //   tc            the tensor-core GEMV (gemv_tc.cu) whatever the shape
-// `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait.
+//   bulk ...      the weights through the copy engine (gemv_bulk.cuh): a team of 2 warps a row
+//                 pair, half the teams' pairs requested before the PDL wait; `pre 1/4`, `pre
+//                 all`: a quarter or all of them; `warp a pair`: teams of one warp; `2 slots`: two
+//                 pairs in flight a team; `~... loads only`: no activations, no math (unchecked)
+// Built with -DLB_GEMV_STAMPS (device.sh: STAMPS=1), the blocks' timestamps of each 4096-row
+// variant follow (gemv.cu's and gemv_bulk.cuh's; the tensor-core GEMV has none); they cost time.
+// `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait;
+// `lab ITERS hol` how long an 8 KB read from the L2 takes while other SMs stream weights.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/gemv.cu"
 #include "backend/cuda/gemv_tc.cu"
+#include "gemv_bulk.cuh"
 #include "timing.cuh"
 
 extern "C" bool lb_cuda_pdl(void) { return true; }
@@ -103,6 +113,82 @@ static void time_floors(int iters, double copy, int l2) {
   CK(cudaFree(out));
 }
 
+// ---- where a read waits behind the weight stream: one block an SM; loader blocks ask the copy
+// engine for `per` bytes at their start, then (all blocks) after `delay` ns read 8 KB that sit in
+// the L2 (ld.global.cg) and record how long that took. Readers (every M-th block) ask for nothing. ----
+__global__ void hol(const uint8_t *big, uint32_t per, const uint4 *x, int m, unsigned long long *out, int delay) {
+#if LB_BULK
+  extern __shared__ __align__(128) uint8_t hsm[];
+  __shared__ uint64_t hb;
+  unsigned long long t0, t1, t2;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  const bool loader = m > 0 && blockIdx.x % m != 0;
+  if (threadIdx.x == 0) {
+    mbar_init(&hb);
+    if (loader && per) {
+      mbar_expect(&hb, per);
+      for (uint32_t o = 0; o < per; o += 16384)
+        bulk_copy(hsm, big + (size_t)blockIdx.x * per + o, 16384, &hb);
+    }
+  }
+  do asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+  while (t1 - t0 < (unsigned long long)delay);
+  uint4 v0, v1;
+  asm volatile("ld.global.cg.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v0.x), "=r"(v0.y), "=r"(v0.z), "=r"(v0.w) : "l"(x + threadIdx.x));
+  asm volatile("ld.global.cg.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v1.x), "=r"(v1.y), "=r"(v1.z), "=r"(v1.w) : "l"(x + 256 + threadIdx.x));
+  __shared__ unsigned sink;
+  const unsigned dep = v0.x ^ v0.w ^ v1.y ^ v1.z;
+  asm volatile("st.shared.u32 [%0], %1;" ::"r"(smem_addr(&sink)), "r"(dep) : "memory");
+  __syncthreads();
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t2)::"memory");
+  if (threadIdx.x == 0) {
+    if (loader && per) mbar_wait(&hb, 0);
+    out[blockIdx.x * 2] = t2 - t1, out[blockIdx.x * 2 + 1] = loader;
+  }
+#endif
+}
+
+static void time_hol() {
+  const uint32_t per = 192 * 1024; // 132 x 192 KB: 26 MB, about 8.6 us of stream
+  uint8_t *big;
+  uint4 *x;
+  unsigned long long *d;
+  CK(cudaMalloc((void **)&big, (size_t)g_sms * per));
+  CK(cudaMemset(big, 1, (size_t)g_sms * per));
+  CK(cudaMalloc((void **)&x, 8192));
+  CK(cudaMemset(x, 2, 8192));
+  CK(cudaMalloc((void **)&d, g_sms * 16));
+  CK(cudaFuncSetAttribute(hol, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  std::vector<unsigned long long> h(g_sms * 2);
+  printf("\nAn 8 KB L2 read while loaders stream 26 MB (one block an SM), us: mean over readers / loaders\n\n"
+         "| setting | delay ns | readers | loaders |\n| --- | ---: | ---: | ---: |\n");
+  for (int mode = 0; mode < 4; mode++)
+    for (int delay : {300, 1500, 4000}) {
+      const int m = mode == 0 ? 0 : mode == 1 ? 2 : mode == 2 ? 8 : 1000000;
+      for (int rep = 0; rep < 3; rep++) {
+        CK(cudaMemset(big, rep, 4096)); // the big buffer leaves the L2 (26 MB < 50 MB: flush by rewriting)
+        uint8_t *flush;
+        CK(cudaMalloc((void **)&flush, 128 << 20));
+        CK(cudaMemset(flush, 0, 128 << 20));
+        CK(cudaFree(flush));
+        CK(cudaMemset(x, 2, 8192));
+        hol<<<g_sms, 256, 100 * 1024>>>(big, per, x, m, d, delay);
+        CK(cudaDeviceSynchronize());
+      }
+      CK(cudaMemcpy(h.data(), d, g_sms * 16, cudaMemcpyDeviceToHost));
+      double sr = 0, sl = 0;
+      int nr = 0, nl = 0;
+      for (int b = 0; b < g_sms; b++)
+        if (h[2 * b + 1]) sl += h[2 * b], nl++;
+        else sr += h[2 * b], nr++;
+      printf("| %s | %d | %.2f | %.2f |\n", mode == 0 ? "no loads" : mode == 1 ? "every 2nd SM reads only" : mode == 2 ? "every 8th SM reads only" : "1 reader SM", delay,
+             nr ? sr / nr / 1e3 : 0.0, nl ? sl / nl / 1e3 : 0.0);
+    }
+  CK(cudaFree(big));
+  CK(cudaFree(x));
+  CK(cudaFree(d));
+}
+
 // ---- reference: float, one thread a row ----
 __global__ void gemv_ref(const uint8_t *codes, const uint32_t *scales, int rows, int cols, int group, int ng,
                          const __half *x, float *y, float *mag) {
@@ -141,6 +227,11 @@ static void run_base(const Weight &w, const __half *x, float *y, cudaStream_t st
   if (lb_cuda_gemv(&w.qw, x, NULL, y, 1, false, st, &err) != LB_OK) fprintf(stderr, "%s\n", err.msg), exit(1);
 }
 
+template <int NBUF, int KS, int PRE, bool CUT = false>
+static void run_bulk(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  CK((bulk_launch<NBUF, KS, CUT>(w.kw, x, y, st, PRE)));
+}
+
 struct Variant {
   const char *name;
   Launch fn;
@@ -151,6 +242,61 @@ static uint32_t next32() {
   rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
   return (uint32_t)(rng >> 11);
 }
+
+#ifdef LB_GEMV_STAMPS
+// Where one launch's time goes (blocks' stamps, -DLB_GEMV_STAMPS): 12 launches on 12 copies after
+// a warm-up; for launches 3..9, from the launch's first block start: the first PDL wait return,
+// the blocks' 3rd field (data in / steps done) at the 10th, 50th and 90th percentile, the last
+// block's end, and the start of the next launch.
+static std::vector<std::string> g_stamp_lines;
+static void stamps(const char *name, Launch fn, std::vector<Weight> &ws, const __half *x, float *y, cudaStream_t st) {
+  const unsigned cap = 1u << 16;
+  unsigned long long *d;
+  CK(cudaMalloc((void **)&d, (size_t)cap * 6 * 8));
+  for (int i = 0; i < 12; i++) fn(ws[i], x, y, st);
+  CK(cudaStreamSynchronize(st));
+  CK(lb_gemv_stamps_set(d, cap));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < 12; i++) fn(ws[i], x, y, st);
+  CK(cudaStreamEndCapture(st, &g));
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  CK(cudaGraphLaunch(ge, st));
+  CK(cudaStreamSynchronize(st));
+  unsigned n;
+  CK(lb_gemv_stamps_count(&n));
+  n = n < cap ? n : cap;
+  std::vector<unsigned long long> h((size_t)n * 6);
+  CK(cudaMemcpy(h.data(), d, h.size() * 8, cudaMemcpyDeviceToHost));
+  CK(lb_gemv_stamps_set(NULL, 0));
+  double acc[6] = {0};
+  for (int l = 3; l < 10; l++) {
+    std::vector<double> mid;
+    double s0 = 1e300, w0 = 1e300, e = 0, ns = 1e300;
+    for (unsigned i = 0; i < n; i++) {
+      const unsigned long long *r = &h[(size_t)i * 6];
+      if (r[0] == (uintptr_t)ws[l + 1].qw.codes) ns = fmin(ns, (double)r[2]);
+      if (r[0] != (uintptr_t)ws[l].qw.codes) continue;
+      s0 = fmin(s0, (double)r[2]), w0 = fmin(w0, (double)r[3]), e = fmax(e, (double)r[5]);
+      mid.push_back((double)r[4]);
+    }
+    std::sort(mid.begin(), mid.end());
+    const size_t m = mid.size();
+    if (!m) return;
+    acc[0] += w0 - s0, acc[1] += mid[m / 10] - s0, acc[2] += mid[m / 2] - s0, acc[3] += mid[m * 9 / 10] - s0;
+    acc[4] += e - s0, acc[5] += ns - s0;
+  }
+  char line[256];
+  snprintf(line, sizeof line, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |", name, acc[0] / 7e3, acc[1] / 7e3,
+           acc[2] / 7e3, acc[3] / 7e3, acc[4] / 7e3, acc[5] / 7e3);
+  g_stamp_lines.push_back(line);
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  CK(cudaFree(d));
+}
+
+#endif
 
 int main(int argc, char **argv) {
   const int iters = argc > 1 ? atoi(argv[1]) : 100;
@@ -180,6 +326,10 @@ int main(int argc, char **argv) {
     CK(cudaFree(b));
   }
   printf("copy %.0f GB/s, L2 %d MB, %d SMs, %d launches a timing\n\n", copy, l2 >> 20, g_sms, iters);
+  if (argc > 2 && !strcmp(argv[2], "hol")) {
+    time_hol();
+    return 0;
+  }
   if (argc > 2 && !strcmp(argv[2], "floor")) {
     time_floors(iters, copy, l2);
     return 0;
@@ -187,6 +337,12 @@ int main(int argc, char **argv) {
   const Variant vs[] = {
       {"base", run_base},
       {"tc", run_tc},
+      {"bulk", run_bulk<1, 2, 2>},
+      {"bulk pre 1/4", run_bulk<1, 2, 1>},
+      {"bulk pre all", run_bulk<1, 2, 4>},
+      {"bulk warp a pair", run_bulk<1, 1, 2>},
+      {"bulk 2 slots", run_bulk<2, 2, 2>},
+      {"~bulk loads only", run_bulk<1, 2, 4, true>},
   };
   const int nv = sizeof vs / sizeof vs[0];
   const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {12288, 4096}, {1000, 4224}};
@@ -213,7 +369,7 @@ int main(int argc, char **argv) {
       memset(&q, 0, sizeof q);
       q.kind = LB_CUDA_Q4, q.rows = rows, q.cols = cols, q.group = group, q.ngroups = ng;
       CK(cudaMalloc(&q.codes, cb));
-      CK(cudaMalloc(&q.scales, sb));
+      CK(cudaMalloc(&q.scales, sb + 16));
       CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
       CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
       ws[c].kw = kw_of(&q);
@@ -258,6 +414,9 @@ int main(int argc, char **argv) {
       const double us = time_graph(st, 2 * copies, iters, [&](int i) { vs[v].fn(ws[i % copies], dx, dy, st); });
       printf(" %.2f (%.0f%%) |", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy);
       fflush(stdout);
+#ifdef LB_GEMV_STAMPS
+      if (rows == 4096 && copies >= 12) stamps(vs[v].name, vs[v].fn, ws, dx, dy, st);
+#endif
     }
     printf("\n");
     CK(cudaStreamDestroy(st));
@@ -270,5 +429,11 @@ int main(int argc, char **argv) {
     CK(cudaFree(dr));
     CK(cudaFree(dm));
   }
+#ifdef LB_GEMV_STAMPS
+  printf("\nStamps, 4096 rows, us from a launch's first block start: first wait return, the blocks' third "
+         "stamp (bulk: first data in; base: steps done) at p10 / p50 / p90, last end, next launch's start\n\n"
+         "| variant | wait | p10 | p50 | p90 | end | next |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (auto &l : g_stamp_lines) printf("%s\n", l.c_str());
+#endif
   return 0;
 }

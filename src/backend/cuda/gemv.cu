@@ -72,6 +72,16 @@ __device__ __forceinline__ unsigned long long gtime() {
   return t;
 }
 #define STAMP(i) (tg[i] = gtime())
+// thread 0's record of its block: the weight, the block, and stamps 0-2 with 3 taken now
+__device__ __forceinline__ void stamp_record(const void *codes, unsigned long long (&tg)[4]) {
+  STAMP(3);
+  const unsigned int k = atomicAdd(&g_stamp_next, 1u);
+  if (k < g_stamp_cap) {
+    unsigned long long *o = g_stamps + (size_t)k * STAMP_FIELDS;
+    o[0] = (unsigned long long)(uintptr_t)codes, o[1] = blockIdx.x;
+    o[2] = tg[0], o[3] = tg[1], o[4] = tg[2], o[5] = tg[3];
+  }
+}
 extern "C" cudaError_t lb_gemv_stamps_set(unsigned long long *buf, unsigned int cap) {
   const unsigned int zero = 0;
   cudaError_t e = cudaMemcpyToSymbol(g_stamps, &buf, sizeof buf);
@@ -161,15 +171,7 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x0, float *__re
     }
   if (KS > 1) __syncthreads();
 #ifdef LB_GEMV_STAMPS
-  if (threadIdx.x == 0) {
-    STAMP(3);
-    const unsigned int k = atomicAdd(&g_stamp_next, 1u);
-    if (k < g_stamp_cap) {
-      unsigned long long *o = g_stamps + (size_t)k * STAMP_FIELDS;
-      o[0] = (unsigned long long)(uintptr_t)w.codes, o[1] = blockIdx.x;
-      o[2] = tg[0], o[3] = tg[1], o[4] = tg[2], o[5] = tg[3];
-    }
-  }
+  if (threadIdx.x == 0) stamp_record(w.codes, tg);
 #endif
   if (kpart != 0 || lane != 0 || !live) return;
 #pragma unroll
