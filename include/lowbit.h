@@ -411,7 +411,11 @@ lb_status lb_model_forward(lb_model *m, const int32_t *tokens, int64_t n, float 
  * [nseq][vocab_size], each sequence's last position. The sequences share the position, so
  * sequences past nseq fall behind (their caches hold nothing at these positions) until a reset.
  * lb_model_forward is sequence 0 alone. On CUDA the sequences' rows go through each weight
- * together (one read of the weights per step for all of them); on the CPU one after another. */
+ * together (one read of the weights per step for all of them); on the CPU so do decode steps
+ * (n <= 4), up to 4 rows of sequences a pass, while longer calls run the sequences one after
+ * another. Stacked rows go through a Linear together, so a sequence's logits may differ from
+ * its run alone by fp32 rounding, and LLM.int8 takes the outlier columns of all the rows of the
+ * pass, as bitsandbytes does for a batch. */
 lb_status lb_model_forward_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
                                  float *logits, lb_error *err);
 

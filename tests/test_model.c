@@ -170,9 +170,12 @@ static void greedy_reference(void) {
 
 /* Three sequences in lockstep (lb_model_forward_batch) on tiny Mistral (sliding window): sequence 0
  * is the fixture's prompt and must match Transformers at every position (1e-4, as above) with
- * the other two running beside it; those two (other tokens) must equal their own single-sequence
- * runs exactly (the same arithmetic, each over its own cache). A prefill of P tokens, then the
- * rest one step at a time. */
+ * the other two running beside it; those two (other tokens) must match their own single-sequence
+ * runs. A prefill of P tokens (too many rows to stack: the sequences run one after another, the
+ * same arithmetic as alone), then the rest one step at a time, the three rows stacked through the
+ * Linears (forward.c: forward_cpu_batch). Bound 1e-5: a Linear of 3 rows sums in another order
+ * than one of 1 row (fp32 rounding: about 2e-6 measured, the size of this fixture's own distance
+ * from Transformers); a row read from the wrong cache or position is off by far more. */
 static void batch_sequences(void) {
   enum { B = 3, P = 24 };
   char dir[512], path[600];
@@ -218,9 +221,13 @@ static void batch_sequences(void) {
     CHECK_OK(lb_model_forward(one, ids + q * n, P, want + (P - 1) * V, false, &err), &err);
     for (int64_t t = P; t < n; t++)
       CHECK_OK(lb_model_forward(one, ids + q * n + t, 1, want + t * V, false, &err), &err);
-    size_t bytes = (size_t)((n - P + 1) * V) * sizeof(float);
-    CHECK_MSG(!memcmp(lg + (q * n + P - 1) * V, want + (P - 1) * V, bytes),
-              "batch sequence %lld differs from its run alone", (long long)q);
+    double far = 0;
+    for (int64_t t = P - 1; t < n; t++) {
+      double e = rel_l2(lg + (q * n + t) * V, want + t * V, (size_t)V);
+      far = e > far ? e : far;
+    }
+    printf("batch sequence %lld against its run alone: worst rel L2 %.2e\n", (long long)q, far);
+    CHECK_MSG(far < 1e-5, "batch sequence %lld: relative L2 %.3e from its run alone", (long long)q, far);
   }
   /* more sequences than opened for, none, and a failed call leaves the position */
   CHECK(lb_model_forward_batch(m, B + 1, ids, 1, NULL, &err) == LB_EINVAL);

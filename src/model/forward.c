@@ -33,6 +33,7 @@ void lb_model_profile_get(const lb_model *m, lb_model_profile *out) { *out = m->
 typedef struct {
   lb_model *m;
   int64_t n, pos, l;
+  int64_t nseq; /* sequences stacked in the rows (n rows each; attend_small_task), 0 meaning 1 */
   const float *w;
   float *a;
   float *b;
@@ -67,23 +68,32 @@ static int64_t first_key(const lb_model *m, int64_t l, int64_t i) {
   return m->layers[l].sliding && i - w + 1 > 0 ? i - w + 1 : 0;
 }
 
-/* Few query rows: per (token, head) pair, dot products with the keys, softmax, sum of values. */
+/* The layer's keys and values of sequence q: sequence 0's at m->kcache / m->vcache (the running
+ * sequence's cache when sequences run one after another), the others a whole cache further each. */
+static size_t cache_floats(const lb_model *m) {
+  const lb_config *c = m->cfg;
+  return (size_t)(c->num_hidden_layers * m->ctx * c->num_key_value_heads * c->head_dim);
+}
+
+/* Few query rows: per (sequence, token, head), dot products with the keys, softmax, sum of values. */
 static void attend_small_task(void *p, int ith, int nth) {
   job *j = p;
   lb_model *m = j->m;
   const lb_config *c = m->cfg;
   const lb_kernels *k = lb_cpu_kernels();
   int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
-  int64_t kvd = c->num_key_value_heads * hd, lo, hi;
-  const float *K = m->kcache + j->l * m->ctx * kvd, *V = m->vcache + j->l * m->ctx * kvd;
+  int64_t kvd = c->num_key_value_heads * hd, nseq = j->nseq ? j->nseq : 1, lo, hi;
+  const size_t cache = cache_floats(m), layer = (size_t)j->l * (size_t)m->ctx * (size_t)kvd;
   float *s = m->scores + ith * m->ctx, scale = 1.0f / sqrtf((float)hd);
-  lb_split(j->n * nh, ith, nth, &lo, &hi);
+  lb_split(nseq * j->n * nh, ith, nth, &lo, &hi);
   for (int64_t e = lo; e < hi; e++) {
-    int64_t t = e / nh, h = e % nh, kv = h / group, i = j->pos + t, k0 = first_key(m, j->l, i);
-    const float *q = m->q + t * nh * hd + h * hd;
+    int64_t r = e / nh, h = e % nh, t = r % j->n, kv = h / group, i = j->pos + t, k0 = first_key(m, j->l, i);
+    const size_t at = (size_t)(r / j->n) * cache + layer;
+    const float *K = m->kcache + at, *V = m->vcache + at;
+    const float *q = m->q + r * nh * hd + h * hd;
     for (int64_t x = k0; x <= i; x++) s[x] = k->dot(q, K + x * kvd + kv * hd, hd) * scale;
     lb_softmax(s + k0, i + 1 - k0);
-    float *o = m->att + t * nh * hd + h * hd;
+    float *o = m->att + r * nh * hd + h * hd;
     memset(o, 0, (size_t)hd * sizeof(float));
     for (int64_t x = k0; x <= i; x++) k->axpy(o, s[x], V + x * kvd + kv * hd, hd);
   }
@@ -155,40 +165,46 @@ static bool tap_at(const lb_block_tap *tap, lb_site site, const float *x, int64_
   return tap->stop == site;
 }
 
-/* x += o_proj(attention(rope(q(norm1 x)), rope(k(...)), v(...))) */
-static lb_status attn_part(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
-                           bool *stopped, lb_error *err) {
+/* x += o_proj(attention(rope(q(norm1 x)), rope(k(...)), v(...))) for nseq sequences of n rows
+ * each at positions pos .. pos + n - 1 (nseq > 1: n <= SMALL_N, forward_cpu_batch), the rows of
+ * sequence q at q * n in every buffer and its cache a whole cache after sequence 0's. */
+static lb_status attn_part(lb_model *m, int64_t l, int64_t nseq, int64_t n, int64_t pos,
+                           const lb_block_tap *tap, bool *stopped, lb_error *err) {
   const lb_config *c = m->cfg;
   lb_layer *L = &m->layers[l];
   int64_t hd = c->head_dim, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
-  int64_t kvd = nkv * hd, d = c->hidden_size;
-  job j = {.m = m, .n = n, .pos = pos, .l = l, .w = L->attn_norm, .a = m->x, .b = m->xn};
+  int64_t kvd = nkv * hd, d = c->hidden_size, rows = nseq * n;
+  job j = {.m = m, .n = n, .pos = pos, .l = l, .nseq = nseq, .w = L->attn_norm, .a = m->x, .b = m->xn};
   lb_model_profile *P = &m->prof;
   double t = m->profiling ? lb_now() : 0;
-  if (!tap || tap->start != LB_SITE_ATTN_IN) run_op(m, norm_task, &j, n * d);
+  j.n = rows;
+  if (!tap || tap->start != LB_SITE_ATTN_IN) run_op(m, norm_task, &j, rows * d);
+  j.n = n;
   t = mark(m, t, &P->other);
   if ((*stopped = tap_at(tap, LB_SITE_ATTN_IN, m->xn, n, d))) return LB_OK;
   const lb_mat *qkv[3] = {&L->lin[LB_LIN_Q], &L->lin[LB_LIN_K], &L->lin[LB_LIN_V]};
   float *qkv_b[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
   float *qkv_y[3] = {m->q, m->k, m->v};
-  LB_TRY(lb_linear_many(m->pool, 3, qkv, qkv_b, m->xn, n, qkv_y, err));
+  LB_TRY(lb_linear_many(m->pool, 3, qkv, qkv_b, m->xn, rows, qkv_y, err));
   t = mark(m, t, &P->qkv);
-  lb_rope_apply(&m->rope, c, m->q, n, nh, nh * hd, pos, pos + n);
-  lb_rope_apply(&m->rope, c, m->k, n, nkv, kvd, pos, pos + n);
-  size_t off = ((size_t)l * (size_t)m->ctx + (size_t)pos) * (size_t)kvd;
-  memcpy(m->kcache + off, m->k, (size_t)(n * kvd) * sizeof(float));
-  memcpy(m->vcache + off, m->v, (size_t)(n * kvd) * sizeof(float));
+  const size_t off = ((size_t)l * (size_t)m->ctx + (size_t)pos) * (size_t)kvd, cache = cache_floats(m);
+  for (int64_t q = 0; q < nseq; q++) {
+    lb_rope_apply(&m->rope, c, m->q + q * n * nh * hd, n, nh, nh * hd, pos, pos + n);
+    lb_rope_apply(&m->rope, c, m->k + q * n * kvd, n, nkv, kvd, pos, pos + n);
+    memcpy(m->kcache + q * cache + off, m->k + q * n * kvd, (size_t)(n * kvd) * sizeof(float));
+    memcpy(m->vcache + q * cache + off, m->v + q * n * kvd, (size_t)(n * kvd) * sizeof(float));
+  }
   if (n <= SMALL_N)
     lb_pool_run(m->pool, attend_small_task, &j);
   else
     attend_gemm(m, l, n, pos);
   t = mark(m, t, &P->attention);
   if ((*stopped = tap_at(tap, LB_SITE_O_IN, m->att, n, nh * hd))) return LB_OK;
-  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_O], L->bias[LB_LIN_O], m->att, n, m->xn, err));
+  LB_TRY(lb_linear(m->pool, &L->lin[LB_LIN_O], L->bias[LB_LIN_O], m->att, rows, m->xn, err));
   t = mark(m, t, &P->o_proj);
   if ((*stopped = tap_at(tap, LB_SITE_ATTN_OUT, m->xn, n, d))) return LB_OK;
-  j.a = m->x, j.b = m->xn;
-  run_op(m, add_task, &j, n * d);
+  j.a = m->x, j.b = m->xn, j.n = rows;
+  run_op(m, add_task, &j, rows * d);
   mark(m, t, &P->other);
   return LB_OK;
 }
@@ -223,14 +239,20 @@ static lb_status mlp_part(lb_model *m, int64_t l, int64_t n, const lb_block_tap 
   return LB_OK;
 }
 
-lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
-                         lb_error *err) {
+/* Layer l over nseq sequences of n rows (attn_part); the MLP takes all their rows as one. */
+static lb_status block(lb_model *m, int64_t l, int64_t nseq, int64_t n, int64_t pos, const lb_block_tap *tap,
+                       lb_error *err) {
   bool stopped = false;
   if (!tap || tap->start == LB_SITE_X || tap->start == LB_SITE_ATTN_IN) {
-    LB_TRY(attn_part(m, l, n, pos, tap, &stopped, err));
+    LB_TRY(attn_part(m, l, nseq, n, pos, tap, &stopped, err));
     if (stopped) return LB_OK;
   }
-  return mlp_part(m, l, n, tap, err);
+  return mlp_part(m, l, nseq * n, tap, err);
+}
+
+lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
+                         lb_error *err) {
+  return block(m, l, 1, n, pos, tap, err);
 }
 
 /* One sequence on the CPU, its cache at m->kcache / m->vcache. */
@@ -244,7 +266,7 @@ static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, floa
     for (int64_t t = 0; t < cn; t++)
       lb_cvt_f32_ref(m->x + t * d, (const char *)m->embed.data + (size_t)tokens[t0 + t] * d * esz,
                      m->embed.dtype, d);
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(lb_model_block(m, l, cn, m->pos, NULL, err));
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, 1, cn, m->pos, NULL, err));
     m->pos += cn;
     bool last = t0 + cn == n;
     if (!logits || (!all && !last)) continue;
@@ -257,6 +279,29 @@ static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, floa
     LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, rn, logits + (all ? t0 * V : 0), err));
     mark(m, t, &m->prof.lm_head);
   }
+  return LB_OK;
+}
+
+/* nseq sequences of n (<= SMALL_N) tokens each, together: their rows stacked through the norms
+ * and the Linears (each weight read once a step for all of them), attention per sequence over its
+ * own cache. logits: each sequence's last row. */
+static lb_status forward_cpu_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
+                                   float *logits, lb_error *err) {
+  const lb_config *c = m->cfg;
+  const int64_t d = c->hidden_size, rows = nseq * n;
+  const size_t esz = lb_dtype_size(m->embed.dtype);
+  for (int64_t r = 0; r < rows; r++)
+    lb_cvt_f32_ref(m->x + r * d, (const char *)m->embed.data + (size_t)tokens[r] * d * esz, m->embed.dtype, d);
+  for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, nseq, n, m->pos, NULL, err));
+  if (!logits) return LB_OK;
+  for (int64_t q = 0; q < nseq; q++) /* the last rows, packed */
+    memmove(m->x + q * d, m->x + (q * n + n - 1) * d, (size_t)d * sizeof(float));
+  job j = {.m = m, .n = nseq, .w = m->final_norm, .a = m->x, .b = m->xn};
+  double t = m->profiling ? lb_now() : 0;
+  run_op(m, norm_task, &j, nseq * d);
+  t = mark(m, t, &m->prof.other);
+  LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, nseq, logits, err));
+  mark(m, t, &m->prof.lm_head);
   return LB_OK;
 }
 
@@ -277,13 +322,18 @@ static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, 
       return lb_fail(err, LB_EINVAL, "forward: token id %d at %lld is outside the vocabulary (%lld)",
                      tokens[t], (long long)t, (long long)V);
   if (m->gpu) return lb_gpu_forward(m, nseq, tokens, n, logits, all, samplers, next, err);
-  const size_t cache = (size_t)(c->num_hidden_layers * m->ctx * c->num_key_value_heads * c->head_dim);
+  const size_t cache = cache_floats(m);
   const int64_t pos = m->pos;
   lb_status s = LB_OK;
-  for (int64_t q = 0; q < nseq && s == LB_OK; q++) { /* each sequence over its own cache */
+  /* decode steps: up to SMALL_N rows of sequences at once (more rows take the Linears' prefill
+   * path, slower for a handful of rows than two passes: bench/BENCHMARKS.md) */
+  const int64_t rows = m->chunk < SMALL_N ? m->chunk : SMALL_N, per = !all && n <= rows ? rows / n : 1;
+  for (int64_t q = 0, g = 1; q < nseq && s == LB_OK; q += g) { /* each over its own cache */
+    g = nseq - q < per ? nseq - q : per;
     m->kcache = m->kc_all + (size_t)q * cache, m->vcache = m->vc_all + (size_t)q * cache;
     m->pos = pos;
-    s = forward_cpu(m, tokens + q * n, n, logits ? logits + q * V : NULL, all, err);
+    float *lq = logits ? logits + q * V : NULL;
+    s = g > 1 ? forward_cpu_batch(m, g, tokens + q * n, n, lq, err) : forward_cpu(m, tokens + q * n, n, lq, all, err);
   }
   m->kcache = m->kc_all, m->vcache = m->vc_all;
   m->pos = s == LB_OK ? pos + n : pos;
