@@ -452,6 +452,19 @@ typedef struct lb_ppl_result {
 lb_status lb_perplexity(lb_model *m, const int32_t *tokens, int64_t n, int64_t ctx,
                         int64_t max_windows, void (*progress)(void *, int64_t, int64_t),
                         void *progress_ctx, lb_ppl_result *out, lb_error *err);
+/* How far m's next-token distributions are from those of `base` (the model m was quantized from,
+ * of the same vocabulary) over the same windows: at every scored position the Kullback-Leibler
+ * divergence KL(base || m) in nats, from both models' log-softmax in double. */
+typedef struct lb_kl_result {
+  double kl_mean, kl_stderr;       /* over the positions; stderr = sd / sqrt(positions) */
+  double kl_median, kl_p99, kl_max;
+  double same_top;                 /* share of positions whose most likely token is the same */
+  double base_ppl, base_ppl_stderr; /* base's perplexity on the same windows */
+} lb_kl_result;
+/* lb_perplexity of m (out), with base run on each window too (kl); base NULL: lb_perplexity. */
+lb_status lb_perplexity_kl(lb_model *m, lb_model *base, const int32_t *tokens, int64_t n, int64_t ctx,
+                           int64_t max_windows, void (*progress)(void *, int64_t, int64_t),
+                           void *progress_ctx, lb_ppl_result *out, lb_kl_result *kl, lb_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Devices                                                                                        */

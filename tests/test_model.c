@@ -7,6 +7,7 @@
  *  - greedy generation of the README's prompt equals Transformers' tokens, ending in EOS.
  * Bound: relative L2 error 1e-4. Both sides compute in fp32 from the same bf16 weights; what differs
  * is summation order (sgemm vs cuBLAS, ~1e-6 relative per dot product) growing through 10 layers. */
+#include "model/model_internal.h"
 #include "test.h"
 
 typedef struct {
@@ -243,6 +244,59 @@ static void batch_sequences(void) {
   free_fixture(&f);
 }
 
+/* KL(P || Q) of two logit rows (lb_kl_logits, perplexity --kl-base) against the definition in long
+ * double: log-softmaxes by a direct sum, then sum p (log p - log q). Bound 1e-12 absolute plus
+ * 1e-6 relative: lb_kl_logits sums 32000 double terms of size <= 30 (about 2^-53 * 32000 * 30 =
+ * 1e-10 of the terms' scale, relative to each of its three O(1) parts, of which the KL is the
+ * difference: 1e-12 for rows whose KL is 1e-8). */
+static long double kl_ref(const float *p, const float *q, int n) {
+  long double mp = -INFINITY, mq = -INFINITY, sp = 0, sq = 0, kl = 0;
+  for (int i = 0; i < n; i++) mp = p[i] > mp ? p[i] : mp, mq = q[i] > mq ? q[i] : mq;
+  for (int i = 0; i < n; i++) sp += expl((long double)p[i] - mp), sq += expl((long double)q[i] - mq);
+  for (int i = 0; i < n; i++) {
+    const long double lp = (long double)p[i] - mp - logl(sp), lq = (long double)q[i] - mq - logl(sq);
+    kl += expl(lp) * (lp - lq);
+  }
+  return kl;
+}
+
+static void kl_math(void) {
+  enum { V = 32000 };
+  float *p = malloc(V * sizeof(float)), *q = malloc(V * sizeof(float));
+  uint64_t r = 0x2545F4914F6CDD1Dull;
+  double worst = 0;
+  for (int c = 0; c < 4; c++) { /* q: p plus noise of 3, 0.3, 0.01, 1e-4 */
+    const double amp = c == 0 ? 3 : c == 1 ? 0.3 : c == 2 ? 0.01 : 1e-4;
+    for (int i = 0; i < V; i++) {
+      r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+      p[i] = (float)((double)(r >> 40) / (1 << 24) * 12.0 - 6.0); /* logits in [-6, 6) */
+      r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+      q[i] = p[i] + (float)(((double)(r >> 40) / (1 << 24) - 0.5) * amp);
+    }
+    bool same;
+    const double got = lb_kl_logits(p, q, V, &same), want = (double)kl_ref(p, q, V);
+    const double e = fabs(got - want) / (1e-12 + 1e-6 * want);
+    worst = e > worst ? e : worst;
+    printf("KL noise %.0e: %.6e (reference %.6e), same top %d\n", amp, got, want, same);
+    CHECK_MSG(e <= 1, "KL %.9e against %.9e", got, want);
+    CHECK(want > 0);
+  }
+  bool same = false;
+  CHECK(lb_kl_logits(p, p, V, &same) == 0.0 && same); /* equal rows */
+  float a[4] = {1, 3, 2, 3}, b[4] = {1, 2, 3, 0}; /* a's first maximum at 1, b's at 2 */
+  CHECK(lb_kl_logits(a, b, 4, &same) > 0 && !same);
+  CHECK(fabs(lb_kl_logits(a, b, 4, &same) - (double)kl_ref(a, b, 4)) < 1e-12);
+  b[2] = NAN;
+  CHECK(isnan(lb_kl_logits(a, b, 4, &same)));
+  b[2] = INFINITY;
+  CHECK(isnan(lb_kl_logits(a, b, 4, &same)));
+  b[2] = 3, b[0] = -INFINITY; /* q gives no mass where p gives some: infinite */
+  CHECK(isinf(lb_kl_logits(a, b, 4, &same)));
+  a[0] = -INFINITY; /* and p none there either: finite again */
+  CHECK(isfinite(lb_kl_logits(a, b, 4, &same)));
+  free(p), free(q);
+}
+
 static void bad_calls(void) {
   lb_error err = {0};
   lb_model *m = NULL;
@@ -282,6 +336,7 @@ int main(int argc, char **argv) {
       {"tiny_models", tiny_models},
       {"greedy_reference", greedy_reference},
       {"batch_sequences", batch_sequences},
+      {"kl_math", kl_math},
       {"bad_calls", bad_calls},
   };
   return lb_test_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

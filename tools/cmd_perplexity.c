@@ -1,7 +1,8 @@
-/* lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t N] [--json]
+/* lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [--kl-base BASE] [-t N] [--json]
  * The protocol of the shared model's README: the whole file tokenized once with BOS (as the
  * tokenizer adds it), cut into non-overlapping windows of N tokens, each run from an empty cache,
- * every position scored against its successor. */
+ * every position scored against its successor. --kl-base: BASE runs the same windows and every
+ * position gets KL(BASE || DIR) of the two next-token distributions. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +13,18 @@
 #include "io/fs.h"
 
 static const char *HELP =
-    "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [-t THREADS] [--json]\n"
-    "                         [--ref-kernels] [--device cpu|cuda]\n"
+    "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [--kl-base BASE]\n"
+    "                         [-t THREADS] [--json] [--ref-kernels] [--device cpu|cuda]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
     "  --ctx N           window length in tokens (default 1024)\n"
     "  --max-windows K   score only the first K windows (default: all)\n"
+    "  --kl-base BASE    also run the model in BASE (the one DIR was quantized from) on the same\n"
+    "                    windows, and report the KL divergence KL(BASE || DIR) of the next-token\n"
+    "                    distributions over the positions (mean with its standard error, median,\n"
+    "                    99th percentile, max), how often both rank the same token first, and\n"
+    "                    BASE's perplexity. Both models are open at once; the tokenizer is DIR's\n"
     "  -t THREADS        threads (default: all cores)\n"
     "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n"
     "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
@@ -26,7 +32,7 @@ static const char *HELP =
     "  --device D        cpu (default) or cuda (the first GPU)\n";
 
 typedef struct {
-  const char *dir, *file;
+  const char *dir, *file, *base;
   long long ctx, max_windows, threads;
   bool json, ref;
   lb_device device;
@@ -51,7 +57,10 @@ static lb_status run(const opts *o, lb_error *err) {
   lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref,
                           .device = o->device};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
+  lb_model *b = NULL;
+  if (s == LB_OK && o->base) s = lb_model_open(o->base, &mo, &b, err);
   lb_ppl_result r = {0};
+  lb_kl_result kl = {0};
   if (s == LB_OK) {
     int64_t windows = (int64_t)n / o->ctx;
     if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
@@ -60,7 +69,7 @@ static lb_status run(const opts *o, lb_error *err) {
               n, t_tok, (long long)windows, o->ctx, o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
     lb_progress bar;
     lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
-    s = lb_perplexity(m, ids, (int64_t)n, o->ctx, o->max_windows, on_window, &bar, &r, err);
+    s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, on_window, &bar, &r, &kl, err);
     lb_progress_finish(&bar);
   }
   if (s == LB_OK && o->json) {
@@ -71,6 +80,13 @@ static lb_status run(const opts *o, lb_error *err) {
         (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
         "file", o->file, "threads", (json_int_t)lb_model_threads(m), "device",
         o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
+    json_t *more = b ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "kl_base", o->base, "kl_mean",
+                                 kl.kl_mean, "kl_stderr", kl.kl_stderr, "kl_median", kl.kl_median, "kl_p99",
+                                 kl.kl_p99, "kl_max", kl.kl_max, "same_top", kl.same_top, "base_ppl",
+                                 kl.base_ppl, "base_ppl_stderr", kl.base_ppl_stderr)
+                     : NULL;
+    if (root && b && (!more || json_object_update(root, more))) json_decref(root), root = NULL;
+    json_decref(more);
     if (!root) s = lb_fail(err, LB_ENOMEM, "perplexity: cannot build the JSON output");
     else {
       json_dumpf(root, stdout, JSON_INDENT(2));
@@ -82,7 +98,14 @@ static lb_status run(const opts *o, lb_error *err) {
     printf("ppl %.4f ± %.4f  (%s tokens scored in %lld windows of %lld; %.1f tokens/s, %.1f s)\n",
            r.ppl, r.ppl_stderr, cli_count((uint64_t)r.tokens, a, sizeof a), (long long)r.windows,
            o->ctx, r.tokens_per_s, r.seconds);
+    if (b) {
+      printf("KL divergence from %s: mean %.6f ± %.6f, median %.6f, 99th percentile %.6f, max %.6f\n",
+             o->base, kl.kl_mean, kl.kl_stderr, kl.kl_median, kl.kl_p99, kl.kl_max);
+      printf("same top token: %.2f%%   base ppl %.4f ± %.4f (ppl ratio %.4f)\n", 100 * kl.same_top,
+             kl.base_ppl, kl.base_ppl_stderr, r.ppl / kl.base_ppl);
+    }
   }
+  lb_model_free(b);
   lb_model_free(m);
   lb_tokenizer_free(tok);
   free(ids);
@@ -103,12 +126,13 @@ int cmd_perplexity(int argc, char **argv) {
     } else if (!strcmp(a, "--ref-kernels")) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "-t", "--threads", "--device"};
+      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--device"};
       bool known = false;
       for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
       if (!known) return cli_usage_error("perplexity", "unknown option '%s'", a);
       if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("perplexity", "%s needs a value", a);
       if (!strcmp(a, "-f") || !strcmp(a, "--file")) o.file = v;
+      else if (!strcmp(a, "--kl-base")) o.base = v;
       else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);
       else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
       else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);

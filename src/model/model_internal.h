@@ -81,6 +81,11 @@ typedef struct lb_block_tap {
 
 /* One decoder block over the n rows of m->x (positions pos .. pos + n - 1; the keys and values of
  * earlier positions of this layer are in the KV cache), in place; tap NULL: the plain forward. */
+/* KL(P || Q) in nats of the softmaxes of the logit rows p and q (n entries), in double; *same:
+ * whether their largest entries are at the same index (the lowest on ties). NaN when a row holds
+ * a NaN or an infinity. (src/eval/perplexity.c) */
+double lb_kl_logits(const float *p, const float *q, int64_t n, bool *same);
+
 lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const lb_block_tap *tap,
                          lb_error *err);
 

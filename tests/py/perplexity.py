@@ -5,7 +5,9 @@
                        every window scored): 283.3286, from bench/ppl_reference.py on an H100,
                        2026-11-22 (in-window only: 283.2849; no BOS: 283.5148)
   perplexity.py quick  a few windows (the sanitizer build): the JSON keys, ppl = exp(mean NLL),
-                       the window arithmetic, --max-windows, and bad input"""
+                       the window arithmetic, --max-windows, and bad input; --kl-base against the
+                       model itself and against its 4-bit RTN copy (the per-position KL math is
+                       checked against long double in tests/test_model.c: kl_math)"""
 import json
 import math
 import os
@@ -59,9 +61,41 @@ def test_text_output_and_errors():
     assert p.returncode == 2 and "-f FILE" in p.stderr, p.stderr
 
 
+def test_kl_base():
+    valid = shared("data/pocket-valid.txt")
+    args = ("-f", valid, "--ctx", "128", "--max-windows", "3")
+    alone = ppl_json(*args)
+    same = ppl_json(*args, "--kl-base", POCKET)
+    # the same model as its own base: both runs are the same arithmetic
+    assert same["kl_mean"] == 0 and same["kl_max"] == 0 and same["same_top"] == 1, same
+    assert same["ppl"] == alone["ppl"] == same["base_ppl"], (same, alone)
+    q = os.path.join(fresh_tmp(), "rtn4")
+    lowbit("quantize", POCKET, q, "--method", "rtn", "--bits", "4", "--group", "128")
+    qalone = json.loads(lowbit("perplexity", q, *args, "--json").stdout)
+    kl = json.loads(lowbit("perplexity", q, *args, "--kl-base", POCKET, "--json").stdout)
+    print(json.dumps(kl))
+    # the quantized model scored as alone, the base as alone: the right model in each role
+    assert kl["ppl"] == qalone["ppl"] and kl["base_ppl"] == alone["ppl"], (kl, qalone, alone)
+    assert kl["kl_base"] == POCKET and kl["tokens"] == 3 * 128, kl
+    # 4-bit g128 RTN of a 48M model: KL of order 1e-2 nats (0.024 over 4 windows of 256, by hand)
+    assert 1e-3 < kl["kl_mean"] < 0.2 and 0 < kl["kl_stderr"] < kl["kl_mean"], kl
+    assert 0 < kl["kl_median"] <= kl["kl_p99"] <= kl["kl_max"], kl
+    assert 0.6 < kl["same_top"] < 1, kl
+    p = lowbit("perplexity", q, *args, "--kl-base", POCKET)
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("ppl ") and lines[1].startswith("KL divergence from " + POCKET), p.stdout
+    assert "same top token" in lines[2] and "base ppl" in lines[2], p.stdout
+    # a base of another vocabulary, and one that is not there
+    tiny = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tiny", "llama")
+    p = lowbit("perplexity", POCKET, *args, "--kl-base", tiny, check=False)
+    assert p.returncode == 1 and "vocabulary" in p.stderr, p.stderr
+    p = lowbit("perplexity", POCKET, *args, "--kl-base", "/nonexistent", check=False)
+    assert p.returncode == 1 and "/nonexistent" in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "quick"
     if mode == "full":
         run_tests([test_full_wikitext_reference])
     else:
-        run_tests([test_quick_windows, test_text_output_and_errors])
+        run_tests([test_quick_windows, test_text_output_and_errors, test_kl_base])
