@@ -13,6 +13,7 @@ int cmd_devices(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
@@ -32,6 +33,11 @@ bool cli_parse_double(const char *s, double lo, double hi, double *out);
 uint64_t cli_peak_rss(void);
 /* Takes the value of option argv[*i] (advancing *i); NULL when it is missing. */
 const char *cli_value(int argc, char **argv, int *i);
+/* The value of option argv[*i] of `cmd`, which must be one of the n names in `valued` (options
+ * that take a value), advancing *i; NULL after a usage error for an unknown option or a missing
+ * value, with *rc its exit status. */
+const char *cli_option_value(const char *cmd, int argc, char **argv, int *i, const char *const *valued, size_t n,
+                             int *rc);
 /* Builds the checkpoint folder dst: fill(ctx, tmp_dir) writes tensors and config.json into a fresh
  * temporary folder beside dst, then src's companion files (generation config, tokenizer; src may be
  * NULL: none) are copied
@@ -40,6 +46,12 @@ const char *cli_value(int argc, char **argv, int *i);
 typedef lb_status (*cli_fill_fn)(void *ctx, const char *tmp_dir, lb_error *err);
 lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src, cli_fill_fn fill,
                            void *ctx, lb_error *err);
+/* The text file at path, tokenized as a whole by the tokenizer of model_dir with BOS (as it adds
+ * it): *tok (to free), *ids (malloc'd, *n of them), *seconds the tokenization took. */
+lb_status cli_tokenize_file(const char *model_dir, const char *path, lb_tokenizer **tok, int32_t **ids, size_t *n,
+                            double *seconds, lb_error *err);
+/* A progress callback (lb_perplexity's) that moves the lb_progress bar at p. */
+void cli_progress_cb(void *p, int64_t done, int64_t total);
 /* "cpu" or "cuda" (--device); false otherwise. */
 bool cli_parse_device(const char *s, lb_device *out);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */

@@ -38,22 +38,13 @@ typedef struct {
   lb_device device;
 } opts;
 
-static void on_window(void *p, int64_t done, int64_t total) {
-  (void)total;
-  lb_progress_update(p, (uint64_t)done);
-}
-
 static lb_status run(const opts *o, lb_error *err) {
   lb_tokenizer *tok = NULL;
   lb_model *m = NULL;
   int32_t *ids = NULL;
-  size_t n = 0, len = 0;
-  char *text = NULL;
-  lb_status s = lb_read_file(o->file, 1u << 30, &text, &len, err);
-  if (s == LB_OK) s = lb_tokenizer_load(o->dir, &tok, err);
-  double t0 = lb_now();
-  if (s == LB_OK) s = lb_tokenize(tok, text, len, LB_TOK_ADD_SPECIAL, &ids, &n, err);
-  double t_tok = lb_now() - t0;
+  size_t n = 0;
+  double t_tok = 0;
+  lb_status s = cli_tokenize_file(o->dir, o->file, &tok, &ids, &n, &t_tok, err);
   lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref,
                           .device = o->device};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
@@ -69,7 +60,7 @@ static lb_status run(const opts *o, lb_error *err) {
               n, t_tok, (long long)windows, o->ctx, o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
     lb_progress bar;
     lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
-    s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, on_window, &bar, &r, &kl, err);
+    s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, cli_progress_cb, &bar, &r, &kl, err);
     lb_progress_finish(&bar);
   }
   if (s == LB_OK && o->json) {
@@ -109,7 +100,6 @@ static lb_status run(const opts *o, lb_error *err) {
   lb_model_free(m);
   lb_tokenizer_free(tok);
   free(ids);
-  free(text);
   return s;
 }
 
@@ -127,10 +117,8 @@ int cmd_perplexity(int argc, char **argv) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
       static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--device"};
-      bool known = false;
-      for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
-      if (!known) return cli_usage_error("perplexity", "unknown option '%s'", a);
-      if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("perplexity", "%s needs a value", a);
+      int rc = 0;
+      if (!(v = cli_option_value("perplexity", argc, argv, &i, VALUED, sizeof VALUED / sizeof VALUED[0], &rc))) return rc;
       if (!strcmp(a, "-f") || !strcmp(a, "--file")) o.file = v;
       else if (!strcmp(a, "--kl-base")) o.base = v;
       else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);

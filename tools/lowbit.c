@@ -5,7 +5,10 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "base/progress.h"
+#include "base/status.h"
 #include "cli.h"
+#include "io/fs.h"
 
 static const struct {
   const char *name;
@@ -17,6 +20,7 @@ static const struct {
     {"convert", cmd_convert, "rewrite a checkpoint (re-shard, change dtype), tensors byte-exact"},
     {"generate", cmd_generate, "continue a prompt, streaming the text (greedy or sampled)"},
     {"perplexity", cmd_perplexity, "perplexity of a text file over fixed windows"},
+    {"compare", cmd_compare, "quantized models against their base: size, perplexity, KL, a plot"},
     {"bench", cmd_bench, "prompt and generation speed, llama-bench's protocol (pp512, tg128)"},
     {"synth", cmd_synth, "a model of 7B-class shapes with random weights, for speed tests"},
     {"tokenize", cmd_tokenize, "token ids and pieces of a text"},
@@ -110,6 +114,35 @@ uint64_t cli_peak_rss(void) {
 }
 
 const char *cli_value(int argc, char **argv, int *i) { return *i + 1 < argc ? argv[++*i] : NULL; }
+
+lb_status cli_tokenize_file(const char *model_dir, const char *path, lb_tokenizer **tok, int32_t **ids, size_t *n,
+                            double *seconds, lb_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  *tok = NULL, *ids = NULL, *n = 0, *seconds = 0;
+  lb_status s = lb_read_file(path, 1u << 30, &text, &len, err);
+  if (s == LB_OK) s = lb_tokenizer_load(model_dir, tok, err);
+  const double t0 = lb_now();
+  if (s == LB_OK) s = lb_tokenize(*tok, text, len, LB_TOK_ADD_SPECIAL, ids, n, err);
+  *seconds = lb_now() - t0;
+  free(text);
+  return s;
+}
+
+void cli_progress_cb(void *p, int64_t done, int64_t total) {
+  (void)total;
+  lb_progress_update(p, (uint64_t)done);
+}
+
+const char *cli_option_value(const char *cmd, int argc, char **argv, int *i, const char *const *valued, size_t n,
+                             int *rc) {
+  const char *a = argv[*i], *v;
+  bool known = false;
+  for (size_t k = 0; k < n; k++) known |= !strcmp(a, valued[k]);
+  if (!known) return *rc = cli_usage_error(cmd, "unknown option '%s'", a), NULL;
+  if (!(v = cli_value(argc, argv, i))) return *rc = cli_usage_error(cmd, "%s needs a value", a), NULL;
+  return v;
+}
 
 bool cli_parse_device(const char *s, lb_device *out) {
   if (!strcmp(s, "cpu")) *out = LB_DEVICE_CPU;
