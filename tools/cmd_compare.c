@@ -73,8 +73,9 @@ static lb_status write_svg(const opts *o, const row *base, const row *rows, lb_e
   for (int i = 0; i < o->nmodels; i++)
     pts[i + 1] = (cli_point){bpw(&rows[i]), rows[i].kl.kl_mean, short_name(rows[i].dir, names[i + 1], sizeof names[i + 1])};
   snprintf(title, sizeof title, "KL divergence from %s against bits per weight", bn);
+  const char *file = strrchr(o->file, '/') ? strrchr(o->file, '/') + 1 : o->file;
   snprintf(note, sizeof note, "%s: %lld positions in %lld windows of %lld tokens; hollow: %s itself (KL 0)",
-           o->file, (long long)rows[0].ppl.tokens, (long long)rows[0].ppl.windows, o->ctx, bn);
+           file, (long long)rows[0].ppl.tokens, (long long)rows[0].ppl.windows, o->ctx, bn);
   const cli_plot p = {title, "bits per weight (checkpoint bytes x 8 / parameters)", "mean KL(base || model), nats",
                       true, note, pts, (size_t)o->nmodels + 1};
   return cli_plot_svg_file(&p, o->svg, err);

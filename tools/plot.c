@@ -103,19 +103,45 @@ lb_status cli_plot_svg(const cli_plot *p, char **out, size_t *len, lb_error *err
     esc(f, p->note);
     fputs("</text>\n", f);
   }
-  /* points: on the axis when y <= 0 on a log scale (hollow); labels right of the point, or left
-   * of it in the right quarter */
-  for (size_t i = 0; i < p->n; i++) {
+  /* points: on the axis when y <= 0 on a log scale (hollow); then each label at the first of four
+   * places beside its point (above or below, right or left; left first in the right quarter)
+   * that overlaps no other point (9 px around it) and no label placed before it, judged by a
+   * width of 7 px a character */
+  double (*at)[2] = calloc(p->n, sizeof *at), (*box)[4] = calloc(p->n, sizeof *box);
+  for (size_t i = 0; at && i < p->n; i++) {
     const cli_point *q = &p->pts[i];
     const bool off = ay.log && q->y <= 0;
-    const double px = L + pos(&ax, q->x, PW), py = off ? T + PH : T + PH - pos(&ay, ay.log ? log10(q->y) : q->y, PH);
-    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"#1f5fa8\" stroke-width=\"1.5\"/>\n", px, py,
-            off ? "white" : "#1f5fa8");
-    if (!q->label) continue;
-    const bool left = px > L + 0.75 * PW;
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", px + (left ? -8 : 8), py - 6, left ? "end" : "start");
-    esc(f, q->label);
+    at[i][0] = L + pos(&ax, q->x, PW), at[i][1] = off ? T + PH : T + PH - pos(&ay, ay.log ? log10(q->y) : q->y, PH);
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"#1f5fa8\" stroke-width=\"1.5\"/>\n",
+            at[i][0], at[i][1], off ? "white" : "#1f5fa8");
+  }
+  for (size_t i = 0, nbox = 0; at && box && i < p->n; i++) {
+    const char *label = p->pts[i].label;
+    if (!label) continue;
+    const double px = at[i][0], py = at[i][1], w = 7.0 * (double)strlen(label);
+    const bool right_first = px <= L + 0.75 * PW;
+    double bx = 0, by = 0;
+    bool left = false;
+    for (int k = 0; k < 4; k++) {
+      left = (k >= 2) == right_first;
+      bx = left ? px - 8 - w : px + 8, by = k % 2 ? py + 18 : py - 6; /* by: the baseline */
+      bool clash = false;
+      for (size_t j = 0; j < p->n && !clash; j++)
+        clash = j != i && bx < at[j][0] + 9 && bx + w > at[j][0] - 9 && by - 12 < at[j][1] + 9 && by > at[j][1] - 9;
+      for (size_t j = 0; j < nbox && !clash; j++)
+        clash = bx < box[j][1] && bx + w > box[j][0] && by - 12 < box[j][3] && by > box[j][2];
+      if (!clash) break;
+    }
+    box[nbox][0] = bx, box[nbox][1] = bx + w, box[nbox][2] = by - 12, box[nbox][3] = by, nbox++;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", left ? bx + w : bx, by, left ? "end" : "start");
+    esc(f, label);
     fputs("</text>\n", f);
+  }
+  const bool placed = at && box;
+  free(at), free(box);
+  if (!placed) {
+    fclose(f), free(*out), *out = NULL;
+    return lb_fail(err, LB_ENOMEM, "plot: out of memory");
   }
   fputs("</svg>\n", f);
   if (fclose(f) != 0 || !*out) {
