@@ -2,6 +2,7 @@
 #ifndef LB_TOOLS_CLI_H
 #define LB_TOOLS_CLI_H
 
+#include <jansson.h>
 #include <stdio.h>
 
 #include "lowbit.h"
@@ -50,8 +51,14 @@ lb_status cli_build_output(const char *dst, bool force, const lb_checkpoint *src
  * it): *tok (to free), *ids (malloc'd, *n of them), *seconds the tokenization took. */
 lb_status cli_tokenize_file(const char *model_dir, const char *path, lb_tokenizer **tok, int32_t **ids, size_t *n,
                             double *seconds, lb_error *err);
-/* A progress callback (lb_perplexity's) that moves the lb_progress bar at p. */
+/* A progress callback (lb_perplexity's) that moves the lb_progress bar at p, its total the one
+ * the callback reports (so the caller need not work it out before). */
 void cli_progress_cb(void *p, int64_t done, int64_t total);
+/* kl's per-position statistics as JSON members kl_mean, kl_stderr, kl_median, kl_p99, kl_max and
+ * same_top, added to obj (perplexity --kl-base, compare); false when out of memory. */
+bool cli_kl_json(json_t *obj, const lb_kl_result *kl);
+/* The open model's checkpoint: tensor bytes and parameters (bits per weight = 8 * bytes / params). */
+void cli_model_size(const lb_model *m, double *bytes, double *params);
 /* "cpu" or "cuda" (--device); false otherwise. */
 bool cli_parse_device(const char *s, lb_device *out);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */

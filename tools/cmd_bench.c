@@ -199,11 +199,8 @@ static lb_status bench_model(const opts *o, const char *dir, result *res, int *n
   mo.max_ctx = need, mo.batch = (int)bmax;
   bench_ctx x = {.o = o, .seed = 42};
   LB_TRY(lb_model_open(dir, &mo, &x.m, err));
-  const lb_checkpoint *ck = lb_model_checkpoint(x.m);
-  const lb_tensors *ts = lb_checkpoint_tensors(ck);
-  for (size_t i = 0; i < lb_tensors_count(ts); i++) x.size += (double)lb_tensors_at(ts, i)->nbytes;
-  x.params = (double)lb_checkpoint_params(ck).total;
-  x.bos = (int32_t)lb_checkpoint_generation(ck)->bos_token_id;
+  cli_model_size(x.m, &x.size, &x.params);
+  x.bos = (int32_t)lb_checkpoint_generation(lb_model_checkpoint(x.m))->bos_token_id;
   const lb_config *c = lb_model_config(x.m);
   x.logits = malloc((size_t)(bmax * c->vocab_size) * sizeof(float));
   x.t = malloc((size_t)o->reps * sizeof(double));

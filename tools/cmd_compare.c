@@ -45,14 +45,6 @@ typedef struct {
   lb_kl_result kl;
 } row;
 
-/* The checkpoint's tensor bytes and parameters (as bench counts them). */
-static void sizes(lb_model *m, row *r) {
-  const lb_checkpoint *ck = lb_model_checkpoint(m);
-  const lb_tensors *ts = lb_checkpoint_tensors(ck);
-  for (size_t i = 0; i < lb_tensors_count(ts); i++) r->size += (double)lb_tensors_at(ts, i)->nbytes;
-  r->params = (double)lb_checkpoint_params(ck).total;
-}
-
 /* The folder's last name (for tables and labels): "out/pocket-nf4/" gives "pocket-nf4". */
 static const char *short_name(const char *dir, char *buf, size_t cap) {
   size_t n = strlen(dir);
@@ -85,11 +77,10 @@ static lb_status print_json(const opts *o, const row *base, const row *rows) {
   json_t *list = json_array();
   for (int i = 0; list && i < o->nmodels; i++) {
     const row *r = &rows[i];
-    json_t *e = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "model", r->dir,
-                          "size_bytes", r->size, "params", r->params, "bits_per_weight", bpw(r), "ppl", r->ppl.ppl,
-                          "ppl_stderr", r->ppl.ppl_stderr, "ppl_ratio", r->ppl.ppl / r->kl.base_ppl, "kl_mean",
-                          r->kl.kl_mean, "kl_stderr", r->kl.kl_stderr, "kl_median", r->kl.kl_median, "kl_p99",
-                          r->kl.kl_p99, "kl_max", r->kl.kl_max, "same_top", r->kl.same_top);
+    json_t *e = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f}", "model", r->dir, "size_bytes", r->size, "params",
+                          r->params, "bits_per_weight", bpw(r), "ppl", r->ppl.ppl, "ppl_stderr", r->ppl.ppl_stderr,
+                          "ppl_ratio", r->ppl.ppl / r->kl.base_ppl);
+    if (e && !cli_kl_json(e, &r->kl)) json_decref(e), e = NULL;
     if (!e || json_array_append_new(list, e)) json_decref(list), list = NULL;
   }
   json_t *root = list ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:I, s:I, s:I, s:o}", "base", o->base,
@@ -140,18 +131,16 @@ static lb_status run(const opts *o, lb_error *err) {
   lb_status s = cli_tokenize_file(o->base, o->file, &tok, &ids, &n, &t_tok, err);
   const lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .device = o->device};
   if (s == LB_OK) s = lb_model_open(o->base, &mo, &b, err);
-  if (s == LB_OK) sizes(b, &base);
+  if (s == LB_OK) cli_model_size(b, &base.size, &base.params);
   for (int i = 0; i < o->nmodels && s == LB_OK; i++) {
     lb_model *m = NULL;
     char label[160], nm[128];
     rows[i].dir = o->models[i];
     if ((s = lb_model_open(o->models[i], &mo, &m, err)) != LB_OK) break;
-    sizes(m, &rows[i]);
-    int64_t windows = (int64_t)(n > 0 ? (n - 1) : 0) / o->ctx;
-    if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
+    cli_model_size(m, &rows[i].size, &rows[i].params);
     snprintf(label, sizeof label, "%s (%d/%d)", short_name(o->models[i], nm, sizeof nm), i + 1, o->nmodels);
-    lb_progress bar;
-    lb_progress_start(&bar, label, (uint64_t)(windows > 0 ? windows : 1), "windows", 1);
+    lb_progress bar; /* its total: from the first window's callback */
+    lb_progress_start(&bar, label, 1, "windows", 1);
     s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, cli_progress_cb, &bar, &rows[i].ppl, &rows[i].kl,
                          err);
     lb_progress_finish(&bar);

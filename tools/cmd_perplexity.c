@@ -24,7 +24,7 @@ static const char *HELP =
     "                    windows, and report the KL divergence KL(BASE || DIR) of the next-token\n"
     "                    distributions over the positions (mean with its standard error, median,\n"
     "                    99th percentile, max), how often both rank the same token first, and\n"
-    "                    BASE's perplexity. Both models are open at once; the tokenizer is DIR's\n"
+    "                    BASE's perplexity. Both models are open at once; the tokenizer is DIR's.\n"
     "  -t THREADS        threads (default: all cores)\n"
     "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n"
     "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
@@ -53,7 +53,7 @@ static lb_status run(const opts *o, lb_error *err) {
   lb_ppl_result r = {0};
   lb_kl_result kl = {0};
   if (s == LB_OK) {
-    int64_t windows = (int64_t)n / o->ctx;
+    int64_t windows = (int64_t)(n > 0 ? n - 1 : 0) / o->ctx; /* lb_perplexity's: ctx inputs + the next token */
     if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
     if (!o->json)
       fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s\n", o->file,
@@ -71,12 +71,11 @@ static lb_status run(const opts *o, lb_error *err) {
         (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
         "file", o->file, "threads", (json_int_t)lb_model_threads(m), "device",
         o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
-    json_t *more = b ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "kl_base", o->base, "kl_mean",
-                                 kl.kl_mean, "kl_stderr", kl.kl_stderr, "kl_median", kl.kl_median, "kl_p99",
-                                 kl.kl_p99, "kl_max", kl.kl_max, "same_top", kl.same_top, "base_ppl",
-                                 kl.base_ppl, "base_ppl_stderr", kl.base_ppl_stderr)
+    json_t *more = b ? json_pack("{s:s, s:f, s:f}", "kl_base", o->base, "base_ppl", kl.base_ppl,
+                                 "base_ppl_stderr", kl.base_ppl_stderr)
                      : NULL;
-    if (root && b && (!more || json_object_update(root, more))) json_decref(root), root = NULL;
+    if (root && b && (!more || json_object_update(root, more) || !cli_kl_json(root, &kl)))
+      json_decref(root), root = NULL;
     json_decref(more);
     if (!root) s = lb_fail(err, LB_ENOMEM, "perplexity: cannot build the JSON output");
     else {
@@ -124,8 +123,7 @@ int cmd_perplexity(int argc, char **argv) {
       else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);
       else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
       else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);
-      else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o.device);
-      else return cli_usage_error("perplexity", "unknown option '%s'", a);
+      else ok = cli_parse_device(v, &o.device); /* --device: the last of VALUED */
       if (!ok) return cli_usage_error("perplexity", "%s '%s': not a valid value", a, v);
     } else if (!o.dir) {
       o.dir = a;

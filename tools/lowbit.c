@@ -130,8 +130,25 @@ lb_status cli_tokenize_file(const char *model_dir, const char *path, lb_tokenize
 }
 
 void cli_progress_cb(void *p, int64_t done, int64_t total) {
-  (void)total;
+  ((lb_progress *)p)->total = (uint64_t)total;
   lb_progress_update(p, (uint64_t)done);
+}
+
+bool cli_kl_json(json_t *obj, const lb_kl_result *kl) {
+  json_t *m = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "kl_mean", kl->kl_mean, "kl_stderr", kl->kl_stderr,
+                        "kl_median", kl->kl_median, "kl_p99", kl->kl_p99, "kl_max", kl->kl_max, "same_top",
+                        kl->same_top);
+  const bool ok = m && !json_object_update(obj, m);
+  json_decref(m);
+  return ok;
+}
+
+void cli_model_size(const lb_model *m, double *bytes, double *params) {
+  const lb_checkpoint *ck = lb_model_checkpoint(m);
+  const lb_tensors *ts = lb_checkpoint_tensors(ck);
+  *bytes = 0;
+  for (size_t i = 0; i < lb_tensors_count(ts); i++) *bytes += (double)lb_tensors_at(ts, i)->nbytes;
+  *params = (double)lb_checkpoint_params(ck).total;
 }
 
 const char *cli_option_value(const char *cmd, int argc, char **argv, int *i, const char *const *valued, size_t n,

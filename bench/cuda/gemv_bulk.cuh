@@ -73,8 +73,8 @@ __device__ __forceinline__ void mac_smem(const Frag (&f)[2], const uint4 *xs, co
 }
 
 // A slot's layout for w: the pair's codes (2 rows), then its scale entries from the 16-byte
-// boundary at or below the pair's first (scales are allocated with 16 bytes to spare,
-// qweight.cu, so the copy's rounded-up end stays inside them).
+// boundary at or below the pair's first (the lab allocates the scales with 16 bytes to spare,
+// so the copy's rounded-up end stays inside them; the library's qweight.cu does not).
 struct BulkSlot {
   uint32_t row_bytes, slot_bytes;
   static __host__ __device__ BulkSlot of(const KW &w) {

@@ -98,7 +98,7 @@ lb_status lb_perplexity_kl(lb_model *m, lb_model *base, const int32_t *tokens, i
   const int64_t V = m->cfg->vocab_size, nb = base ? 1 : 0;
   const size_t rows = (size_t)ctx * (size_t)V;
   float *logits = malloc(rows * sizeof(float)), *blogits = base ? malloc(rows * sizeof(float)) : NULL;
-  double *nll = malloc((size_t)ctx * (2 + 2 * nb) * sizeof(double)), *all_kl = NULL;
+  double *nll = malloc((size_t)ctx * (1 + 2 * nb) * sizeof(double)), *all_kl = NULL; /* nll, base nll, kl */
   bool *same = base ? malloc((size_t)ctx * sizeof *same) : NULL;
   if (base) all_kl = malloc((size_t)(windows * ctx) * sizeof *all_kl);
   lb_status s = LB_OK;
@@ -116,7 +116,7 @@ lb_status lb_perplexity_kl(lb_model *m, lb_model *base, const int32_t *tokens, i
     lb_model_reset(m);
     s = lb_model_forward(m, win, ctx, logits, true, err);
     if (s != LB_OK) break;
-    nll_job j = {logits, blogits, win + 1, ctx, V, nll, nll + ctx, nll + 2 * ctx, same};
+    nll_job j = {logits, blogits, win + 1, ctx, V, nll, base ? nll + ctx : NULL, base ? nll + 2 * ctx : NULL, same};
     lb_pool_run(m->pool, nll_task, &j);
     for (int64_t t = 0; t < ctx; t++) {
       if (!isfinite(nll[t]) || (base && (!isfinite(j.nll_base[t]) || !isfinite(j.kl[t])))) {

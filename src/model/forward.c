@@ -33,7 +33,7 @@ void lb_model_profile_get(const lb_model *m, lb_model_profile *out) { *out = m->
 typedef struct {
   lb_model *m;
   int64_t n, pos, l;
-  int64_t nseq; /* sequences stacked in the rows (n rows each; attend_small_task), 0 meaning 1 */
+  int64_t nseq; /* attend_small_task: sequences stacked in the rows, n rows each */
   const float *w;
   float *a;
   float *b;
@@ -82,10 +82,10 @@ static void attend_small_task(void *p, int ith, int nth) {
   const lb_config *c = m->cfg;
   const lb_kernels *k = lb_cpu_kernels();
   int64_t hd = c->head_dim, nh = c->num_attention_heads, group = nh / c->num_key_value_heads;
-  int64_t kvd = c->num_key_value_heads * hd, nseq = j->nseq ? j->nseq : 1, lo, hi;
+  int64_t kvd = c->num_key_value_heads * hd, lo, hi;
   const size_t cache = cache_floats(m), layer = (size_t)j->l * (size_t)m->ctx * (size_t)kvd;
   float *s = m->scores + ith * m->ctx, scale = 1.0f / sqrtf((float)hd);
-  lb_split(nseq * j->n * nh, ith, nth, &lo, &hi);
+  lb_split(j->nseq * j->n * nh, ith, nth, &lo, &hi);
   for (int64_t e = lo; e < hi; e++) {
     int64_t r = e / nh, h = e % nh, t = r % j->n, kv = h / group, i = j->pos + t, k0 = first_key(m, j->l, i);
     const size_t at = (size_t)(r / j->n) * cache + layer;
@@ -255,29 +255,40 @@ lb_status lb_model_block(lb_model *m, int64_t l, int64_t n, int64_t pos, const l
   return block(m, l, 1, n, pos, tap, err);
 }
 
+/* m->x's first rows: the embeddings of tokens[0 .. rows - 1]. */
+static void embed_rows(lb_model *m, const int32_t *tokens, int64_t rows) {
+  const int64_t d = m->cfg->hidden_size;
+  const size_t esz = lb_dtype_size(m->embed.dtype);
+  for (int64_t r = 0; r < rows; r++)
+    lb_cvt_f32_ref(m->x + r * d, (const char *)m->embed.data + (size_t)tokens[r] * d * esz, m->embed.dtype, d);
+}
+
+/* logits[rn][vocab] of the rn rows of x (the final norm, then lm_head). */
+static lb_status head_rows(lb_model *m, float *x, int64_t rn, float *logits, lb_error *err) {
+  job j = {.m = m, .n = rn, .w = m->final_norm, .a = x, .b = m->xn};
+  double t = m->profiling ? lb_now() : 0;
+  run_op(m, norm_task, &j, rn * m->cfg->hidden_size);
+  t = mark(m, t, &m->prof.other);
+  LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, rn, logits, err));
+  mark(m, t, &m->prof.lm_head);
+  return LB_OK;
+}
+
 /* One sequence on the CPU, its cache at m->kcache / m->vcache. */
 static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, float *logits, bool all,
                              lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t d = c->hidden_size, V = c->vocab_size;
-  size_t esz = lb_dtype_size(m->embed.dtype);
   for (int64_t t0 = 0; t0 < n; t0 += m->chunk) {
     int64_t cn = n - t0 < m->chunk ? n - t0 : m->chunk;
-    for (int64_t t = 0; t < cn; t++)
-      lb_cvt_f32_ref(m->x + t * d, (const char *)m->embed.data + (size_t)tokens[t0 + t] * d * esz,
-                     m->embed.dtype, d);
+    embed_rows(m, tokens + t0, cn);
     for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, 1, cn, m->pos, NULL, err));
     m->pos += cn;
     bool last = t0 + cn == n;
     if (!logits || (!all && !last)) continue;
     /* all: every row of the chunk; else the final row only */
     int64_t r0 = all ? 0 : cn - 1, rn = all ? cn : 1;
-    job j = {.m = m, .n = rn, .w = m->final_norm, .a = m->x + r0 * d, .b = m->xn};
-    double t = m->profiling ? lb_now() : 0;
-    run_op(m, norm_task, &j, rn * d);
-    t = mark(m, t, &m->prof.other);
-    LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, rn, logits + (all ? t0 * V : 0), err));
-    mark(m, t, &m->prof.lm_head);
+    LB_TRY(head_rows(m, m->x + r0 * d, rn, logits + (all ? t0 * V : 0), err));
   }
   return LB_OK;
 }
@@ -287,22 +298,13 @@ static lb_status forward_cpu(lb_model *m, const int32_t *tokens, int64_t n, floa
  * own cache. logits: each sequence's last row. */
 static lb_status forward_cpu_batch(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,
                                    float *logits, lb_error *err) {
-  const lb_config *c = m->cfg;
-  const int64_t d = c->hidden_size, rows = nseq * n;
-  const size_t esz = lb_dtype_size(m->embed.dtype);
-  for (int64_t r = 0; r < rows; r++)
-    lb_cvt_f32_ref(m->x + r * d, (const char *)m->embed.data + (size_t)tokens[r] * d * esz, m->embed.dtype, d);
-  for (int64_t l = 0; l < c->num_hidden_layers; l++) LB_TRY(block(m, l, nseq, n, m->pos, NULL, err));
+  const int64_t d = m->cfg->hidden_size;
+  embed_rows(m, tokens, nseq * n);
+  for (int64_t l = 0; l < m->cfg->num_hidden_layers; l++) LB_TRY(block(m, l, nseq, n, m->pos, NULL, err));
   if (!logits) return LB_OK;
   for (int64_t q = 0; q < nseq; q++) /* the last rows, packed */
     memmove(m->x + q * d, m->x + (q * n + n - 1) * d, (size_t)d * sizeof(float));
-  job j = {.m = m, .n = nseq, .w = m->final_norm, .a = m->x, .b = m->xn};
-  double t = m->profiling ? lb_now() : 0;
-  run_op(m, norm_task, &j, nseq * d);
-  t = mark(m, t, &m->prof.other);
-  LB_TRY(lb_linear(m->pool, &m->lm_head, NULL, m->xn, nseq, logits, err));
-  mark(m, t, &m->prof.lm_head);
-  return LB_OK;
+  return head_rows(m, m->x, nseq, logits, err);
 }
 
 static lb_status forward_seqs(lb_model *m, int64_t nseq, const int32_t *tokens, int64_t n,

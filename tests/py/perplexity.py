@@ -77,7 +77,10 @@ def test_kl_base():
     # the quantized model scored as alone, the base as alone: the right model in each role
     assert kl["ppl"] == qalone["ppl"] and kl["base_ppl"] == alone["ppl"], (kl, qalone, alone)
     assert kl["kl_base"] == POCKET and kl["tokens"] == 3 * 128, kl
-    # 4-bit g128 RTN of a 48M model: KL of order 1e-2 nats (0.024 over 4 windows of 256, by hand)
+    # Sanity bounds, not a reference (the KL arithmetic has one: tests/test_model.c kl_math): this
+    # code measured 0.024 nats and 88% same top token for 4-bit g128 RTN of this 48M model (4
+    # windows of 256). The KL range is two decades wide around that: it catches a 0 (the models
+    # mixed up; same_top 1 likewise) or a value off by orders of magnitude, not small errors.
     assert 1e-3 < kl["kl_mean"] < 0.2 and 0 < kl["kl_stderr"] < kl["kl_mean"], kl
     assert 0 < kl["kl_median"] <= kl["kl_p99"] <= kl["kl_max"], kl
     assert 0.6 < kl["same_top"] < 1, kl
