@@ -90,7 +90,7 @@ __device__ __forceinline__ void team_sync(int team) {
   else asm volatile("bar.sync %0, %1;" ::"r"(team + 1), "n"(KS * 32) : "memory");
 }
 
-template <int NBUF, int KS, bool CUT>
+template <int NBUF, int KS, bool CUT, bool LATE>
 __global__ void __launch_bounds__(256) gemv_bulk(const KW w, const __half *__restrict__ x, float *__restrict__ y,
                                                  int pre4, uint32_t slot0) {
 #if LB_BULK
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(256) gemv_bulk(const KW w, const __half *__res
   extern __shared__ __align__(128) uint8_t bsm[];
   __shared__ uint64_t bar[8 / KS][NBUF];
   __shared__ float part[2][8][2];
-  lb_pdl_trigger();
+  if (!LATE) lb_pdl_trigger();
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31, teams = (blockDim.x >> 5) / KS;
   const int team = wib % teams, kpart = wib / teams;
   const int gt = blockIdx.x * teams + team, tt = gridDim.x * teams, npairs = (w.rows + 1) / 2;
@@ -138,6 +138,7 @@ __global__ void __launch_bounds__(256) gemv_bulk(const KW w, const __half *__res
   if (leader)
     for (int k = early; k < NBUF; k++)
       if (gt + k * tt < npairs) request(gt + k * tt, k);
+  if (LATE) lb_pdl_trigger(); // LATE: the next launch only once this one's reads are all asked for
   if (!CUT) {
     asm volatile("cp.async.wait_all;" ::: "memory");
     __syncthreads();
@@ -190,7 +191,7 @@ __global__ void __launch_bounds__(256) gemv_bulk(const KW w, const __half *__res
 // The launch: blocks of 8 warps (8 / KS teams; fewer warps where a block's slots would pass 112
 // KB), as many blocks as fit the SMs at once or as the pairs need. The weight's scales need 16
 // bytes to spare after them (a slot's copy rounds its span up).
-template <int NBUF, int KS, bool CUT = false>
+template <int NBUF, int KS, bool CUT = false, bool LATE = false>
 static cudaError_t bulk_launch(const KW &kw, const __half *x, float *y, cudaStream_t st, int pre4) {
   static size_t allowed = 48 * 1024; // the dynamic shared memory a block may take without asking
   cudaError_t e = cudaSuccess;
@@ -200,19 +201,19 @@ static cudaError_t bulk_launch(const KW &kw, const __half *x, float *y, cudaStre
   while (warps > KS && slot0 + (size_t)warps / KS * NBUF * ly.slot_bytes > 112 * 1024) warps /= 2;
   const size_t smem = slot0 + (size_t)warps / KS * NBUF * ly.slot_bytes;
   if (smem > allowed) {
-    if ((e = cudaFuncSetAttribute(gemv_bulk<NBUF, KS, CUT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
+    if ((e = cudaFuncSetAttribute(gemv_bulk<NBUF, KS, CUT, LATE>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) !=
         cudaSuccess)
       return e;
     allowed = smem;
   }
   int per_sm = 0;
-  if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_bulk<NBUF, KS, CUT>, warps * 32, smem)) !=
+  if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_bulk<NBUF, KS, CUT, LATE>, warps * 32, smem)) !=
       cudaSuccess)
     return e;
   if (per_sm < 1) return cudaErrorInvalidConfiguration;
   const int teams = warps / KS, npairs = (kw.rows + 1) / 2, need = (npairs + teams - 1) / teams;
   const int fit = per_sm * lb_cu_sm_count();
-  return lb_cu_launch(gemv_bulk<NBUF, KS, CUT>, dim3(need < fit ? need : fit), dim3(warps * 32), smem, st, kw, x, y,
+  return lb_cu_launch(gemv_bulk<NBUF, KS, CUT, LATE>, dim3(need < fit ? need : fit), dim3(warps * 32), smem, st, kw, x, y,
                       pre4, (uint32_t)slot0);
 }
 

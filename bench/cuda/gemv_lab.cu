@@ -8,7 +8,9 @@
 //   bulk ...      the weights through the copy engine (gemv_bulk.cuh): a team of 2 warps a row
 //                 pair, half the teams' pairs requested before the PDL wait; `pre 1/4`, `pre
 //                 all`: a quarter or all of them; `warp a pair`: teams of one warp; `2 slots`: two
-//                 pairs in flight a team; `~... loads only`: no activations, no math (unchecked)
+//                 pairs in flight a team; `late`: the PDL trigger after the wait and every
+//                 request of the launch (the next launch may start only then; else it is the
+//                 kernel's first instruction); `~... loads only`: no activations, no math (unchecked)
 // Built with -DLB_GEMV_STAMPS (device.sh: STAMPS=1), the blocks' timestamps of each 4096-row
 // variant follow (gemv.cu's and gemv_bulk.cuh's; the tensor-core GEMV has none); they cost time.
 // `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait;
@@ -227,9 +229,9 @@ static void run_base(const Weight &w, const __half *x, float *y, cudaStream_t st
   if (lb_cuda_gemv(&w.qw, x, NULL, y, 1, false, st, &err) != LB_OK) fprintf(stderr, "%s\n", err.msg), exit(1);
 }
 
-template <int NBUF, int KS, int PRE, bool CUT = false>
+template <int NBUF, int KS, int PRE, bool CUT = false, bool LATE = false>
 static void run_bulk(const Weight &w, const __half *x, float *y, cudaStream_t st) {
-  CK((bulk_launch<NBUF, KS, CUT>(w.kw, x, y, st, PRE)));
+  CK((bulk_launch<NBUF, KS, CUT, LATE>(w.kw, x, y, st, PRE)));
 }
 
 struct Variant {
@@ -338,10 +340,12 @@ int main(int argc, char **argv) {
       {"base", run_base},
       {"tc", run_tc},
       {"bulk", run_bulk<1, 2, 2>},
-      {"bulk pre 1/4", run_bulk<1, 2, 1>},
+      {"bulk late", run_bulk<1, 2, 2, false, true>},
       {"bulk pre all", run_bulk<1, 2, 4>},
-      {"bulk warp a pair", run_bulk<1, 1, 2>},
-      {"bulk 2 slots", run_bulk<2, 2, 2>},
+      {"bulk pre all late", run_bulk<1, 2, 4, false, true>},
+      {"bulk pre 1/4 late", run_bulk<1, 2, 1, false, true>},
+      {"bulk 2 slots late", run_bulk<2, 2, 2, false, true>},
+      {"bulk warp a pair late", run_bulk<1, 1, 2, false, true>},
       {"~bulk loads only", run_bulk<1, 2, 4, true>},
   };
   const int nv = sizeof vs / sizeof vs[0];
