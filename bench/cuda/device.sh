@@ -4,6 +4,7 @@
 #                                                # (sm_90), then the kernel sandbox (SANDBOX=int8:
 #                                                # that format alone)
 #   bash bench/cuda/device.sh check    # carry .xfer/b: pocket-llama rebuilt, tests/cuda/run.sh
+#   bash bench/cuda/device.sh attn [REPS]     # flash prefill attention: checks, then timed
 #   bash bench/cuda/device.sh sample [DRAWS]  # the device sampler against the host's, and timed
 #   bash bench/cuda/device.sh genab DIR [N]   # generate: sampling on the device against the host
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
@@ -47,9 +48,13 @@ build)
   mkdir -p $E
   [[ -f $E/part00 || ! -d .xfer/a ]] || cp .xfer/a/part00 $E/ || exit 1
   configure $E/build || exit 1
-  cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox lb_sample_sandbox > $E/build.log 2>&1 ||
+  cmake --build $E/build -j16 --target lowbit-cli test_cuda_model lb_kernel_sandbox lb_sample_sandbox lb_attn_sandbox > $E/build.log 2>&1 ||
     { grep -m20 -B2 -A8 error $E/build.log; exit 1; }
   [[ ${2:-} == nosandbox ]] || $E/build/lb_kernel_sandbox 100 ${SANDBOX:+"$SANDBOX"} | tee $OUT/sandbox.md
+  ;;
+attn)
+  # the flash prefill attention against float64, then timed against the GEMM path
+  $E/build/lb_attn_sandbox ${2:-10} | tee $OUT/attn.md
   ;;
 sample)
   # the device sampler against the host's, then timed (bench/cuda/sample_sandbox.c)
@@ -158,5 +163,5 @@ profile)
     $E/build/lowbit bench "$2" -p 0 -n 4 -r 1 --device cuda > $OUT/ncu.txt 2>&1
   grep -E "^  [a-z_].*\(|gpu__time_duration|Invocations|^ *[0-9]+ .*[a-z_]+<" $OUT/ncu.txt | head -80
   ;;
-*) echo "usage: device.sh build|lab|check|sample|genab|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
+*) echo "usage: device.sh build|attn|lab|check|sample|genab|synth|gen|tiny|stamps|breakdown|profile"; exit 2 ;;
 esac

@@ -75,7 +75,8 @@ struct lb_gpu {
   void *q16;      /* rotated q in fp16 (prefill attention) */
   void *attn_split; /* split-KV decode attention's partials, shared by the layers */
   int64_t split_keys; /* 256 (LOWBIT_CUDA_ATTN_SPLIT=N: at least N keys a split; 0: no split) */
-  float *S;       /* attention scores [heads][ATT_ROWS][ctx] */
+  bool flash;     /* prefill attention in one kernel (LOWBIT_CUDA_FLASH=0: the GEMM path below) */
+  float *S;       /* the GEMM path's attention scores [heads][ATT_ROWS][ctx] (not with flash) */
   void *P16;      /* their softmax, fp16, same shape */
   float *probs;              /* sampling on the device (allocated at its first use): p [batch][V], */
   lb_cuda_pick *picks, *pin_picks; /* the settings and draws [batch], on the device and page-locked */
@@ -277,8 +278,10 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   if (deq) LB_TRY(lb_cuda_alloc(g->cx, deq * 2, &g->deq16, err));
   size_t scores = (size_t)(c->num_attention_heads * (ch < ATT_ROWS ? ch : ATT_ROWS) * m->ctx);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->q16, err));
-  LB_TRY(lb_cuda_alloc(g->cx, scores * 4, (void **)&g->S, err));
-  LB_TRY(lb_cuda_alloc(g->cx, scores * 2, &g->P16, err));
+  if (!g->flash) {
+    LB_TRY(lb_cuda_alloc(g->cx, scores * 4, (void **)&g->S, err));
+    LB_TRY(lb_cuda_alloc(g->cx, scores * 2, &g->P16, err));
+  }
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch + 1) * 4, (void **)&g->ids, err));
   g->pos = g->ids + ch;
   LB_TRY(lb_cuda_host_alloc((size_t)(ch + 1) * 4, (void **)&g->pinned, err));
@@ -310,6 +313,10 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   if (g->mma_rows < 0) g->mma_rows = -1;
   const char *split = getenv("LOWBIT_CUDA_ATTN_SPLIT");
   g->split_keys = split ? strtol(split, NULL, 10) : 256;
+  const char *flash = getenv("LOWBIT_CUDA_FLASH");
+  const lb_cuda_attn fa = {.heads = c->num_attention_heads, .kv_heads = c->num_key_value_heads,
+                           .head_dim = c->head_dim, .ctx = m->ctx};
+  g->flash = !(flash && strcmp(flash, "0") == 0) && lb_cuda_flash_fits(&fa);
   lb_cuda_attn shape = {.head_dim = c->head_dim};
   LB_TRY(lb_cuda_alloc(g->cx, lb_cuda_attention_scratch(&shape), &g->attn_split, err));
   int64_t V = c->vocab_size, d = c->hidden_size, hd = c->head_dim;
@@ -404,8 +411,8 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
-/* Prefill attention of one sequence's n rows (q16 rows q0 .., its caches kc, vc) as Transformers'
- * eager path, on tensor cores: per block of ATT_ROWS query rows, S = Q K^T * scale over the keys
+/* Prefill attention when the flash kernel does not take the shapes (or LOWBIT_CUDA_FLASH=0): one
+ * sequence's n rows (q16 rows q0 .., its caches kc, vc) as Transformers' eager path, on tensor cores: per block of ATT_ROWS query rows, S = Q K^T * scale over the keys
  * up to the block's last row (cuBLAS), the masked softmax, O = P V (cuBLAS). Query heads i,
  * i + group, ... share kv heads 0, 1, ..., so each of the group's offsets is one strided batch
  * over the kv heads. */
@@ -477,6 +484,9 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
                                    vc, small ? NULL : g->q16, err));
     if (small) {
       STAGE(SK_ATTN, lb_cuda_attention(g->cx, g->qkv, kc, vc, n, per, g->pos, &G->attn, g->att16, err));
+    } else if (g->flash) {
+      STAGE(SK_ATTN, lb_cuda_flash_attention(g->cx, g->q16, kc, vc, (int64_t)(seq_cache / 2), n / per, per,
+                                             pos, &G->attn, g->att16, err));
     } else {
       for (int64_t j = 0; j < n / per; j++)
         LB_TRY(attention_gemm(g, G, j * per, kc + j * seq_cache, vc + j * seq_cache, per, pos, err));

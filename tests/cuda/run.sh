@@ -4,10 +4,10 @@
 # Quantizes the shared pocket-llama into every method's layout under WORK_DIR (kept between runs),
 # then: test_cuda_model (logits of prefill, graph-replayed decode, a chunk on the cache and a batch
 # of 12 sequences, GPU vs the CPU's reference path) on bf16 and each, again for three of them with
-# split-KV decode attention forced, for three with GEMVs up to 32 rows and for three with the
-# tensor-core 4-bit GEMV forced, and perplexity on pocket-valid (20 windows of 512) on
-# both devices (CPU: --ref-kernels), which must agree within 0.1% (the issue's bound; the logits
-# bound is the test's own, see its header).
+# split-KV decode attention forced, for three with GEMVs up to 32 rows, for three with the
+# tensor-core 4-bit GEMV forced and for three with the GEMM prefill attention instead of flash,
+# and perplexity on pocket-valid (20 windows of 512) on both devices (CPU: --ref-kernels), which
+# must agree within 0.1% (the issue's bound; the logits bound is the test's own, see its header).
 #
 # LLM.int8 has looser logit bounds (5%, KL 1e-3): the CPU follows bitsandbytes' int8 product
 # (activations rounded to int8 per row, outlier columns apart), and so do the GPU's decode GEMV
@@ -57,6 +57,10 @@ LOWBIT_CUDA_GEMV_ROWS=32 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/fp8" "
 # rows than pocket-llama's take it, so it is forced here
 echo "4-bit GEMV on the tensor cores forced (LOWBIT_CUDA_GEMV_TC=force):"
 LOWBIT_CUDA_GEMV_TC=force "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/rtn4-head" "$W/awq4" || fail=1
+# prefill attention through cuBLAS and the softmax kernel (the flash kernel takes pocket-llama's
+# head_dim of 64 by default; the GEMM path stays for the head dims it does not take)
+echo "GEMM prefill attention (LOWBIT_CUDA_FLASH=0):"
+LOWBIT_CUDA_FLASH=0 "$B/tests/test_cuda_model" "$TEXT" "$M" "$W/rtn4" "$W/fp8" || fail=1
 echo
 echo "| model | ppl cpu | ppl cuda | cuda/cpu - 1 | cpu tok/s | cuda tok/s |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"

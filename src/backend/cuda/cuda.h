@@ -206,6 +206,16 @@ lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err);
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, int64_t per, const int32_t *pos, const lb_cuda_attn *a,
                             void *out16, lb_error *err);
+/* Whether lb_cuda_flash_attention takes a's shapes: head_dim 64 or 128, heads a multiple of kv_heads. */
+bool lb_cuda_flash_fits(const lb_cuda_attn *a);
+/* Prefill attention in one kernel (flash-attention style, the scores never stored): for nseq
+ * sequences of per query rows at positions pos .. pos + per - 1, out16[s * per + r][h * hd ...] =
+ * softmax(q . K^T * scale) V over the keys that row's position may see (causal, a->window), q from
+ * q16 [nseq * per][heads * hd] fp16, sequence s's keys and values from kc16 / vc16 + s * seq_stride
+ * (fp16 elements; [ctx][kv_heads * hd]). Keys 0 .. pos + per - 1 must be written. */
+lb_status lb_cuda_flash_attention(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16,
+                                  int64_t seq_stride, int64_t nseq, int64_t per, int64_t pos,
+                                  const lb_cuda_attn *a, void *out16, lb_error *err);
 /* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter], or when interleaved
  * [g0 u0 g1 u1 ...]; bias [gate inter | up inter] or NULL */
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,
