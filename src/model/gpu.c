@@ -73,6 +73,7 @@ struct lb_gpu {
   void *xn16, *att16, *act16, *deq16;
   lb_cuda_i8x i8x; /* LLM.int8's activations (when a weight is LB_CUDA_I8) */
   void *q16;      /* rotated q in fp16 (prefill attention) */
+  void *xperm16;  /* a call's activations in an act-order weight's column order, or NULL */
   void *attn_split; /* split-KV decode attention's partials, shared by the layers */
   int64_t split_keys; /* 256 (LOWBIT_CUDA_ATTN_SPLIT=N: at least N keys a split; 0: no split) */
   bool flash;     /* prefill attention in one kernel (LOWBIT_CUDA_FLASH=0: the GEMM path below) */
@@ -248,11 +249,13 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   return LB_OK;
 }
 
-/* What a quantized weight needs of the scratch: its fp16 size (prefill) and LLM.int8's width. */
-static void scratch_need(const glin *w, size_t *deq, int64_t *i8cols) {
+/* What a quantized weight needs of the scratch: its fp16 size (prefill), LLM.int8's width and an
+ * act-order weight's width. */
+static void scratch_need(const glin *w, size_t *deq, int64_t *i8cols, int64_t *permcols) {
   if (!w->qw.codes) return;
   if ((size_t)(w->rows * w->cols) > *deq) *deq = (size_t)(w->rows * w->cols);
   if (w->qw.kind == LB_CUDA_I8 && w->cols > *i8cols) *i8cols = w->cols;
+  if (w->qw.perm && w->cols > *permcols) *permcols = w->cols;
 }
 
 static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
@@ -260,13 +263,14 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
   int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
   size_t deq = 0;     /* the largest quantized weight, dequantized for prefill */
-  int64_t i8cols = 0; /* the widest LLM.int8 weight */
+  int64_t i8cols = 0, permcols = 0; /* the widest LLM.int8 weight, act-order weight */
   for (int l = 0; l < g->nlayers; l++) {
     const glayer *G = &g->layers[l];
-    scratch_need(&G->qkv, &deq, &i8cols), scratch_need(&G->o, &deq, &i8cols);
-    scratch_need(&G->gu, &deq, &i8cols), scratch_need(&G->down, &deq, &i8cols);
+    scratch_need(&G->qkv, &deq, &i8cols, &permcols), scratch_need(&G->o, &deq, &i8cols, &permcols);
+    scratch_need(&G->gu, &deq, &i8cols, &permcols), scratch_need(&G->down, &deq, &i8cols, &permcols);
   }
-  scratch_need(&g->head, &deq, &i8cols);
+  scratch_need(&g->head, &deq, &i8cols, &permcols);
+  if (permcols) LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * permcols) * 2, &g->xperm16, err));
   if (i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, i8cols, &g->i8x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (qd + 2 * kvd)) * 4, (void **)&g->qkv, err));
@@ -374,7 +378,7 @@ void lb_gpu_free(lb_gpu *g) {
   free(g->layers);
   free_lin(&g->head, g->embed16);
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
-               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->S, g->P16, g->attn_split,
+               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->xperm16, g->S, g->P16, g->attn_split,
                g->probs, g->picks, g->next};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
   lb_cuda_i8x_free(&g->i8x);
@@ -393,9 +397,18 @@ static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
   return w->qw.codes && !use_gemv(g, w, n) && n <= (g->mma_rows >= 0 ? g->mma_rows : MMA_ROWS[w->qw.kind]);
 }
 
+/* x16 in w's column order: itself, or for an act-order weight its columns gathered into xperm16. */
+static lb_status in_order(lb_gpu *g, const glin *w, const void **x16, int64_t n, lb_error *err) {
+  if (!w->qw.perm) return LB_OK;
+  LB_TRY(lb_cuda_gather_cols(g->cx, *x16, w->qw.perm, n, w->cols, g->xperm16, err));
+  *x16 = g->xperm16;
+  return LB_OK;
+}
+
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
+  LB_TRY(in_order(g, w, &x16, n, err));
   if (use_gemv(g, w, n)) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else if (use_mma(g, w, n)) {
@@ -451,14 +464,15 @@ static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int6
 /* The gate/up product with SiLU-and-multiply into act16: in the epilogue of the GEMV or the
  * tensor-core product (pairs), or after. */
 static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, lb_error *err) {
-  if (G->gu.pairs && use_mma(g, &G->gu, n))
-    return lb_cuda_qmma_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
-  if (!G->gu.pairs || !use_gemv(g, &G->gu, n)) {
+  if (!G->gu.pairs || (!use_mma(g, &G->gu, n) && !use_gemv(g, &G->gu, n))) {
     LB_TRY(linear(g, &G->gu, g->xn16, n, g->gu, false, err));
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
   }
-  return lb_cuda_gemv_silu(&G->gu.qw, g->xn16, &g->i8x, G->gu_bias, g->act16, (int)n,
-                           lb_cuda_stream(g->cx), err);
+  const void *x = g->xn16;
+  LB_TRY(in_order(g, &G->gu, &x, n, err));
+  if (use_mma(g, &G->gu, n))
+    return lb_cuda_qmma_silu(&G->gu.qw, x, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
+  return lb_cuda_gemv_silu(&G->gu.qw, x, &g->i8x, G->gu_bias, g->act16, (int)n, lb_cuda_stream(g->cx), err);
 }
 
 /* Everything of one chunk on the stream: n rows, `per` tokens of each of the sequences s0,

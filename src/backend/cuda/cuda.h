@@ -87,11 +87,13 @@ typedef struct lb_cuda_qw {
   float threshold; /* I8 */
   void *codes;     /* [rows][row bytes] */
   void *scales;    /* [rows][ngroups] 32-bit entries */
+  int32_t *perm;   /* act-order (Q4): device column i is the weight's column perm[i], so the
+                      activations go in as x[perm[i]] (lb_cuda_gather_cols); NULL: in order */
 } lb_cuda_qw;
 
 /* Whether w can take a device layout (else NULL; or a reason in *why when why != NULL). Weights
- * that cannot (act-order, fractional zero points, E5M2, widths off the 16-byte step) are
- * dequantized to fp16 by the caller instead. */
+ * that cannot (fractional zero points, act-order groups of unequal sizes, E5M2, widths off the
+ * 16-byte step) are dequantized to fp16 by the caller instead. */
 bool lb_cuda_qw_fits(const struct lb_qweight *w, const char **why);
 /* Repacks n weights of one kind and equal cols and scale groups, stacked by rows (q/k/v as one
  * weight), on the host and uploads them; pairs (n == 2, equal rows: gate and up) interleaves the
@@ -216,6 +218,9 @@ bool lb_cuda_flash_fits(const lb_cuda_attn *a);
 lb_status lb_cuda_flash_attention(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16,
                                   int64_t seq_stride, int64_t nseq, int64_t per, int64_t pos,
                                   const lb_cuda_attn *a, void *out16, lb_error *err);
+/* out16[t][i] = x16[t][perm[i]] for t < n, i < cols (fp16): an act-order weight's activations. */
+lb_status lb_cuda_gather_cols(lb_cuda_ctx *c, const void *x16, const int32_t *perm, int64_t n, int64_t cols,
+                              void *out16, lb_error *err);
 /* out16[t][i] = silu(g + bg) * (u + bu) with gu[t] = [g inter | u inter], or when interleaved
  * [g0 u0 g1 u1 ...]; bias [gate inter | up inter] or NULL */
 lb_status lb_cuda_silu_mul(lb_cuda_ctx *c, const float *gu, const float *bias, int64_t n,

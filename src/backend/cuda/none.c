@@ -147,6 +147,11 @@ lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *P16, int64_
   (void)c, (void)S, (void)P16, (void)heads, (void)n, (void)nk, (void)ld, (void)pos, (void)window;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_gather_cols(lb_cuda_ctx *c, const void *x16, const int32_t *perm, int64_t n, int64_t cols,
+                              void *out16, lb_error *err) {
+  (void)c, (void)x16, (void)perm, (void)n, (void)cols, (void)out16;
+  return NO_CUDA(err);
+}
 bool lb_cuda_flash_fits(const lb_cuda_attn *a) { return (void)a, false; }
 lb_status lb_cuda_flash_attention(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16,
                                   int64_t seq_stride, int64_t nseq, int64_t per, int64_t pos,

@@ -14,6 +14,34 @@ extern "C" {
 #include "quant/qweight.h"
 }
 
+// Whether w's columns are in act-order (a g_idx other than c / group). The device takes it when
+// each group has the columns a group of that place would (group, the last one the rest): sorted
+// by group, the columns are then a plain grouped weight, and *why stays NULL.
+static bool act_order(const lb_qweight *w, int64_t group, const char **why) {
+  if (!w->g_idx || w->ngroups <= 1) return false;
+  bool plain = true;
+  for (int64_t c = 0; plain && c < w->cols; c++) plain = w->g_idx[c] == c / group;
+  if (plain) return false;
+  int64_t *count = (int64_t *)calloc((size_t)w->ngroups, sizeof *count);
+  if (!count) return *why = "out of host memory", true;
+  for (int64_t c = 0; c < w->cols && !*why; c++)
+    if (w->g_idx[c] < 0 || w->g_idx[c] >= w->ngroups) *why = "act-order group index out of range";
+    else count[w->g_idx[c]]++;
+  for (int64_t j = 0; j < w->ngroups && !*why; j++)
+    if (count[j] != (w->cols - j * group < group ? w->cols - j * group : group))
+      *why = "act-order groups of unequal sizes";
+  free(count);
+  return true;
+}
+
+// The device column order of an act-order weight: column perm[i] of w at i (grouped, stable).
+static void act_perm(const lb_qweight *w, int64_t group, int32_t *perm) {
+  int64_t *next = (int64_t *)malloc((size_t)w->ngroups * sizeof *next);
+  for (int64_t j = 0; next && j < w->ngroups; j++) next[j] = j * group;
+  for (int64_t c = 0; next && c < w->cols; c++) perm[next[w->g_idx[c]]++] = (int32_t)c;
+  free(next);
+}
+
 // The device kind of w, or NONE with the reason in *why.
 static lb_cuda_qkind kind_of(const lb_qweight *w, const char **why) {
   *why = NULL;
@@ -22,8 +50,8 @@ static lb_cuda_qkind kind_of(const lb_qweight *w, const char **why) {
     const int64_t group = w->ngroups > 1 ? w->group : w->cols;
     if (w->bits > 4) *why = "affine codes of more than 4 bits";
     else if (w->cols % 32 || group % 32) *why = "columns or group not a multiple of 32";
-    for (int64_t c = 0; !*why && w->g_idx && w->ngroups > 1 && c < w->cols; c++)
-      if (w->g_idx[c] != c / group) *why = "act-order (g_idx)";
+    else if (w->cols > INT32_MAX) *why = "more than 2^31 columns";
+    if (!*why) act_order(w, group, why);
     for (int64_t i = 0; !*why && i < w->rows * w->ngroups; i++)
       if (w->zero[i] != floorf(w->zero[i]) || w->zero[i] < 0 || w->zero[i] > 15)
         *why = "zero points that are not integers in [0, 15]";
@@ -81,8 +109,10 @@ static uint32_t pack_natural(const uint8_t *q) {
   return (uint32_t)(v | v >> 16);
 }
 
-// Row r of w into the device layout: codes (row_bytes) and scales (ngroups entries).
-static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t ngroups, uint8_t *codes, uint32_t *sc) {
+// Row r of w into the device layout: codes (row_bytes) and scales (ngroups entries); perm (or
+// NULL): the act-order column at each place.
+static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t ngroups, const int32_t *perm,
+                       uint8_t *codes, uint32_t *sc) {
   const int64_t cols = w->cols;
   const uint8_t *q = w->q + r * cols;
   switch (k) {
@@ -90,7 +120,7 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
   case LB_CUDA_NF4: {
     uint8_t row[8]; // codes masked to 4 bits, 8 at a time
     for (int64_t t = 0; t < cols / 8; t++) {
-      for (int i = 0; i < 8; i++) row[i] = q[8 * t + i] & 15;
+      for (int i = 0; i < 8; i++) row[i] = q[perm ? perm[8 * t + i] : 8 * t + i] & 15;
       const uint32_t word = k == LB_CUDA_Q4 ? pack_q4(row) : pack_natural(row);
       memcpy(codes + 4 * t, &word, 4);
     }
@@ -139,17 +169,30 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
   }
   if (pairs && (n != 2 || ws[0]->rows != ws[1]->rows))
     return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda weights: pairs are two weights of equal rows");
+  // act-order: stacked weights share one column order (q/k/v and gate/up see the same inputs, so
+  // GPTQ orders their columns alike), which the caller applies to the activations
+  const char *why = NULL;
+  const bool perm = k == LB_CUDA_Q4 && act_order(ws[0], group, &why);
+  for (int i = 1; i < n && !why; i++) {
+    const bool pi = act_order(ws[i], group, &why);
+    if (!why && (pi != perm || (perm && memcmp(ws[i]->g_idx, ws[0]->g_idx, (size_t)ws[0]->cols * 4))))
+      why = "stacked weights in different act-orders";
+  }
+  if (why) return lb_cu_fail(err, LB_EUNSUPPORTED, why);
+  const int64_t cols = ws[0]->cols;
   const size_t cbytes = (size_t)(rows * rb), sbytes = (size_t)(rows * ng) * 4;
   uint8_t *codes = (uint8_t *)malloc(cbytes);
   uint32_t *sc = (uint32_t *)malloc(sbytes);
-  if (!codes || !sc) {
-    free(codes), free(sc);
+  int32_t *hp = perm ? (int32_t *)malloc((size_t)cols * 4) : NULL;
+  if (!codes || !sc || (perm && !hp)) {
+    free(codes), free(sc), free(hp);
     return lb_cu_fail(err, LB_ENOMEM, "cuda weights: out of host memory");
   }
+  if (hp) act_perm(ws[0], group, hp);
   for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++)
     for (int64_t r = 0; r < ws[i]->rows; r++) {
       const int64_t dst = pairs ? 2 * r + i : r0 + r;
-      repack_row(ws[i], k, r, ng, codes + dst * rb, sc + dst * ng);
+      repack_row(ws[i], k, r, ng, hp, codes + dst * rb, sc + dst * ng);
     }
   out->kind = k, out->rows = rows, out->cols = ws[0]->cols, out->group = group, out->ngroups = ng;
   memcpy(out->code, ws[0]->code, sizeof out->code);
@@ -158,15 +201,17 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
   if ((s = lb_cuda_alloc(ctx, cbytes, &out->codes, err)) != LB_OK ||
       (s = lb_cuda_alloc(ctx, sbytes, &out->scales, err)) != LB_OK ||
       (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->codes, codes, cbytes, cudaMemcpyHostToDevice))) != LB_OK ||
-      (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->scales, sc, sbytes, cudaMemcpyHostToDevice))) != LB_OK)
+      (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->scales, sc, sbytes, cudaMemcpyHostToDevice))) != LB_OK ||
+      (hp && ((s = lb_cuda_alloc(ctx, (size_t)cols * 4, (void **)&out->perm, err)) != LB_OK ||
+              (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->perm, hp, (size_t)cols * 4, cudaMemcpyHostToDevice))) != LB_OK)))
     lb_cuda_qw_free(out);
-  free(codes), free(sc);
+  free(codes), free(sc), free(hp);
   return s;
 }
 
 extern "C" void lb_cuda_qw_free(lb_cuda_qw *w) {
-  cudaFree(w->codes), cudaFree(w->scales);
-  w->codes = w->scales = NULL;
+  cudaFree(w->codes), cudaFree(w->scales), cudaFree(w->perm);
+  w->codes = w->scales = NULL, w->perm = NULL;
   w->kind = LB_CUDA_NONE;
 }
 
