@@ -42,6 +42,7 @@ typedef struct glin {
   void *w16;     /* fp16 [rows][cols], or NULL */
   lb_cuda_qw qw; /* qw.codes when quantized on the device */
   bool pairs;    /* gate/up quantized: rows interleaved (lb_cuda_qw_upload) */
+  bool normed;   /* act-order q/k/v or gate/up: the RMSNorm before it writes its inputs in its order */
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
 } glin;
 
@@ -220,6 +221,7 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   const lb_mat *o = &L->lin[LB_LIN_O], *down = &L->lin[LB_LIN_DOWN];
   LB_TRY(upload_lin(g, qkv, 3, false, what, &G->qkv, err));
   LB_TRY(upload_lin(g, gu, 2, g->fuse_silu, what, &G->gu, err));
+  G->qkv.normed = G->qkv.qw.perm != NULL, G->gu.normed = G->gu.qw.perm != NULL; /* their norms gather */
   LB_TRY(upload_lin(g, &o, 1, false, what, &G->o, err));
   LB_TRY(upload_lin(g, &down, 1, false, what, &G->down, err));
   float *qb[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
@@ -399,7 +401,7 @@ static bool use_mma(const lb_gpu *g, const glin *w, int64_t n) {
 
 /* x16 in w's column order: itself, or for an act-order weight its columns gathered into xperm16. */
 static lb_status in_order(lb_gpu *g, const glin *w, const void **x16, int64_t n, lb_error *err) {
-  if (!w->qw.perm) return LB_OK;
+  if (!w->qw.perm || w->normed) return LB_OK;
   LB_TRY(lb_cuda_gather_cols(g->cx, *x16, w->qw.perm, n, w->cols, g->xperm16, err));
   *x16 = g->xperm16;
   return LB_OK;
@@ -452,12 +454,14 @@ static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t q0, const vo
 }
 
 /* o_proj or down_proj adding into the residual stream, then the RMSNorm by `norm` (NULL: none)
- * into xn16. (Doing the norm in the GEMV's last block instead, found by a counter, cost 17% of
- * the 7B decode speed on the H100: BENCHMARKS.md.) */
+ * into xn16, in the column order of `next`, the weight that reads it (NULL: none). (Doing the
+ * norm in the GEMV's last block instead, found by a counter, cost 17% of the 7B decode speed on
+ * the H100: BENCHMARKS.md.) */
 static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int64_t n,
-                                 const float *norm, float eps, int64_t d, lb_error *err) {
+                                 const float *norm, const glin *next, float eps, int64_t d, lb_error *err) {
   LB_TRY(linear(g, w, x16, n, g->x, true, err));
-  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, g->xn16, err));
+  const int32_t *perm = next && next->normed ? next->qw.perm : NULL;
+  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, perm, g->xn16, err));
   return LB_OK;
 }
 
@@ -489,7 +493,9 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
   LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
-  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, g->xn16, err));
+  const glin *q0 = &g->layers[0].qkv;
+  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, q0->normed ? q0->qw.perm : NULL,
+                                 g->xn16, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
     char *kc = (char *)G->kc + s0 * seq_cache, *vc = (char *)G->vc + s0 * seq_cache;
@@ -505,14 +511,15 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
       for (int64_t j = 0; j < n / per; j++)
         LB_TRY(attention_gemm(g, G, j * per, kc + j * seq_cache, vc + j * seq_cache, per, pos, err));
     }
-    STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, eps, d, err));
+    STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, &G->gu, eps, d, err));
     STAGE(SK_GU, gate_up(g, G, n, inter, err));
     /* the next layer's norm, or the final norm when every row is wanted (else after the loop) */
     const float *next = l + 1 < g->nlayers ? g->layers[l + 1].attn_norm : out == n ? g->final_norm : NULL;
-    STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, eps, d, err));
+    const glin *reader = l + 1 < g->nlayers ? &g->layers[l + 1].qkv : NULL; /* the head gathers its own */
+    STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, reader, eps, d, err));
   }
   if (out && out < n) /* the last row of each sequence */
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (per - 1) * d, per * d, g->final_norm, eps, out, d, g->xn16, err));
+    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (per - 1) * d, per * d, g->final_norm, eps, out, d, NULL, g->xn16, err));
   return LB_OK;
 }
 

@@ -167,9 +167,10 @@ lb_status lb_cuda_to_f16(lb_cuda_ctx *c, const void *src, lb_dtype dt, int64_t n
 lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids, int64_t n,
                         int64_t d, float *x, lb_error *err);
 /* y16[t] = x[t] / rms(x[t]) * w, per row of d (Transformers' RMSNorm in fp32); x's rows ldx
- * floats apart, y16's d */
+ * floats apart, y16's d; perm (or NULL): column i of y16 is the norm's column perm[i] (the
+ * act-order of the weight that reads y16, lb_cuda_qw.perm) */
 lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
-                          int64_t n, int64_t d, void *y16, lb_error *err);
+                          int64_t n, int64_t d, const int32_t *perm, void *y16, lb_error *err);
 
 /* The shapes of attention. q/k/v are one row of qkv per token: [q heads*hd | k kvh*hd | v kvh*hd].
  * Positions come from *pos on the device (the first token's), so that a captured decode step

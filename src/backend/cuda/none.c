@@ -124,8 +124,8 @@ lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const int32_t *ids,
   return NO_CUDA(err);
 }
 lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
-                          int64_t n, int64_t d, void *y16, lb_error *err) {
-  (void)c, (void)x, (void)ldx, (void)w, (void)eps, (void)n, (void)d, (void)y16;
+                          int64_t n, int64_t d, const int32_t *perm, void *y16, lb_error *err) {
+  (void)c, (void)x, (void)ldx, (void)w, (void)eps, (void)n, (void)d, (void)perm, (void)y16;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_rope_kv(lb_cuda_ctx *c, float *qkv, const float *bias, int64_t n, int64_t per,

@@ -63,7 +63,7 @@ extern "C" lb_status lb_cuda_embed(lb_cuda_ctx *c, const void *table16, const in
 }
 
 __global__ void rmsnorm_k(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, float eps,
-                          int64_t d, __half *__restrict__ y) {
+                          int64_t d, const int32_t *__restrict__ perm, __half *__restrict__ y) {
   lb_pdl_trigger();
   lb_pdl_wait();
   __shared__ float red[32];
@@ -74,16 +74,19 @@ __global__ void rmsnorm_k(const float *__restrict__ x, int64_t ldx, const float 
   ss = block_reduce<false>(ss, red);
   const float inv = rsqrtf(ss / (float)d + eps);
 #pragma unroll 4
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) y[blockIdx.x * d + i] = __float2half(r[i] * inv * w[i]);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const int64_t p = perm ? perm[i] : i;
+    y[blockIdx.x * d + i] = __float2half(r[p] * inv * w[p]);
+  }
 }
 
 extern "C" lb_status lb_cuda_rmsnorm(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
-                                     int64_t n, int64_t d, void *y16, lb_error *err) {
+                                     int64_t n, int64_t d, const int32_t *perm, void *y16, lb_error *err) {
   // a block of up to 1024 threads per row: few loads per thread, so one row's latency is a few
   // memory round trips (256 threads took 16 us a row on the H100, a quarter of a 4-bit layer)
   const int threads = d >= 1024 ? 1024 : (int)((d + 31) / 32 * 32);
   return lb_cu_check(err, "launching RMSNorm", lb_cu_launch(rmsnorm_k, dim3((unsigned)n), dim3(threads), 0,
-                                                            stream_of(c), x, ldx, w, eps, d, (__half *)y16));
+                                                            stream_of(c), x, ldx, w, eps, d, perm, (__half *)y16));
 }
 
 // One block per (token, head of q or k): a thread per rotate_half pair (i, i + hd/2) adds the bias,
