@@ -1,7 +1,7 @@
 // Prefill attention sandbox (issue 6): the flash kernel (lb_cuda_flash_attention) against a
-// float64 reference on odd shapes, then timed against the GEMM path it replaces (cuBLAS Q K^T, the
-// masked softmax, cuBLAS P V in blocks of 256 query rows, as src/model/gpu.c runs it with
-// LOWBIT_CUDA_FLASH=0).
+// float64 reference on odd shapes, then timed against the GEMM path it replaces
+// (lb_cuda_attention_gemm: cuBLAS Q K^T, the masked softmax, cuBLAS P V in blocks of 256 query
+// rows, what the model runs with LOWBIT_CUDA_FLASH=0).
 //
 //   build/lb_attn_sandbox [REPS]   (needs a GPU; exits 1 when a check fails)
 //
@@ -126,26 +126,6 @@ static bool check(const Shape &S) {
   return ok;
 }
 
-// The GEMM path for one sequence at pos 0: per 256 query rows, S^T = K Q^T for each of the
-// group's query-head offsets as one batch over the kv heads, the softmax into P, O^T = V^T P^T.
-static void gemm_path(const Shape &S, const void *q, const void *kc, const void *vc, float *sc, void *p16, void *out) {
-  const int64_t hd = S.hd, H = S.heads, kvh = S.kvh, grp = H / kvh, kvd = kvh * hd, qd = H * hd;
-  for (int64_t r0 = 0; r0 < S.per; r0 += 256) {
-    const int64_t rn = S.per - r0 < 256 ? S.per - r0 : 256, nk = r0 + rn;
-    const char *qr = (const char *)q + (size_t)(r0 * qd) * 2;
-    char *o = (char *)out + (size_t)(r0 * qd) * 2;
-    for (int64_t i = 0; i < grp; i++)
-      TRY(lb_cuda_gemm_batched(g_cx, true, false, nk, rn, hd, 1.0f / sqrtf((float)hd), kc, kvd, hd,
-                               qr + (size_t)(i * hd) * 2, qd, grp * hd, sc + i * rn * nk, false, nk, grp * rn * nk,
-                               kvh, &g_err));
-    TRY(lb_cuda_softmax_rows(g_cx, sc, p16, H, rn, nk, nk, r0, 0, &g_err));
-    for (int64_t i = 0; i < grp; i++)
-      TRY(lb_cuda_gemm_batched(g_cx, false, false, hd, rn, nk, 1.0f, vc, kvd, hd,
-                               (const char *)p16 + (size_t)(i * rn * nk) * 2, nk, grp * rn * nk,
-                               o + (size_t)(i * hd) * 2, true, qd, grp * hd, kvh, &g_err));
-  }
-}
-
 static void timing(const Shape &S, int reps) {
   const int qd = S.heads * S.hd, kvd = S.kvh * S.hd;
   std::vector<__half> h((size_t)S.ctx * (qd > kvd ? qd : kvd));
@@ -155,7 +135,7 @@ static void timing(const Shape &S, int reps) {
   TRY(lb_cuda_put(g_cx, q, h.data(), (size_t)S.per * qd * 2, &g_err));
   TRY(lb_cuda_put(g_cx, kc, h.data(), (size_t)S.ctx * kvd * 2, &g_err));
   TRY(lb_cuda_put(g_cx, vc, h.data(), (size_t)S.ctx * kvd * 2, &g_err));
-  const size_t scores = (size_t)S.heads * 256 * S.per;
+  const size_t scores = (size_t)S.heads * LB_CUDA_ATT_ROWS * S.per;
   float *sc = (float *)dev(scores * 4);
   void *p16 = dev(scores * 2);
   const lb_cuda_attn a = attn_of(S);
@@ -167,7 +147,7 @@ static void timing(const Shape &S, int reps) {
   double ms[2];
   for (int v = 0; v < 2; v++) {
     auto run = [&] {
-      if (v) gemm_path(S, q, kc, vc, sc, p16, o);
+      if (v) TRY(lb_cuda_attention_gemm(g_cx, q, kc, vc, S.per, 0, &a, sc, p16, o, &g_err));
       else TRY(lb_cuda_flash_attention(g_cx, q, kc, vc, 0, 1, S.per, 0, &a, o, &g_err));
     };
     run();

@@ -33,7 +33,7 @@
  * grows with the rows).
  * LOWBIT_CUDA_GEMV_ROWS=N (0..32) and LOWBIT_CUDA_MMA_ROWS=N (0: off), every kind, move the lines
  * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
-enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, ATT_ROWS = 256, SMALL_N = 8 };
+enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, SMALL_N = 8 };
 static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
 static const int64_t MMA_ROWS[] = {[LB_CUDA_Q4] = 64, [LB_CUDA_NF4] = 64, [LB_CUDA_FP8] = 64, [LB_CUDA_I8] = 16};
 
@@ -78,7 +78,7 @@ struct lb_gpu {
   void *attn_split; /* split-KV decode attention's partials, shared by the layers */
   int64_t split_keys; /* 256 (LOWBIT_CUDA_ATTN_SPLIT=N: at least N keys a split; 0: no split) */
   bool flash;     /* prefill attention in one kernel (LOWBIT_CUDA_FLASH=0: the GEMM path below) */
-  float *S;       /* the GEMM path's attention scores [heads][ATT_ROWS][ctx] (not with flash) */
+  float *S;       /* the GEMM path's attention scores [heads][LB_CUDA_ATT_ROWS][ctx] (not with flash) */
   void *P16;      /* their softmax, fp16, same shape */
   float *probs;              /* sampling on the device (allocated at its first use): p [batch][V], */
   lb_cuda_pick *picks, *pin_picks; /* the settings and draws [batch], on the device and page-locked */
@@ -282,7 +282,7 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->att16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * inter) * 2, &g->act16, err));
   if (deq) LB_TRY(lb_cuda_alloc(g->cx, deq * 2, &g->deq16, err));
-  size_t scores = (size_t)(c->num_attention_heads * (ch < ATT_ROWS ? ch : ATT_ROWS) * m->ctx);
+  size_t scores = (size_t)(c->num_attention_heads * (ch < LB_CUDA_ATT_ROWS ? ch : LB_CUDA_ATT_ROWS) * m->ctx);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->q16, err));
   if (!g->flash) {
     LB_TRY(lb_cuda_alloc(g->cx, scores * 4, (void **)&g->S, err));
@@ -426,32 +426,8 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
-/* Prefill attention when the flash kernel does not take the shapes (or LOWBIT_CUDA_FLASH=0): one
- * sequence's n rows (q16 rows q0 .., its caches kc, vc) as Transformers' eager path, on tensor cores: per block of ATT_ROWS query rows, S = Q K^T * scale over the keys
- * up to the block's last row (cuBLAS), the masked softmax, O = P V (cuBLAS). Query heads i,
- * i + group, ... share kv heads 0, 1, ..., so each of the group's offsets is one strided batch
- * over the kv heads. */
-static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t q0, const void *kc,
-                                const void *vc, int64_t n, int64_t pos, lb_error *err) {
-  const lb_cuda_attn *a = &G->attn;
-  const int64_t hd = a->head_dim, H = a->heads, kvh = a->kv_heads, grp = H / kvh;
-  const int64_t kvd = kvh * hd, qd = H * hd;
-  for (int64_t r0 = q0; r0 < q0 + n; r0 += ATT_ROWS) {
-    const int64_t rn = q0 + n - r0 < ATT_ROWS ? q0 + n - r0 : ATT_ROWS, nk = pos + r0 - q0 + rn;
-    const char *q = (const char *)g->q16 + (size_t)(r0 * qd) * 2;
-    char *o = (char *)g->att16 + (size_t)(r0 * qd) * 2, *P = g->P16;
-    for (int64_t i = 0; i < grp; i++) /* S_h^T (nk x rn) = K_j (nk x hd) . Q_h^T */
-      LB_TRY(lb_cuda_gemm_batched(g->cx, true, false, nk, rn, hd, a->scale, kc, kvd, hd,
-                                  q + (size_t)(i * hd) * 2, qd, grp * hd, g->S + i * rn * nk, false,
-                                  nk, grp * rn * nk, kvh, err));
-    LB_TRY(lb_cuda_softmax_rows(g->cx, g->S, g->P16, H, rn, nk, nk, pos + r0 - q0, a->window, err));
-    for (int64_t i = 0; i < grp; i++) /* O_h^T (hd x rn) = V_j^T (hd x nk) . P_h^T */
-      LB_TRY(lb_cuda_gemm_batched(g->cx, false, false, hd, rn, nk, 1.0f, vc, kvd, hd,
-                                  P + (size_t)(i * rn * nk) * 2, nk, grp * rn * nk,
-                                  o + (size_t)(i * hd) * 2, true, qd, grp * hd, kvh, err));
-  }
-  return LB_OK;
-}
+/* The column order an RMSNorm writes for `reader`, the weight that reads its output (NULL: none). */
+static const int32_t *norm_order(const glin *reader) { return reader && reader->normed ? reader->qw.perm : NULL; }
 
 /* o_proj or down_proj adding into the residual stream, then the RMSNorm by `norm` (NULL: none)
  * into xn16, in the column order of `next`, the weight that reads it (NULL: none). (Doing the
@@ -460,8 +436,7 @@ static lb_status attention_gemm(lb_gpu *g, const glayer *G, int64_t q0, const vo
 static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int64_t n,
                                  const float *norm, const glin *next, float eps, int64_t d, lb_error *err) {
   LB_TRY(linear(g, w, x16, n, g->x, true, err));
-  const int32_t *perm = next && next->normed ? next->qw.perm : NULL;
-  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, perm, g->xn16, err));
+  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, norm_order(next), g->xn16, err));
   return LB_OK;
 }
 
@@ -493,8 +468,7 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
   LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
-  const glin *q0 = &g->layers[0].qkv;
-  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, q0->normed ? q0->qw.perm : NULL,
+  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, norm_order(&g->layers[0].qkv),
                                  g->xn16, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
@@ -508,8 +482,10 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
       STAGE(SK_ATTN, lb_cuda_flash_attention(g->cx, g->q16, kc, vc, (int64_t)(seq_cache / 2), n / per, per,
                                              pos, &G->attn, g->att16, err));
     } else {
+      const size_t qrows = (size_t)(per * G->attn.heads * G->attn.head_dim) * 2; /* a sequence's q16 bytes */
       for (int64_t j = 0; j < n / per; j++)
-        LB_TRY(attention_gemm(g, G, j * per, kc + j * seq_cache, vc + j * seq_cache, per, pos, err));
+        LB_TRY(lb_cuda_attention_gemm(g->cx, (char *)g->q16 + j * qrows, kc + j * seq_cache, vc + j * seq_cache, per,
+                                      pos, &G->attn, g->S, g->P16, (char *)g->att16 + j * qrows, err));
     }
     STAGE(SK_O, residual_linear(g, &G->o, g->att16, n, G->mlp_norm, &G->gu, eps, d, err));
     STAGE(SK_GU, gate_up(g, G, n, inter, err));

@@ -209,6 +209,15 @@ lb_status lb_cuda_attention_check(const lb_cuda_attn *a, lb_error *err);
 lb_status lb_cuda_attention(lb_cuda_ctx *c, const float *qkv, const void *kc16, const void *vc16,
                             int64_t n, int64_t per, const int32_t *pos, const lb_cuda_attn *a,
                             void *out16, lb_error *err);
+/* Prefill attention through cuBLAS, for the shapes lb_cuda_flash_attention does not take (or
+ * LOWBIT_CUDA_FLASH=0), as Transformers' eager path: one sequence's n query rows at positions
+ * pos .. pos + n - 1 (q16 and out16 [n][heads * hd] fp16, its caches kc16 / vc16 as above), per
+ * block of LB_CUDA_ATT_ROWS rows S = Q K^T * scale over the keys up to the block's last row, the
+ * causal softmax into P16, O = P V. S (fp32) and P16 (fp16) hold heads x LB_CUDA_ATT_ROWS x
+ * (pos + n) entries. */
+enum { LB_CUDA_ATT_ROWS = 256 };
+lb_status lb_cuda_attention_gemm(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16, int64_t n,
+                                 int64_t pos, const lb_cuda_attn *a, float *S, void *P16, void *out16, lb_error *err);
 /* Whether lb_cuda_flash_attention takes a's shapes: head_dim 64 or 128, heads a multiple of kv_heads. */
 bool lb_cuda_flash_fits(const lb_cuda_attn *a);
 /* Prefill attention in one kernel (flash-attention style, the scores never stored): for nseq

@@ -152,6 +152,11 @@ lb_status lb_cuda_gather_cols(lb_cuda_ctx *c, const void *x16, const int32_t *pe
   (void)c, (void)x16, (void)perm, (void)n, (void)cols, (void)out16;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_attention_gemm(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16, int64_t n,
+                                 int64_t pos, const lb_cuda_attn *a, float *S, void *P16, void *out16, lb_error *err) {
+  (void)c, (void)q16, (void)kc16, (void)vc16, (void)n, (void)pos, (void)a, (void)S, (void)P16, (void)out16;
+  return NO_CUDA(err);
+}
 bool lb_cuda_flash_fits(const lb_cuda_attn *a) { return (void)a, false; }
 lb_status lb_cuda_flash_attention(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16,
                                   int64_t seq_stride, int64_t nseq, int64_t per, int64_t pos,

@@ -356,6 +356,30 @@ extern "C" lb_status lb_cuda_softmax_rows(lb_cuda_ctx *c, const float *S, void *
                                   nk, ld, pos, window));
 }
 
+// Query heads i, i + group, ... share kv heads 0, 1, ..., so each of the group's offsets is one
+// strided batch over the kv heads.
+extern "C" lb_status lb_cuda_attention_gemm(lb_cuda_ctx *c, const void *q16, const void *kc16, const void *vc16,
+                                            int64_t n, int64_t pos, const lb_cuda_attn *a, float *S, void *P16,
+                                            void *out16, lb_error *err) {
+  const int64_t hd = a->head_dim, H = a->heads, kvh = a->kv_heads, grp = H / kvh, kvd = kvh * hd, qd = H * hd;
+  const int64_t rows = LB_CUDA_ATT_ROWS;
+  for (int64_t r0 = 0; r0 < n; r0 += rows) {
+    const int64_t rn = n - r0 < rows ? n - r0 : rows, nk = pos + r0 + rn;
+    const char *q = (const char *)q16 + (size_t)(r0 * qd) * 2, *P = (const char *)P16;
+    char *o = (char *)out16 + (size_t)(r0 * qd) * 2;
+    lb_status s = LB_OK;
+    for (int64_t i = 0; i < grp && s == LB_OK; i++) // S_h^T (nk x rn) = K_j (nk x hd) . Q_h^T
+      s = lb_cuda_gemm_batched(c, true, false, nk, rn, hd, a->scale, kc16, kvd, hd, q + (size_t)(i * hd) * 2, qd,
+                               grp * hd, S + i * rn * nk, false, nk, grp * rn * nk, kvh, err);
+    if (s == LB_OK) s = lb_cuda_softmax_rows(c, S, P16, H, rn, nk, nk, pos + r0, a->window, err);
+    for (int64_t i = 0; i < grp && s == LB_OK; i++) // O_h^T (hd x rn) = V_j^T (hd x nk) . P_h^T
+      s = lb_cuda_gemm_batched(c, false, false, hd, rn, nk, 1.0f, vc16, kvd, hd, P + (size_t)(i * rn * nk) * 2, nk,
+                               grp * rn * nk, o + (size_t)(i * hd) * 2, true, qd, grp * hd, kvh, err);
+    if (s != LB_OK) return s;
+  }
+  return LB_OK;
+}
+
 __global__ void silu_mul_k(const float *__restrict__ gu, const float *__restrict__ bias, int64_t n,
                            int64_t inter, bool interleaved, __half *__restrict__ out) {
   lb_pdl_trigger();

@@ -34,12 +34,15 @@ static bool act_order(const lb_qweight *w, int64_t group, const char **why) {
   return true;
 }
 
-// The device column order of an act-order weight: column perm[i] of w at i (grouped, stable).
-static void act_perm(const lb_qweight *w, int64_t group, int32_t *perm) {
+// The device column order of an act-order weight: column perm[i] of w at i (grouped, stable);
+// false when out of host memory.
+static bool act_perm(const lb_qweight *w, int64_t group, int32_t *perm) {
   int64_t *next = (int64_t *)malloc((size_t)w->ngroups * sizeof *next);
-  for (int64_t j = 0; next && j < w->ngroups; j++) next[j] = j * group;
-  for (int64_t c = 0; next && c < w->cols; c++) perm[next[w->g_idx[c]]++] = (int32_t)c;
+  if (!next) return false;
+  for (int64_t j = 0; j < w->ngroups; j++) next[j] = j * group;
+  for (int64_t c = 0; c < w->cols; c++) perm[next[w->g_idx[c]]++] = (int32_t)c;
   free(next);
+  return true;
 }
 
 // The device kind of w, or NONE with the reason in *why.
@@ -184,11 +187,10 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
   uint8_t *codes = (uint8_t *)malloc(cbytes);
   uint32_t *sc = (uint32_t *)malloc(sbytes);
   int32_t *hp = perm ? (int32_t *)malloc((size_t)cols * 4) : NULL;
-  if (!codes || !sc || (perm && !hp)) {
+  if (!codes || !sc || (perm && (!hp || !act_perm(ws[0], group, hp)))) {
     free(codes), free(sc), free(hp);
     return lb_cu_fail(err, LB_ENOMEM, "cuda weights: out of host memory");
   }
-  if (hp) act_perm(ws[0], group, hp);
   for (int i = 0, r0 = 0; i < n; r0 += (int)ws[i]->rows, i++)
     for (int64_t r = 0; r < ws[i]->rows; r++) {
       const int64_t dst = pairs ? 2 * r + i : r0 + r;
