@@ -11,6 +11,10 @@
 //                 pairs in flight a team; `late`: the PDL trigger after the wait and every
 //                 request of the launch (the next launch may start only then; else it is the
 //                 kernel's first instruction); `~... loads only`: no activations, no math (unchecked)
+//   cCrG RdD ...  a loader warp streams the block's R rows (at most D in flight) while C x G math
+//                 warps wait, read their activations and take the rows as they land
+//                 (gemv_stream.cuh); `late`: the trigger after the last request; `N/SM`: shared
+//                 memory padded so that only N blocks of any launch fit an SM
 // Built with -DLB_GEMV_STAMPS (device.sh: STAMPS=1), the blocks' timestamps of each 4096-row
 // variant follow (gemv.cu's and gemv_bulk.cuh's; the tensor-core GEMV has none); they cost time.
 // `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait;
@@ -27,6 +31,7 @@
 #include "backend/cuda/gemv.cu"
 #include "backend/cuda/gemv_tc.cu"
 #include "gemv_bulk.cuh"
+#include "gemv_stream.cuh"
 #include "timing.cuh"
 
 extern "C" bool lb_cuda_pdl(void) { return true; }
@@ -234,6 +239,11 @@ static void run_bulk(const Weight &w, const __half *x, float *y, cudaStream_t st
   CK((bulk_launch<NBUF, KS, CUT, LATE>(w.kw, x, y, st, PRE)));
 }
 
+template <int CW, int RG, int R, int D, int PADK = 0, bool LATE = false>
+static void run_stream(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  CK((stream_launch<CW, RG, R, LATE>(w.kw, x, y, st, D, PADK * 1024)));
+}
+
 struct Variant {
   const char *name;
   Launch fn;
@@ -340,13 +350,12 @@ int main(int argc, char **argv) {
       {"base", run_base},
       {"tc", run_tc},
       {"bulk", run_bulk<1, 2, 2>},
-      {"bulk late", run_bulk<1, 2, 2, false, true>},
-      {"bulk pre all", run_bulk<1, 2, 4>},
-      {"bulk pre all late", run_bulk<1, 2, 4, false, true>},
-      {"bulk pre 1/4 late", run_bulk<1, 2, 1, false, true>},
-      {"bulk 2 slots late", run_bulk<2, 2, 2, false, true>},
-      {"bulk warp a pair late", run_bulk<1, 1, 2, false, true>},
-      {"~bulk loads only", run_bulk<1, 2, 4, true>},
+      {"c4r1 4d2", run_stream<4, 1, 4, 2>},
+      {"c4r2 8d2", run_stream<4, 2, 8, 2>},
+      {"c4r2 8d8", run_stream<4, 2, 8, 8>},
+      {"c4r2 8d8 late", run_stream<4, 2, 8, 8, 0, true>},
+      {"c4r2 16d4 2/SM", run_stream<4, 2, 16, 4, 80>},
+      {"c4r4 32d8 1/SM", run_stream<4, 4, 32, 8, 120>},
   };
   const int nv = sizeof vs / sizeof vs[0];
   const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {12288, 4096}, {1000, 4224}};
