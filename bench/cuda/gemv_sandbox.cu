@@ -8,14 +8,16 @@
 //                                              the batch table alone)
 //
 // Weights: int4 g128 (random codes, integer zero points), NF4 with double quantization, FP8 E4M3
-// per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, all but the first made by the
-// project's quantizers from random weights; activations are fp16 in (-1, 1), with some columns of
+// per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, made by the project's quantizers
+// from random weights, HQQ-like 4-bit g64 (random codes, fractional zero points in [-2, 17] and
+// scales, both fp16 values as HQQ's checkpoints hold them) and 8-bit affine g128 (random codes and
+// integer zero points, as RTN or GPTQ 8-bit); activations are fp16 in (-1, 1), with some columns of
 // rows 0, 9, 18, ... at 6..10 (LLM.int8's outliers).
 // Correctness: the fp16 formats against the float64 sum of dequant(W) (lb_qweight_dequant_row)
 // times the same fp16 values. Bound per output: (2^-6 + 2^-10) * sum |w x|: each of a step's at
 // most 16 half2 adds rounds by at most 2^-11 of a partial sum no larger than the step's sum |w x|
-// (32 * 2^-11 with margin), NF4's code book is rounded to fp16 (2^-11 of each weight), and fp32
-// accumulation adds 1e-6. LLM.int8 against lb_int8_linear_ref (bitsandbytes' product on the CPU:
+// (32 * 2^-11 with margin), NF4's code book and HQQ's q - zero are rounded to fp16 (2^-11 of
+// each weight), and fp32 accumulation adds 1e-6. LLM.int8 against lb_int8_linear_ref (bitsandbytes' product on the CPU:
 // the same int8 codes and int32 sums, the outlier columns in fp32 in another order): 1e-5 *
 // sum |w x|. The typical error is printed too.
 // Timing: ITERS launches captured in a CUDA graph, between two events; bytes = codes + scales + x
@@ -50,8 +52,9 @@ static double urand() {
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
-enum Kind { K_Q4, K_NF4, K_FP8, K_FP8B, K_I8, K_COUNT };
-static const char *const KNAME[K_COUNT] = {"int4 g128", "nf4 dq", "fp8 channel", "fp8 128x128", "int8"};
+enum Kind { K_Q4, K_NF4, K_FP8, K_FP8B, K_I8, K_HQ4, K_A8, K_COUNT };
+static const char *const KNAME[K_COUNT] = {"int4 g128", "nf4 dq", "fp8 channel", "fp8 128x128", "int8", "hqq4 g64",
+                                           "int8 affine g128"};
 
 static void die(const char *what, const lb_error &err) {
   fprintf(stderr, "%s: %s\n", what, err.msg);
@@ -62,12 +65,17 @@ static void die(const char *what, const lb_error &err) {
 static void make(Kind k, int64_t rows, int64_t cols, lb_qweight *w) {
   memset(w, 0, sizeof *w);
   lb_error err = {};
-  if (k == K_Q4) {
-    w->kind = LB_QK_AFFINE, w->rows = rows, w->cols = cols, w->bits = 4, w->group = 128;
+  if (k == K_Q4 || k == K_HQ4 || k == K_A8) {
+    const int levels = k == K_A8 ? 256 : 16;
+    w->kind = LB_QK_AFFINE, w->rows = rows, w->cols = cols, w->bits = k == K_A8 ? 8 : 4, w->group = k == K_HQ4 ? 64 : 128;
     if (lb_qweight_alloc(w, false, false, &err) != LB_OK) die("alloc", err);
-    for (int64_t i = 0; i < rows * cols; i++) w->q[i] = (uint8_t)(urand() * 16);
+    for (int64_t i = 0; i < rows * cols; i++) w->q[i] = (uint8_t)(urand() * levels);
     for (int64_t i = 0; i < rows * w->ngroups; i++)
-      w->scale[i] = (float)(0.005 + 0.02 * urand()), w->zero[i] = (float)(int)(urand() * 16);
+      if (k != K_HQ4)
+        w->scale[i] = (float)((0.005 + 0.02 * urand()) * 16 / levels), w->zero[i] = (float)(int)(urand() * levels);
+      else // HQQ: fractional zero points, a little past the codes' range, both as fp16 (as its checkpoints hold them)
+        w->scale[i] = __half2float(__float2half((float)(0.005 + 0.02 * urand()))),
+        w->zero[i] = __half2float(__float2half((float)(19 * urand() - 2)));
     return;
   }
   float *f = (float *)malloc((size_t)(rows * cols) * 4);
@@ -122,7 +130,7 @@ static void reference(Kind k, const lb_qweight *w, const float *xf, int batch, d
 }
 
 // mma: lb_cuda_qmma, whose weights reach the tensor cores as fp16 through at most three roundings
-// of 2^-11 each (NF4's code book, the scale, their product) and whose sums are fp32: 2^-9 of
+// of 2^-11 each (NF4's code book or HQQ's q - zero, the scale, their product) and whose sums are fp32: 2^-9 of
 // sum |w x|, and 1e-6 for the sums. LLM.int8 keeps the GEMV's bound on either path: the same int8
 // codes and exact int32 sums, only the fp32 outlier sum in another order.
 static double bound_of(Kind k, double mag, bool mma = false) {
@@ -137,7 +145,8 @@ static void product(const lb_cuda_qw *w, const void *dx, lb_cuda_i8x *i8x, float
 }
 
 // The dequantized fp16 weight: the reference value rounded to fp16 (2^-11), Q4's scale is
-// rounded to fp16 too (2^-11 more). 0 when within, INFINITY when not.
+// rounded to fp16 too (2^-11 more; the HQQ-like weight's scale is an fp16 value, and its q - zero
+// is rounded instead). 0 when within, INFINITY when not.
 static double check_dequant(const lb_qweight *w, const lb_cuda_qw *dw) {
   const int64_t rows = w->rows, cols = w->cols;
   lb_error err = {};
@@ -291,7 +300,7 @@ static double time_launches(const lb_cuda_qw *ws, int copies, lb_cuda_i8x *i8x, 
 
 // Bytes of a device weight's codes and scales.
 static size_t cb_of(const lb_cuda_qw *w) {
-  return (size_t)(w->rows * w->cols / (w->kind == LB_CUDA_Q4 || w->kind == LB_CUDA_NF4 ? 2 : 1));
+  return (size_t)(w->rows * w->cols / (w->kind == LB_CUDA_Q4 || w->kind == LB_CUDA_Q4F || w->kind == LB_CUDA_NF4 ? 2 : 1));
 }
 static size_t sb_of(const lb_cuda_qw *w) { return (size_t)(w->rows * w->ngroups * 4); }
 

@@ -30,12 +30,15 @@
  * sandbox and 7B decode, BENCHMARKS.md): the tensor-core product is faster from 2 rows for 4-bit
  * affine and NF4, from 3 for FP8 (2 to 4 are close) and from 9 for LLM.int8, and than the
  * dequantization and cuBLAS up to 64 rows, LLM.int8 up to 16 (its one-block activation kernel
- * grows with the rows).
+ * grows with the rows). HQQ's 4-bit (Q4F) and 8-bit affine (A8) take their neighbours' lines
+ * (4-bit, FP8), not measured apart.
  * LOWBIT_CUDA_GEMV_ROWS=N (0..32) and LOWBIT_CUDA_MMA_ROWS=N (0: off), every kind, move the lines
  * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
 enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, SMALL_N = 8 };
-static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_NF4] = 1, [LB_CUDA_FP8] = 2, [LB_CUDA_I8] = 8};
-static const int64_t MMA_ROWS[] = {[LB_CUDA_Q4] = 64, [LB_CUDA_NF4] = 64, [LB_CUDA_FP8] = 64, [LB_CUDA_I8] = 16};
+static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_Q4F] = 1, [LB_CUDA_NF4] = 1,
+                                    [LB_CUDA_FP8] = 2, [LB_CUDA_A8] = 2, [LB_CUDA_I8] = 8};
+static const int64_t MMA_ROWS[] = {[LB_CUDA_Q4] = 64, [LB_CUDA_Q4F] = 64, [LB_CUDA_NF4] = 64,
+                                   [LB_CUDA_FP8] = 64, [LB_CUDA_A8] = 64, [LB_CUDA_I8] = 16};
 
 typedef struct glin {
   int64_t rows, cols;

@@ -52,7 +52,7 @@ echo "split-KV forced (LOWBIT_CUDA_ATTN_SPLIT=16):"
 LOWBIT_CUDA_ATTN_SPLIT=16 "$B/tests/test_cuda_model" "$TEXT" "$M" "$W/rtn4" "$W/nf4-dq" || fail=1
 # GEMVs of up to 32 rows (12-sequence decode, the 20-row chunk; by default cuBLAS takes them)
 echo "GEMV up to 32 rows (LOWBIT_CUDA_GEMV_ROWS=32):"
-LOWBIT_CUDA_GEMV_ROWS=32 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/gptq4-act" "$W/fp8" "$W/int8@0.05,1e-3" || fail=1
+LOWBIT_CUDA_GEMV_ROWS=32 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/gptq4-act" "$W/hqq4" "$W/fp8" "$W/int8@0.05,1e-3" || fail=1
 # one row's 4-bit g128 GEMV on the tensor cores (gemv_tc.cu): by default only weights of many more
 # rows than pocket-llama's take it, so it is forced here
 echo "4-bit GEMV on the tensor cores forced (LOWBIT_CUDA_GEMV_TC=force):"

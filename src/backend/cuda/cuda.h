@@ -73,12 +73,17 @@ void lb_cuda_graph_free(void *graph);
  *                codes a 32-bit word, nibbles in the column order 0, 2, 4, 6, 1, 3, 5, 7 (so that
  *                masking 0x000F000F yields the pairs (0, 1), (2, 3) ... as fp16 through the 0x6400
  *                exponent trick); scales are the fp16 pair (scale, 1024 + zero).
+ *   LB_CUDA_Q4F  the same codes with fractional zero points (HQQ; in [-16, 31]): scales are the
+ *                fp16 pair (scale, zero), and a pair decodes to q exactly, then q - zero rounded once.
+ *   LB_CUDA_A8   affine codes of 5-8 bits, a byte each, with integer zero points (RTN, GPTQ and
+ *                compressed-tensors 8-bit, no act-order); scales are the fp16 pair (scale, 4 +
+ *                zero / 256), and a pair decodes to (q - zero) / 256 exactly.
  *   LB_CUDA_NF4  bitsandbytes NF4/FP4: 8 codes a word, column k at bits 4k; `code` the 16 values;
  *                scales the fp32 absmax of each block (blocks of whole rows: group = block).
  *   LB_CUDA_FP8  E4M3 bytes; scales fp32, the weight's scale blocks widened to one per row.
  *   LB_CUDA_I8   LLM.int8 rows: int8 bytes; one scale a row, SCB (the row's absmax);
  *                `threshold` the activations' outlier threshold (0: none). */
-typedef enum lb_cuda_qkind { LB_CUDA_NONE, LB_CUDA_Q4, LB_CUDA_NF4, LB_CUDA_FP8, LB_CUDA_I8 } lb_cuda_qkind;
+typedef enum lb_cuda_qkind { LB_CUDA_NONE, LB_CUDA_Q4, LB_CUDA_NF4, LB_CUDA_FP8, LB_CUDA_I8, LB_CUDA_Q4F, LB_CUDA_A8 } lb_cuda_qkind;
 
 typedef struct lb_cuda_qw {
   lb_cuda_qkind kind;
@@ -92,8 +97,9 @@ typedef struct lb_cuda_qw {
 } lb_cuda_qw;
 
 /* Whether w can take a device layout (else NULL; or a reason in *why when why != NULL). Weights
- * that cannot (fractional zero points, act-order groups of unequal sizes, E5M2, widths off the
- * 16-byte step) are dequantized to fp16 by the caller instead. */
+ * that cannot (4-bit zero points off [-16, 31], 5-8-bit ones that are not integer codes,
+ * act-order groups of unequal sizes, act-order with fractional zero points or more than 4 bits,
+ * E5M2, widths off the 16-byte step) are dequantized to fp16 by the caller instead. */
 bool lb_cuda_qw_fits(const struct lb_qweight *w, const char **why);
 /* Repacks n weights of one kind and equal cols and scale groups, stacked by rows (q/k/v as one
  * weight), on the host and uploads them; pairs (n == 2, equal rows: gate and up) interleaves the

@@ -206,7 +206,7 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
                             cudaStream_t st) {
   const int per_block = 8 / SPLIT * ROWS, blocks = (kw.rows + per_block - 1) / per_block;
   // one activation row: the second step through shared memory where a warp streams on after it
-  // (FP8's rows have twice the steps) or where the grid is many waves long (BENCHMARKS.md: a
+  // (FP8's and 8-bit affine's rows have twice the steps) or where the grid is many waves long (BENCHMARKS.md: a
   // one-wave grid whose weights all load before the wait keeps the next launch from loading
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
@@ -262,8 +262,10 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
       e = q4tc_fits(w, n) ? q4tc_launch(w, ks.x, yr, bias, o, acc, SILU, st) // one row of a g128 weight (gemv_tc.cu)
                           : launch<FQ4, SILU, FQ4One>(w, kw, ks, yr, bias, o, n, acc, st);
       break;
+    case LB_CUDA_Q4F: e = launch<FQ4F, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_NF4: e = launch<FNF4, SILU, FNF4One>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
+    case LB_CUDA_A8: e = launch<FA8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     case LB_CUDA_I8: e = launch<FI8, SILU>(w, kw, ks, yr, bias, o, n, acc, st); break;
     default: return lb_cu_fail(err, LB_EINVAL, "cuda gemv: not a device weight");
     }

@@ -113,7 +113,7 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
 // returns the float that scales their sum; the products are summed per step (dot_rows).
 template <class D, int N>
 struct FHalf {
-  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8 }; // PRE: FP8 (gemv.cu)
+  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8 }; // PRE: FP8 and 8-bit affine (gemv.cu)
   typedef float Acc;
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
@@ -137,6 +137,13 @@ __device__ __forceinline__ __half2 q4_pair(uint32_t word, int i, __half2 z2) {
   return __hsub2(as_h2(((word >> (4 * i)) & 0x000F000Fu) | 0x64006400u), z2);
 }
 
+// Fractional zero points (LB_CUDA_Q4F, HQQ): the same half2 (1024 + q_a, 1024 + q_b) less 1024 is
+// q exactly, and subtracting the fp16 zero rounds q - zero once (to 2^-11 of it).
+__device__ __forceinline__ __half2 q4f_pair(uint32_t word, int i, __half2 z2) {
+  const __half2 q = __hsub2(as_h2(((word >> (4 * i)) & 0x000F000Fu) | 0x64006400u), __float2half2_rn(1024.0f));
+  return __hsub2(q, z2);
+}
+
 // (a & M) | O in one LOP3 (the compiler emits two: an instruction takes one 32-bit immediate)
 template <uint32_t M, uint32_t O>
 __device__ __forceinline__ uint32_t and_or(uint32_t a) {
@@ -145,16 +152,24 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a) {
   return d;
 }
 
+// A step of affine 4-bit codes as 16 pairs q - zero, and its scale: FRAC, the zero is the fp16
+// entry itself (LB_CUDA_Q4F, q4f_pair); else 1024 + zero (LB_CUDA_Q4, q4_pair).
+template <bool FRAC>
+__device__ __forceinline__ float q4_decode(const Frag &f, __half2 (&d)[16]) {
+  const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
+  const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
+#pragma unroll
+  for (int j = 0; j < 4; j++)
+#pragma unroll
+    for (int i = 0; i < 4; i++) d[4 * j + i] = FRAC ? q4f_pair(wv[j], i, z2) : q4_pair(wv[j], i, z2);
+  return __low2float(sz);
+}
+
 struct FQ4 : FHalf<FQ4, 16> {
-  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) {
-    const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
-    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-      for (int i = 0; i < 4; i++) d[4 * j + i] = q4_pair(wv[j], i, z2);
-    return __low2float(sz);
-  }
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) { return q4_decode<false>(f, d); }
+};
+struct FQ4F : FHalf<FQ4F, 16> {
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) { return q4_decode<true>(f, d); }
 };
 
 // The batch-1 GEMV's decode of the same pairs in fewer instructions (Marlin's): nibbles 1 and 5
@@ -246,6 +261,24 @@ __device__ __forceinline__ __half2 e4m3_pair(uint32_t word, uint32_t sel) {
   const uint32_t u = prmt(word, 0u, sel);
   return as_h2((u & 0x80008000u) | ((u >> 1) & 0x3F803F80u));
 }
+
+// Affine 8-bit (LB_CUDA_A8): two bytes under the fp16 exponent of 4 (prmt with 0x44 bytes:
+// selector 0x4140 takes bytes 0 and 1, 0x4342 bytes 2 and 3) are 4 + q / 256 exactly, and the
+// entry's 4 + zero / 256 leaves (q - zero) / 256 exactly; the step's sum is scaled by 256 * scale.
+// The dequantization (qweight.cu) uses it too.
+__device__ __forceinline__ __half2 a8_pair(uint32_t word, uint32_t sel, __half2 z2) {
+  return __hsub2(as_h2(prmt(word, 0x44444444u, sel)), z2);
+}
+
+struct FA8 : FHalf<FA8, 8> {
+  __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[8]) {
+    const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
+    const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) d[2 * j] = a8_pair(wv[j], 0x4140u, z2), d[2 * j + 1] = a8_pair(wv[j], 0x4342u, z2);
+    return 256.0f * __low2float(sz);
+  }
+};
 
 struct FFP8 : FHalf<FFP8, 8> {
   __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[8]) {

@@ -246,7 +246,8 @@ template <bool SILU>
 static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, float *y, const float *bias, void *out16,
                      int64_t n, bool acc, void *stream, lb_error *err) {
   if (n < 1) return lb_cu_fail(err, LB_EINVAL, "cuda qmma: no rows");
-  if (w->kind != LB_CUDA_Q4 && w->kind != LB_CUDA_NF4 && w->kind != LB_CUDA_FP8 && w->kind != LB_CUDA_I8)
+  if (w->kind != LB_CUDA_Q4 && w->kind != LB_CUDA_Q4F && w->kind != LB_CUDA_A8 && w->kind != LB_CUDA_NF4 &&
+      w->kind != LB_CUDA_FP8 && w->kind != LB_CUDA_I8)
     return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda qmma: not a device weight");
   if (w->kind == LB_CUDA_I8 && (!i8x || i8x->cols < w->cols))
     return lb_cu_fail(err, LB_EINVAL, "cuda qmma: LLM.int8 needs activation scratch as wide as the weight");
@@ -260,8 +261,10 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
     cudaStream_t st = (cudaStream_t)stream;
     switch (w->kind) {
     case LB_CUDA_Q4: e = launch<FQ4, SILU>(w, kx, k, yr, bias, o, acc, st); break;
+    case LB_CUDA_Q4F: e = launch<FQ4F, SILU>(w, kx, k, yr, bias, o, acc, st); break;
     case LB_CUDA_NF4: e = launch<FNF4, SILU>(w, kx, k, yr, bias, o, acc, st); break;
     case LB_CUDA_FP8: e = launch<FFP8, SILU>(w, kx, k, yr, bias, o, acc, st); break;
+    case LB_CUDA_A8: e = launch<FA8, SILU>(w, kx, k, yr, bias, o, acc, st); break;
     default:
       if ((e = i8x_prep(w, kx.x, i8x, k, st, &kx)) == cudaSuccess) e = launch<FI8, SILU>(w, kx, k, yr, bias, o, acc, st);
       break;

@@ -51,14 +51,27 @@ static lb_cuda_qkind kind_of(const lb_qweight *w, const char **why) {
   switch (w->kind) {
   case LB_QK_AFFINE: {
     const int64_t group = w->ngroups > 1 ? w->group : w->cols;
-    if (w->bits > 4) *why = "affine codes of more than 4 bits";
-    else if (w->cols % 32 || group % 32) *why = "columns or group not a multiple of 32";
+    if (w->bits > 4) { // a byte a code (A8)
+      const float top = (float)((1 << w->bits) - 1);
+      if (w->bits > 8) *why = "affine codes of more than 8 bits";
+      else if (w->cols % 16 || group % 16) *why = "columns or group not a multiple of 16";
+      else if (w->cols > INT32_MAX) *why = "more than 2^31 columns";
+      for (int64_t i = 0; !*why && i < w->rows * w->ngroups; i++)
+        if (!(w->zero[i] >= 0.0f && w->zero[i] <= top) || w->zero[i] != floorf(w->zero[i]))
+          *why = "5-8-bit zero points that are not integer codes";
+      if (!*why && act_order(w, group, why) && !*why) *why = "act-order codes of more than 4 bits";
+      return *why ? LB_CUDA_NONE : LB_CUDA_A8;
+    }
+    if (w->cols % 32 || group % 32) *why = "columns or group not a multiple of 32";
     else if (w->cols > INT32_MAX) *why = "more than 2^31 columns";
-    if (!*why) act_order(w, group, why);
-    for (int64_t i = 0; !*why && i < w->rows * w->ngroups; i++)
-      if (w->zero[i] != floorf(w->zero[i]) || w->zero[i] < 0 || w->zero[i] > 15)
-        *why = "zero points that are not integers in [0, 15]";
-    return *why ? LB_CUDA_NONE : LB_CUDA_Q4;
+    bool whole = true; // integer zero points in [0, 15] (GPTQ, AWQ, RTN): Q4; else Q4F (HQQ)
+    for (int64_t i = 0; !*why && i < w->rows * w->ngroups; i++) {
+      const float z = w->zero[i];
+      if (!(z >= -16.0f && z <= 31.0f)) *why = "zero points outside [-16, 31] (or not numbers)";
+      else if (z != floorf(z) || z > 15.0f || z < 0.0f) whole = false;
+    }
+    if (!*why && act_order(w, group, why) && !*why && !whole) *why = "act-order with fractional zero points";
+    return *why ? LB_CUDA_NONE : whole ? LB_CUDA_Q4 : LB_CUDA_Q4F;
   }
   case LB_QK_CODEBOOK:
     if (w->bits != 4 || w->block <= 0 || w->block % 32 || w->cols % w->block) *why = "absmax blocks that are not whole multiples of 32 columns of a row";
@@ -85,9 +98,11 @@ extern "C" bool lb_cuda_qw_fits(const lb_qweight *w, const char **why) {
 // The geometry of w's device layout: scale groups (columns each), and bytes of codes a row.
 static void geometry(const lb_qweight *w, lb_cuda_qkind k, int64_t *group, int64_t *ngroups, int64_t *row_bytes) {
   switch (k) {
-  case LB_CUDA_Q4: *group = w->ngroups > 1 ? w->group : w->cols, *row_bytes = w->cols / 2; break;
+  case LB_CUDA_Q4:
+  case LB_CUDA_Q4F: *group = w->ngroups > 1 ? w->group : w->cols, *row_bytes = w->cols / 2; break;
   case LB_CUDA_NF4: *group = w->block, *row_bytes = w->cols / 2; break;
   case LB_CUDA_FP8: *group = w->block_c < w->cols ? w->block_c : w->cols, *row_bytes = w->cols; break;
+  case LB_CUDA_A8: *group = w->ngroups > 1 ? w->group : w->cols, *row_bytes = w->cols; break;
   default: *group = w->cols, *row_bytes = w->cols; break;
   }
   *ngroups = (w->cols + *group - 1) / *group;
@@ -120,11 +135,12 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
   const uint8_t *q = w->q + r * cols;
   switch (k) {
   case LB_CUDA_Q4:
+  case LB_CUDA_Q4F:
   case LB_CUDA_NF4: {
     uint8_t row[8]; // codes masked to 4 bits, 8 at a time
     for (int64_t t = 0; t < cols / 8; t++) {
       for (int i = 0; i < 8; i++) row[i] = q[perm ? perm[8 * t + i] : 8 * t + i] & 15;
-      const uint32_t word = k == LB_CUDA_Q4 ? pack_q4(row) : pack_natural(row);
+      const uint32_t word = k == LB_CUDA_NF4 ? pack_natural(row) : pack_q4(row);
       memcpy(codes + 4 * t, &word, 4);
     }
     break;
@@ -134,8 +150,15 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
   for (int64_t j = 0; j < ngroups; j++) {
     float f = 0.0f;
     switch (k) {
-    case LB_CUDA_Q4: {
-      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], 1024.0f + w->zero[r * ngroups + j]);
+    case LB_CUDA_Q4:
+    case LB_CUDA_Q4F: {
+      const float z = w->zero[r * ngroups + j];
+      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], k == LB_CUDA_Q4 ? 1024.0f + z : z);
+      memcpy(&sc[j], &h, 4);
+      continue;
+    }
+    case LB_CUDA_A8: {
+      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], 4.0f + w->zero[r * ngroups + j] / 256.0f);
       memcpy(&sc[j], &h, 4);
       continue;
     }
@@ -164,7 +187,9 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
     int64_t gi, ngi, rbi;
     geometry(w, ki, &gi, &ngi, &rbi);
     if (i == 0) k = ki, group = gi, ng = ngi, rb = rbi;
-    else if (ki != k || w->cols != ws[0]->cols || gi != group ||
+    const bool q4s = (k == LB_CUDA_Q4 || k == LB_CUDA_Q4F) && (ki == LB_CUDA_Q4 || ki == LB_CUDA_Q4F);
+    if (q4s && ki == LB_CUDA_Q4F) k = LB_CUDA_Q4F; // integer zero points stacked with fractional ones (HQQ)
+    if ((ki != k && !q4s) || w->cols != ws[0]->cols || gi != group ||
              (k == LB_CUDA_NF4 && memcmp(w->code, ws[0]->code, sizeof w->code)) ||
              (k == LB_CUDA_I8 && w->threshold != ws[0]->threshold))
       return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda weights: stacked weights differ in kind, columns, groups, code book or threshold");
@@ -239,13 +264,13 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
   const uint32_t s = sc[(size_t)r * ngroups + c / group];
   uint4 o;
   __half *h = reinterpret_cast<__half *>(&o);
-  if (K == LB_CUDA_Q4) { // the GEMV's decoding (gemv_formats.cuh), times the scale
+  if (K == LB_CUDA_Q4 || K == LB_CUDA_Q4F) { // the GEMV's decoding (gemv_formats.cuh), times the scale
     const uint32_t w = reinterpret_cast<const uint32_t *>(codes)[i];
     const __half2 sz = as_h2(s), z = __high2half2(sz), sc2 = __low2half2(sz);
     uint32_t *ov = &o.x;
 #pragma unroll
     for (int k = 0; k < 4; k++) { // nibbles k and k + 4 hold columns 2k and 2k + 1
-      const __half2 v = __hmul2(q4_pair(w, k, z), sc2);
+      const __half2 v = __hmul2(K == LB_CUDA_Q4 ? q4_pair(w, k, z) : q4f_pair(w, k, z), sc2);
       ov[k] = *reinterpret_cast<const uint32_t *>(&v);
     }
   } else {
@@ -254,6 +279,17 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
       const uint32_t word = reinterpret_cast<const uint32_t *>(codes)[i];
 #pragma unroll
       for (int k = 0; k < 8; k++) h[k] = __float2half(tb[(word >> (4 * k)) & 15] * f);
+    } else if (K == LB_CUDA_A8) { // the GEMV's decoding: (q - zero) / 256, exactly
+      const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
+      const __half2 sz = as_h2(s), z = __high2half2(sz);
+      const float sc = 256.0f * __low2float(sz);
+      const __half2 p[4] = {a8_pair(b.x, 0x4140u, z), a8_pair(b.x, 0x4342u, z), a8_pair(b.y, 0x4140u, z),
+                            a8_pair(b.y, 0x4342u, z)};
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        const float2 v = __half22float2(p[k]);
+        h[2 * k] = __float2half(v.x * sc), h[2 * k + 1] = __float2half(v.y * sc);
+      }
     } else if (K == LB_CUDA_FP8) { // the GEMV's decoding: the value times 2^-8, exactly
       const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
       const __half2 p[4] = {e4m3_pair(b.x, 0x1404u), e4m3_pair(b.x, 0x3424u), e4m3_pair(b.y, 0x1404u),
@@ -289,8 +325,10 @@ extern "C" lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, voi
   cudaError_t e = cudaErrorInvalidValue;
   switch (w->kind) {
   case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_Q4F: e = lb_cu_launch(dequant<LB_CUDA_Q4F>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_A8: e = lb_cu_launch(dequant<LB_CUDA_A8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   default: break;
   }
