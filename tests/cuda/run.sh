@@ -4,7 +4,7 @@
 # Quantizes the shared pocket-llama into every method's layout under WORK_DIR (kept between runs),
 # then: test_cuda_model (logits of prefill, graph-replayed decode, a chunk on the cache and a batch
 # of 12 sequences, GPU vs the CPU's reference path) on bf16 and each, again for three of them with
-# split-KV decode attention forced, for three with GEMVs up to 32 rows, for three with the
+# split-KV decode attention forced, for five with GEMVs up to 32 rows, for four with the
 # tensor-core 4-bit GEMV forced and for three with the GEMM prefill attention instead of flash,
 # and perplexity on pocket-valid (20 windows of 512) on both devices (CPU: --ref-kernels), which
 # must agree within 0.1% (the bound; the logits bound is the test's own, see its header).
