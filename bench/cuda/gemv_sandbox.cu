@@ -213,6 +213,54 @@ static double check(Kind k, int64_t rows, int64_t cols, int batch, double *typic
   return worst;
 }
 
+// Stacked HQQ weights (q/k/v as one upload): one with integer zero points in [0, 15] beside one
+// with fractional ones goes up as fractional (LB_CUDA_Q4F) and multiplies as both do alone (the
+// GEMV's bound); an act-order weight beside a fractional one is refused with LB_EUNSUPPORTED (the
+// model then keeps the stack in fp16). Returns the worst error / bound, INFINITY when the kind or
+// the refusal is wrong.
+static double check_stacks() {
+  const int64_t rows = 96, cols = 512;
+  lb_qweight a, b, c;
+  make(K_HQ4, rows, cols, &a);
+  make(K_HQ4, rows, cols, &b);
+  for (int64_t i = 0; i < rows * a.ngroups; i++) a.zero[i] = rintf(fminf(fmaxf(a.zero[i], 0.0f), 15.0f));
+  const lb_qweight *ws[2] = {&a, &b};
+  lb_cuda_qw dw;
+  upload(ws, 2, false, &dw);
+  double worst = dw.kind == LB_CUDA_Q4F ? 0.0 : INFINITY;
+  float *xf = (float *)malloc((size_t)cols * 4), *hy = (float *)malloc((size_t)(2 * rows) * 4);
+  __half *hx = activations(1, cols, xf);
+  double ref[2 * rows], mag[2 * rows];
+  reference(K_HQ4, &a, xf, 1, ref, mag);
+  reference(K_HQ4, &b, xf, 1, ref + rows, mag + rows);
+  void *dx;
+  float *dy;
+  CK(cudaMalloc(&dx, (size_t)cols * 2));
+  CK(cudaMalloc((void **)&dy, (size_t)(2 * rows) * 4));
+  CK(cudaMemcpy(dx, hx, (size_t)cols * 2, cudaMemcpyHostToDevice));
+  product(&dw, dx, NULL, dy, 1, false, false, NULL);
+  CK(cudaMemcpy(hy, dy, (size_t)(2 * rows) * 4, cudaMemcpyDeviceToHost));
+  for (int64_t r = 0; r < 2 * rows; r++) worst = fmax(worst, fabs(hy[r] - ref[r]) / bound_of(K_HQ4, mag[r]));
+  lb_cuda_qw_free(&dw);
+  // a GPTQ-like act-order weight (each column's group r % groups: equal groups, not in place)
+  memset(&c, 0, sizeof c);
+  c.kind = LB_QK_AFFINE, c.rows = rows, c.cols = cols, c.bits = 4, c.group = 64;
+  lb_error err = {};
+  if (lb_qweight_alloc(&c, true, false, &err) != LB_OK) die("alloc", err);
+  for (int64_t i = 0; i < rows * cols; i++) c.q[i] = (uint8_t)(urand() * 16);
+  for (int64_t i = 0; i < rows * c.ngroups; i++) c.scale[i] = 0.01f, c.zero[i] = 8.0f;
+  for (int64_t j = 0; j < cols; j++) c.g_idx[j] = (int32_t)(j % c.ngroups);
+  const lb_qweight *wc[2] = {&c, &b};
+  const lb_status st = lb_cuda_qw_upload(NULL, wc, 2, false, &dw, &err);
+  if (st == LB_OK) lb_cuda_qw_free(&dw);
+  if (st != LB_EUNSUPPORTED) worst = INFINITY;
+  CK(cudaFree(dx));
+  CK(cudaFree(dy));
+  lb_qweight_free(&a), lb_qweight_free(&b), lb_qweight_free(&c);
+  free(hx), free(xf), free(hy);
+  return worst;
+}
+
 // The gate/up GEMV with SiLU in its epilogue (interleaved pairs) against silu(g) * u of the
 // references. Bound: g and u each within the GEMV's bound e (above); |d silu(g) / dg| <= 1.1, so
 // the result moves by at most 1.1 |u| e_g + |silu(g)| e_u, plus its fp16 rounding (2^-11 of it).
@@ -608,6 +656,11 @@ int main(int argc, char **argv) {
                (long long)pairs[i][1], batch, worst);
         failed += !(worst <= 1.0), checked++;
       }
+  if (all && checks && run[K_HQ4]) {
+    const double worst = check_stacks();
+    printf("| %s | stacked with integer zeros; act-order refused | 1 | %.3f | |\n", KNAME[K_HQ4], worst);
+    failed += !(worst <= 1.0), checked++;
+  }
   // the tensor-core product: odd shapes (fewer rows than a tile, a step count off the 4-step
   // stride), batches across its row tiles and beyond one launch (70 > LB_CUDA_MMA_MAX)
   const int64_t mshapes[][2] = {{7, 192}, {129, 4160}, {1024, 4096}};

@@ -200,12 +200,13 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
   // act-order: stacked weights share one column order (q/k/v and gate/up see the same inputs, so
   // GPTQ orders their columns alike), which the caller applies to the activations
   const char *why = NULL;
-  const bool perm = k == LB_CUDA_Q4 && act_order(ws[0], group, &why);
+  const bool perm = (k == LB_CUDA_Q4 || k == LB_CUDA_Q4F) && act_order(ws[0], group, &why);
   for (int i = 1; i < n && !why; i++) {
     const bool pi = act_order(ws[i], group, &why);
     if (!why && (pi != perm || (perm && memcmp(ws[i]->g_idx, ws[0]->g_idx, (size_t)ws[0]->cols * 4))))
       why = "stacked weights in different act-orders";
   }
+  if (!why && perm && k == LB_CUDA_Q4F) why = "act-order weights stacked with fractional zero points";
   if (why) return lb_cu_fail(err, LB_EUNSUPPORTED, why);
   const int64_t cols = ws[0]->cols;
   const size_t cbytes = (size_t)(rows * rb), sbytes = (size_t)(rows * ng) * 4;
