@@ -151,14 +151,11 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
     float f = 0.0f;
     switch (k) {
     case LB_CUDA_Q4:
-    case LB_CUDA_Q4F: {
+    case LB_CUDA_Q4F:
+    case LB_CUDA_A8: { // the fp16 pair (scale, the zero as each decode subtracts it: cuda.h)
       const float z = w->zero[r * ngroups + j];
-      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], k == LB_CUDA_Q4 ? 1024.0f + z : z);
-      memcpy(&sc[j], &h, 4);
-      continue;
-    }
-    case LB_CUDA_A8: {
-      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], 4.0f + w->zero[r * ngroups + j] / 256.0f);
+      const float zh = k == LB_CUDA_Q4 ? 1024.0f + z : k == LB_CUDA_A8 ? 4.0f + z / 256.0f : z;
+      __half2 h = __floats2half2_rn(w->scale[r * ngroups + j], zh);
       memcpy(&sc[j], &h, 4);
       continue;
     }
@@ -280,25 +277,19 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
       const uint32_t word = reinterpret_cast<const uint32_t *>(codes)[i];
 #pragma unroll
       for (int k = 0; k < 8; k++) h[k] = __float2half(tb[(word >> (4 * k)) & 15] * f);
-    } else if (K == LB_CUDA_A8) { // the GEMV's decoding: (q - zero) / 256, exactly
+    } else if (K == LB_CUDA_A8 || K == LB_CUDA_FP8) { // the GEMV's byte-pair decodings, exact: 8-bit
+      // affine's (q - zero) / 256 and E4M3's value times 2^-8, each times 256 * scale
       const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
-      const __half2 sz = as_h2(s), z = __high2half2(sz);
-      const float sc = 256.0f * __low2float(sz);
-      const __half2 p[4] = {a8_pair(b.x, 0x4140u, z), a8_pair(b.x, 0x4342u, z), a8_pair(b.y, 0x4140u, z),
-                            a8_pair(b.y, 0x4342u, z)};
+      const __half2 z = __high2half2(as_h2(s));
+      const float sc = 256.0f * (K == LB_CUDA_A8 ? __low2float(as_h2(s)) : f);
+      auto pair = [&](uint32_t word, bool hi) {
+        return K == LB_CUDA_A8 ? a8_pair(word, hi ? 0x4342u : 0x4140u, z) : e4m3_pair(word, hi ? 0x3424u : 0x1404u);
+      };
+      const __half2 p[4] = {pair(b.x, false), pair(b.x, true), pair(b.y, false), pair(b.y, true)};
 #pragma unroll
       for (int k = 0; k < 4; k++) {
         const float2 v = __half22float2(p[k]);
         h[2 * k] = __float2half(v.x * sc), h[2 * k + 1] = __float2half(v.y * sc);
-      }
-    } else if (K == LB_CUDA_FP8) { // the GEMV's decoding: the value times 2^-8, exactly
-      const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
-      const __half2 p[4] = {e4m3_pair(b.x, 0x1404u), e4m3_pair(b.x, 0x3424u), e4m3_pair(b.y, 0x1404u),
-                            e4m3_pair(b.y, 0x3424u)};
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        const float2 v = __half22float2(p[k]);
-        h[2 * k] = __float2half(v.x * 256.0f * f), h[2 * k + 1] = __float2half(v.y * 256.0f * f);
       }
     } else {
       const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
