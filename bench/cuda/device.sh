@@ -15,7 +15,7 @@
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
 #   bash bench/cuda/device.sh stamps FORMAT...  # carry .deb: where the batch-1 GEMV's time goes
 #                                      (a build with -DLB_GEMV_STAMPS, the sandbox's stamps table)
-#   bash bench/cuda/device.sh lab [ITERS [floor|hol]]  # bench/cuda/gemv_lab.cu: 4-bit GEMV launch shapes
+#   bash bench/cuda/device.sh lab [ITERS [floor|hol|chain]]  # bench/cuda/gemv_lab.cu: 4-bit GEMV launch shapes
 #                                      against the library's, checked and timed (nvcc alone, no carry;
 #                                      STAMPS=1: with the blocks' timestamps, which cost time)
 #   bash bench/cuda/device.sh gen SHAPE "METHOD ARGS|bf16"...  # the guides' table (bench --gen):
@@ -94,7 +94,7 @@ lab)
   nvcc -O3 -std=c++17 -arch=sm_90 -Isrc -Iinclude -Xptxas -v ${STAMPS:+-DLB_GEMV_STAMPS} bench/cuda/gemv_lab.cu \
     -o $E/gemv_lab > $E/lab-build.log 2>&1 || { grep -m20 -A4 error $E/lab-build.log; exit 1; }
   grep -E -A3 "Compiling entry" $E/lab-build.log | grep -E "Compiling|Used|spill" > $OUT/lab-regs.txt
-  $E/gemv_lab ${2:-100} ${3:-} | tee $OUT/lab${3:+-$3}${STAMPS:+-stamps}.md
+  timeout 240 $E/gemv_lab ${2:-100} ${3:-} | tee $OUT/lab${3:+-$3}${STAMPS:+-stamps}.md
   ;;
 check)
   M=$E/shared/models/pocket-llama-48m

@@ -18,7 +18,11 @@
 // Built with -DLB_GEMV_STAMPS (device.sh: STAMPS=1), the blocks' timestamps of each 4096-row
 // variant follow (gemv.cu's and gemv_bulk.cuh's; the tensor-core GEMV has none); they cost time.
 // `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait;
-// `lab ITERS hol` how long an 8 KB read from the L2 takes while other SMs stream weights.
+// `lab ITERS hol` how long an 8 KB read from the L2 takes while other SMs stream weights;
+// `lab ITERS chain` chains of 48 products in one persistent kernel (gemv_chain.cuh), variants named
+// `gG mM rR fF`: G row pairs a bulk copy, M math warps, a ring of R KB, at most F KB in flight;
+// `~cut`: no products, loads only (unchecked); then where a product's time goes, from the blocks'
+// timestamps, and which blocks come last.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -31,6 +35,7 @@
 #include "backend/cuda/gemv.cu"
 #include "backend/cuda/gemv_tc.cu"
 #include "gemv_bulk.cuh"
+#include "gemv_chain.cuh"
 #include "gemv_stream.cuh"
 #include "timing.cuh"
 
@@ -310,6 +315,35 @@ static void stamps(const char *name, Launch fn, std::vector<Weight> &ws, const _
 
 #endif
 
+// `copies` random 4-bit weights of rows x cols (LB_CUDA_Q4, groups of `group`): codes uniform,
+// zero points 0..15, scales uniform in [lo, lo + span); the scales with 16 bytes to spare.
+static std::vector<Weight> make_weights(int rows, int cols, int group, int copies, double lo, double span) {
+  const int ng = (cols + group - 1) / group;
+  const size_t cb = (size_t)rows * cols / 2, sb = (size_t)rows * ng * 4;
+  std::vector<uint8_t> hc(cb);
+  std::vector<uint32_t> hs((size_t)rows * ng);
+  std::vector<Weight> ws(copies);
+  for (int c = 0; c < copies; c++) {
+    for (auto &b : hc) b = (uint8_t)next32();
+    for (auto &s : hs) {
+      __half2 h = __floats2half2_rn((float)(lo + span * (next32() & 1023) / 1024.0), 1024.0f + (float)(next32() % 16));
+      memcpy(&s, &h, 4);
+    }
+    lb_cuda_qw &q = ws[c].qw;
+    memset(&q, 0, sizeof q);
+    q.kind = LB_CUDA_Q4, q.rows = rows, q.cols = cols, q.group = group, q.ngroups = ng;
+    CK(cudaMalloc(&q.codes, cb));
+    CK(cudaMalloc(&q.scales, sb + 16));
+    CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
+    ws[c].kw = kw_of(&q);
+    ws[c].kw.steps = cols / 32, ws[c].kw.spg = group / 32;
+  }
+  return ws;
+}
+
+#include "gemv_chain_lab.cuh" // time_chain: after the weights, gemv_ref and run_base it uses
+
 int main(int argc, char **argv) {
   const int iters = argc > 1 ? atoi(argv[1]) : 100;
   setenv("LOWBIT_CUDA_GEMV_TC", "0", 1); // base: the register GEMV whatever the shape
@@ -342,6 +376,10 @@ int main(int argc, char **argv) {
     time_hol();
     return 0;
   }
+  if (argc > 2 && !strcmp(argv[2], "chain")) {
+    time_chain(iters, copy, l2);
+    return 0;
+  }
   if (argc > 2 && !strcmp(argv[2], "floor")) {
     time_floors(iters, copy, l2);
     return 0;
@@ -369,25 +407,7 @@ int main(int argc, char **argv) {
     const size_t cb = (size_t)rows * cols / 2, sb = (size_t)rows * ng * 4, bytes = cb + sb + (size_t)cols * 2;
     int copies = (int)(2 * (size_t)l2 / (cb + sb)) + 2;
     if (copies > 64) copies = 64;
-    std::vector<uint8_t> hc(cb);
-    std::vector<uint32_t> hs((size_t)rows * ng);
-    std::vector<Weight> ws(copies);
-    for (int c = 0; c < copies; c++) {
-      for (auto &b : hc) b = (uint8_t)next32();
-      for (auto &s : hs) {
-        __half2 h = __floats2half2_rn(0.002f + 0.01f * (next32() & 1023) / 1024.0f, 1024.0f + (float)(next32() % 16));
-        memcpy(&s, &h, 4);
-      }
-      lb_cuda_qw &q = ws[c].qw;
-      memset(&q, 0, sizeof q);
-      q.kind = LB_CUDA_Q4, q.rows = rows, q.cols = cols, q.group = group, q.ngroups = ng;
-      CK(cudaMalloc(&q.codes, cb));
-      CK(cudaMalloc(&q.scales, sb + 16));
-      CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
-      ws[c].kw = kw_of(&q);
-      ws[c].kw.steps = cols / 32, ws[c].kw.spg = group / 32;
-    }
+    std::vector<Weight> ws = make_weights(rows, cols, group, copies, 0.002, 0.01);
     std::vector<__half> hx(cols);
     for (auto &v : hx) v = __float2half((float)((int)(next32() % 2001) - 1000) / 1000.0f);
     __half *dx;
