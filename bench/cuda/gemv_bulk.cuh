@@ -38,12 +38,21 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t b
                "l"(src), "r"(bytes), "r"(smem_addr(b))
                : "memory");
 }
+// (POLL: test_wait, which never suspends the thread, instead of try_wait, which may)
+template <bool POLL = false>
 __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
-  asm volatile("{\n.reg .pred p;\nWAIT:\n"
-               "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-               "@!p bra WAIT;\n}" ::"r"(smem_addr(b)),
-               "r"(parity)
-               : "memory");
+  if (POLL)
+    asm volatile("{\n.reg .pred p;\nWAIT:\n"
+                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT;\n}" ::"r"(smem_addr(b)),
+                 "r"(parity)
+                 : "memory");
+  else
+    asm volatile("{\n.reg .pred p;\nWAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT;\n}" ::"r"(smem_addr(b)),
+                 "r"(parity)
+                 : "memory");
 }
 // the slot's earlier reads (generic proxy) ordered before the copy engine's next writes to it
 __device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }

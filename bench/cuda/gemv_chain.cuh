@@ -60,14 +60,12 @@ __device__ __forceinline__ void chain_pairs(int rows, int *p0, int *p1) {
   *p0 = 4 * (int)((long)nq * blockIdx.x / gridDim.x), *p1 = 4 * (int)((long)nq * (blockIdx.x + 1) / gridDim.x);
 }
 
-enum { CHAIN_SLOTS = 64, CHAIN_OPS = 64 };
+enum { CHAIN_SLOTS = 64, CHAIN_OPS = 64, CHAIN_MAX_COLS = 11008 };
 
-// Shared memory: nslots slots of slot_bytes, the activations (xbytes), two scale buffers of sc_bytes.
-enum { CHAIN_MAX_COLS = 11008 };
-
-// MODE bits: 1 CUT (no products: the loads only, unchecked), 4 YBULK (the block's outputs staged in
-// shared memory and stored by one bulk copy after its last warp). (A bit 2 polled the slots with
-// test_wait instead of try_wait: 0.3-0.9 us slower a product, removed.)
+// Shared memory: nslots slots of slot_bytes, the activations (xbytes), two scale buffers of
+// sc_bytes. MODE bits: 1 CUT (no products: the loads only, unchecked), 2 POLL (the barriers polled
+// with test_wait instead of try_wait), 4 YBULK (the block's outputs staged in shared memory and
+// stored by one bulk copy after its last warp). backoff: ns between polls of the input.
 template <int M, int MODE>
 __global__ void __launch_bounds__(32 * (M + 1), 1)
     gemv_chain(const ChainOp *__restrict__ ops, int L, uint32_t nslots, uint32_t slot_bytes,
@@ -77,7 +75,7 @@ __global__ void __launch_bounds__(32 * (M + 1), 1)
   extern __shared__ __align__(128) uint8_t csm[];
   __shared__ uint64_t full[CHAIN_SLOTS], empty[CHAIN_SLOTS], scf[2], sce[2];
   __shared__ __align__(16) uint32_t ybuf[256]; // YBULK: the block's outputs of a product
-  enum { CUT = MODE & 1, YBULK = MODE & 4 };
+  enum { CUT = MODE & 1, POLL = MODE & 2, YBULK = MODE & 4 };
   __shared__ unsigned long long tmax, tloop; // (stamps) the longest wait of any warp for a slot; the last loop end
   __shared__ ChainOp sops[CHAIN_OPS];  // the chain, read once: a global read inside the loop queues behind the stream
   uint8_t *slots = csm, *scb = csm + (size_t)nslots * slot_bytes + xbytes;
@@ -98,7 +96,7 @@ __global__ void __launch_bounds__(32 * (M + 1), 1)
       int p0, p1;
       chain_pairs(op.rows, &p0, &p1);
       const uint32_t pb = (uint32_t)op.cols, sb = (uint32_t)(p1 - p0) * 2 * op.ng * 4; // a pair's codes; the scales
-      if (k >= 2) mbar_wait(&sce[k & 1], ((k >> 1) - 1) & 1);
+      if (k >= 2) mbar_wait<POLL>(&sce[k & 1], ((k >> 1) - 1) & 1);
       if (stamps) {
         unsigned long long t;
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -108,10 +106,10 @@ __global__ void __launch_bounds__(32 * (M + 1), 1)
       if (sb) bulk_copy(scb + (k & 1) * sc_bytes, reinterpret_cast<const uint8_t *>(op.scales) + (size_t)p0 * 2 * op.ng * 4, sb, &scf[k & 1]);
       for (int p = p0; p < p1; p += g, i++) {
         const uint32_t s = i % nslots, u = i / nslots, cb = pb * g;
-        if (u) mbar_wait(&empty[s], (u - 1) & 1); // chunk i - nslots is read (so it has landed)
+        if (u) mbar_wait<POLL>(&empty[s], (u - 1) & 1); // chunk i - nslots is read (so it has landed)
         for (; land + nslots <= i; land++) fly -= szr[land % nslots];
         for (; fly + cb > inflight && land < i; land++) {
-          mbar_wait(&full[land % nslots], (land / nslots) & 1);
+          mbar_wait<POLL>(&full[land % nslots], (land / nslots) & 1);
           fly -= szr[land % nslots];
         }
         szr[s] = cb, fly += cb;
@@ -164,21 +162,20 @@ __global__ void __launch_bounds__(32 * (M + 1), 1)
     unsigned long long t1 = 0, tw = 0;
     if (k == 0 && threadIdx.x == 0) tmax = 0, tloop = 0;
     if (stamps) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
-    mbar_wait(&scf[k & 1], (k >> 1) & 1);
+    mbar_wait<POLL>(&scf[k & 1], (k >> 1) & 1);
     const uint32_t *sc = reinterpret_cast<const uint32_t *>(scb + (k & 1) * sc_bytes);
     const int steps = op.cols / 32;
     const int T = M / g, member = wib / T;
     for (int jj = wib % T; p0 + g * jj < p1; jj += T) {
       const int p = p0 + g * jj + member;
       const uint32_t i = base + (uint32_t)jj, s = i % nslots;
-      if (stamps && lane == 0) {
-        unsigned long long a, b;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(a));
-        mbar_wait(&full[s], (i / nslots) & 1);
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(b));
-        tw += b - a;
+      unsigned long long ta = 0, tb = 0;
+      if (stamps) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ta));
+      mbar_wait<POLL>(&full[s], (i / nslots) & 1);
+      if (stamps) {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tb));
+        tw += tb - ta;
       }
-      mbar_wait(&full[s], (i / nslots) & 1);
       const uint4 *c = reinterpret_cast<const uint4 *>(slots + (size_t)s * slot_bytes + (size_t)member * op.cols);
       const uint32_t *s0 = sc + (size_t)(p - p0) * 2 * op.ng;
       float acc[2][1] = {{0.0f}, {0.0f}};
@@ -232,9 +229,9 @@ __global__ void __launch_bounds__(32 * (M + 1), 1)
 }
 
 // The chain's launch: one block an SM (a product waits for all blocks' outputs of the one before,
-// so they must all be resident), a ring of at most ring_bytes (and CHAIN_SLOTS slots) of the
-// widest row pair, a multiple of M slots (a warp waits for chunk i only once it has read chunk
-// i - nslots itself, so the slot's barrier is never two phases behind).
+// so they must all be resident), a ring of at most ring_bytes (and CHAIN_SLOTS slots) of g of the
+// widest row pairs, a multiple of M / g slots (a warp waits for chunk i only once it has read
+// chunk i - nslots itself, so the slot's barrier is never two phases behind).
 template <int M, int MODE = 0>
 static cudaError_t chain_launch(const ChainOp *ops, int L, int max_cols, int max_sc, uint32_t ring_bytes,
                                 uint32_t inflight, cudaStream_t st, unsigned long long *stamps = NULL, unsigned backoff = 0,

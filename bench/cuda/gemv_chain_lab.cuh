@@ -13,6 +13,8 @@ struct ChainVariant {
   unsigned backoff; // ns between polls of the input
   int g;            // pairs a chunk
 };
+// m: the math warps, plus 100 x the kernel's MODE bits (gemv_chain.cuh: 1 loads only, 2 barriers
+// polled with test_wait, 4 outputs stored by one bulk copy)
 
 // (the outputs' tags cleared first: every launch runs the same tags)
 static cudaError_t chain_run(const ChainVariant &v, const ChainOp *ops, int L, int cols, int max_sc, uint32_t *outs,
@@ -23,6 +25,7 @@ static cudaError_t chain_run(const ChainVariant &v, const ChainOp *ops, int L, i
   switch (v.m) {
   case 8: return chain_launch<8>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
   case 108: return chain_launch<8, 1>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
+  case 208: return chain_launch<8, 2>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
   case 408: return chain_launch<8, 4>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
   case 508: return chain_launch<8, 5>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
   case 416: return chain_launch<16, 4>(ops, L, cols, max_sc, ring, fly, st, stamps, v.backoff, v.g ? v.g : 1);
@@ -35,9 +38,11 @@ static void time_chain(int iters, double copy, int l2) {
   std::vector<std::string> chain_lines, chain_skew;
   const ChainVariant vs[] = {{"m8 r200 f200", 8, 200, 200, 0, 1},       {"g2 m8 r200 f200", 8, 200, 200, 0, 2},
                              {"g2 m16 r200 f200", 16, 200, 200, 0, 2}, {"g2 m16 r200 f64", 16, 200, 64, 0, 2},
-                             {"g4 m16 r200 f200", 16, 200, 200, 0, 4}, {"~cut g2 m8 r200 f200", 108, 200, 200, 0, 2}};
+                             {"g4 m16 r200 f200", 16, 200, 200, 0, 4}, {"~cut g2 m8 r200 f200", 108, 200, 200, 0, 2},
+                             {"poll m8 r200 f200", 208, 200, 200, 0, 1}, {"ybulk m8 r200 f200", 408, 200, 200, 0, 1},
+                             {"b200 m8 r200 f200", 8, 200, 200, 200, 1}};
   const int nv = sizeof vs / sizeof vs[0], L = 48;
-  const int shapes[][3] = {{4096, 4096, 0}, {4096, 11008, 0}, {11008, 4096, 0}};
+  const int shapes[][3] = {{4096, 4096, 0}, {4096, 11008, 0}, {11008, 4096, 0}, {4096, 4096, 1}}; // 1: hot
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
   printf("Chains of %d products in one kernel (us a product, share of copy); base: the library's register GEMV, "
@@ -142,10 +147,12 @@ static void time_chain(int iters, double copy, int l2) {
         std::vector<unsigned long long> h(n);
         CK(cudaMemcpy(h.data(), ds, n * 8, cudaMemcpyDeviceToHost));
         CK(cudaFree(ds));
-        double per = 0, wait = 0, waitmax = 0, comp = 0, compmax = 0, fw = 0, scw = 0, scm = 0, lead0 = 0, lead1 = 0;
+        // a block's stamps of product kk: input in, rows done, longest slot wait, pairs done (after the
+        // input), the loader's request of the scales, of the last pair
+        auto at = [&](int kk, int b, int f) { return (double)h[((size_t)kk * g_sms + b) * 6 + f]; };
+        double per = 0, wait = 0, waitmax = 0, comp = 0, compmax = 0, fw = 0, pdn = 0, pdm = 0, lead0 = 0, lead1 = 0;
         int cnt = 0;
         for (int k = 8; k < L - 8; k++, cnt++) {
-          auto at = [&](int kk, int b, int f) { return (double)h[((size_t)kk * g_sms + b) * 6 + f]; };
           double end0 = 0, end1 = 0, wk = 0, wm = 0, ck = 0, cm = 0, fk = 0, sk = 0, sm = 0, l0 = 0, l1 = 0;
           for (int b = 0; b < g_sms; b++) end0 = fmax(end0, at(k - 1, b, 1)), end1 = fmax(end1, at(k, b, 1));
           for (int b = 0; b < g_sms; b++) {
@@ -153,7 +160,7 @@ static void time_chain(int iters, double copy, int l2) {
             wk += w, wm = fmax(wm, w), ck += c, cm = fmax(cm, c), fk += at(k, b, 2);
             sk += at(k, b, 3), sm = fmax(sm, at(k, b, 3)), l0 += at(k, b, 0) - at(k, b, 4), l1 += at(k, b, 0) - at(k, b, 5);
           }
-          scw += sk / g_sms, scm += sm, lead0 += l0 / g_sms, lead1 += l1 / g_sms;
+          pdn += sk / g_sms, pdm += sm, lead0 += l0 / g_sms, lead1 += l1 / g_sms;
           per += end1 - end0, wait += wk / g_sms, waitmax += wm, comp += ck / g_sms, compmax += cm, fw += fk / g_sms;
         }
         { // is the slowest block the same SM every product? blocks' mean rows time, and who was last how often
@@ -162,9 +169,8 @@ static void time_chain(int iters, double copy, int l2) {
           for (int k = 8; k < L - 8; k++) {
             int arg = 0;
             for (int b = 0; b < g_sms; b++) {
-              const double r = (double)h[((size_t)k * g_sms + b) * 6 + 1] - (double)h[((size_t)k * g_sms + b) * 6];
-              mean[b] += r / cnt;
-              if (h[((size_t)k * g_sms + b) * 6 + 1] > h[((size_t)k * g_sms + arg) * 6 + 1]) arg = b;
+              mean[b] += (at(k, b, 1) - at(k, b, 0)) / cnt;
+              if (at(k, b, 1) > at(k, arg, 1)) arg = b;
             }
             last[arg]++;
           }
@@ -180,7 +186,7 @@ static void time_chain(int iters, double copy, int l2) {
         char line[256];
         snprintf(line, sizeof line, "| %d x %d%s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |",
                  rows, cols, hot ? " hot" : "", vs[v].name, per / cnt / 1e3, wait / cnt / 1e3, waitmax / cnt / 1e3,
-                 comp / cnt / 1e3, compmax / cnt / 1e3, fw / cnt / 1e3, scw / cnt / 1e3, scm / cnt / 1e3, lead0 / cnt / 1e3,
+                 comp / cnt / 1e3, compmax / cnt / 1e3, fw / cnt / 1e3, pdn / cnt / 1e3, pdm / cnt / 1e3, lead0 / cnt / 1e3,
                  lead1 / cnt / 1e3);
         chain_lines.push_back(line);
       }

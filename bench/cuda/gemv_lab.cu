@@ -21,8 +21,10 @@
 // `lab ITERS hol` how long an 8 KB read from the L2 takes while other SMs stream weights;
 // `lab ITERS chain` chains of 48 products in one persistent kernel (gemv_chain.cuh), variants named
 // `gG mM rR fF`: G row pairs a bulk copy, M math warps, a ring of R KB, at most F KB in flight;
-// `~cut`: no products, loads only (unchecked); then where a product's time goes, from the blocks'
-// timestamps, and which blocks come last.
+// `~cut`: no products, loads only (unchecked); `poll`: the barriers polled with test_wait; `ybulk`:
+// a block's outputs stored by one bulk copy; `bN`: N ns between polls of the input; `hot`: one
+// weight, read from the L2; then where a product's time goes, from the blocks' timestamps, and
+// which blocks come last.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
