@@ -78,7 +78,8 @@ void lb_cuda_graph_free(void *graph);
  *   LB_CUDA_A8   affine codes of 5-8 bits, a byte each, with integer zero points (RTN, GPTQ and
  *                compressed-tensors 8-bit, no act-order); scales are the fp16 pair (scale, 4 +
  *                zero / 256), and a pair decodes to (q - zero) / 256 exactly.
- *   LB_CUDA_NF4  bitsandbytes NF4/FP4: 8 codes a word, column k at bits 4k; `code` the 16 values;
+ *   LB_CUDA_NF4  bitsandbytes NF4/FP4: 8 codes a word, the low 3 bits of column k's at bits 4k,
+ *                its bit 3 at bit 8k + 7 (k < 4) or 8(k - 4) + 3; `code` the 16 values;
  *                scales the fp32 absmax of each block (blocks of whole rows: group = block).
  *   LB_CUDA_FP8  E4M3 bytes; scales fp32, the weight's scale blocks widened to one per row.
  *   LB_CUDA_I8   LLM.int8 rows: int8 bytes; one scale a row, SCB (the row's absmax);

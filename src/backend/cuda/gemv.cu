@@ -206,7 +206,8 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
                             cudaStream_t st) {
   const int per_block = 8 / SPLIT * ROWS, blocks = (kw.rows + per_block - 1) / per_block;
   // one activation row: the second step through shared memory where a warp streams on after it
-  // (FP8's and 8-bit affine's rows have twice the steps) or where the grid is many waves long (BENCHMARKS.md: a
+  // (FP8's and 8-bit affine's rows have twice the steps), where the blocks round LLM.int8's
+  // activations after the wait, or where the grid is many waves long (BENCHMARKS.md: a
   // one-wave grid whose weights all load before the wait keeps the next launch from loading
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());

@@ -195,59 +195,85 @@ struct FQ4One : FHalf<FQ4One, 16> {
   }
 };
 
-// NF4/FP4: a 16-entry table lookup in registers. For 4 codes (nibbles of v, column k at bits 4k)
-// prmt picks the low and the high byte of each value from the table's entries 0..7 and 8..15
-// (selectors: the code's low 3 bits), and a third prmt in sign-replicating mode turns each code's
-// bit 3 into a byte mask that chooses between them.
-__device__ __forceinline__ void nf4_quad(uint32_t v, const uint32_t (&t)[8], __half2 &h01, __half2 &h23) {
-  const uint32_t sel = v & 0x7777u;
-  const uint32_t m = prmt(0x80808080u, 0u, 0x7654u + ((v >> 1) & 0x4444u)); // 0xFF where bit 3 is set
+// NF4/FP4: a 16-entry table lookup in registers, on the word's layout (cuda.h). t (KW::tab): the
+// low bytes of entries 0-7 and 8-15, then the high bytes of the same, two words each. For the 4
+// codes of a selector (3-bit nibbles) PRMT picks each value's low and high byte among entries
+// 0-7 and among 8-15; m, 0xFF in the bytes whose code has bit 3 set, chooses (one LOP3 each), and
+// two PRMT interleave the low and high bytes into pairs.
+__device__ __forceinline__ void nf4_quad(uint32_t sel, uint32_t m, const uint32_t (&t)[8], __half2 &h01,
+                                         __half2 &h23) {
   const uint32_t lo = (prmt(t[0], t[1], sel) & ~m) | (prmt(t[2], t[3], sel) & m);
   const uint32_t hi = (prmt(t[4], t[5], sel) & ~m) | (prmt(t[6], t[7], sel) & m);
   h01 = as_h2(prmt(lo, hi, 0x5140u)), h23 = as_h2(prmt(lo, hi, 0x7362u));
 }
 
+// A word's 4 pairs (columns 0-1 ... 6-7). The masks are sign-replicating PRMTs (selector 8 + k:
+// byte k's bit 7) of the word, where columns 0-3 keep their bit 3, and of the word shifted by 4,
+// where columns 4-7 do; the shifts are multiplications (IMAD): 19 ALU instructions a word and no
+// more than the pairs need (the GEMV is bound by the instructions it issues: BENCHMARKS.md).
+__device__ __forceinline__ void nf4_word(uint32_t w, const uint32_t (&t)[8], __half2 (&d)[4]) {
+  const uint32_t sel = w & 0x77777777u;
+  nf4_quad(sel, prmt(w, 0u, 0xBA98u), t, d[0], d[1]);
+  nf4_quad(__umulhi(sel, 0x10000u), prmt(w * 16u, 0u, 0xBA98u), t, d[2], d[3]);
+}
+
+// Column k's code of a word (the dequantization, qweight.cu).
+__device__ __forceinline__ uint32_t nf4_code(uint32_t w, int k) {
+  const int hb = k < 4 ? 8 * k + 7 : 8 * (k - 4) + 3;
+  return (w >> (4 * k) & 7u) | (w >> hb & 1u) << 3;
+}
+
+__device__ __forceinline__ void nf4_table(const KW &w, uint32_t (&t)[8]) {
+#pragma unroll
+  for (int i = 0; i < 8; i++) t[i] = w.tab[i];
+}
+
 struct FNF4 : FHalf<FNF4, 16> {
   __device__ static float decode(const Frag &f, const KW &w, __half2 (&d)[16]) {
     uint32_t t[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) t[i] = w.tab[i];
+    nf4_table(w, t);
     const uint32_t wv[4] = {f.q.x, f.q.y, f.q.z, f.q.w};
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      nf4_quad(wv[j], t, d[4 * j], d[4 * j + 1]);
-      nf4_quad(wv[j] >> 16, t, d[4 * j + 2], d[4 * j + 3]);
+      __half2 q[4];
+      nf4_word(wv[j], t, q);
+#pragma unroll
+      for (int i = 0; i < 4; i++) d[4 * j + i] = q[i];
     }
     return __uint_as_float(f.s);
   }
 };
 
 // NF4 at one activation row: each word's four pairs decoded and multiplied before the next word's,
-// so that a row's 16 decoded pairs are never live at once (FNF4's whole-step decode took 80
-// registers, 3 blocks an SM: a 4096-row weight's 512 blocks then ran in two waves; this takes 64).
-// A word's 4 products are summed in half2, then scaled and added in fp32.
+// so that a row's 16 decoded pairs are never live at once (decoding a whole step first took 80
+// registers, 3 blocks an SM). A step's products are summed in half2 as dot_rows does, then scaled
+// and added in fp32.
 struct FNF4One : FHalf<FNF4One, 16> {
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
     static_assert(B == 1, "one activation row");
     uint32_t t[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) t[i] = w.tab[i];
+    nf4_table(w, t);
     const uint4 *xb = reinterpret_cast<const uint4 *>(x.x) + (size_t)st * 4;
+    __half2 a[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) a[r] = __float2half2_rn(0.0f);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const uint4 xv = __ldg(xb + j);
 #pragma unroll
       for (int r = 0; r < R; r++) {
         const uint32_t v = j == 0 ? f[r].q.x : j == 1 ? f[r].q.y : j == 2 ? f[r].q.z : f[r].q.w;
-        __half2 d0, d1, d2, d3;
-        nf4_quad(v, t, d0, d1);
-        nf4_quad(v >> 16, t, d2, d3);
-        __half2 a = __hmul2(d0, as_h2(xv.x));
-        a = __hfma2(d1, as_h2(xv.y), a), a = __hfma2(d2, as_h2(xv.z), a), a = __hfma2(d3, as_h2(xv.w), a);
-        const float2 s = __half22float2(a);
-        acc[r][0] = fmaf(__uint_as_float(f[r].s), s.x + s.y, acc[r][0]);
+        __half2 q[4];
+        nf4_word(v, t, q);
+        a[r] = __hfma2(q[0], as_h2(xv.x), a[r]), a[r] = __hfma2(q[1], as_h2(xv.y), a[r]);
+        a[r] = __hfma2(q[2], as_h2(xv.z), a[r]), a[r] = __hfma2(q[3], as_h2(xv.w), a[r]);
       }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      const float2 s = __half22float2(a[r]);
+      acc[r][0] = fmaf(__uint_as_float(f[r].s), s.x + s.y, acc[r][0]);
     }
   }
 };
@@ -382,8 +408,10 @@ struct FI8 {
 // rounds the row to int8 itself, through i8_scan's and i8_quant's helpers (i8_outliers8,
 // i8_codes8: the same codes and scale), into shared memory: the codes (cols bytes), a byte a 8 columns whose bits mark
 // the outlier columns (|x| >= threshold), and the scale. A step then takes its codes from there,
-// and a step with outlier columns (rare) adds q * x of those in fp32, as FI8's tail does.
+// and a step with outlier columns (rare) adds q * x of those in fp32, as FI8's tail does. A lane's
+// second step is copied to shared memory before the PDL wait (PRE), for the rounding to overlap.
 struct FI8One : FI8 {
+  enum { PRE = 1 };
   static size_t smem(int cols) { return (size_t)cols + (size_t)cols / 8 + 16; }
   __device__ static void prep(const KW &w, KX &x) {
     extern __shared__ uint4 dsm[];

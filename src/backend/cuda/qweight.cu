@@ -108,8 +108,8 @@ static void geometry(const lb_qweight *w, lb_cuda_qkind k, int64_t *group, int64
   *ngroups = (w->cols + *group - 1) / *group;
 }
 
-// 8 codes (each < 16, one a byte) packed into a word: Q4's column order 0, 2, 4, 6, 1, 3, 5, 7 or
-// the natural order, by shifts of the 8 bytes read as one little-endian uint64.
+// 8 codes (each < 16, one a byte) packed into a word in Q4's column order 0, 2, 4, 6, 1, 3, 5, 7, by
+// shifts of the 8 bytes read as one little-endian uint64.
 static uint32_t pack_q4(const uint8_t *q) {
   uint64_t v;
   memcpy(&v, q, 8);
@@ -119,12 +119,16 @@ static uint32_t pack_q4(const uint8_t *q) {
   e |= e >> 24, o |= o >> 24;
   return (uint32_t)(e & 0xFFFF) | (uint32_t)(o & 0xFFFF) << 16;
 }
-static uint32_t pack_natural(const uint8_t *q) {
-  uint64_t v;
-  memcpy(&v, q, 8);
-  v = (v | v >> 4) & 0x00FF00FF00FF00FFull;
-  v = (v | v >> 8) & 0x0000FFFF0000FFFFull;
-  return (uint32_t)(v | v >> 16);
+// NF4/FP4's word (cuda.h): nibble n keeps the low 3 bits of column n's code; the codes' bit 3 go to
+// the nibbles' top bits, columns 0-3 at bits 7, 15, 23, 31 (each byte's sign, which one PRMT turns
+// into a byte mask) and columns 4-7 at bits 3, 11, 19, 27 (the same after a shift by 4).
+static uint32_t pack_nf4(const uint8_t *q) {
+  uint32_t v = 0;
+  for (int n = 0; n < 8; n++) {
+    const uint32_t hb = n < 4 ? 8u * n + 7 : 8u * (n - 4) + 3;
+    v |= (uint32_t)(q[n] & 7) << (4 * n) | (uint32_t)(q[n] >> 3 & 1) << hb;
+  }
+  return v;
 }
 
 // Row r of w into the device layout: codes (row_bytes) and scales (ngroups entries); perm (or
@@ -140,7 +144,7 @@ static void repack_row(const lb_qweight *w, lb_cuda_qkind k, int64_t r, int64_t 
     uint8_t row[8]; // codes masked to 4 bits, 8 at a time
     for (int64_t t = 0; t < cols / 8; t++) {
       for (int i = 0; i < 8; i++) row[i] = q[perm ? perm[8 * t + i] : 8 * t + i] & 15;
-      const uint32_t word = k == LB_CUDA_NF4 ? pack_natural(row) : pack_q4(row);
+      const uint32_t word = k == LB_CUDA_NF4 ? pack_nf4(row) : pack_q4(row);
       memcpy(codes + 4 * t, &word, 4);
     }
     break;
@@ -276,7 +280,7 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
     if (K == LB_CUDA_NF4) {
       const uint32_t word = reinterpret_cast<const uint32_t *>(codes)[i];
 #pragma unroll
-      for (int k = 0; k < 8; k++) h[k] = __float2half(tb[(word >> (4 * k)) & 15] * f);
+      for (int k = 0; k < 8; k++) h[k] = __float2half(tb[nf4_code(word, k)] * f);
     } else if (K == LB_CUDA_A8 || K == LB_CUDA_FP8) { // the GEMV's byte-pair decodings, exact: 8-bit
       // affine's (q - zero) / 256 and E4M3's value times 2^-8, each times 256 * scale
       const uint2 b = reinterpret_cast<const uint2 *>(codes)[i];
