@@ -121,14 +121,16 @@ static uint32_t pack_q4(const uint8_t *q) {
 }
 // NF4/FP4's word (cuda.h): nibble n keeps the low 3 bits of column n's code; the codes' bit 3 go to
 // the nibbles' top bits, columns 0-3 at bits 7, 15, 23, 31 (each byte's sign, which one PRMT turns
-// into a byte mask) and columns 4-7 at bits 3, 11, 19, 27 (the same after a shift by 4).
+// into a byte mask) and columns 4-7 at bits 3, 11, 19, 27 (the same after a shift by 4). The 8
+// codes (each < 16) are read as one little-endian uint64 and packed by shifts, as pack_q4 does.
 static uint32_t pack_nf4(const uint8_t *q) {
-  uint32_t v = 0;
-  for (int n = 0; n < 8; n++) {
-    const uint32_t hb = n < 4 ? 8u * n + 7 : 8u * (n - 4) + 3;
-    v |= (uint32_t)(q[n] & 7) << (4 * n) | (uint32_t)(q[n] >> 3 & 1) << hb;
-  }
-  return v;
+  uint64_t v;
+  memcpy(&v, q, 8);
+  const uint64_t b3 = v >> 3 & 0x0101010101010101ull; // each code's bit 3 at bit 8n
+  uint64_t lo = v & 0x0707070707070707ull;              // the low 3 bits, nibbles gathered below
+  lo = (lo | lo >> 4) & 0x00FF00FF00FF00FFull;
+  lo = (lo | lo >> 8) & 0x0000FFFF0000FFFFull;
+  return (uint32_t)(lo | lo >> 16) | (uint32_t)(b3 << 7 & 0x80808080u) | (uint32_t)(b3 >> 29 & 0x08080808u);
 }
 
 // Row r of w into the device layout: codes (row_bytes) and scales (ngroups entries); perm (or
