@@ -209,8 +209,9 @@ __device__ __forceinline__ void nf4_quad(uint32_t sel, uint32_t m, const uint32_
 
 // A word's 4 pairs (columns 0-1 ... 6-7). The masks are sign-replicating PRMTs (selector 8 + k:
 // byte k's bit 7) of the word, where columns 0-3 keep their bit 3, and of the word shifted by 4,
-// where columns 4-7 do; the shifts are multiplications (IMAD): 19 ALU instructions a word and no
-// more than the pairs need (the GEMV is bound by the instructions it issues: BENCHMARKS.md).
+// where columns 4-7 do; the shifts are multiplications (IMAD). 19 ALU instructions a word: the
+// one-row GEMV's time follows the instructions it issues (BENCHMARKS.md, 2026-11-24, seventh
+// session).
 __device__ __forceinline__ void nf4_word(uint32_t w, const uint32_t (&t)[8], __half2 (&d)[4]) {
   const uint32_t sel = w & 0x77777777u;
   nf4_quad(sel, prmt(w, 0u, 0xBA98u), t, d[0], d[1]);

@@ -119,6 +119,7 @@ static uint32_t pack_q4(const uint8_t *q) {
   e |= e >> 24, o |= o >> 24;
   return (uint32_t)(e & 0xFFFF) | (uint32_t)(o & 0xFFFF) << 16;
 }
+
 // NF4/FP4's word (cuda.h): nibble n keeps the low 3 bits of column n's code; the codes' bit 3 go to
 // the nibbles' top bits, columns 0-3 at bits 7, 15, 23, 31 (each byte's sign, which one PRMT turns
 // into a byte mask) and columns 4-7 at bits 3, 11, 19, 27 (the same after a shift by 4). The 8
