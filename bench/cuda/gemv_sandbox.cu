@@ -635,7 +635,8 @@ int main(int argc, char **argv) {
   // (9001 x 4160: a grid of 1126 blocks, 8 an SM up to 140 SMs, so that one row's GEMV copies its second step to shared
   // memory before the PDL wait for every format, gemv.cu launch_b; 11008 x 4096: one 4-bit g128 row
   // on the tensor cores, gemv_tc.cu; 1000 x 4224 takes it too with LOWBIT_CUDA_GEMV_TC=force, rows
-  // off its 16-row tile)
+  // off its 16-row tile; NF4's one-row GEMV with a warp a row pair, gemv.cu's tall_fits, takes
+  // 11008 x 4096 with LOWBIT_CUDA_GEMV_TALL=force)
   const int64_t shapes[][2] = {{1, 4096}, {7, 192}, {129, 4160}, {4096, 4096}, {1024, 11008}, {9001, 4160},
                                {11008, 4096}, {1000, 4224}};
   for (int k = 0; k < K_COUNT; k++)

@@ -57,6 +57,10 @@ LOWBIT_CUDA_GEMV_ROWS=32 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/gptq4-
 # rows than pocket-llama's take it, so it is forced here
 echo "4-bit GEMV on the tensor cores forced (LOWBIT_CUDA_GEMV_TC=force):"
 LOWBIT_CUDA_GEMV_TC=force "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/rtn4-head" "$W/awq4" "$W/gptq4-act" || fail=1
+# NF4's one-row GEMV with a warp a row pair (gemv.cu: tall_fits): by default only weights of many
+# more rows than pocket-llama's take it, so it is forced here
+echo "NF4 GEMV a warp a row pair forced (LOWBIT_CUDA_GEMV_TALL=force):"
+LOWBIT_CUDA_GEMV_TALL=force "$B/tests/test_cuda_model" "$TEXT" "$W/nf4-dq" "$W/fp4" || fail=1
 # prefill attention through cuBLAS and the softmax kernel (the flash kernel takes pocket-llama's
 # head_dim of 64 by default; the GEMM path stays for the head dims it does not take)
 echo "GEMM prefill attention (LOWBIT_CUDA_FLASH=0):"

@@ -201,6 +201,19 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x0, float *__re
 
 enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.md: variants)
 
+// Whether NF4's one-row GEMV takes a warp a row pair (no split, 16 rows a block; F::TALL) for a
+// grid of b16 such blocks. LOWBIT_CUDA_GEMV_TALL: unset, where the grid is 1.5 waves of 4 blocks an
+// SM or more (measured: 8% faster at 14336 x 4096, the same at 11008 x 4096, slower on 4096-row
+// weights, whose 256 blocks leave 16 warps an SM: BENCHMARKS.md); 0 never; force always.
+static bool tall_fits(int b16) {
+  static int mode = -1;
+  if (mode < 0) {
+    const char *e = getenv("LOWBIT_CUDA_GEMV_TALL");
+    mode = !e ? 1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "force") == 0 ? 2 : 1;
+  }
+  return mode == 2 || (mode == 1 && 2 * (int64_t)b16 >= 3 * 4 * (int64_t)lb_cu_sm_count());
+}
+
 template <class F, bool SILU, int B>
 static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
                             cudaStream_t st) {
@@ -211,6 +224,12 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   // one-wave grid whose weights all load before the wait keeps the next launch from loading
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
+  if constexpr (F::TALL) { // NF4 at one row: a warp a row pair (16 rows a block) on many-wave grids
+    const int b16 = (kw.rows + 15) / 16;
+    if (tall_fits(b16)) // (its steps' pre-copy by the same rule, for these blocks)
+      return lb_cu_launch(gemv<F, B, ROWS, 1, SILU>, dim3(b16), dim3(256), F::smem(kw.cols), st, kw, kx, y, bias,
+                          out16, acc, b16 >= 8 * lb_cu_sm_count());
+  }
   return lb_cu_launch(gemv<F, B, ROWS, SPLIT, SILU>, dim3(blocks), dim3(256), F::smem(kw.cols), st, kw, kx, y, bias,
                       out16, acc, pre);
 }

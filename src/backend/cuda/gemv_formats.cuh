@@ -5,6 +5,8 @@
 //   STEP_SCALE        whether a step loads its scale group's entry;
 //   PRE               whether the GEMV always copies a lane's second step to shared memory
 //                     before the PDL wait (gemv.cu: launch_b);
+//   TALL              whether many-wave grids take a warp a row pair, 16 rows a block
+//                     (gemv.cu: tall_fits);
 //   Acc               what a lane accumulates per (row, activation row);
 //   mac<B, R>         one step of R rows against B activation rows;
 //   tail<B, R>        what comes after the steps (LLM.int8's outlier columns);
@@ -113,7 +115,7 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
 // returns the float that scales their sum; the products are summed per step (dot_rows).
 template <class D, int N>
 struct FHalf {
-  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8 }; // PRE: FP8 and 8-bit affine (gemv.cu)
+  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, TALL = 0 }; // PRE: FP8 and 8-bit affine (gemv.cu)
   typedef float Acc;
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
@@ -250,6 +252,7 @@ struct FNF4 : FHalf<FNF4, 16> {
 // registers, 3 blocks an SM). A step's products are summed in half2 as dot_rows does, then scaled
 // and added in fp32.
 struct FNF4One : FHalf<FNF4One, 16> {
+  enum { TALL = 1 }; // a warp a row pair on many-wave grids (gemv.cu: tall_fits)
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
     static_assert(B == 1, "one activation row");
@@ -365,7 +368,7 @@ __device__ __forceinline__ I8Acc shfl_xor(I8Acc a, int o) {
 __device__ __forceinline__ float shfl_xor(float a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
 
 struct FI8 {
-  enum { COLS = 16, STEP_SCALE = 0, PRE = 0 };
+  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, TALL = 0 };
   typedef I8Acc Acc;
   template <int B, int R>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
