@@ -203,7 +203,7 @@ enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.
 
 // Whether NF4's one-row GEMV takes a warp a row pair (no split, 16 rows a block; F::TALL) for a
 // grid of b16 such blocks. LOWBIT_CUDA_GEMV_TALL: unset, where the grid is 1.5 waves of 4 blocks an
-// SM or more (measured: 8% faster at 14336 x 4096, the same at 11008 x 4096, slower on 4096-row
+// SM or more (measured: 6-8% faster at 14336 x 4096, the same at 11008 x 4096, slower on 4096-row
 // weights, whose 256 blocks leave 16 warps an SM: BENCHMARKS.md); 0 never; force always.
 static bool tall_fits(int b16) {
   static int mode = -1;
