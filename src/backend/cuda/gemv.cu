@@ -207,11 +207,8 @@ enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.
 // weights, whose 256 blocks leave 16 warps an SM: BENCHMARKS.md); 0 never; force always.
 static bool tall_fits(int b16) {
   static int mode = -1;
-  if (mode < 0) {
-    const char *e = getenv("LOWBIT_CUDA_GEMV_TALL");
-    mode = !e ? 1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "force") == 0 ? 2 : 1;
-  }
-  return mode == 2 || (mode == 1 && 2 * (int64_t)b16 >= 3 * 4 * (int64_t)lb_cu_sm_count());
+  const int m = lb_cu_env_mode("LOWBIT_CUDA_GEMV_TALL", &mode);
+  return m == 2 || (m == 1 && 2 * (int64_t)b16 >= 3 * 4 * (int64_t)lb_cu_sm_count());
 }
 
 template <class F, bool SILU, int B>

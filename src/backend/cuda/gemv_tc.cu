@@ -104,11 +104,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 2) gemv_tc(const KW w, const __
 // checks use it so that small models take this path too).
 static int tc_mode(void) {
   static int mode = -1;
-  if (mode < 0) {
-    const char *e = getenv("LOWBIT_CUDA_GEMV_TC");
-    mode = !e ? 1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "force") == 0 ? 2 : 1;
-  }
-  return mode;
+  return lb_cu_env_mode("LOWBIT_CUDA_GEMV_TC", &mode);
 }
 
 bool q4tc_fits(const lb_cuda_qw *w, int batch) {

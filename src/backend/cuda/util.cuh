@@ -1,10 +1,12 @@
-// Error helpers shared by the .cu files: a CUDA or cuBLAS failure becomes an lb_error naming the
-// operation.
+// Helpers shared by the .cu files: a CUDA or cuBLAS failure becomes an lb_error naming the
+// operation; the environment's A/B switches; programmatic dependent launch.
 #ifndef LB_BACKEND_CUDA_UTIL_CUH
 #define LB_BACKEND_CUDA_UTIL_CUH
 
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda.h"
 #include "lowbit.h"
@@ -24,6 +26,17 @@ static inline lb_status lb_cu_check(lb_error *err, const char *what, cudaError_t
     snprintf(err->msg, sizeof err->msg, "cuda: %s: %s", what, cudaGetErrorString(e));
   }
   return e == cudaErrorMemoryAllocation ? LB_ENOMEM : LB_EIO;
+}
+
+// An A/B switch between a kernel and its alternative: the variable unset (or any other value) is
+// 1, the library's rule; "0" never; "force" always (the checks use it so that small models take
+// the path too) is 2. Read once a process, through *cache (start it at -1).
+static inline int lb_cu_env_mode(const char *name, int *cache) {
+  if (*cache < 0) {
+    const char *e = getenv(name);
+    *cache = !e ? 1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "force") == 0 ? 2 : 1;
+  }
+  return *cache;
 }
 
 // Programmatic dependent launch (Hopper; cuda.h, lb_cuda_pdl). Every kernel of the backend calls
