@@ -365,6 +365,12 @@ typedef struct lb_model lb_model;
 
 typedef enum lb_device { LB_DEVICE_CPU, LB_DEVICE_CUDA } lb_device;
 
+/* W8A8 for FP8 checkpoints: the activations' E4M3 blocks (lb_fp8_act_quant). GROUP128: 1 x 128
+ * blocks, as Transformers' FineGrainedFP8 runs its layers; TOKEN: one scale a row, as
+ * compressed-tensors' FP8_DYNAMIC declares. OFF (the default): activations stay fp32 (CPU) / fp16
+ * (GPU), weights-only FP8. */
+typedef enum lb_fp8_act { LB_FP8_ACT_OFF, LB_FP8_ACT_GROUP128, LB_FP8_ACT_TOKEN } lb_fp8_act;
+
 typedef struct lb_model_options {
   int n_threads;   /* <= 0: one per logical core */
   int64_t max_ctx; /* KV cache length; <= 0: max_position_embeddings, capped at 4096 */
@@ -374,6 +380,9 @@ typedef struct lb_model_options {
                        (a build with the CUDA backend); the host keeps the checkpoint mapped */
   int batch;        /* sequences, each with a KV cache of max_ctx (lb_model_forward_batch);
                        <= 0: 1; at most LB_MAX_BATCH */
+  lb_fp8_act fp8_act; /* FP8 weights (LB_QK_FP8): also quantize their activations to E4M3 (W8A8),
+                         on the CPU and the GPU alike; the GPU then runs prefill on its FP8 tensor
+                         cores. Refused for a checkpoint without FP8 weights. */
 } lb_model_options;
 
 enum { LB_MAX_BATCH = 256 };

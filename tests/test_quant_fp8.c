@@ -5,6 +5,9 @@
 #include <float.h>
 #include <sys/stat.h>
 
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/qpack.h"
+#include "base/threads.h"
 #include "io/json.h"
 #include "quant/fp8.h"
 #include "quant/spec.h"
@@ -297,6 +300,75 @@ static void configs(void) {
   CHECK(strstr(err.msg, "qc: key 'modules_to_convert'"));
 }
 
+/* The fast E4M3 rounding of the activations against the generic narrowing (itself checked against
+ * ml_dtypes by tests/py/dtype_ref.py): every fp16 value in the E4M3 range and beyond, times a few
+ * scales, ties and 10^6 random floats. */
+static void act_rounding(void) {
+  int bad = 0;
+  for (uint32_t h = 0; h < 0x10000; h++)
+    for (int k = 0; k < 3; k++) {
+      float v = lb_f16_to_f32((uint16_t)h) * (k == 0 ? 1.0f : k == 1 ? 0.0078125f : 1.37f);
+      if (isnan(v)) continue;
+      float want = lb_e4m3_to_f32(lb_f32_to_e4m3(v, true)), got = lb_fp8_e4m3_round(v);
+      if (memcmp(&want, &got, 4)) bad += !bad ? (fprintf(stderr, "  %a: %a, want %a\n", v, got, want), 1) : 1;
+    }
+  for (int i = 0; i < 1000000; i++) {
+    float v = frand() * exp2f(16.0f * frand());
+    float want = lb_e4m3_to_f32(lb_f32_to_e4m3(v, true)), got = lb_fp8_e4m3_round(v);
+    bad += memcmp(&want, &got, 4) != 0;
+  }
+  CHECK_MSG(bad == 0, "%d values round differently", bad);
+  CHECK(isnan(lb_fp8_e4m3_round(NAN)));
+}
+
+/* W8A8: activations quantized by lb_fp8_act_quant and a packed FP8 weight's product with them
+ * (lb_linear with act_group, the decode and the prefill path), written to <OUT>/act for
+ * tests/py/quant_fp8_ref.py: x, the weight in the fine-grained layout, x quantized in 1 x 128
+ * blocks, per row (token) and in 1 x 128 blocks of a 200-column row (a short last block), and the
+ * products y3 (3 rows) and y40 (40 rows) with 1 x 128 blocks. */
+static void act_quant(void) {
+  enum { N = 40, C = 384, R = 72, C2 = 200 };
+  lb_error err = {0};
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/act", OUT);
+  mkdir(dir, 0755);
+  float *x = malloc(N * C * 4), *g = malloc(N * C * 4), *t = malloc(N * C * 4);
+  float *x2 = malloc(N * C2 * 4), *g2 = malloc(N * C2 * 4), *y3 = malloc(3 * R * 4), *y40 = malloc(N * R * 4);
+  for (int i = 0; i < N * C; i++) x[i] = frand() * exp2f(6.0f * frand()); /* blocks of wide range */
+  for (int c = 0; c < 128; c++) x[5 * C + 128 + c] = 0.0f;                 /* one block of zeros */
+  for (int i = 0; i < N * C2; i++) x2[i] = frand();
+  lb_fp8_act_quant(x, N, C, 128, g);
+  lb_fp8_act_quant(x, N, C, C, t);
+  lb_fp8_act_quant(x2, N, C2, 128, g2);
+  float *wf = make_w(R, C, false);
+  lb_qweight q;
+  CHECK_OK(lb_fp8_quantize(wf, R, C, LB_F8_E4M3, 128, 128, &q, &err), &err);
+  lb_qpack *pk = NULL;
+  lb_pool *pool = NULL;
+  CHECK_OK(lb_pool_new(2, &pool, &err), &err);
+  CHECK_OK(lb_qpack_new(&q, &pk, &err), &err);
+  CHECK(pk != NULL);
+  lb_mat m = {.dtype = LB_F32, .rows = R, .cols = C, .pack = pk, .act_group = 128};
+  CHECK_OK(lb_linear(pool, &m, NULL, x, 3, y3, &err), &err);
+  CHECK_OK(lb_linear(pool, &m, NULL, x, N, y40, &err), &err);
+  lb_st_writer *wr;
+  CHECK_OK(lb_st_writer_open(dir, 0, &wr, &err), &err);
+  int64_t sx[2] = {N, C}, sx2[2] = {N, C2}, s3[2] = {3, R}, s40[2] = {N, R};
+  CHECK_OK(lb_st_writer_add(wr, "x", LB_F32, 2, sx, x, N * C * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "g128", LB_F32, 2, sx, g, N * C * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "token", LB_F32, 2, sx, t, N * C * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "x2", LB_F32, 2, sx2, x2, N * C2 * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "x2_g128", LB_F32, 2, sx2, g2, N * C2 * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "y3", LB_F32, 2, s3, y3, 3 * R * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "y40", LB_F32, 2, s40, y40, N * R * 4, &err), &err);
+  CHECK_OK(lb_fp8_fg_write(wr, "layer", &q, &err), &err);
+  CHECK_OK(lb_st_writer_finish(wr, &err), &err);
+  lb_qpack_free(pk);
+  lb_pool_free(pool);
+  lb_qweight_free(&q);
+  free(x), free(g), free(t), free(x2), free(g2), free(y3), free(y40), free(wf);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_quant_fp8 OUTDIR\n");
@@ -307,7 +379,8 @@ int main(int argc, char **argv) {
   static const lb_test_case cases[] = {
       {"bounds", bounds},   {"zero_block_and_bad_input", zero_block_and_bad_input},
       {"layouts", layouts}, {"hostile_files", hostile_files},
-      {"configs", configs},
+      {"configs", configs}, {"act_rounding", act_rounding},
+      {"act_quant", act_quant},
   };
   return lb_test_main(1, argv, cases, sizeof cases / sizeof *cases);
 }

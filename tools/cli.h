@@ -61,6 +61,8 @@ bool cli_kl_json(json_t *obj, const lb_kl_result *kl);
 void cli_model_size(const lb_model *m, double *bytes, double *params);
 /* "cpu" or "cuda" (--device); false otherwise. */
 bool cli_parse_device(const char *s, lb_device *out);
+/* --fp8-act: "off", "g128" (1 x 128 blocks) or "token" */
+bool cli_parse_fp8_act(const char *s, lb_fp8_act *out);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

@@ -18,6 +18,7 @@
 static const char *HELP =
     "usage: lowbit bench DIR... [-p N[,N...]] [-n N[,N...]] [-b B[,B...]] [-r R] [-t THREADS]\n"
     "                          [--gen] [--md|--json] [--profile] [--ref-kernels] [--device cpu|cuda]\n"
+    "                          [--fp8-act off|g128|token]\n"
     "  llama-bench's protocol for each model folder: ppN = one forward of N prompt tokens from an\n"
     "  empty cache; tgN = N one-token forwards from an empty cache; each test run R times after\n"
     "  an untimed warm-up, tokens/s as mean ± sd. Prints one markdown table for all models.\n"
@@ -34,7 +35,8 @@ static const char *HELP =
     "  --json          one JSON array of results instead of the table\n"
     "  --profile       also print the share of time per op for each test\n"
     "  --ref-kernels   quantized weights through the scalar reference dequantization\n"
-    "  --device D      cpu (default) or cuda (the first GPU; the table adds its memory)\n";
+    "  --device D      cpu (default) or cuda (the first GPU; the table adds its memory)\n"
+    "  --fp8-act A     FP8 checkpoints: off (default), g128 or token: W8A8 (see generate --help)\n";
 
 enum { MAX_LENS = 16, MAX_MODELS = 32 };
 
@@ -46,6 +48,7 @@ typedef struct {
   long long reps, threads;
   bool json, profile, ref, gen;
   lb_device device;
+  lb_fp8_act fp8_act;
 } opts;
 
 static bool parse_list(const char *v, long long *out, int *n) {
@@ -189,7 +192,8 @@ static lb_status gen_tests(bench_ctx *x, int64_t b, const char *dir, result *res
 
 static lb_status bench_model(const opts *o, const char *dir, result *res, int *nres,
                              lb_error *err) {
-  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref, .device = o->device};
+  lb_model_options mo = {.n_threads = (int)o->threads, .reference = o->ref, .device = o->device,
+                         .fp8_act = o->fp8_act};
   int64_t need = 1, bmax = 1;
   for (int i = 0; o->gen && i < gen_pairs(o); i++)
     need = gen_p(o, i) + gen_n(o, i) > need ? gen_p(o, i) + gen_n(o, i) : need;
@@ -343,7 +347,7 @@ int cmd_bench(int argc, char **argv) {
       o.gen = true;
     } else if (a[0] == '-' && a[1]) {
       if (strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-b") && strcmp(a, "-r") && strcmp(a, "-t") &&
-          strcmp(a, "--threads") && strcmp(a, "--device"))
+          strcmp(a, "--threads") && strcmp(a, "--device") && strcmp(a, "--fp8-act"))
         return cli_usage_error("bench", "unknown option '%s'", a);
       if (!(v = cli_value(argc, argv, &i))) return cli_usage_error("bench", "%s needs a value", a);
       if (!strcmp(a, "-p")) ok = parse_list(v, o.pp, &o.npp);
@@ -351,6 +355,7 @@ int cmd_bench(int argc, char **argv) {
       else if (!strcmp(a, "-b")) ok = parse_list(v, o.batch, &o.nbatch) && o.nbatch == items(v); /* no 0 */
       else if (!strcmp(a, "-r")) ok = cli_parse_int(v, 1, 1000, &o.reps);
       else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o.device);
+      else if (!strcmp(a, "--fp8-act")) ok = cli_parse_fp8_act(v, &o.fp8_act);
       else ok = cli_parse_int(v, 1, 1024, &o.threads);
       if (!ok) return cli_usage_error("bench", "%s '%s': not a valid value", a, v);
     } else if (o.ndirs == MAX_MODELS) {

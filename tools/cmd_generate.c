@@ -12,6 +12,7 @@
 static const char *HELP =
     "usage: lowbit generate DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                       [-t THREADS] [--ctx N] [--ignore-eos] [--json] [--device cpu|cuda]\n"
+    "                       [--fp8-act off|g128|token]\n"
     "  Continues TEXT with the model in DIR (config.json, safetensors, tokenizer.json), printing the\n"
     "  new text as it is produced and then prefill/decode speed and peak memory on stderr.\n"
     "  -n N          at most N new tokens (default 128); generation also stops at EOS\n"
@@ -24,7 +25,10 @@ static const char *HELP =
     "  --ctx N       KV cache length (default: max_position_embeddings, at most 4096)\n"
     "  --ignore-eos  do not stop at EOS (for benchmarks: always N new tokens)\n"
     "  --json        no streaming: print one JSON object with ids, text and timings\n"
-    "  --device D    cpu (default) or cuda (the first GPU)\n";
+    "  --device D    cpu (default) or cuda (the first GPU)\n"
+    "  --fp8-act A   FP8 checkpoints: off (default), or quantize the activations to E4M3 too (W8A8)\n"
+    "                in g128 (1 x 128) blocks or per token; the GPU's prefill then runs on FP8\n"
+    "                tensor cores\n";
 
 typedef struct {
   const char *dir, *prompt;
@@ -32,6 +36,7 @@ typedef struct {
   bool json, temp_set, k_set, p_set, ignore_eos;
   lb_sampler_params sp;
   lb_device device;
+  lb_fp8_act fp8_act;
 } opts;
 
 typedef struct {
@@ -147,7 +152,7 @@ static int parse(int argc, char **argv, opts *o) {
       o->ignore_eos = true;
       continue;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed", "--device"};
+      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed", "--device", "--fp8-act"};
       bool known = false;
       for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
       if (!known) return cli_usage_error("generate", "unknown option '%s'", a);
@@ -162,6 +167,7 @@ static int parse(int argc, char **argv, opts *o) {
       else if (!strcmp(a, "--top-k")) ok = cli_parse_int(v, 0, INT32_MAX, &k), o->sp.top_k = k, o->k_set = true;
       else if (!strcmp(a, "--seed")) ok = cli_parse_int(v, 0, INT64_MAX, &k), o->sp.seed = (uint64_t)k;
       else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o->device);
+      else if (!strcmp(a, "--fp8-act")) ok = cli_parse_fp8_act(v, &o->fp8_act);
       else return cli_usage_error("generate", "unknown option '%s'", a);
       if (!ok) return cli_usage_error("generate", "%s '%s': not a valid value", a, v);
     } else if (!o->dir) {
@@ -182,7 +188,8 @@ int cmd_generate(int argc, char **argv) {
   lb_error err = {0};
   lb_tokenizer *tok = NULL;
   lb_model *m = NULL;
-  lb_model_options mo = {.n_threads = (int)o.threads, .max_ctx = o.ctx, .device = o.device};
+  lb_model_options mo = {.n_threads = (int)o.threads, .max_ctx = o.ctx, .device = o.device,
+                         .fp8_act = o.fp8_act};
   if (lb_tokenizer_load(o.dir, &tok, &err) != LB_OK) return cli_fail(&err);
   if (lb_model_open(o.dir, &mo, &m, &err) != LB_OK) {
     lb_tokenizer_free(tok);

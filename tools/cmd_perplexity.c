@@ -15,6 +15,7 @@
 static const char *HELP =
     "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [--kl-base BASE]\n"
     "                         [-t THREADS] [--json] [--ref-kernels] [--device cpu|cuda]\n"
+    "                         [--fp8-act off|g128|token]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
@@ -29,13 +30,15 @@ static const char *HELP =
     "  --json            one JSON object: ppl, ppl_stderr, tokens, windows, tokens_per_s, ...\n"
     "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
     "                    activations instead of the packed kernels (what the kernels change)\n"
-    "  --device D        cpu (default) or cuda (the first GPU)\n";
+    "  --device D        cpu (default) or cuda (the first GPU)\n"
+    "  --fp8-act A       FP8 checkpoints: off (default), g128 or token: W8A8 (see generate --help)\n";
 
 typedef struct {
   const char *dir, *file, *base;
   long long ctx, max_windows, threads;
   bool json, ref;
   lb_device device;
+  lb_fp8_act fp8_act;
 } opts;
 
 static lb_status run(const opts *o, lb_error *err) {
@@ -46,7 +49,7 @@ static lb_status run(const opts *o, lb_error *err) {
   double t_tok = 0;
   lb_status s = cli_tokenize_file(o->dir, o->file, &tok, &ids, &n, &t_tok, err);
   lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref,
-                          .device = o->device};
+                          .device = o->device, .fp8_act = o->fp8_act};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
   lb_model *b = NULL;
   if (s == LB_OK && o->base) s = lb_model_open(o->base, &mo, &b, err);
@@ -115,7 +118,7 @@ int cmd_perplexity(int argc, char **argv) {
     } else if (!strcmp(a, "--ref-kernels")) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--device"};
+      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--fp8-act", "--device"};
       int rc = 0;
       if (!(v = cli_option_value("perplexity", argc, argv, &i, VALUED, sizeof VALUED / sizeof VALUED[0], &rc))) return rc;
       if (!strcmp(a, "-f") || !strcmp(a, "--file")) o.file = v;
@@ -123,6 +126,7 @@ int cmd_perplexity(int argc, char **argv) {
       else if (!strcmp(a, "--ctx")) ok = cli_parse_int(v, 2, 1 << 20, &o.ctx);
       else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
       else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);
+      else if (!strcmp(a, "--fp8-act")) ok = cli_parse_fp8_act(v, &o.fp8_act);
       else ok = cli_parse_device(v, &o.device); /* --device: the last of VALUED */
       if (!ok) return cli_usage_error("perplexity", "%s '%s': not a valid value", a, v);
     } else if (!o.dir) {

@@ -168,6 +168,14 @@ bool cli_parse_device(const char *s, lb_device *out) {
   return true;
 }
 
+bool cli_parse_fp8_act(const char *s, lb_fp8_act *out) {
+  if (!strcmp(s, "off")) *out = LB_FP8_ACT_OFF;
+  else if (!strcmp(s, "g128")) *out = LB_FP8_ACT_GROUP128;
+  else if (!strcmp(s, "token")) *out = LB_FP8_ACT_TOKEN;
+  else return false;
+  return true;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
       !strcmp(argv[1], "help")) {

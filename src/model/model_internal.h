@@ -42,6 +42,7 @@ struct lb_model {
   lb_rope_state rope;
   int64_t ctx, pos, chunk;
   bool reference; /* lb_model_options.reference */
+  lb_fp8_act fp8_act; /* lb_model_options.fp8_act */
   bool on_gpu;        /* lb_model_options.device == LB_DEVICE_CUDA */
   struct lb_gpu *gpu; /* the model there */
   bool profiling;

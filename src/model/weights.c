@@ -67,6 +67,12 @@ static lb_status load_quantized(const lb_model *m, const char *mod, int64_t rows
   return LB_OK;
 }
 
+/* The activations' E4M3 block of a W8A8 weight (lb_mat.act_group), 0 for weights-only. */
+static int64_t act_group(const lb_model *m, const lb_qweight *w) {
+  if (w->kind != LB_QK_FP8 || m->fp8_act == LB_FP8_ACT_OFF) return 0;
+  return m->fp8_act == LB_FP8_ACT_TOKEN ? w->cols : 128;
+}
+
 static lb_status load_layer(lb_model *m, int l, lb_error *err) {
   const lb_config *c = m->cfg;
   lb_layer *L = &m->layers[l];
@@ -84,7 +90,8 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
     snprintf(name, sizeof name, "%s.weight", mod);
     if (m->qspec && !lb_quant_spec_skips(m->qspec, mod)) {
       LB_TRY(load_quantized(m, mod, out, in, &L->qw[k], err));
-      L->lin[k] = (lb_mat){.dtype = LB_F32, .rows = out, .cols = in, .qw = L->qw[k]};
+      L->lin[k] = (lb_mat){.dtype = LB_F32, .rows = out, .cols = in, .qw = L->qw[k],
+                           .act_group = act_group(m, L->qw[k])};
     } else {
       LB_TRY(mat(m, name, out, in, &L->lin[k], err));
     }
@@ -149,6 +156,13 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(lb_rope_init(&m->rope, c, err));
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
   m->reference = opt && opt->reference;
+  m->fp8_act = opt ? opt->fp8_act : LB_FP8_ACT_OFF;
+  if (m->fp8_act != LB_FP8_ACT_OFF &&
+      (!m->qspec || (m->qspec->method != LB_QM_FP8 && m->qspec->method != LB_QM_CT_FP8)))
+    return lb_fail(err, LB_EINVAL, "%s: FP8 activations (W8A8) asked for, but the checkpoint has no "
+                   "FP8 weights (quantization_config: %s)", dir, m->qspec ? "another method" : "none");
+  if ((unsigned)m->fp8_act > LB_FP8_ACT_TOKEN)
+    return lb_fail(err, LB_EINVAL, "lb_model_options.fp8_act: %d is not a mode", (int)m->fp8_act);
   m->on_gpu = opt && opt->device == LB_DEVICE_CUDA;
   openblas_set_num_threads(lb_pool_size(m->pool));
 
@@ -160,7 +174,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
     if (m->head_qw->bias)
       return lb_fail(err, LB_EUNSUPPORTED, "%s: the quantized lm_head has a bias", dir);
     m->lm_head = (lb_mat){.dtype = LB_F32, .rows = c->vocab_size, .cols = c->hidden_size,
-                          .qw = m->head_qw};
+                          .qw = m->head_qw, .act_group = act_group(m, m->head_qw)};
     if (!m->reference && !m->on_gpu) LB_TRY(lb_qpack_new(m->head_qw, &m->head_pack, err));
     if (m->head_pack) {
       lb_qweight_free(m->head_qw);

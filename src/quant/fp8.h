@@ -37,6 +37,15 @@ lb_status lb_fp8_quantize_ex(const float *w, int64_t rows, int64_t cols, lb_dtyp
                              int64_t block_r, int64_t block_c, const lb_fp8_opts *opts,
                              lb_qweight *out, lb_error *err);
 
+/* W8A8 activations: each row of x [n, cols] quantized to E4M3 and back in blocks of `group`
+ * columns (the last may be shorter), as an FP8 product on FP8 tensor cores sees it: s = amax / 448,
+ * out = e4m3(x / s) * s (round to nearest even, saturating), all in fp32; a block of zeros stays
+ * zeros (and a NaN stays NaN). group 128 is Transformers' FineGrainedFP8 (act_quant, 1 x 128 blocks); group = cols is
+ * compressed-tensors' dynamic per-token scheme (FP8_DYNAMIC). out may be x. */
+void lb_fp8_act_quant(const float *x, int64_t n, int64_t cols, int64_t group, float *out);
+/* One value rounded to E4M3 as lb_fp8_act_quant does (== lb_e4m3_to_f32(lb_f32_to_e4m3(v, true))). */
+float lb_fp8_e4m3_round(float v);
+
 /* ---- on-disk layouts ------------------------------------------------------------------------- */
 
 typedef enum { LB_FP8_TENSOR, LB_FP8_CHANNEL, LB_FP8_BLOCK } lb_fp8_strategy;

@@ -37,6 +37,11 @@ def test_bad_flags():
     fails(["convert", POCKET], 2, "needs SRC and DST")
     fails(["convert", POCKET, "/tmp/x", "--shard-size", "lots"], 2, "--shard-size 'lots'")
     fails(["convert", POCKET, "/tmp/x", "--dtype", "int3"], 2, "--dtype 'int3'")
+    fails(["perplexity", POCKET, "-f", "x", "--fp8-act", "g64"], 2, "--fp8-act 'g64'")
+    fails(["generate", POCKET, "-p", "hi", "--fp8-act", "on"], 2, "--fp8-act 'on'")
+    # W8A8 is for FP8 checkpoints only: pocket-llama is bf16
+    fails(["generate", POCKET, "-p", "hi", "-n", "1", "--fp8-act", "g128"], 1,
+          "FP8 activations (W8A8) asked for, but the checkpoint has no FP8 weights")
     assert lowbit("--help").returncode == 0 and "inspect" in lowbit("--help").stdout
 
 

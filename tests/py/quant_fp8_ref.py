@@ -117,5 +117,55 @@ def test_dequant_error():
         assert np.all(err[~normal] <= 2.0 ** -10 + extra * np.abs(y[~normal])), name
 
 
+def act_ref(x, group):
+    """W8A8 activations as Transformers' act_quant computes them in fp32: per row and block of
+    `group` columns s = amax / 448, q = fp8(x / s) (ml_dtypes' round to nearest even; |x / s| <= 448
+    up to fp32 rounding, clipped as the saturating cast does), then q * s."""
+    out = np.empty_like(x)
+    for c0 in range(0, x.shape[1], group):
+        b = x[:, c0:c0 + group]
+        s = (np.abs(b).max(axis=1, keepdims=True) / F32(448)).astype(F32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.clip(b / s, -448, 448).astype(E4M3).astype(F32)
+        out[:, c0:c0 + group] = np.where(s > 0, q * s, F32(0))
+    return out
+
+
+def test_act_quant_matches():
+    """lowbit's W8A8 activations equal the reference bit for bit, in 1 x 128 blocks, per token and
+    with a short last block; a block of zeros stays zero."""
+    t = load_file(os.path.join(OUT, "act", "model.safetensors"))
+    x, x2 = t["x"].astype(F32), t["x2"].astype(F32)
+    for got, want in ((t["g128"], act_ref(x, 128)), (t["token"], act_ref(x, x.shape[1])),
+                      (t["x2_g128"], act_ref(x2, 128))):
+        got = got.astype(F32)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+            f"{np.count_nonzero(got != want)} activations differ"
+    assert not np.any(t["g128"][5, 128:256]), "a block of zeros"
+    # the blocks differ from one scale per row where a row's range is wide
+    assert np.count_nonzero(t["g128"] != t["token"]) > x.size // 4
+
+
+def test_act_linear():
+    """A packed FP8 weight's product with W8A8 activations (decode: 3 rows, prefill: 40) against
+    float64 math on the reference activations and the dequantized weight. Bound: the fp32 sums of
+    lowbit's kernels, 2^-20 of sum |x_q w| per output (a few hundred terms, fp32's 2^-24 each,
+    with room for a blocked order)."""
+    t = load_file(os.path.join(OUT, "act", "model.safetensors"))
+    x = t["x"].astype(F32)
+    xq = act_ref(x, 128).astype(np.float64)
+    codes = t["layer.weight"].astype(np.float64)
+    s = t["layer.weight_scale_inv"].astype(np.float64)
+    w = codes * np.repeat(np.repeat(s, 128, 0), 128, 1)[: codes.shape[0], : codes.shape[1]]
+    for name, n in (("y3", 3), ("y40", 40)):
+        y = t[name].astype(np.float64)
+        ref = xq[:n] @ w.T
+        bound = (np.abs(xq[:n]) @ np.abs(w).T) * 2.0 ** -20
+        assert np.all(np.abs(y - ref) <= bound), (name, float(np.max(np.abs(y - ref) - bound)))
+        # and W8A8 is not W8A16: the unquantized activations give a measurably different product
+        assert np.max(np.abs(x[:n].astype(np.float64) @ w.T - ref)) > 100 * np.max(bound), name
+
+
 if __name__ == "__main__":
-    run_tests([test_codes_and_scales_match, test_dequant_error])
+    run_tests([test_codes_and_scales_match, test_dequant_error, test_act_quant_matches,
+               test_act_linear])

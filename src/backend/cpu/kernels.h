@@ -154,9 +154,12 @@ typedef struct lb_mat {
   const void *data;
   const struct lb_qweight *qw;
   const struct lb_qpack *pack;
+  int64_t act_group; /* > 0: W8A8, x quantized to E4M3 in blocks of this many columns first
+                        (lb_fp8_act_quant; lb_model_options.fp8_act); 0: x as it is */
 } lb_mat;
 
-/* y[n, rows] = x[n, cols] . W^T (+ bias[rows]). A packed weight runs lb_qpack_linear (qmatmul.c).
+/* y[n, rows] = x[n, cols] . W^T (+ bias[rows]); with act_group, of x quantized to E4M3 and back.
+ * A packed weight runs lb_qpack_linear (qmatmul.c).
  * Otherwise, few rows of x: a threaded dequantize-dot per weight row; more: weight tiles widened
  * (or dequantized) to fp32 and multiplied by OpenBLAS sgemm. A canonical quantized weight goes
  * through lb_qweight_dequant_row, the scalar reference of every format, except LLM.int8

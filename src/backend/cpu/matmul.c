@@ -14,6 +14,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/qpack.h"
 #include "base/status.h"
+#include "quant/fp8.h"
 #include "quant/qweight.h"
 
 enum { SMALL_N = 4, TILE_FLOATS = 1 << 22 /* 16 MB of fp32 weight per sgemm call */ };
@@ -290,8 +291,43 @@ done:
   return s;
 }
 
+typedef struct {
+  const float *x;
+  float *out;
+  int64_t n, cols, group;
+  _Atomic int64_t next;
+} act_job;
+
+static void act_task(void *p, int ith, int nth) {
+  (void)ith;
+  act_job *j = p;
+  int64_t lo, hi;
+  while (lb_claim(&j->next, j->n, j->n / (4 * nth) + 1, &lo, &hi))
+    lb_fp8_act_quant(j->x + lo * j->cols, hi - lo, j->cols, j->group, j->out + lo * j->cols);
+}
+
+/* x quantized to E4M3 and back in blocks of `group` columns, into a new buffer (*out). */
+static lb_status act_fp8(lb_pool *pool, const float *x, int64_t n, int64_t cols, int64_t group,
+                         float **out, lb_error *err) {
+  if (!(*out = malloc((size_t)(n * cols) * sizeof(float))))
+    return lb_fail(err, LB_ENOMEM, "linear: out of memory for %lld FP8 activation rows", (long long)n);
+  act_job j = {.x = x, .out = *out, .n = n, .cols = cols, .group = group};
+  if (n * cols <= I8_SERIAL) lb_fp8_act_quant(x, n, cols, group, *out);
+  else lb_pool_run(pool, act_task, &j);
+  return LB_OK;
+}
+
 lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const float *x, int64_t n,
                     float *y, lb_error *err) {
+  if (w->act_group > 0 && n > 0) {
+    float *xq;
+    LB_TRY(act_fp8(pool, x, n, w->cols, w->act_group, &xq, err));
+    lb_mat plain = *w;
+    plain.act_group = 0;
+    lb_status s = lb_linear(pool, &plain, bias, xq, n, y, err);
+    free(xq);
+    return s;
+  }
   if (w->pack) return lb_qpack_linear(pool, w->pack, bias, x, n, y, err);
   if (!w->qw && w->dtype != LB_F32 && w->dtype != LB_F16 && w->dtype != LB_BF16)
     return lb_fail(err, LB_EUNSUPPORTED, "linear: weights of dtype %s are not supported",
@@ -352,8 +388,27 @@ static void many_task(void *p, int ith, int nth) {
   }
 }
 
+static lb_status linear_many(lb_pool *pool, int count, const lb_mat *const *w, float *const *bias,
+                             const float *x, int64_t n, float *const *y, lb_error *err);
+
 lb_status lb_linear_many(lb_pool *pool, int count, const lb_mat *const *w, float *const *bias,
                          const float *x, int64_t n, float *const *y, lb_error *err) {
+  /* W8A8 weights of one block size (q/k/v of an FP8 model): x quantized once for all of them */
+  bool same = count > 0 && count <= LB_MANY_MAX && w[0]->act_group > 0 && n > 0;
+  for (int i = 1; same && i < count; i++) same = w[i]->act_group == w[0]->act_group && w[i]->cols == w[0]->cols;
+  if (!same) return linear_many(pool, count, w, bias, x, n, y, err);
+  float *xq;
+  LB_TRY(act_fp8(pool, x, n, w[0]->cols, w[0]->act_group, &xq, err));
+  lb_mat plain[LB_MANY_MAX];
+  const lb_mat *pw[LB_MANY_MAX];
+  for (int i = 0; i < count; i++) plain[i] = *w[i], plain[i].act_group = 0, pw[i] = &plain[i];
+  lb_status s = linear_many(pool, count, pw, bias, xq, n, y, err);
+  free(xq);
+  return s;
+}
+
+static lb_status linear_many(lb_pool *pool, int count, const lb_mat *const *w, float *const *bias,
+                             const float *x, int64_t n, float *const *y, lb_error *err) {
   bool merge = n <= SMALL_N && count <= LB_MANY_MAX;
   for (int i = 0; merge && i < count; i++)
     if (!w[i]->pack && (w[i]->qw || (w[i]->dtype != LB_F32 && w[i]->dtype != LB_F16 &&

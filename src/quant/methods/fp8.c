@@ -22,6 +22,34 @@ static uint8_t to_fp8(float x, lb_dtype fp8) {
 
 static float clampf(float x, float m) { return x > m ? m : x < -m ? -m : x; }
 
+/* v rounded to the nearest E4M3 value (ties to even), saturating at +-448: the quantum is 2^-9
+ * below 2^-6 (subnormals), else 2^(exponent - 3); both scalings by powers of two are exact, so
+ * this equals lb_e4m3_to_f32(lb_f32_to_e4m3(v, true)) (tests/test_quant_fp8.c checks it). */
+static inline float e4m3_round(float v) {
+  const float a = fabsf(v);
+  if (a > 448.0f) return isnan(v) ? v : copysignf(448.0f, v);
+  int e;
+  frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
+  const float q = ldexpf(1.0f, e - 4 < -9 ? -9 : e - 4);
+  return copysignf(rintf(a / q) * q, v);
+}
+
+float lb_fp8_e4m3_round(float v) { return e4m3_round(v); }
+
+void lb_fp8_act_quant(const float *x, int64_t n, int64_t cols, int64_t group, float *out) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c0 = 0; c0 < cols; c0 += group) {
+      const float *xs = x + i * cols + c0;
+      float *o = out + i * cols + c0;
+      int64_t len = cols - c0 < group ? cols - c0 : group;
+      float amax = 0.0f;
+      for (int64_t c = 0; c < len; c++) amax = fmaxf(amax, fabsf(xs[c]));
+      const float s = amax / 448.0f;
+      for (int64_t c = 0; c < len; c++)
+        o[c] = s > 0.0f ? e4m3_round(xs[c] / s) * s : xs[c] * 0.0f;
+    }
+}
+
 lb_status lb_fp8_quantize(const float *w, int64_t rows, int64_t cols, lb_dtype fp8, int64_t block_r,
                           int64_t block_c, lb_qweight *out, lb_error *err) {
   lb_fp8_opts o = {LB_FP8_RULE_CT, LB_F32};
