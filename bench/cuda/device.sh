@@ -9,7 +9,8 @@
 #   bash bench/cuda/device.sh genab DIR [N]   # generate: sampling on the device against the host
 #   bash bench/cuda/device.sh synth SHAPE "METHOD ARGS|bf16"...  # 7B-class models, bench --device cuda
 #                                      (KEEP=1: keep the models for the next call, and reuse them;
-#                                       AB="A=0 B=0;C=0": tg128 again with those settings)
+#                                       AB="A=0 B=0;C=0": tg128 again with those settings;
+#                                       FLAGS="--fp8-act g128": more bench flags, results -f<flags>)
 #   bash bench/cuda/device.sh breakdown DIR # decode tok/s with stages left out (LOWBIT_CUDA_SKIP)
 #   bash bench/cuda/device.sh profile DIR   # ncu: time per kernel over 4 decode steps
 #   bash bench/cuda/device.sh tiny          # test_cuda_model on synth's tiny shapes, bf16 and 4-bit
@@ -112,7 +113,7 @@ synth|gen)
   shape=$1; shift
   for spec in "$@"; do
     name=$E/syn/$shape-${spec// /}
-    out=$OUT/$([[ $verb == gen ]] && echo gen || echo bench)-${name##*/}
+    out=$OUT/$([[ $verb == gen ]] && echo gen || echo bench)-${name##*/}${FLAGS:+-f${FLAGS// /}}
     [[ -f $name/config.json && -n ${KEEP:-} ]] || make_synth $name $shape "$spec" || exit 1
     if [[ $verb == gen ]]; then # the guides' table
       L=${LENS:-32,64,128,256,512,1024,2048}
@@ -121,10 +122,10 @@ synth|gen)
       tail -30 $out.log
     else
       df -h /tmp | tail -1
-      $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda --json > $out.json 2> $out.log
+      $E/build/lowbit bench $name -p 512,2048 -n 128 -r 3 --device cuda ${FLAGS:-} --json > $out.json 2> $out.log
       cat $out.log
       for v in ${AB-LOWBIT_CUDA_GRAPH=0}; do # decode with a setting changed (AB="VAR=x VAR=y ...")
-        echo "tg128 with $v: $(env ${v//;/ } $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}')"
+        echo "tg128 with $v: $(env ${v//;/ } $E/build/lowbit bench $name -p 0 -n 128 -r 3 --device cuda ${FLAGS:-} 2>&1 | tail -1 | awk -F'|' '{print $(NF-1)}')"
       done
     fi
     [[ -n ${KEEP:-} ]] || rm -rf $name

@@ -47,6 +47,7 @@ typedef struct glin {
   bool pairs;    /* gate/up quantized: rows interleaved (lb_cuda_qw_upload) */
   bool normed;   /* act-order q/k/v or gate/up: the RMSNorm before it writes its inputs in its order */
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
+  int64_t act_group; /* W8A8 (lb_mat.act_group): the activations quantized to E4M3 first */
 } glin;
 
 typedef struct glayer {
@@ -92,6 +93,12 @@ struct lb_gpu {
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
   int64_t gemv_rows, mma_rows; /* -1: GEMV_ROWS / MMA_ROWS of the kind (LOWBIT_CUDA_GEMV_ROWS, _MMA_ROWS) */
   unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
+  /* W8A8 prefill on the FP8 tensor cores: the activations' codes [chunk][cols] and scales, the
+   * weight's scales in cuBLASLt's form; fp8_tc off (LOWBIT_CUDA_FP8_TC=0, or no such kernel on
+   * this device): the codes times their scales in fp16, then the fp16 path */
+  void *f8x;
+  float *f8xs, *f8ws;
+  bool fp8_tc;
 };
 
 /* LOWBIT_CUDA_SKIP=norm,rope,attn,qkv,o,gu,down,head: for a breakdown of the decode step's time
@@ -152,6 +159,7 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pair
                             glin *out, lb_error *err) {
   memset(out, 0, sizeof *out);
   out->cols = ms[0]->cols;
+  out->act_group = ms[0]->act_group; /* one model option: the same for stacked weights */
   bool quant = true;
   const lb_qweight *qws[4];
   for (int i = 0; i < n; i++) {
@@ -263,6 +271,13 @@ static void scratch_need(const glin *w, size_t *deq, int64_t *i8cols, int64_t *p
   if (w->qw.perm && w->cols > *permcols) *permcols = w->cols;
 }
 
+/* The FP8 tensor cores' scratch for w (W8A8 prefill): its widest activation row and scale count. */
+static void fp8_need(const glin *w, int64_t *cols, int64_t *wsc) {
+  if (!w->act_group || !lb_cuda_fp8_tc_fits(&w->qw)) return;
+  if (w->cols > *cols) *cols = w->cols;
+  if (w->rows * (w->cols / 128) > *wsc) *wsc = w->rows * (w->cols / 128);
+}
+
 static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
@@ -275,6 +290,20 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
     scratch_need(&G->gu, &deq, &i8cols, &permcols), scratch_need(&G->down, &deq, &i8cols, &permcols);
   }
   scratch_need(&g->head, &deq, &i8cols, &permcols);
+  int64_t f8cols = 0, f8wsc = 0;
+  for (int l = 0; l < g->nlayers; l++) {
+    const glayer *G = &g->layers[l];
+    fp8_need(&G->qkv, &f8cols, &f8wsc), fp8_need(&G->o, &f8cols, &f8wsc);
+    fp8_need(&G->gu, &f8cols, &f8wsc), fp8_need(&G->down, &f8cols, &f8wsc);
+  }
+  fp8_need(&g->head, &f8cols, &f8wsc);
+  const char *tc = getenv("LOWBIT_CUDA_FP8_TC");
+  g->fp8_tc = f8cols > 0 && !(tc && strcmp(tc, "0") == 0);
+  if (g->fp8_tc) {
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * f8cols), &g->f8x, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (f8cols / 128)) * 4, (void **)&g->f8xs, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)f8wsc * 4, (void **)&g->f8ws, err));
+  }
   if (permcols) LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * permcols) * 2, &g->xperm16, err));
   if (i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, i8cols, &g->i8x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
@@ -410,9 +439,39 @@ static lb_status in_order(lb_gpu *g, const glin *w, const void **x16, int64_t n,
   return LB_OK;
 }
 
+/* W8A8: the activations x16 of w in place as E4M3 codes times their scales (x16 is the scratch
+ * row block that only w reads). */
+static lb_status act_fp8(lb_gpu *g, const glin *w, const void *x16, int64_t n, lb_error *err) {
+  return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, NULL, NULL, err);
+}
+
+/* W8A8 beyond the tensor-core product's rows: the activations as codes and w on the FP8 tensor
+ * cores. *done false: not taken (no such kernel here: the fp16 path from now on). */
+static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
+                        bool *done, lb_error *err) {
+  *done = false;
+  if (!g->fp8_tc || !lb_cuda_fp8_tc_fits(&w->qw)) return LB_OK;
+  LB_TRY(lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, g->f8x, g->f8xs, err));
+  lb_error e2;
+  lb_status s = lb_cuda_gemm_fp8(g->cx, &w->qw, g->f8x, g->f8xs, g->f8ws, y, n, acc, &e2);
+  if (s == LB_EUNSUPPORTED) {
+    g->fp8_tc = false;
+    return LB_OK;
+  }
+  if (s != LB_OK) return lb_fail(err, s, "%s", e2.msg);
+  *done = true;
+  return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
+}
+
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
+  if (w->act_group) {
+    bool done = false;
+    if (!use_gemv(g, w, n) && !use_mma(g, w, n)) LB_TRY(fp8_tc(g, w, x16, n, y, acc, &done, err));
+    if (done) return LB_OK;
+    LB_TRY(act_fp8(g, w, x16, n, err));
+  }
   LB_TRY(in_order(g, w, &x16, n, err));
   if (use_gemv(g, w, n)) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
@@ -451,6 +510,7 @@ static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, l
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
   }
   const void *x = g->xn16;
+  if (G->gu.act_group) LB_TRY(act_fp8(g, &G->gu, x, n, err));
   LB_TRY(in_order(g, &G->gu, &x, n, err));
   if (use_mma(g, &G->gu, n))
     return lb_cuda_qmma_silu(&G->gu.qw, x, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);

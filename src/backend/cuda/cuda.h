@@ -163,6 +163,29 @@ lb_status lb_cuda_qmma_silu(const lb_cuda_qw *w, const void *x_f16, lb_cuda_i8x 
  * the default, or LOWBIT_CUDA_MMA_DEPTH): for A/B runs. */
 void lb_cuda_set_mma_depth(int depth);
 
+/* --- W8A8: FP8 activations for FP8 weights (fp8act.cu; lb_model_options.fp8_act) ------------- */
+
+/* x16 [n][cols] quantized to E4M3 in blocks of `group` columns (128, or cols: one scale a row) as
+ * lb_fp8_act_quant does (s = amax / 448, the code rounded to nearest even, saturating). codes NULL:
+ * in place, each value replaced by fp16(code * s). Else the codes [n][cols] go to codes, the scales
+ * to scales [ceil(cols / 128)][n] (a row's scale repeated per block), and x16 is not written. */
+lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
+                          void *codes, float *scales, lb_error *err);
+/* Whether lb_cuda_gemm_fp8 can take w: LB_CUDA_FP8, cols a multiple of 128, rows of 4, scale
+ * groups of whole 128-column blocks. */
+bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w);
+/* y[n][rows] (=, or += when acc) of activation codes [n][cols] with their scales (lb_cuda_fp8_act)
+ * and w on the FP8 tensor cores: cuBLASLt with both operands scaled in 1 x 128 blocks (Hopper,
+ * cuBLAS 12.9 or later), fp32 sums; wscales: scratch of rows * cols / 128 floats for w's scales in
+ * that form. LB_EUNSUPPORTED where there is no such kernel (the caller takes the fp16 path). */
+lb_status lb_cuda_gemm_fp8(lb_cuda_ctx *c, const lb_cuda_qw *w, const void *codes, const float *xscales,
+                           float *wscales, float *y, int64_t n, bool acc, lb_error *err);
+/* The cuBLASLt call beneath (runtime.cu): E4M3 w8 [rows][cols] and x8 [n][cols], scales
+ * [cols / 128][rows] and [cols / 128][n]. */
+lb_status lb_cuda_lt_fp8(lb_cuda_ctx *c, const void *w8, const float *wscale, const void *x8,
+                         const float *xscale, float *y, int64_t rows, int64_t cols, int64_t n, bool acc,
+                         lb_error *err);
+
 /* --- the decoder's other ops (ops.cu) -------------------------------------------------------- */
 
 /* dst16[i] = fp16(src[i]) for src of LB_F32, LB_F16 or LB_BF16 (round to nearest even); the

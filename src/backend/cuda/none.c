@@ -179,3 +179,20 @@ lb_status lb_cuda_sample(lb_cuda_ctx *c, const float *logits, float *probs, int6
   (void)c, (void)logits, (void)probs, (void)rows, (void)vocab, (void)picks, (void)ids;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
+                          void *codes, float *scales, lb_error *err) {
+  (void)c, (void)x16, (void)n, (void)cols, (void)group, (void)codes, (void)scales;
+  return NO_CUDA(err);
+}
+bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w) { return (void)w, false; }
+lb_status lb_cuda_gemm_fp8(lb_cuda_ctx *c, const lb_cuda_qw *w, const void *codes, const float *xscales,
+                           float *wscales, float *y, int64_t n, bool acc, lb_error *err) {
+  (void)c, (void)w, (void)codes, (void)xscales, (void)wscales, (void)y, (void)n, (void)acc;
+  return NO_CUDA(err);
+}
+lb_status lb_cuda_lt_fp8(lb_cuda_ctx *c, const void *w8, const float *wscale, const void *x8,
+                         const float *xscale, float *y, int64_t rows, int64_t cols, int64_t n, bool acc,
+                         lb_error *err) {
+  (void)c, (void)w8, (void)wscale, (void)x8, (void)xscale, (void)y, (void)rows, (void)cols, (void)n, (void)acc;
+  return NO_CUDA(err);
+}

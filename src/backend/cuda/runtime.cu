@@ -1,5 +1,6 @@
-// The CUDA context behind cuda.h: device 0, one stream, one cuBLAS handle, memory, copies, the
-// cuBLAS GEMM, graph capture.
+// The CUDA context behind cuda.h: device 0, one stream, one cuBLAS handle (and a cuBLASLt one for
+// FP8), memory, copies, the cuBLAS GEMMs, graph capture.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 struct lb_cuda_ctx {
   cudaStream_t stream;
   cublasHandle_t blas;
+  cublasLtHandle_t lt; // FP8 products
   void *workspace;
   uint64_t allocated;
 };
@@ -41,6 +43,7 @@ extern "C" lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err) {
   if (s == LB_OK) s = blas_check(err, "cublasSetStream", cublasSetStream(c->blas, c->stream));
   if (s == LB_OK) s = lb_cuda_alloc(c, WORKSPACE, &c->workspace, err);
   if (s == LB_OK) s = blas_check(err, "cublasSetWorkspace", cublasSetWorkspace(c->blas, c->workspace, WORKSPACE));
+  if (s == LB_OK) s = blas_check(err, "cublasLtCreate", cublasLtCreate(&c->lt));
   if (s != LB_OK) {
     lb_cuda_close(c);
     return s;
@@ -53,6 +56,7 @@ extern "C" void lb_cuda_close(lb_cuda_ctx *c) {
   if (!c) return;
   if (c->stream) cudaStreamSynchronize(c->stream);
   if (c->blas) cublasDestroy(c->blas);
+  if (c->lt) cublasLtDestroy(c->lt);
   cudaFree(c->workspace);
   if (c->stream) cudaStreamDestroy(c->stream);
   free(c);
@@ -114,6 +118,54 @@ extern "C" lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x
                                  &one, w16, CUDA_R_16F, (int)cols, x16, CUDA_R_16F, (int)cols,
                                  &beta, y, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT));
+}
+
+// The same product with E4M3 operands on the FP8 tensor cores: in cuBLASLt's column-major terms
+// Y (rows x n) = W^T X with W stored cols x rows ("T") and X cols x n ("N"), the form FP8 takes;
+// both scaled in 1 x 128 blocks along cols, the scale tensors [cols / 128][rows] and
+// [cols / 128][n] (the outer dimension contiguous, as PyTorch's _scaled_mm passes them).
+// LB_EUNSUPPORTED where cuBLASLt has no kernel for it (before Hopper, or an older cuBLAS).
+extern "C" lb_status lb_cuda_lt_fp8(lb_cuda_ctx *c, const void *w8, const float *wscale, const void *x8,
+                                    const float *xscale, float *y, int64_t rows, int64_t cols, int64_t n,
+                                    bool acc, lb_error *err) {
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lx = NULL, ly = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+  const uint64_t wsize = WORKSPACE;
+  cublasStatus_t s = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wscale, sizeof wscale);
+  if (!s) s = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xscale, sizeof xscale);
+  if (!s) s = cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, (uint64_t)cols, (uint64_t)rows, cols);
+  if (!s) s = cublasLtMatrixLayoutCreate(&lx, CUDA_R_8F_E4M3, (uint64_t)cols, (uint64_t)n, cols);
+  if (!s) s = cublasLtMatrixLayoutCreate(&ly, CUDA_R_32F, (uint64_t)rows, (uint64_t)n, rows);
+  if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
+  if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsize, sizeof wsize);
+  cublasLtMatmulHeuristicResult_t h;
+  int found = 0;
+  if (!s) s = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lx, ly, ly, pref, 1, &h, &found);
+  lb_status r = LB_OK;
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED || (!s && !found)) {
+    r = lb_cu_fail(err, LB_EUNSUPPORTED, "cublasLt: no FP8 kernel with 1 x 128 block scales here");
+  } else if (s) {
+    r = blas_check(err, "cublasLt FP8 set-up", s);
+  } else {
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    r = blas_check(err, "cublasLtMatmul (FP8)",
+                   cublasLtMatmul(c->lt, op, &one, w8, la, x8, lx, &beta, y, ly, y, ly, &h.algo, c->workspace,
+                                  WORKSPACE, c->stream));
+  }
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (ly) cublasLtMatrixLayoutDestroy(ly);
+  if (lx) cublasLtMatrixLayoutDestroy(lx);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (op) cublasLtMatmulDescDestroy(op);
+  return r;
 }
 
 extern "C" lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int64_t n,

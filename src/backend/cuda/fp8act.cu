@@ -1,0 +1,143 @@
+// W8A8 for FP8 weights (lb_model_options.fp8_act): the activations quantized to E4M3 per block, as
+// lb_fp8_act_quant does on the host, either in place as fp16 (for the GEMV and the tensor-core
+// product, which then read them as any fp16 row) or as E4M3 codes and block scales for the FP8
+// tensor cores (cuBLASLt with 1 x 128 block scaling of both operands, lb_cuda_lt_fp8).
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/util.cuh"
+
+namespace {
+
+enum { THREADS = 256, BLK = 128 };
+
+// v / s rounded to E4M3 (nearest even, saturating at 448: the cast's SATFINITE) as its code.
+__device__ __forceinline__ __nv_fp8_storage_t e4m3(float v) {
+  return __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+}
+__device__ __forceinline__ float e4m3_val(__nv_fp8_storage_t q) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(q, __NV_E4M3)));
+}
+
+// v with scale s: its code, or fp16 code * s (a block of zeros, or a NaN, which v * 0 keeps).
+__device__ __forceinline__ __nv_fp8_storage_t code(float v, float s) { return e4m3(s > 0.0f ? v / s : v * 0.0f); }
+__device__ __forceinline__ __half fake(float v, float s) {
+  return __float2half_rn(s > 0.0f ? e4m3_val(e4m3(v / s)) * s : v * 0.0f);
+}
+__device__ __forceinline__ void put(__half *x, uint8_t *codes, int64_t c, float s) {
+  const float v = __half2float(x[c]);
+  if (codes) codes[c] = code(v, s);
+  else x[c] = fake(v, s);
+}
+
+// Blocks of BLK columns: a warp a block (blockIdx.x * 8 + warp of row blockIdx.y), a lane 4
+// columns, read and written whole where the block is (cols % 4 == 0: 8-byte aligned halves).
+// scales: [ceil(cols / BLK)][n], or NULL.
+__global__ void act_blocks(__half *x, int64_t n, int64_t cols, uint8_t *codes, float *scales) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  const int64_t r = blockIdx.y, b = (int64_t)blockIdx.x * (THREADS / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int64_t nblk = (cols + BLK - 1) / BLK;
+  if (b >= nblk) return;
+  __half *xr = x + r * cols;
+  uint8_t *cr = codes ? codes + r * cols : nullptr;
+  const int64_t c0 = b * BLK + lane * 4, len = cols - b * BLK < BLK ? cols - b * BLK : BLK;
+  const bool whole = len == BLK && cols % 4 == 0;
+  __half v[4];
+  if (whole) *(uint2 *)v = *(const uint2 *)(xr + c0);
+  else
+    for (int k = 0; k < 4; k++) v[k] = lane * 4 + k < len ? xr[c0 + k] : __float2half(0.0f);
+  float amax = 0.0f;
+  for (int k = 0; k < 4; k++) amax = fmaxf(amax, fabsf(__half2float(v[k])));
+  for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float s = amax / 448.0f;
+  if (scales && lane == 0) scales[b * n + r] = s;
+  if (!whole) {
+    for (int k = 0; k < 4; k++)
+      if (lane * 4 + k < len) put(xr, cr, c0 + k, s);
+    return;
+  }
+  if (codes) {
+    uint32_t q = 0;
+    for (int k = 0; k < 4; k++) q |= (uint32_t)code(__half2float(v[k]), s) << (8 * k);
+    *(uint32_t *)(cr + c0) = q;
+  } else {
+    for (int k = 0; k < 4; k++) v[k] = fake(__half2float(v[k]), s);
+    *(uint2 *)(xr + c0) = *(uint2 *)v;
+  }
+}
+
+// Per row: a block a row reduces the row's amax, then writes it. scales as act_blocks'.
+__global__ void act_rows(__half *x, int64_t n, int64_t cols, uint8_t *codes, float *scales) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  const int64_t r = blockIdx.x;
+  __half *xr = x + r * cols;
+  uint8_t *cr = codes ? codes + r * cols : nullptr;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t nblk = (cols + BLK - 1) / BLK;
+  __shared__ float part[THREADS / 32];
+  float amax = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += THREADS) amax = fmaxf(amax, fabsf(__half2float(xr[c])));
+  for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if (lane == 0) part[warp] = amax;
+  __syncthreads();
+  amax = 0.0f;
+  for (int w = 0; w < THREADS / 32; w++) amax = fmaxf(amax, part[w]);
+  const float s = amax / 448.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += THREADS) put(xr, cr, c, s);
+  if (scales)
+    for (int64_t b = threadIdx.x; b < nblk; b += THREADS) scales[b * n + r] = s;
+}
+
+// The weight's scales [rows][ngroups] (groups of `group` columns) as cuBLASLt's 1 x 128 blocks:
+// out[b * rows + r] = scales[r * ngroups + b * BLK / group].
+__global__ void wscales(const float *scales, int64_t rows, int64_t ngroups, int64_t group, int64_t nblk,
+                        float *out) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  const int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x;
+  if (i >= rows * nblk) return;
+  const int64_t b = i / rows, r = i % rows;
+  out[i] = scales[r * ngroups + b * BLK / group];
+}
+
+} // namespace
+
+extern "C" lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
+                                     void *codes, float *scales, lb_error *err) {
+  if (n <= 0) return LB_OK;
+  if (group != BLK && group != cols)
+    return lb_cu_fail(err, LB_EINVAL, "cuda: FP8 activations: blocks of 128 columns or whole rows only");
+  cudaStream_t st = (cudaStream_t)lb_cuda_stream(c);
+  const int64_t nblk = (cols + BLK - 1) / BLK, per = THREADS / 32;
+  if (group == BLK || cols <= BLK) // a row of one block is a block
+    return lb_cu_check(err, "FP8 activations",
+                       lb_cu_launch(act_blocks, dim3((unsigned)((nblk + per - 1) / per), (unsigned)n), dim3(THREADS), 0,
+                                    st, (__half *)x16, n, cols, (uint8_t *)codes, scales));
+  return lb_cu_check(err, "FP8 activations",
+                     lb_cu_launch(act_rows, dim3((unsigned)n), dim3(THREADS), 0, st, (__half *)x16, n, cols,
+                                  (uint8_t *)codes, scales));
+}
+
+extern "C" bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w) {
+  return w->kind == LB_CUDA_FP8 && w->cols % BLK == 0 && w->rows % 4 == 0 &&
+         (w->group % BLK == 0 || w->group == w->cols);
+}
+
+extern "C" lb_status lb_cuda_gemm_fp8(lb_cuda_ctx *c, const lb_cuda_qw *w, const void *codes,
+                                      const float *xscales, float *wscales_out, float *y, int64_t n, bool acc,
+                                      lb_error *err) {
+  if (!lb_cuda_fp8_tc_fits(w)) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: FP8 tensor cores: weight shape");
+  const int64_t nblk = w->cols / BLK, total = w->rows * nblk;
+  // per tensor or channel, one group a row: each 1 x 128 block takes the row's scale
+  const int64_t group = w->ngroups == 1 ? w->cols : w->group;
+  lb_status s = lb_cu_check(err, "FP8 weight scales",
+                            lb_cu_launch(wscales, dim3((unsigned)((total + THREADS - 1) / THREADS)), dim3(THREADS), 0,
+                                         (cudaStream_t)lb_cuda_stream(c), (const float *)w->scales, w->rows,
+                                         w->ngroups, group, nblk, wscales_out));
+  if (s != LB_OK) return s;
+  return lb_cuda_lt_fp8(c, w->codes, wscales_out, codes, xscales, y, w->rows, w->cols, n, acc, err);
+}
