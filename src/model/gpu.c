@@ -160,6 +160,9 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pair
   memset(out, 0, sizeof *out);
   out->cols = ms[0]->cols;
   out->act_group = ms[0]->act_group; /* one model option: the same for stacked weights */
+  for (int i = 1; i < n; i++)
+    if (ms[i]->act_group != out->act_group) /* one FP8, one not (modules_to_not_convert) */
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: W8A8 with stacked weights that are not all FP8", what);
   bool quant = true;
   const lb_qweight *qws[4];
   for (int i = 0; i < n; i++) {

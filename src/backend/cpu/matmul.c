@@ -411,8 +411,9 @@ static lb_status linear_many(lb_pool *pool, int count, const lb_mat *const *w, f
                              const float *x, int64_t n, float *const *y, lb_error *err) {
   bool merge = n <= SMALL_N && count <= LB_MANY_MAX;
   for (int i = 0; merge && i < count; i++)
-    if (!w[i]->pack && (w[i]->qw || (w[i]->dtype != LB_F32 && w[i]->dtype != LB_F16 &&
-                                      w[i]->dtype != LB_BF16)))
+    if (w[i]->act_group || /* W8A8 weights of mixed blocks: lb_linear quantizes for each */
+        (!w[i]->pack && (w[i]->qw || (w[i]->dtype != LB_F32 && w[i]->dtype != LB_F16 &&
+                                      w[i]->dtype != LB_BF16))))
       merge = false;
   if (!merge) {
     for (int i = 0; i < count; i++) LB_TRY(lb_linear(pool, w[i], bias[i], x, n, y[i], err));
