@@ -265,50 +265,42 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   return LB_OK;
 }
 
-/* What a quantized weight needs of the scratch: its fp16 size (prefill), LLM.int8's width and an
- * act-order weight's width. */
-static void scratch_need(const glin *w, size_t *deq, int64_t *i8cols, int64_t *permcols) {
-  if (!w->qw.codes) return;
-  if ((size_t)(w->rows * w->cols) > *deq) *deq = (size_t)(w->rows * w->cols);
-  if (w->qw.kind == LB_CUDA_I8 && w->cols > *i8cols) *i8cols = w->cols;
-  if (w->qw.perm && w->cols > *permcols) *permcols = w->cols;
-}
+/* What the quantized weights need of the scratch, the largest over them. */
+typedef struct {
+  size_t deq;               /* a weight's fp16 size (prefill) */
+  int64_t i8cols, permcols; /* LLM.int8's width, an act-order weight's width */
+  int64_t f8cols, f8wsc;    /* W8A8 on the FP8 tensor cores: activation row, weight scales */
+} needs;
 
-/* The FP8 tensor cores' scratch for w (W8A8 prefill): its widest activation row and scale count. */
-static void fp8_need(const glin *w, int64_t *cols, int64_t *wsc) {
+static void scratch_need(const glin *w, needs *nd) {
+  if (!w->qw.codes) return;
+  if ((size_t)(w->rows * w->cols) > nd->deq) nd->deq = (size_t)(w->rows * w->cols);
+  if (w->qw.kind == LB_CUDA_I8 && w->cols > nd->i8cols) nd->i8cols = w->cols;
+  if (w->qw.perm && w->cols > nd->permcols) nd->permcols = w->cols;
   if (!w->act_group || !lb_cuda_fp8_tc_fits(&w->qw)) return;
-  if (w->cols > *cols) *cols = w->cols;
-  if (w->rows * (w->cols / 128) > *wsc) *wsc = w->rows * (w->cols / 128);
+  if (w->cols > nd->f8cols) nd->f8cols = w->cols;
+  if (w->rows * (w->cols / 128) > nd->f8wsc) nd->f8wsc = w->rows * (w->cols / 128);
 }
 
 static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   const lb_config *c = m->cfg;
   int64_t ch = g->chunk, d = c->hidden_size, inter = c->intermediate_size;
   int64_t qd = c->num_attention_heads * c->head_dim, kvd = c->num_key_value_heads * c->head_dim;
-  size_t deq = 0;     /* the largest quantized weight, dequantized for prefill */
-  int64_t i8cols = 0, permcols = 0; /* the widest LLM.int8 weight, act-order weight */
+  needs nd = {0};
   for (int l = 0; l < g->nlayers; l++) {
     const glayer *G = &g->layers[l];
-    scratch_need(&G->qkv, &deq, &i8cols, &permcols), scratch_need(&G->o, &deq, &i8cols, &permcols);
-    scratch_need(&G->gu, &deq, &i8cols, &permcols), scratch_need(&G->down, &deq, &i8cols, &permcols);
+    scratch_need(&G->qkv, &nd), scratch_need(&G->o, &nd), scratch_need(&G->gu, &nd), scratch_need(&G->down, &nd);
   }
-  scratch_need(&g->head, &deq, &i8cols, &permcols);
-  int64_t f8cols = 0, f8wsc = 0;
-  for (int l = 0; l < g->nlayers; l++) {
-    const glayer *G = &g->layers[l];
-    fp8_need(&G->qkv, &f8cols, &f8wsc), fp8_need(&G->o, &f8cols, &f8wsc);
-    fp8_need(&G->gu, &f8cols, &f8wsc), fp8_need(&G->down, &f8cols, &f8wsc);
-  }
-  fp8_need(&g->head, &f8cols, &f8wsc);
+  scratch_need(&g->head, &nd);
   const char *tc = getenv("LOWBIT_CUDA_FP8_TC");
-  g->fp8_tc = f8cols > 0 && !(tc && strcmp(tc, "0") == 0);
+  g->fp8_tc = nd.f8cols > 0 && !(tc && strcmp(tc, "0") == 0);
   if (g->fp8_tc) {
-    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * f8cols), &g->f8x, err));
-    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (f8cols / 128)) * 4, (void **)&g->f8xs, err));
-    LB_TRY(lb_cuda_alloc(g->cx, (size_t)f8wsc * 4, (void **)&g->f8ws, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * nd.f8cols), &g->f8x, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (nd.f8cols / 128)) * 4, (void **)&g->f8xs, err));
+    LB_TRY(lb_cuda_alloc(g->cx, (size_t)nd.f8wsc * 4, (void **)&g->f8ws, err));
   }
-  if (permcols) LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * permcols) * 2, &g->xperm16, err));
-  if (i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, i8cols, &g->i8x, err));
+  if (nd.permcols) LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * nd.permcols) * 2, &g->xperm16, err));
+  if (nd.i8cols) LB_TRY(lb_cuda_i8x_alloc(g->cx, nd.i8cols, &g->i8x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 4, (void **)&g->x, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * (qd + 2 * kvd)) * 4, (void **)&g->qkv, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * 2 * inter) * 4, (void **)&g->gu, err));
@@ -316,7 +308,7 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 2, &g->xn16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->att16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * inter) * 2, &g->act16, err));
-  if (deq) LB_TRY(lb_cuda_alloc(g->cx, deq * 2, &g->deq16, err));
+  if (nd.deq) LB_TRY(lb_cuda_alloc(g->cx, nd.deq * 2, &g->deq16, err));
   size_t scores = (size_t)(c->num_attention_heads * (ch < LB_CUDA_ATT_ROWS ? ch : LB_CUDA_ATT_ROWS) * m->ctx);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->q16, err));
   if (!g->flash) {

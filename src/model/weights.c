@@ -157,12 +157,12 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
   m->reference = opt && opt->reference;
   m->fp8_act = opt ? opt->fp8_act : LB_FP8_ACT_OFF;
+  if ((unsigned)m->fp8_act > LB_FP8_ACT_TOKEN)
+    return lb_fail(err, LB_EINVAL, "lb_model_options.fp8_act: %d is not a mode", (int)m->fp8_act);
   if (m->fp8_act != LB_FP8_ACT_OFF &&
       (!m->qspec || (m->qspec->method != LB_QM_FP8 && m->qspec->method != LB_QM_CT_FP8)))
     return lb_fail(err, LB_EINVAL, "%s: FP8 activations (W8A8) asked for, but the checkpoint has no "
                    "FP8 weights (quantization_config: %s)", dir, m->qspec ? "another method" : "none");
-  if ((unsigned)m->fp8_act > LB_FP8_ACT_TOKEN)
-    return lb_fail(err, LB_EINVAL, "lb_model_options.fp8_act: %d is not a mode", (int)m->fp8_act);
   m->on_gpu = opt && opt->device == LB_DEVICE_CUDA;
   openblas_set_num_threads(lb_pool_size(m->pool));
 

@@ -73,9 +73,10 @@ LOWBIT_CUDA_FLASH=0 "$B/tests/test_cuda_model" "$TEXT" "$M" "$W/rtn4" "$W/fp8" |
 # activations, the CPU its fp32 ones, so about one code in 2^8 (fp16's 2^-11 against E4M3's
 # 2^-3 steps) lands on the other side of a midpoint and moves by a whole E4M3 step; through 10
 # blocks that moved logits by up to 7.4e-2 of their range, KL 4.6e-3 (H100, 2026-11-24; the
-# same with the fp16 path, so not the FP8 tensor cores' doing). Perplexity still agrees within
-# 0.1% (the table below).
-w8a8=("$W/fp8@0.1,1e-2")
+# same with the fp16 path, so not the FP8 tensor cores' doing). For the same reason the argmax may
+# swap where the top two logits are within that 10% (two rows of the per-token batch did, at more
+# than 1%). Perplexity still agrees within 0.1% (the table below).
+w8a8=("$W/fp8@0.1,1e-2,0.1")
 echo "W8A8 in 1 x 128 blocks (LOWBIT_TEST_FP8_ACT=g128), FP8 tensor cores from 3 rows:"
 LOWBIT_TEST_FP8_ACT=g128 LOWBIT_CUDA_MMA_ROWS=0 "$B/tests/test_cuda_model" "$TEXT" "${w8a8[@]}" || fail=1
 echo "W8A8 per token, FP8 tensor cores from 3 rows:"
