@@ -365,11 +365,25 @@ typedef struct lb_model lb_model;
 
 typedef enum lb_device { LB_DEVICE_CPU, LB_DEVICE_CUDA } lb_device;
 
-/* W8A8 for FP8 checkpoints: the activations' E4M3 blocks (lb_fp8_act_quant). GROUP128: 1 x 128
- * blocks, as Transformers' FineGrainedFP8 runs its layers; TOKEN: one scale a row, as
- * compressed-tensors' FP8_DYNAMIC declares. OFF (the default): activations stay fp32 (CPU) / fp16
- * (GPU), weights-only FP8. */
-typedef enum lb_fp8_act { LB_FP8_ACT_OFF, LB_FP8_ACT_GROUP128, LB_FP8_ACT_TOKEN } lb_fp8_act;
+/* W8A8 for FP8 checkpoints: whether and how the activations of FP8 weights are quantized to E4M3
+ * before the product (lb_fp8_act_quant), as the runtimes of these checkpoints (Transformers, vLLM)
+ * run them.
+ *   AUTO (the default): what the checkpoint's quantization_config declares: Transformers' "fp8"
+ *     (activation_scheme "dynamic") 1 x block_c blocks; compressed-tensors input_activations
+ *     dynamic per token (FP8_DYNAMIC) or per group, or static per tensor (FP8: the checkpoint's
+ *     input_scale); none where it declares none, and for checkpoints without FP8 weights.
+ *   OFF: activations stay fp32 (CPU) / fp16 (GPU): weights-only FP8, whatever the checkpoint says.
+ *   GROUP128: dynamic 1 x 128 blocks. TOKEN: dynamic, one scale a row.
+ *   STATIC: each Linear's input_scale (a checkpoint with static input_activations only); q/k/v and
+ *     gate/up, which share their input, take the largest of their scales (as vLLM fuses them).
+ * Modes other than AUTO and OFF are refused for a checkpoint without FP8 weights. */
+typedef enum lb_fp8_act {
+  LB_FP8_ACT_AUTO,
+  LB_FP8_ACT_OFF,
+  LB_FP8_ACT_GROUP128,
+  LB_FP8_ACT_TOKEN,
+  LB_FP8_ACT_STATIC,
+} lb_fp8_act;
 
 typedef struct lb_model_options {
   int n_threads;   /* <= 0: one per logical core */
@@ -380,9 +394,9 @@ typedef struct lb_model_options {
                        (a build with the CUDA backend); the host keeps the checkpoint mapped */
   int batch;        /* sequences, each with a KV cache of max_ctx (lb_model_forward_batch);
                        <= 0: 1; at most LB_MAX_BATCH */
-  lb_fp8_act fp8_act; /* FP8 weights (LB_QK_FP8): also quantize their activations to E4M3 (W8A8),
-                         on the CPU and the GPU alike; the GPU then runs prefill on its FP8 tensor
-                         cores. Refused for a checkpoint without FP8 weights. */
+  lb_fp8_act fp8_act; /* FP8 weights (LB_QK_FP8): their activations' E4M3 quantization (W8A8), on
+                         the CPU and the GPU alike; the GPU then runs prefill on its FP8 tensor
+                         cores. AUTO (0): as the checkpoint declares. */
 } lb_model_options;
 
 enum { LB_MAX_BATCH = 256 };
@@ -398,6 +412,9 @@ int64_t lb_model_pos(const lb_model *m);  /* tokens in the KV cache now (of each
 int lb_model_batch(const lb_model *m);    /* sequences (lb_model_options.batch) */
 /* Bytes of KV cache one token of one sequence takes (fp16 on CUDA, fp32 on the CPU). */
 uint64_t lb_model_kv_bytes(const lb_model *m);
+/* The W8A8 mode the model runs (never AUTO): OFF, GROUP128 (dynamic blocks of *group columns: 128,
+ * or the checkpoint's weight_block_size[1] / group_size), TOKEN or STATIC. group may be NULL. */
+lb_fp8_act lb_model_fp8_act(const lb_model *m, int64_t *group);
 int lb_model_threads(const lb_model *m);
 void lb_model_reset(lb_model *m);         /* empties the KV cache */
 lb_device lb_model_device(const lb_model *m);

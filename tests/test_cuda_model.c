@@ -19,8 +19,9 @@
  * below 1e-4 nats; the argmax must agree wherever the CPU's top two logits are more than that 1%
  * apart. A folder given as DIR@REL,KL[,TIE] has its own bounds (LLM.int8, W8A8: see
  * tests/cuda/run.sh), TIE the argmax's margin (default 1%).
- * LOWBIT_TEST_FP8_ACT=g128|token opens every model with that W8A8 mode (FP8 folders only): both
- * sides then quantize the activations of FP8 weights to E4M3, the GPU from its fp16 activations. */
+ * LOWBIT_TEST_FP8_ACT=g128|token|static|auto opens every model with that W8A8 mode (unset: off,
+ * weights-only): both sides then quantize the activations of FP8 weights to E4M3, the GPU from its
+ * fp16 activations. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -172,7 +173,11 @@ static int check_dir(const char *arg, const char *text) {
   int32_t *ids = NULL;
   size_t n = 0;
   const char *fa = getenv("LOWBIT_TEST_FP8_ACT");
-  const lb_fp8_act act = !fa ? LB_FP8_ACT_OFF : !strcmp(fa, "token") ? LB_FP8_ACT_TOKEN : LB_FP8_ACT_GROUP128;
+  const lb_fp8_act act = !fa || !strcmp(fa, "off") ? LB_FP8_ACT_OFF
+                         : !strcmp(fa, "auto")      ? LB_FP8_ACT_AUTO
+                         : !strcmp(fa, "static")    ? LB_FP8_ACT_STATIC
+                         : !strcmp(fa, "token")     ? LB_FP8_ACT_TOKEN
+                                                    : LB_FP8_ACT_GROUP128;
   lb_model_options oc = {.max_ctx = 128, .reference = true, .fp8_act = act};
   lb_model_options og = {.max_ctx = 128, .device = LB_DEVICE_CUDA, .fp8_act = act};
   lb_model_options ob = {.max_ctx = 128, .device = LB_DEVICE_CUDA, .batch = NSEQ, .fp8_act = act};
@@ -186,6 +191,7 @@ static int check_dir(const char *arg, const char *text) {
   }
   if (s == LB_OK && n < TOTAL) s = LB_EINVAL, snprintf(err.msg, sizeof err.msg, "text too short");
   if (s == LB_OK) s = lb_model_open(dir, &oc, &cpu, &err);
+  for (size_t i = 0; s == LB_OK && !text && i < n; i++) ids[i] %= (int32_t)lb_model_config(cpu)->vocab_size;
   if (s == LB_OK) s = lb_model_open(dir, &og, &gpu, &err);
   stats st = {.tie = tie}, sb = {.tie = tie};
   if (s == LB_OK) s = run(cpu, gpu, ids, lb_model_config(cpu)->vocab_size, &st, &err);

@@ -135,6 +135,49 @@ static void tiny_models(void) {
   }
 }
 
+/* compressed-tensors FP8 checkpoints of tiny llama with W8A8 activations, static (input_scale) and
+ * dynamic per token, against Transformers + compressed-tensors (fp32, make_logits_fixture.py
+ * ct-fp8): with the activations quantized as the config declares (the default, AUTO), and
+ * weights-only (OFF) against the same model with its quantization switched off. Bound 2e-3 rel L2
+ * (measured 7e-8 and 3e-7; the weights-only path meets 1e-4 as the dense models do): an input that
+ * lands within
+ * fp32 rounding of a midpoint between two E4M3 codes may round the other way in one of the two
+ * programs (their sums run in other orders), and such a flip moves that input by one E4M3 step
+ * (2^-3 of its value). Each also has to be 5x nearer its own reference than the other mode's. */
+static void tiny_w8a8(void) {
+  static const char *NAMES[] = {"llama-ct-fp8-static", "llama-ct-fp8-dynamic"};
+  static const lb_fp8_act WANT[] = {LB_FP8_ACT_STATIC, LB_FP8_ACT_TOKEN};
+  for (size_t i = 0; i < 2; i++) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/%s", lb_test_data("tiny"), NAMES[i]);
+    fixture f[2];
+    snprintf(path, sizeof path, "%s/logits.bin", dir);
+    CHECK(read_fixture(path, &f[0]));
+    snprintf(path, sizeof path, "%s/logits-off.bin", dir);
+    CHECK(read_fixture(path, &f[1]));
+    size_t n = f[0].n[0], V = f[0].vocab;
+    float *lg = malloc(n * V * sizeof(float));
+    for (int mode = 0; mode < 2; mode++) {
+      lb_error err = {0};
+      lb_model *m = NULL;
+      lb_model_options o = {.n_threads = 2, .max_ctx = 64,
+                            .fp8_act = mode ? LB_FP8_ACT_OFF : LB_FP8_ACT_AUTO};
+      CHECK_OK(lb_model_open(dir, &o, &m, &err), &err);
+      if (!m) continue;
+      CHECK(lb_model_fp8_act(m, NULL) == (mode ? LB_FP8_ACT_OFF : WANT[i]));
+      CHECK_OK(lb_model_forward(m, f[0].ids[0], (int64_t)n, lg, true, &err), &err);
+      double own = rel_l2(lg, f[mode].logits[0], n * V), other = rel_l2(lg, f[1 - mode].logits[0], n * V);
+      printf("%-22s %s: rel L2 %.2e (the other mode's reference: %.2e)\n", NAMES[i],
+             mode ? "weights-only" : "W8A8", own, other);
+      CHECK_MSG(own < (mode ? 1e-4 : 2e-3), "%s mode %d: relative L2 %.3e", NAMES[i], mode, own);
+      CHECK_MSG(other > 5 * own, "%s mode %d: %.3e vs %.3e", NAMES[i], mode, own, other);
+      lb_model_free(m);
+    }
+    free(lg);
+    free_fixture(&f[0]), free_fixture(&f[1]);
+  }
+}
+
 /* "<s> The history of the city" greedy, as Transformers (fp32 and bf16) continues it:
  * "is a great matter of life.\n-- John Heywood" then </s>; chosen through lb_model_forward_sample
  * (what generate calls), whose logits must be the ones lb_model_forward gives. */
@@ -334,6 +377,7 @@ int main(int argc, char **argv) {
   static const lb_test_case cases[] = {
       {"pocket_logits", pocket_logits},
       {"tiny_models", tiny_models},
+      {"tiny_w8a8", tiny_w8a8},
       {"greedy_reference", greedy_reference},
       {"batch_sequences", batch_sequences},
       {"kl_math", kl_math},

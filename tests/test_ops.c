@@ -95,7 +95,7 @@ static void linear_vs_float64(void) {
           }
           for (int64_t i = 0; i < n * cols; i++) x[i] = frand();
           for (int64_t i = 0; i < rows; i++) bias[i] = frand();
-          lb_mat w = {DT[d], rows, cols, DT[d] == LB_F32 ? (void *)wf : (void *)w16, NULL, NULL, 0};
+          lb_mat w = {DT[d], rows, cols, DT[d] == LB_F32 ? (void *)wf : (void *)w16, NULL, NULL, 0, 0.0f};
           CHECK_OK(lb_linear(pool, &w, bias, x, n, y, &err), &err);
           for (int64_t t = 0; t < n; t++)
             for (int64_t o = 0; o < rows; o++) {
@@ -134,7 +134,7 @@ static void linear_vs_float64(void) {
       lb_qweight_free(&qw);
       free(wf), free(x), free(y);
     }
-  lb_mat bad = {LB_I8, 1, 1, "x", NULL, NULL, 0};
+  lb_mat bad = {LB_I8, 1, 1, "x", NULL, NULL, 0, 0.0f};
   float one = 1, out;
   CHECK(lb_linear(pool, &bad, NULL, &one, 1, &out, &err) == LB_EUNSUPPORTED);
   lb_pool_free(pool);

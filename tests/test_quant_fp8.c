@@ -208,6 +208,71 @@ static lb_status hostile(const char *sname, lb_dtype wdt, lb_dtype sdt, int sndi
   return hostile_st(sname, wdt, sdt, sndim, sshape, fg, LB_FP8_CHANNEL, err);
 }
 
+/* lb_fp8_input_scale on a file holding m.input_scale of dtype dt, shape (ndim, shape), value v. */
+static lb_status input_scale_file(lb_dtype dt, int ndim, const int64_t *shape, float v, float *out,
+                                  lb_error *err) {
+  char dir[1024];
+  static int n;
+  snprintf(dir, sizeof dir, "%s/input_scale%d", lb_test_tmpdir(), n++);
+  mkdir(dir, 0755);
+  float buf[4] = {v, v, v, v};
+  uint16_t h[4];
+  for (int i = 0; i < 4; i++) h[i] = lb_f32_to_bf16(v);
+  int64_t numel = 1;
+  for (int d = 0; d < ndim; d++) numel *= shape[d];
+  lb_st_writer *w;
+  LB_TRY(lb_st_writer_open(dir, 0, &w, err));
+  lb_st_writer_add(w, "m.input_scale", dt, ndim, shape, dt == LB_BF16 ? (void *)h : (void *)buf,
+                   (uint64_t)numel * lb_dtype_size(dt), err);
+  LB_TRY(lb_st_writer_finish(w, err));
+  lb_tensors *t;
+  LB_TRY(lb_tensors_open(dir, &t, err));
+  lb_status s = lb_fp8_input_scale(t, "m", out, err);
+  lb_tensors_close(t);
+  return s;
+}
+
+/* Static activation scales: [1] or [] in F32 / BF16 / F16, finite and > 0; anything else refused
+ * naming the tensor. */
+static void input_scales(void) {
+  lb_error err = {0};
+  float s = 0;
+  static const int64_t two = 2, oneone[2] = {1, 1};
+  int64_t one = 1;
+  CHECK_OK(input_scale_file(LB_BF16, 1, &one, 0.015625f, &s, &err), &err);
+  CHECK(s == 0.015625f);
+  CHECK_OK(input_scale_file(LB_F32, 0, NULL, 0.25f, &s, &err), &err);
+  CHECK(s == 0.25f);
+  const struct {
+    lb_dtype dt;
+    int ndim;
+    const int64_t *shape;
+    float v;
+    const char *msg;
+  } bad[] = {
+      {LB_F32, 1, &two, 0.5f, "expected a float [1]"},   {LB_F32, 2, oneone, 0.5f, "[1, 1]"},
+      {LB_I32, 1, &one, 0.5f, "I32"},                     {LB_F32, 1, &one, 0.0f, "input scale 0"},
+      {LB_F32, 1, &one, -1.0f, "input scale -1"},         {LB_F32, 1, &one, NAN, "not a finite"},
+      {LB_F32, 1, &one, INFINITY, "not a finite"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK_MSG(input_scale_file(bad[i].dt, bad[i].ndim, bad[i].shape, bad[i].v, &s, &err) == LB_EFORMAT,
+              "case %zu", i);
+    CHECK_MSG(strstr(err.msg, "'m.input_scale'") && strstr(err.msg, bad[i].msg), "case %zu: %s", i, err.msg);
+  }
+  lb_tensors *t = NULL; /* missing */
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/no_input_scale", lb_test_tmpdir());
+  mkdir(dir, 0755);
+  lb_st_writer *w;
+  CHECK_OK(lb_st_writer_open(dir, 0, &w, &err), &err);
+  CHECK_OK(lb_st_writer_add(w, "m.weight", LB_F32, 1, &one, &s, 4, &err), &err);
+  CHECK_OK(lb_st_writer_finish(w, &err), &err);
+  CHECK_OK(lb_tensors_open(dir, &t, &err), &err);
+  CHECK(lb_fp8_input_scale(t, "m", &s, &err) == LB_ENOTFOUND && strstr(err.msg, "m.input_scale"));
+  lb_tensors_close(t);
+}
+
 static void hostile_files(void) {
   lb_error err = {0};
   int64_t chan[2] = {16, 1}, wrong[2] = {1, 16}, blk[2] = {2, 2}, blk_bad[2] = {2, 3};
@@ -260,11 +325,100 @@ static void hostile_files(void) {
   lb_qweight_free(&q);
 }
 
+/* A compressed-tensors float-quantized config whose group has input_activations `act` (JSON). */
+static lb_status parse_ct_act(const char *act, lb_quant_spec *sp, lb_error *err) {
+  char js[1024];
+  snprintf(js, sizeof js,
+           "{\"quant_method\":\"compressed-tensors\",\"format\":\"float-quantized\","
+           "\"config_groups\":{\"group_0\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":8,"
+           "\"type\":\"float\",\"symmetric\":true,\"strategy\":\"channel\",\"dynamic\":false},"
+           "\"input_activations\":%s,\"output_activations\":null}}}",
+           act);
+  return lb_quant_spec_parse(js, strlen(js), "qc", sp, err);
+}
+
+/* What each declared activation scheme reads as (lb_quant_spec.act), what is refused, and how the
+ * config is written back. The schemes as llm-compressor's presets write them: FP8 (static per
+ * tensor), FP8_DYNAMIC (per token), FP8_BLOCK (groups of 128). */
+static void ct_activations(void) {
+  lb_error err = {0};
+  lb_quant_spec sp;
+  static const struct {
+    const char *act;
+    lb_fp8_act want;
+    int64_t group;
+  } ok[] = {
+      {"null", LB_FP8_ACT_OFF, 0},
+      {"{\"num_bits\":8,\"type\":\"float\",\"symmetric\":true,\"strategy\":\"tensor\","
+       "\"dynamic\":false,\"observer\":\"minmax\"}",
+       LB_FP8_ACT_STATIC, 0},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"token\",\"dynamic\":true,"
+       "\"observer\":null,\"group_size\":null,\"block_structure\":null}",
+       LB_FP8_ACT_TOKEN, 0},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"group\",\"group_size\":128,"
+       "\"dynamic\":true}",
+       LB_FP8_ACT_GROUP128, 128},
+      {"{\"num_bits\":8,\"type\":\"float\",\"group_size\":64,\"dynamic\":true}", /* strategy
+                                                                                  inferred: group */
+       LB_FP8_ACT_GROUP128, 64},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    CHECK_OK(parse_ct_act(ok[i].act, &sp, &err), &err);
+    CHECK_MSG(sp.method == LB_QM_CT_FP8 && sp.act == ok[i].want && sp.act_group == ok[i].group,
+              "case %zu: act %d group %lld", i, (int)sp.act, (long long)sp.act_group);
+    /* written back: the same scheme */
+    char *out = NULL;
+    CHECK_OK(lb_quant_spec_to_json(&sp, &out, &err), &err);
+    lb_quant_spec back;
+    CHECK_OK(lb_quant_spec_parse(out, strlen(out), "back", &back, &err), &err);
+    CHECK(back.act == sp.act && back.act_group == sp.act_group);
+    lb_quant_spec_free(&back);
+    free(out);
+    lb_quant_spec_free(&sp);
+  }
+  static const struct {
+    const char *act, *msg;
+  } bad[] = {
+      {"{\"num_bits\":8,\"type\":\"int\",\"strategy\":\"token\",\"dynamic\":true}",
+       "qc.config_groups.group_0.input_activations: key 'num_bits'/'type': 8-bit int"},
+      {"{\"num_bits\":4,\"type\":\"float\",\"strategy\":\"tensor_group\",\"dynamic\":\"local\","
+       "\"group_size\":16}",
+       "key 'num_bits'/'type': 4-bit float"},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"tensor\",\"dynamic\":true}",
+       "dynamic activations with strategy \"tensor\""},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"token\",\"dynamic\":false}",
+       "static activations with strategy \"token\""},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"group\",\"dynamic\":true}",
+       "key 'group_size'"},
+      {"{\"num_bits\":8,\"type\":\"float\",\"symmetric\":false,\"strategy\":\"token\","
+       "\"dynamic\":true}",
+       "key 'symmetric'"},
+      {"{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"token\",\"dynamic\":true,\"scale\":1}",
+       "key 'scale' is not supported"},
+      {"[8]", "input_activations: expected an object or null, got array"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK_MSG(parse_ct_act(bad[i].act, &sp, &err) != LB_OK, "case %zu parsed", i);
+    CHECK_MSG(strstr(err.msg, bad[i].msg), "case %zu: %s", i, err.msg);
+  }
+  const char *outq = "{\"quant_method\":\"compressed-tensors\",\"format\":\"float-quantized\","
+                     "\"config_groups\":{\"group_0\":{\"targets\":[\"Linear\"],\"weights\":{"
+                     "\"num_bits\":8,\"type\":\"float\",\"strategy\":\"channel\"},"
+                     "\"output_activations\":{\"num_bits\":8}}}}";
+  CHECK(lb_quant_spec_parse(outq, strlen(outq), "qc", &sp, &err) == LB_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "output_activations"));
+  /* Transformers' fp8: activations in 1 x weight_block_size[1] blocks */
+  const char *fg = "{\"quant_method\":\"fp8\",\"weight_block_size\":[128,64]}";
+  CHECK_OK(lb_quant_spec_parse(fg, strlen(fg), "qc", &sp, &err), &err);
+  CHECK(sp.act == LB_FP8_ACT_GROUP128 && sp.act_group == 64);
+  lb_quant_spec_free(&sp);
+}
+
 static void configs(void) {
   lb_error err = {0};
   const char *ign[] = {"lm_head"};
   char *s = NULL;
-  CHECK_OK(lb_fp8_ct_config(LB_FP8_BLOCK, 128, 128, true, ign, 1, &s, &err), &err);
+  CHECK_OK(lb_fp8_ct_config(LB_FP8_BLOCK, 128, 128, LB_FP8_ACT_GROUP128, 128, ign, 1, &s, &err), &err);
   json_t *j = lb_test_json(s);
   json_t *wq =
       json_object_get(json_object_get(json_object_get(j, "config_groups"), "group_0"), "weights");
@@ -277,7 +431,7 @@ static void configs(void) {
   CHECK(!strcmp(json_string_value(json_array_get(json_object_get(j, "ignore"), 0)), "lm_head"));
   json_decref(j);
   free(s);
-  CHECK_OK(lb_fp8_ct_config(LB_FP8_CHANNEL, 0, 0, false, NULL, 0, &s, &err), &err);
+  CHECK_OK(lb_fp8_ct_config(LB_FP8_CHANNEL, 0, 0, LB_FP8_ACT_OFF, 0, NULL, 0, &s, &err), &err);
   j = lb_test_json(s);
   CHECK(json_is_null(json_object_get(
       json_object_get(json_object_get(j, "config_groups"), "group_0"), "input_activations")));
@@ -298,6 +452,7 @@ static void configs(void) {
   const char *only = "{\"quant_method\":\"fp8\",\"modules_to_convert\":[\"q_proj\"]}";
   CHECK(lb_quant_spec_parse(only, strlen(only), "qc", &sp, &err) == LB_EUNSUPPORTED);
   CHECK(strstr(err.msg, "qc: key 'modules_to_convert'"));
+  ct_activations();
 }
 
 /* The fast E4M3 rounding of the activations against the generic narrowing (itself checked against
@@ -324,7 +479,8 @@ static void act_rounding(void) {
 /* W8A8: activations quantized by lb_fp8_act_quant and a packed FP8 weight's product with them
  * (lb_linear with act_group, the decode and the prefill path), written to <OUT>/act for
  * tests/py/quant_fp8_ref.py: x, the weight in the fine-grained layout, x quantized in 1 x 128
- * blocks, per row (token) and in 1 x 128 blocks of a 200-column row (a short last block), and the
+ * blocks, per row (token), with the static scale 0.02 and in 1 x 128 blocks of a 200-column row
+ * (a short last block), and the
  * products y3 (3 rows) and y40 (40 rows) with 1 x 128 blocks. */
 static void act_quant(void) {
   enum { N = 40, C = 384, R = 72, C2 = 200 };
@@ -340,6 +496,9 @@ static void act_quant(void) {
   lb_fp8_act_quant(x, N, C, 128, g);
   lb_fp8_act_quant(x, N, C, C, t);
   lb_fp8_act_quant(x2, N, C2, 128, g2);
+  /* static: one scale, below the largest |x| / 448, so that some inputs saturate */
+  float *st = malloc(N * C * 4);
+  lb_fp8_act_quant_static(x, N, C, 0.02f, st);
   float *wf = make_w(R, C, false);
   lb_qweight q;
   CHECK_OK(lb_fp8_quantize(wf, R, C, LB_F8_E4M3, 128, 128, &q, &err), &err);
@@ -357,6 +516,7 @@ static void act_quant(void) {
   CHECK_OK(lb_st_writer_add(wr, "x", LB_F32, 2, sx, x, N * C * 4, &err), &err);
   CHECK_OK(lb_st_writer_add(wr, "g128", LB_F32, 2, sx, g, N * C * 4, &err), &err);
   CHECK_OK(lb_st_writer_add(wr, "token", LB_F32, 2, sx, t, N * C * 4, &err), &err);
+  CHECK_OK(lb_st_writer_add(wr, "static", LB_F32, 2, sx, st, N * C * 4, &err), &err);
   CHECK_OK(lb_st_writer_add(wr, "x2", LB_F32, 2, sx2, x2, N * C2 * 4, &err), &err);
   CHECK_OK(lb_st_writer_add(wr, "x2_g128", LB_F32, 2, sx2, g2, N * C2 * 4, &err), &err);
   CHECK_OK(lb_st_writer_add(wr, "y3", LB_F32, 2, s3, y3, 3 * R * 4, &err), &err);
@@ -366,7 +526,7 @@ static void act_quant(void) {
   lb_qpack_free(pk);
   lb_pool_free(pool);
   lb_qweight_free(&q);
-  free(x), free(g), free(t), free(x2), free(g2), free(y3), free(y40), free(wf);
+  free(x), free(g), free(t), free(st), free(x2), free(g2), free(y3), free(y40), free(wf);
 }
 
 int main(int argc, char **argv) {
@@ -380,7 +540,7 @@ int main(int argc, char **argv) {
       {"bounds", bounds},   {"zero_block_and_bad_input", zero_block_and_bad_input},
       {"layouts", layouts}, {"hostile_files", hostile_files},
       {"configs", configs}, {"act_rounding", act_rounding},
-      {"act_quant", act_quant},
+      {"act_quant", act_quant},   {"input_scales", input_scales},
   };
   return lb_test_main(1, argv, cases, sizeof cases / sizeof *cases);
 }

@@ -61,8 +61,12 @@ bool cli_kl_json(json_t *obj, const lb_kl_result *kl);
 void cli_model_size(const lb_model *m, double *bytes, double *params);
 /* "cpu" or "cuda" (--device); false otherwise. */
 bool cli_parse_device(const char *s, lb_device *out);
-/* --fp8-act: "off", "g128" (1 x 128 blocks) or "token" */
+/* --fp8-act: "auto" (as the checkpoint declares), "off", "g128" (1 x 128 blocks), "token" or
+ * "static" (the checkpoint's input scales) */
 bool cli_parse_fp8_act(const char *s, lb_fp8_act *out);
+/* The W8A8 mode m runs, in words ("dynamic 1x128", "static per tensor", ...), or NULL when its
+ * activations are not quantized (weights-only FP8, or no FP8 weights). */
+const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

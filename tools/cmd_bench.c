@@ -18,7 +18,7 @@
 static const char *HELP =
     "usage: lowbit bench DIR... [-p N[,N...]] [-n N[,N...]] [-b B[,B...]] [-r R] [-t THREADS]\n"
     "                          [--gen] [--md|--json] [--profile] [--ref-kernels] [--device cpu|cuda]\n"
-    "                          [--fp8-act off|g128|token]\n"
+    "                          [--fp8-act auto|off|g128|token|static]\n"
     "  llama-bench's protocol for each model folder: ppN = one forward of N prompt tokens from an\n"
     "  empty cache; tgN = N one-token forwards from an empty cache; each test run R times after\n"
     "  an untimed warm-up, tokens/s as mean ± sd. Prints one markdown table for all models.\n"
@@ -36,7 +36,8 @@ static const char *HELP =
     "  --profile       also print the share of time per op for each test\n"
     "  --ref-kernels   quantized weights through the scalar reference dequantization\n"
     "  --device D      cpu (default) or cuda (the first GPU; the table adds its memory)\n"
-    "  --fp8-act A     FP8 checkpoints: off (default), g128 or token: W8A8 (see generate --help)\n";
+    "  --fp8-act A     FP8 checkpoints' W8A8: auto (as the checkpoint declares; default), off,\n"
+    "                  g128, token or static (generate --help)\n";
 
 enum { MAX_LENS = 16, MAX_MODELS = 32 };
 
@@ -102,6 +103,7 @@ typedef struct {
   double mean2, sd2;      /* --gen: of the decode */
   double size, params;
   uint64_t device_bytes;  /* what the model holds; --gen: what the row needs (see HELP) */
+  char act[48];           /* W8A8: the FP8 activations' mode (cli_fp8_act), or "" */
   lb_model_profile prof;
 } result;
 
@@ -210,9 +212,13 @@ static lb_status bench_model(const opts *o, const char *dir, result *res, int *n
   x.t = malloc((size_t)o->reps * sizeof(double));
   x.t2 = malloc((size_t)o->reps * sizeof(double));
   lb_status s = x.logits && x.t && x.t2 ? LB_OK : lb_fail(err, LB_ENOMEM, "bench: out of memory");
+  const int first = *nres;
   for (int bi = 0; bi < o->nbatch && s == LB_OK; bi++)
     s = o->gen ? gen_tests(&x, o->batch[bi], dir, res, nres, err)
                : llama_bench_tests(&x, o->batch[bi], dir, res, nres, err);
+  char a[48];
+  const char *act = cli_fp8_act(x.m, a, sizeof a);
+  for (int i = first; i < *nres; i++) snprintf(res[i].act, sizeof res[i].act, "%s", act ? act : "");
   free(x.logits), free(x.t), free(x.t2);
   lb_model_free(x.m);
   return s;
@@ -227,6 +233,13 @@ static const char *base(const char *path) {
     return *p == '/' ? p + 1 : p;
   }
   return b ? b + 1 : path;
+}
+
+/* The table's model cell: the folder's name, and the W8A8 mode when there is one. */
+static const char *model_cell(const result *r, char *buf, size_t cap) {
+  if (!r->act[0]) return base(r->model);
+  snprintf(buf, cap, "%s (W8A8 %s)", base(r->model), r->act);
+  return buf;
 }
 
 static void print_profile(const result *r) {
@@ -263,7 +276,8 @@ static void gen_table(const opts *o, const result *res, int n) {
   for (int i = 0; i < n; i++) {
     const result *r = &res[i];
     char mem[32];
-    printf("| %s | %lld | %lld | %lld | %.2f ± %.2f | %.2f ± %.2f | %s |\n", base(r->model),
+    char cell[400];
+    printf("| %s | %lld | %lld | %lld | %.2f ± %.2f | %.2f ± %.2f | %s |\n", model_cell(r, cell, sizeof cell),
            (long long)r->batch, (long long)r->p, (long long)r->n, r->mean, r->sd, r->mean2, r->sd2,
            cli_bytes(r->device_bytes, mem, sizeof mem));
   }
@@ -280,6 +294,8 @@ static int report(const opts *o, const result *res, int n) {
                                      r->mean, "tokens_per_s_sd", r->sd, "size_bytes", r->size, "params",
                                      r->params, "bits_per_weight", 8 * r->size / r->params, "threads",
                                      (json_int_t)o->threads);
+      if (e && json_object_set_new(e, "fp8_act", json_string(r->act[0] ? r->act : "none")))
+        json_decref(e), e = NULL;
       if (e && !o->gen && o->device == LB_DEVICE_CUDA)
         json_object_update_new(e, json_pack("{s:s, s:f}", "device", "cuda", "device_bytes",
                                             (double)r->device_bytes));
@@ -316,7 +332,8 @@ static int report(const opts *o, const result *res, int n) {
     if (gpu) snprintf(where, sizeof where, "cuda (%.0f MiB)", (double)r->device_bytes / 1048576.0);
     else snprintf(where, sizeof where, "%lld", o->threads);
     if (batch) snprintf(b, sizeof b, "%lld | ", (long long)r->batch);
-    printf("| %s | %.2f MiB | %.2f M | %.2f | %s | %s%s | %.2f ± %.2f |\n", base(r->model),
+    char cell[400];
+    printf("| %s | %.2f MiB | %.2f M | %.2f | %s | %s%s | %.2f ± %.2f |\n", model_cell(r, cell, sizeof cell),
            r->size / 1048576.0, r->params / 1e6, 8 * r->size / r->params, where, b, r->test, r->mean,
            r->sd);
   }

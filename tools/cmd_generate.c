@@ -12,7 +12,7 @@
 static const char *HELP =
     "usage: lowbit generate DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                       [-t THREADS] [--ctx N] [--ignore-eos] [--json] [--device cpu|cuda]\n"
-    "                       [--fp8-act off|g128|token]\n"
+    "                       [--fp8-act auto|off|g128|token|static]\n"
     "  Continues TEXT with the model in DIR (config.json, safetensors, tokenizer.json), printing the\n"
     "  new text as it is produced and then prefill/decode speed and peak memory on stderr.\n"
     "  -n N          at most N new tokens (default 128); generation also stops at EOS\n"
@@ -26,8 +26,11 @@ static const char *HELP =
     "  --ignore-eos  do not stop at EOS (for benchmarks: always N new tokens)\n"
     "  --json        no streaming: print one JSON object with ids, text and timings\n"
     "  --device D    cpu (default) or cuda (the first GPU)\n"
-    "  --fp8-act A   FP8 checkpoints: off (default), or quantize the activations to E4M3 too (W8A8)\n"
-    "                in g128 (1 x 128) blocks or per token; the GPU's prefill then runs on FP8\n"
+    "  --fp8-act A   FP8 checkpoints' activations (W8A8): auto (default) quantizes them to E4M3\n"
+    "                as the checkpoint's quantization_config declares (Transformers' fp8: 1 x 128\n"
+    "                blocks; compressed-tensors: per token, per group, or static with its\n"
+    "                input_scale, or not at all); off: never (weights-only FP8); g128 (1 x 128\n"
+    "                blocks), token or static force one. With W8A8 the GPU's prefill runs on FP8\n"
     "                tensor cores\n";
 
 typedef struct {
@@ -114,8 +117,8 @@ static lb_status run(const opts *o, lb_model *m, const lb_tokenizer *tok, run_re
   return s;
 }
 
-static lb_status print_json(const opts *o, const lb_tokenizer *tok, const run_result *r,
-                            lb_error *err) {
+static lb_status print_json(const opts *o, const lb_model *m, const lb_tokenizer *tok,
+                            const run_result *r, lb_error *err) {
   char *text;
   size_t len;
   LB_TRY(lb_detokenize(tok, r->out, r->n_out, LB_DETOK_SKIP_SPECIAL, &text, &len, err));
@@ -131,6 +134,10 @@ static lb_status print_json(const opts *o, const lb_tokenizer *tok, const run_re
       r->t_decode > 0 ? (double)dec / r->t_decode : 0.0, "peak_rss_bytes",
       (json_int_t)cli_peak_rss());
   free(text);
+  char a[48];
+  const char *act = cli_fp8_act(m, a, sizeof a);
+  if (root && json_object_set_new(root, "fp8_act", json_string(act ? act : "none")))
+    json_decref(root), root = NULL;
   if (!root) return lb_fail(err, LB_ENOMEM, "generate: cannot build the JSON output");
   json_dumpf(root, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
   fputc('\n', stdout);
@@ -204,7 +211,7 @@ int cmd_generate(int argc, char **argv) {
   }
   run_result r = {0};
   lb_status s = run(&o, m, tok, &r, &err);
-  if (s == LB_OK && o.json) s = print_json(&o, tok, &r, &err);
+  if (s == LB_OK && o.json) s = print_json(&o, m, tok, &r, &err);
   if (s == LB_OK && !o.json) {
     size_t dec = r.n_out > 0 ? r.n_out - 1 : 0;
     char mem[32];
@@ -216,6 +223,9 @@ int cmd_generate(int argc, char **argv) {
             cli_bytes(cli_peak_rss(), mem, sizeof mem));
     if (lb_model_device(m) == LB_DEVICE_CUDA)
       fprintf(stderr, " | device memory %s", cli_bytes(lb_model_device_bytes(m), mem, sizeof mem));
+    char a[48];
+    const char *act = cli_fp8_act(m, a, sizeof a);
+    if (act) fprintf(stderr, " | W8A8: FP8 activations %s", act);
     fputc('\n', stderr);
   }
   free(r.prompt);

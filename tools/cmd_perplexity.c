@@ -15,7 +15,7 @@
 static const char *HELP =
     "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [--kl-base BASE]\n"
     "                         [-t THREADS] [--json] [--ref-kernels] [--device cpu|cuda]\n"
-    "                         [--fp8-act off|g128|token]\n"
+    "                         [--fp8-act auto|off|g128|token|static]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
@@ -31,7 +31,8 @@ static const char *HELP =
     "  --ref-kernels     quantized weights through the scalar reference dequantization and fp32\n"
     "                    activations instead of the packed kernels (what the kernels change)\n"
     "  --device D        cpu (default) or cuda (the first GPU)\n"
-    "  --fp8-act A       FP8 checkpoints: off (default), g128 or token: W8A8 (see generate --help)\n";
+    "  --fp8-act A       FP8 checkpoints' W8A8: auto (as the checkpoint declares; default), off,\n"
+    "                    g128, token or static (generate --help)\n";
 
 typedef struct {
   const char *dir, *file, *base;
@@ -52,15 +53,21 @@ static lb_status run(const opts *o, lb_error *err) {
                           .device = o->device, .fp8_act = o->fp8_act};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
   lb_model *b = NULL;
-  if (s == LB_OK && o->base) s = lb_model_open(o->base, &mo, &b, err);
+  lb_model_options mb = mo; /* the base (bf16, as a rule) runs as its own checkpoint declares */
+  mb.fp8_act = LB_FP8_ACT_AUTO;
+  if (s == LB_OK && o->base) s = lb_model_open(o->base, &mb, &b, err);
+  char actbuf[48];
+  const char *act = s == LB_OK ? cli_fp8_act(m, actbuf, sizeof actbuf) : NULL;
   lb_ppl_result r = {0};
   lb_kl_result kl = {0};
   if (s == LB_OK) {
     int64_t windows = (int64_t)(n > 0 ? n - 1 : 0) / o->ctx; /* lb_perplexity's: ctx inputs + the next token */
     if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
     if (!o->json)
-      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s\n", o->file,
-              n, t_tok, (long long)windows, o->ctx, o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
+      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s%s%s\n",
+              o->file, n, t_tok, (long long)windows, o->ctx,
+              o->device == LB_DEVICE_CUDA ? "cuda" : "cpu", act ? ", W8A8: FP8 activations " : "",
+              act ? act : "");
     lb_progress bar;
     lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
     s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, cli_progress_cb, &bar, &r, &kl, err);
@@ -74,6 +81,8 @@ static lb_status run(const opts *o, lb_error *err) {
         (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
         "file", o->file, "threads", (json_int_t)lb_model_threads(m), "device",
         o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
+    if (root && json_object_set_new(root, "fp8_act", json_string(act ? act : "none")))
+      json_decref(root), root = NULL;
     json_t *more = b ? json_pack("{s:s, s:f, s:f}", "kl_base", o->base, "base_ppl", kl.base_ppl,
                                  "base_ppl_stderr", kl.base_ppl_stderr)
                      : NULL;

@@ -39,7 +39,8 @@ static const char *HELP =
     "  --lm-head        rtn (GPTQ layout): quantize the lm_head too, with the same bits and group\n"
     "                   (GPTQModel's \"lm_head\": true; a tied model is untied: the embeddings stay\n"
     "                   as stored). Decode reads the lm_head every token.\n"
-    "calibration (gptq, awq):\n"
+    "calibration (gptq, awq; fp8 with static activations: a --config of compressed-tensors'\n"
+    "    float-quantized format whose input_activations are static per tensor, the FP8 scheme):\n"
     "  --calib FILE     calibration text (e.g. ../shared/data/calibration/groups_merged.txt); or\n"
     "                   a --config file's \"dataset\" (a file path or a list of strings)\n"
     "  --calib-lines    the text holds one document per line (each tokenized on its own)\n"
@@ -142,9 +143,14 @@ static int parse_override(const char *v, override_arg *out) {
   return 0;
 }
 
-/* GPTQ proper and AWQ learn from calibration text. */
+/* GPTQ proper and AWQ learn from calibration text, and so do static FP8 activation scales. */
 static bool calibrated(const lb_quant_spec *s) {
-  return (s->method == LB_QM_GPTQ && !s->rtn) || s->method == LB_QM_AWQ;
+  return (s->method == LB_QM_GPTQ && !s->rtn) || s->method == LB_QM_AWQ ||
+         (s->method == LB_QM_CT_FP8 && s->act == LB_FP8_ACT_STATIC);
+}
+
+static const char *calib_name(const lb_quant_spec *s) {
+  return s->method == LB_QM_AWQ ? "awq" : s->method == LB_QM_CT_FP8 ? "fp8 static" : "gptq";
 }
 
 static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
@@ -174,8 +180,8 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     if (s->method == LB_QM_CT_INT) s->rtn = true;
     if (!calibrated(s) && o->has_calib_opts) {
       lb_quant_spec_free(s);
-      return lb_fail(err, LB_EINVAL, "%s: calibration options are for quant_method \"gptq\" and "
-                     "\"awq\"", o->config);
+      return lb_fail(err, LB_EINVAL, "%s: calibration options are for quant_method \"gptq\", "
+                     "\"awq\" and static FP8 activations", o->config);
     }
     return LB_OK;
   }
@@ -339,7 +345,15 @@ static lb_status write_calibrated(const lb_quant_spec *s, lb_st_writer *w, const
         sl.wdtype = t->dtype; /* compressed-tensors stores scales in it */
         st->qparams += (uint64_t)(b->q[k].rows * b->q[k].cols);
         st->nq++;
-        return lb_quant_spec_write(&sl, w, mod, &b->q[k], t->dtype, err);
+        LB_TRY(lb_quant_spec_write(&sl, w, mod, &b->q[k], t->dtype, err));
+        if (s->method != LB_QM_CT_FP8 || s->act != LB_FP8_ACT_STATIC) return LB_OK;
+        /* [1] in the weight's dtype, as compressed-tensors stores it */
+        char sn[300];
+        uint8_t v[4];
+        int64_t one = 1;
+        snprintf(sn, sizeof sn, "%s.input_scale", mod);
+        LB_TRY(lb_convert(v, t->dtype, &b->act_scale[k], LB_F32, 1, 0, err));
+        return lb_st_writer_add(w, sn, t->dtype, 1, &one, v, lb_dtype_size(t->dtype), err);
       }
       st->ndense_lin++;
       if (b->dense[k]) return write_f32(w, t, b->dense[k], err);
@@ -365,7 +379,7 @@ static lb_status write_tensors(const opts *o, const lb_quant_spec *s, const lb_c
   lb_st_writer *w;
   LB_TRY(lb_st_writer_open(out_dir, o->shard, &w, err));
   lb_progress bar;
-  lb_progress_start(&bar, cal ? (s->method == LB_QM_AWQ ? "awq" : "gptq") : "quantize",
+  lb_progress_start(&bar, cal ? calib_name(s) : "quantize",
                     (uint64_t)cfg->num_hidden_layers, "layers", 1);
   lb_status r = LB_OK;
   float *buf = NULL;
@@ -530,7 +544,7 @@ static lb_status calib_setup(const opts *o, const lb_quant_spec *spec, calib_run
   if (!o->calib && !found)
     return lb_fail(err, LB_EINVAL, "%s needs calibration text: --calib FILE (e.g. "
                    "../shared/data/calibration/groups_merged.txt)%s",
-                   spec->method == LB_QM_AWQ ? "awq" : "gptq",
+                   calib_name(spec),
                    o->config ? " or a \"dataset\" in the config" : "");
   lb_tokenizer *tok;
   LB_TRY(lb_tokenizer_load(o->src, &tok, err));

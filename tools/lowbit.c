@@ -9,6 +9,7 @@
 #include "base/status.h"
 #include "cli.h"
 #include "io/fs.h"
+#include "quant/fp8.h"
 
 static const struct {
   const char *name;
@@ -169,11 +170,19 @@ bool cli_parse_device(const char *s, lb_device *out) {
 }
 
 bool cli_parse_fp8_act(const char *s, lb_fp8_act *out) {
-  if (!strcmp(s, "off")) *out = LB_FP8_ACT_OFF;
+  if (!strcmp(s, "auto")) *out = LB_FP8_ACT_AUTO;
+  else if (!strcmp(s, "off")) *out = LB_FP8_ACT_OFF;
+  else if (!strcmp(s, "static")) *out = LB_FP8_ACT_STATIC;
   else if (!strcmp(s, "g128")) *out = LB_FP8_ACT_GROUP128;
   else if (!strcmp(s, "token")) *out = LB_FP8_ACT_TOKEN;
   else return false;
   return true;
+}
+
+const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap) {
+  int64_t group;
+  lb_fp8_act a = lb_model_fp8_act(m, &group);
+  return a == LB_FP8_ACT_OFF ? NULL : lb_fp8_act_describe(a, group, buf, cap);
 }
 
 int main(int argc, char **argv) {

@@ -228,6 +228,16 @@ LOWBIT_WRITES += [
     ("awq-4bit-g128-gemv", ["--method", "awq", "--group", "128", "--format", "gemv", *ACALIB],
      "AutoAWQ gemv, norms rescaled; " + DENSE),
 ]
+# W8A8: compressed-tensors FP8 with the activations quantized as the config declares, by
+# compressed-tensors on the reference side (its quantized forward: QDQ of each Linear's input) and
+# by lowbit's default (--fp8-act auto); the static scales calibrated by lowbit.
+TESTS_CUDA = os.path.join(HERE, "..", "..", "tests", "cuda")
+LOWBIT_WRITES += [
+    ("ct-fp8-static", ["--config", os.path.join(TESTS_CUDA, "ct-fp8-static.json"), *CALIB],
+     "compressed-tensors FP8 (static input_scale), decompressed, inputs QDQ'd: fp32 compute"),
+    ("ct-fp8-dynamic", ["--config", os.path.join(TESTS_CUDA, "ct-fp8-dynamic.json")],
+     "compressed-tensors FP8_DYNAMIC (per-token), decompressed, inputs QDQ'd: fp32 compute"),
+]
 
 
 @torch.no_grad()
@@ -353,7 +363,8 @@ for name, args, note in LOWBIT_WRITES:
                             quantization_config=FineGrainedFP8Config(dequantize=True))
         elif name.startswith(("gptq", "awq")):
             model = calibrated_model(path)
-        elif name.startswith("ct-int"):  # decompressed to dense weights by compressed-tensors
+        elif name.startswith(("ct-int", "ct-fp8-static", "ct-fp8-dynamic")):
+            # decompressed to dense weights by compressed-tensors (which QDQs declared inputs)
             from transformers import CompressedTensorsConfig
             model = load_hf(path, dtype=torch.float32,
                             quantization_config=CompressedTensorsConfig(run_compressed=False))

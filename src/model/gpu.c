@@ -48,6 +48,7 @@ typedef struct glin {
   bool normed;   /* act-order q/k/v or gate/up: the RMSNorm before it writes its inputs in its order */
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
   int64_t act_group; /* W8A8 (lb_mat.act_group): the activations quantized to E4M3 first */
+  float act_scale;   /* static W8A8 (lb_mat.act_scale): their fixed scale, else 0 */
 } glin;
 
 typedef struct glayer {
@@ -160,9 +161,17 @@ static lb_status upload_lin(lb_gpu *g, const lb_mat *const *ms, int n, bool pair
   memset(out, 0, sizeof *out);
   out->cols = ms[0]->cols;
   out->act_group = ms[0]->act_group; /* one model option: the same for stacked weights */
+  out->act_scale = ms[0]->act_scale; /* static: the loader gave stacked weights their largest */
   for (int i = 1; i < n; i++)
     if (ms[i]->act_group != out->act_group) /* one FP8, one not (modules_to_not_convert) */
       return lb_fail(err, LB_EUNSUPPORTED, "%s: W8A8 with stacked weights that are not all FP8", what);
+    else if (ms[i]->act_scale != out->act_scale)
+      return lb_fail(err, LB_EINVAL, "%s: stacked weights with different static input scales", what);
+  if (out->act_group && out->act_group != 128 && out->act_group != out->cols && !out->act_scale)
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: FP8 activations in blocks of %lld columns: the GPU quantizes them in 1 x "
+                   "128 blocks or per row (--fp8-act g128, token or off)",
+                   what, (long long)out->act_group);
   bool quant = true;
   const lb_qweight *qws[4];
   for (int i = 0; i < n; i++) {
@@ -437,7 +446,7 @@ static lb_status in_order(lb_gpu *g, const glin *w, const void **x16, int64_t n,
 /* W8A8: the activations x16 of w in place as E4M3 codes times their scales (x16 is the scratch
  * row block that only w reads). */
 static lb_status act_fp8(lb_gpu *g, const glin *w, const void *x16, int64_t n, lb_error *err) {
-  return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, NULL, NULL, err);
+  return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, w->act_scale, NULL, NULL, err);
 }
 
 /* W8A8 beyond the tensor-core product's rows: the activations as codes and w on the FP8 tensor
@@ -446,7 +455,8 @@ static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
                         bool *done, lb_error *err) {
   *done = false;
   if (!g->fp8_tc || !lb_cuda_fp8_tc_fits(&w->qw)) return LB_OK;
-  LB_TRY(lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, g->f8x, g->f8xs, err));
+  LB_TRY(lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, w->act_scale, g->f8x, g->f8xs,
+                         err));
   lb_error e2;
   lb_status s = lb_cuda_gemm_fp8(g->cx, &w->qw, g->f8x, g->f8xs, g->f8ws, y, n, acc, &e2);
   if (s == LB_EUNSUPPORTED) {

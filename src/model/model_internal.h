@@ -42,7 +42,8 @@ struct lb_model {
   lb_rope_state rope;
   int64_t ctx, pos, chunk;
   bool reference; /* lb_model_options.reference */
-  lb_fp8_act fp8_act; /* lb_model_options.fp8_act */
+  lb_fp8_act fp8_act; /* W8A8 as it runs (lb_model_options.fp8_act resolved; never AUTO) */
+  int64_t act_group;  /* GROUP128: the block width (128, or the checkpoint's) */
   bool on_gpu;        /* lb_model_options.device == LB_DEVICE_CUDA */
   struct lb_gpu *gpu; /* the model there */
   bool profiling;

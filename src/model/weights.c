@@ -8,6 +8,7 @@
 #include "backend/cpu/qpack.h"
 #include "base/status.h"
 #include "model/model_internal.h"
+#include "quant/fp8.h"
 #include "quant/spec.h"
 
 /* OpenBLAS's own thread count (declared by its cblas.h in some builds, not all). */
@@ -70,7 +71,30 @@ static lb_status load_quantized(const lb_model *m, const char *mod, int64_t rows
 /* The activations' E4M3 block of a W8A8 weight (lb_mat.act_group), 0 for weights-only. */
 static int64_t act_group(const lb_model *m, const lb_qweight *w) {
   if (w->kind != LB_QK_FP8 || m->fp8_act == LB_FP8_ACT_OFF) return 0;
-  return m->fp8_act == LB_FP8_ACT_TOKEN ? w->cols : 128;
+  return m->fp8_act == LB_FP8_ACT_GROUP128 ? m->act_group : w->cols;
+}
+
+/* Static W8A8: each FP8 Linear's input_scale; the Linears that share one input (q/k/v, gate/up)
+ * take the largest of theirs, as vLLM does when it fuses them, so that one quantization of the
+ * input serves all (the GPU's stacked weights) and the CPU computes the same. */
+static lb_status static_scales(const lb_model *m, lb_layer *L, const char *blk, lb_error *err) {
+  if (m->fp8_act != LB_FP8_ACT_STATIC) return LB_OK;
+  for (int k = 0; k < LB_LIN_COUNT; k++) {
+    if (!L->lin[k].act_group) continue;
+    char mod[200];
+    snprintf(mod, sizeof mod, "%s.%s", blk, m->arch->linear[k]);
+    LB_TRY(lb_fp8_input_scale(lb_checkpoint_tensors(m->ck), mod, &L->lin[k].act_scale, err));
+  }
+  static const int groups[2][4] = {{LB_LIN_Q, LB_LIN_K, LB_LIN_V, -1},
+                                   {LB_LIN_GATE, LB_LIN_UP, -1, -1}};
+  for (int g = 0; g < 2; g++) {
+    float mx = 0.0f;
+    for (int i = 0; groups[g][i] >= 0; i++)
+      if (L->lin[groups[g][i]].act_scale > mx) mx = L->lin[groups[g][i]].act_scale;
+    for (int i = 0; groups[g][i] >= 0; i++)
+      if (L->lin[groups[g][i]].act_group) L->lin[groups[g][i]].act_scale = mx;
+  }
+  return LB_OK;
 }
 
 static lb_status load_layer(lb_model *m, int l, lb_error *err) {
@@ -117,6 +141,7 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
       }
     }
   }
+  LB_TRY(static_scales(m, L, blk, err));
   /* Mistral: every layer; Qwen2 (use_sliding_window): layers from max_window_layers on */
   L->sliding = c->sliding_window > 0 &&
                (strcmp(c->model_type, "qwen2") != 0 || l >= c->max_window_layers);
@@ -126,6 +151,28 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
 static lb_status alloc_f32(float **p, size_t n, lb_error *err) {
   if (!(*p = calloc(n ? n : 1, sizeof(float))))
     return lb_fail(err, LB_ENOMEM, "out of memory for %zu floats of model state", n);
+  return LB_OK;
+}
+
+/* The W8A8 mode asked for (lb_model_options.fp8_act) against what the checkpoint declares. */
+static lb_status fp8_act_mode(lb_model *m, const char *dir, lb_fp8_act want, lb_error *err) {
+  if ((unsigned)want > LB_FP8_ACT_STATIC)
+    return lb_fail(err, LB_EINVAL, "lb_model_options.fp8_act: %d is not a mode", (int)want);
+  const bool fp8 = m->qspec && (m->qspec->method == LB_QM_FP8 || m->qspec->method == LB_QM_CT_FP8);
+  m->fp8_act = LB_FP8_ACT_OFF;
+  m->act_group = 0;
+  if (want == LB_FP8_ACT_OFF || (want == LB_FP8_ACT_AUTO && !fp8)) return LB_OK;
+  if (!fp8)
+    return lb_fail(err, LB_EINVAL, "%s: FP8 activations (W8A8) asked for, but the checkpoint has no "
+                   "FP8 weights (quantization_config: %s)", dir, m->qspec ? "another method" : "none");
+  char d[48];
+  if (want == LB_FP8_ACT_STATIC && m->qspec->act != LB_FP8_ACT_STATIC)
+    return lb_fail(err, LB_EINVAL,
+                   "%s/config.json: static FP8 activations asked for, but quantization_config "
+                   "declares activations %s (static input scales are calibrated into the checkpoint)",
+                   dir, lb_fp8_act_describe(m->qspec->act, m->qspec->act_group, d, sizeof d));
+  m->fp8_act = want == LB_FP8_ACT_AUTO ? m->qspec->act : want;
+  m->act_group = want == LB_FP8_ACT_AUTO ? m->qspec->act_group : 128;
   return LB_OK;
 }
 
@@ -156,13 +203,7 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(lb_rope_init(&m->rope, c, err));
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
   m->reference = opt && opt->reference;
-  m->fp8_act = opt ? opt->fp8_act : LB_FP8_ACT_OFF;
-  if ((unsigned)m->fp8_act > LB_FP8_ACT_TOKEN)
-    return lb_fail(err, LB_EINVAL, "lb_model_options.fp8_act: %d is not a mode", (int)m->fp8_act);
-  if (m->fp8_act != LB_FP8_ACT_OFF &&
-      (!m->qspec || (m->qspec->method != LB_QM_FP8 && m->qspec->method != LB_QM_CT_FP8)))
-    return lb_fail(err, LB_EINVAL, "%s: FP8 activations (W8A8) asked for, but the checkpoint has no "
-                   "FP8 weights (quantization_config: %s)", dir, m->qspec ? "another method" : "none");
+  LB_TRY(fp8_act_mode(m, dir, opt ? opt->fp8_act : LB_FP8_ACT_AUTO, err));
   m->on_gpu = opt && opt->device == LB_DEVICE_CUDA;
   openblas_set_num_threads(lb_pool_size(m->pool));
 
@@ -274,6 +315,10 @@ const lb_checkpoint *lb_model_checkpoint(const lb_model *m) { return m->ck; }
 int64_t lb_model_ctx(const lb_model *m) { return m->ctx; }
 int64_t lb_model_pos(const lb_model *m) { return m->pos; }
 int lb_model_batch(const lb_model *m) { return m->batch; }
+lb_fp8_act lb_model_fp8_act(const lb_model *m, int64_t *group) {
+  if (group) *group = m->fp8_act == LB_FP8_ACT_GROUP128 ? m->act_group : 0;
+  return m->fp8_act;
+}
 uint64_t lb_model_kv_bytes(const lb_model *m) {
   const lb_config *c = m->cfg;
   return (uint64_t)(c->num_hidden_layers * 2 * c->num_key_value_heads * c->head_dim) * (m->gpu ? 2 : 4);

@@ -11,6 +11,9 @@
  *         the clipping search, then round-to-nearest with zero points; the next block's inputs are
  *         the unquantized block's outputs (AutoAWQ's _get_input_feat runs the block before any
  *         change to it).
+ *   FP8   static activations (compressed-tensors' FP8 scheme): each Linear's input_scale from the
+ *         largest |x| its input reaches over the calibration tokens, the weights rounded to E4M3;
+ *         the next block's inputs are the unquantized block's outputs.
  * Memory: the hidden states, one block's fp32 weights and a chunk of activations. */
 #ifndef LB_QUANT_CALIB_H
 #define LB_QUANT_CALIB_H
@@ -54,12 +57,14 @@ typedef struct lb_calib_block {
   const float *dense[LB_LIN_COUNT]; /* a dense Linear AWQ rescaled: fp32 [rows, cols], else NULL */
   const float *attn_norm, *mlp_norm; /* norms AWQ rescaled: fp32 [hidden], else NULL */
   const float *bias[LB_LIN_COUNT];   /* AWQ: the Linear biases as they now are (fp32), else NULL */
+  float act_scale[LB_LIN_COUNT];     /* FP8 static: each quantized Linear's input_scale */
 } lb_calib_block;
 
 typedef struct lb_calib lb_calib;
 struct lb_model;
 
-/* spec: LB_QM_GPTQ (not rtn) or LB_QM_AWQ. The model must be dense, opened with a context of at
+/* spec: LB_QM_GPTQ (not rtn), LB_QM_AWQ, or LB_QM_CT_FP8 with static activations (act
+ * LB_FP8_ACT_STATIC: calib/fp8_block.c). The model must be dense, opened with a context of at
  * least d->seqlen. Embeds the calibration tokens. */
 lb_status lb_calib_new(struct lb_model *m, const lb_quant_spec *spec, const lb_calib_data *d,
                        const lb_calib_opts *o, lb_calib **out, lb_error *err);

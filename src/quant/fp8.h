@@ -45,6 +45,11 @@ lb_status lb_fp8_quantize_ex(const float *w, int64_t rows, int64_t cols, lb_dtyp
 void lb_fp8_act_quant(const float *x, int64_t n, int64_t cols, int64_t group, float *out);
 /* One value rounded to E4M3 as lb_fp8_act_quant does (== lb_e4m3_to_f32(lb_f32_to_e4m3(v, true))). */
 float lb_fp8_e4m3_round(float v);
+/* W8A8 with one fixed scale (a static input_scale): out = e4m3(x / s) * s, saturating at 448 * s;
+ * s must be > 0. out may be x. */
+void lb_fp8_act_quant_static(const float *x, int64_t n, int64_t cols, float s, float *out);
+/* A W8A8 mode in words: "none", "dynamic 1x128", "dynamic per token", "static per tensor". */
+const char *lb_fp8_act_describe(lb_fp8_act a, int64_t group, char *buf, size_t cap);
 
 /* ---- on-disk layouts ------------------------------------------------------------------------- */
 
@@ -73,14 +78,21 @@ lb_status lb_fp8_fg_write(lb_st_writer *w, const char *prefix, const lb_qweight 
 lb_status lb_fp8_fg_read(const lb_tensors *t, const char *prefix, int64_t block_r, int64_t block_c,
                          lb_qweight *out, lb_error *err);
 
+/* compressed-tensors' static activation scale (input_activations dynamic false, strategy tensor):
+ * <prefix>.input_scale, F32 / BF16 / F16 of one element ([1], or []), finite and > 0. */
+lb_status lb_fp8_input_scale(const lb_tensors *t, const char *prefix, float *out, lb_error *err);
+
 /* quantization_config objects as compact JSON text (malloc'd, caller frees).
  * compressed-tensors: {"config_groups":{"group_0":{"targets":["Linear"],"weights":{"num_bits":8,
  * "type":"float","symmetric":true,"strategy":...,"block_structure":...,"dynamic":false,...},
  * "input_activations":...}},"format":"float-quantized","quant_method":"compressed-tensors",
- * "quantization_status":"compressed","ignore":[...],...}. dynamic_act adds dynamic fp8 activations
- * (per token; per group of block_c for the block strategy, as the FP8_BLOCK scheme). */
-lb_status lb_fp8_ct_config(lb_fp8_strategy s, int64_t block_r, int64_t block_c, bool dynamic_act,
-                           const char *const *ignore, size_t n_ignore, char **json, lb_error *err);
+ * "quantization_status":"compressed","ignore":[...],...}. act: input_activations null (OFF),
+ * dynamic per token (TOKEN: the FP8_DYNAMIC scheme), per group of act_group (GROUP128: the
+ * FP8_BLOCK scheme with act_group 128) or static per tensor (STATIC: the FP8 scheme; each Linear
+ * then needs its calibrated <prefix>.input_scale, which the caller writes). */
+lb_status lb_fp8_ct_config(lb_fp8_strategy s, int64_t block_r, int64_t block_c, lb_fp8_act act,
+                           int64_t act_group, const char *const *ignore, size_t n_ignore,
+                           char **json, lb_error *err);
 /* {"quant_method":"fp8","activation_scheme":"dynamic","weight_block_size":[br,bc]} (+
  * "modules_to_not_convert" when n_ignore > 0). */
 lb_status lb_fp8_fg_config(int64_t block_r, int64_t block_c, const char *const *ignore,

@@ -26,6 +26,7 @@ static void spec_init(lb_quant_spec *s) {
   s->int8_threshold = 6.0;
   s->block_r = s->block_c = 128;
   s->ct_strategy = LB_FP8_CHANNEL;
+  s->act = LB_FP8_ACT_OFF;
   s->axis = 1;
   s->wdtype = LB_F32;
 }
@@ -47,6 +48,8 @@ lb_status lb_quant_spec_default(const char *name, lb_quant_spec *out, lb_error *
   } else if (!strcmp(name, "fp8")) {
     out->method = LB_QM_FP8;
     out->bits = 8;
+    out->act = LB_FP8_ACT_GROUP128; /* FineGrainedFP8Config's activation_scheme "dynamic" */
+    out->act_group = 128;
   } else if (!strcmp(name, "hqq")) {
     out->method = LB_QM_HQQ;
     out->group = 64;
@@ -463,6 +466,9 @@ static lb_status parse_fp8(const json_t *o, const char *label, lb_quant_spec *s,
   }
   s->method = LB_QM_FP8;
   s->bits = 8;
+  /* Transformers' FP8Linear quantizes its input in 1 x weight_block_size[1] blocks (act_quant) */
+  s->act = LB_FP8_ACT_GROUP128;
+  s->act_group = s->block_c;
   LB_TRY(skip_list(s, o, "modules_to_not_convert", label, err));
   return LB_OK;
 }
@@ -632,6 +638,68 @@ static lb_status parse_ct_int(const json_t *o, const char *label, lb_quant_spec 
   return LB_OK;
 }
 
+/* input_activations of a "float-quantized" group, as compressed-tensors' FP8 W8A8 schemes write
+ * them: null (weights only), dynamic per token (FP8_DYNAMIC) or per group (FP8_BLOCK), static per
+ * tensor (FP8: a calibrated <module>.input_scale). Other activation schemes are refused. */
+static lb_status parse_ct_fp8_act(const json_t *grp, const char *label, lb_quant_spec *s,
+                                  lb_error *err) {
+  s->act = LB_FP8_ACT_OFF;
+  s->act_group = 0;
+  if (lb_json_has(grp, "output_activations"))
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: key 'output_activations': output quantization is not supported", label);
+  const json_t *a = json_object_get(grp, "input_activations");
+  if (!a || json_is_null(a)) return LB_OK;
+  char sub[220];
+  snprintf(sub, sizeof sub, "%s.input_activations", label);
+  if (!json_is_object(a))
+    return lb_fail(err, LB_EINVAL, "%s: expected an object or null, got %s", sub,
+                   lb_json_type_name(a));
+  static const char *const keys[] = {"num_bits", "type", "symmetric", "group_size", "strategy",
+                                     "block_structure", "dynamic", "actorder", "scale_dtype",
+                                     "zp_dtype", "observer", "observer_kwargs", NULL};
+  LB_TRY(check_keys(a, sub, keys, err));
+  int64_t nb, group;
+  char type[16], strat[16];
+  bool sym, dyn;
+  LB_TRY(lb_json_int(a, "num_bits", sub, false, 8, 1, 64, &nb, err));
+  LB_TRY(lb_json_str(a, "type", sub, false, "int", type, sizeof type, err));
+  if (nb != 8 || strcmp(type, "float"))
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: key 'num_bits'/'type': %lld-bit %s activations (FP8 weights run with 8-bit "
+                   "float activations or none)",
+                   sub, (long long)nb, type);
+  LB_TRY(lb_json_bool(a, "symmetric", sub, false, true, &sym, err));
+  if (!sym) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'symmetric': false", sub);
+  if (json_is_string(json_object_get(a, "dynamic")))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': \"%s\" (true or false)", sub,
+                   json_string_value(json_object_get(a, "dynamic")));
+  LB_TRY(lb_json_bool(a, "dynamic", sub, false, false, &dyn, err));
+  LB_TRY(lb_json_int(a, "group_size", sub, false, 0, -1, 1 << 20, &group, err));
+  LB_TRY(lb_json_str(a, "strategy", sub, false, group > 0 ? "group" : "tensor", strat,
+                     sizeof strat, err));
+  static const char *const nulls[] = {"block_structure", "actorder", "scale_dtype", "zp_dtype"};
+  for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
+    if (lb_json_has(a, nulls[i]))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s' (null for FP8 activations)", sub, nulls[i]);
+  if (dyn && !strcmp(strat, "token")) {
+    s->act = LB_FP8_ACT_TOKEN;
+  } else if (dyn && !strcmp(strat, "group")) {
+    if (group < 1)
+      return lb_fail(err, LB_EINVAL, "%s: key 'group_size': strategy \"group\" needs a positive size",
+                     sub);
+    s->act = LB_FP8_ACT_GROUP128;
+    s->act_group = group;
+  } else if (!dyn && !strcmp(strat, "tensor")) {
+    s->act = LB_FP8_ACT_STATIC;
+  } else {
+    return lb_fail(err, LB_EUNSUPPORTED,
+                   "%s: %s activations with strategy \"%s\" (dynamic token or group, static tensor)",
+                   sub, dyn ? "dynamic" : "static", strat);
+  }
+  return LB_OK;
+}
+
 static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   static const char *const keys[] = {
       "quant_method", "config_groups", "format", "quantization_status", "ignore",
@@ -651,8 +719,13 @@ static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, 
   const char *gname = "";
   const json_t *grp = NULL;
   LB_TRY(ct_group(o, label, &gname, &grp, err));
+  char sub[200];
+  snprintf(sub, sizeof sub, "%s.config_groups.%s", label, gname);
+  static const char *const gkeys[] = {"targets", "weights", "input_activations",
+                                      "output_activations", "format", NULL};
+  LB_TRY(check_keys(grp, sub, gkeys, err));
+  LB_TRY(parse_ct_fp8_act(grp, sub, s, err));
   const json_t *w = json_object_get(grp, "weights");
-  char sub[160];
   snprintf(sub, sizeof sub, "%s.config_groups.%s.weights", label, gname);
   if (!json_is_object(w)) return lb_fail(err, LB_EINVAL, "%s: missing", sub);
   int64_t nb;
@@ -741,7 +814,7 @@ lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *e
     return lb_fp8_fg_config(s->block_r, s->block_c, (const char *const *)s->skip, s->n_skip, json,
                             err);
   if (s->method == LB_QM_CT_FP8)
-    return lb_fp8_ct_config(s->ct_strategy, s->block_r, s->block_c, false,
+    return lb_fp8_ct_config(s->ct_strategy, s->block_r, s->block_c, s->act, s->act_group,
                             (const char *const *)s->skip, s->n_skip, json, err);
   if (s->method == LB_QM_CT_INT)
     return lb_ct_int_config(s->bits, s->group, s->sym, (const char *const *)s->skip, s->n_skip,
@@ -847,9 +920,20 @@ const char *lb_quant_spec_describe(const lb_quant_spec *s, char *buf, size_t cap
     break;
   case LB_QM_INT8: snprintf(buf, cap, "bitsandbytes LLM.int8 (threshold %g)", s->int8_threshold); break;
   case LB_QM_FP8:
-    snprintf(buf, cap, "fp8 e4m3 block %lldx%lld", (long long)s->block_r, (long long)s->block_c);
+  case LB_QM_CT_FP8: {
+    char a[48];
+    lb_fp8_act_describe(s->act, s->act_group, a, sizeof a);
+    if (s->method == LB_QM_FP8)
+      snprintf(buf, cap, "fp8 e4m3 block %lldx%lld, activations %s", (long long)s->block_r,
+               (long long)s->block_c, a);
+    else
+      snprintf(buf, cap, "compressed-tensors fp8 e4m3 %s, activations %s",
+               s->ct_strategy == LB_FP8_TENSOR    ? "per tensor"
+               : s->ct_strategy == LB_FP8_CHANNEL ? "per channel"
+                                                  : "block",
+               a);
     break;
-  case LB_QM_CT_FP8: snprintf(buf, cap, "compressed-tensors fp8 e4m3"); break;
+  }
   case LB_QM_CT_INT:
     if (s->group > 0)
       snprintf(buf, cap, "%scompressed-tensors int%d g%lld %s (pack-quantized)", s->rtn ? "rtn " : "",

@@ -71,6 +71,12 @@ typedef struct lb_quant_spec {
   /* fp8 */
   int64_t block_r, block_c;   /* weight_block_size (fine-grained); CT block strategy */
   lb_fp8_strategy ct_strategy;
+  /* the activations the checkpoint declares for its FP8 weights (W8A8): LB_FP8_ACT_OFF (none),
+   * GROUP128 (dynamic 1 x act_group blocks: "fp8" activation_scheme "dynamic" with its
+   * weight_block_size[1]; compressed-tensors strategy "group"), TOKEN (dynamic per row) or STATIC
+   * (per tensor: each Linear's <module>.input_scale). Never AUTO. */
+  lb_fp8_act act;
+  int64_t act_group;
   /* hqq */
   int axis;
   /* awq */

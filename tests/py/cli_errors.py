@@ -42,6 +42,11 @@ def test_bad_flags():
     # W8A8 is for FP8 checkpoints only: pocket-llama is bf16
     fails(["generate", POCKET, "-p", "hi", "-n", "1", "--fp8-act", "g128"], 1,
           "FP8 activations (W8A8) asked for, but the checkpoint has no FP8 weights")
+    # static scales are the checkpoint's: one that declares dynamic per-token activations has none
+    tiny = os.path.join(os.path.dirname(__file__), "..", "data", "tiny", "llama-ct-fp8-dynamic")
+    fails(["bench", tiny, "-p", "8", "-n", "0", "--fp8-act", "static"], 1,
+          "static FP8 activations asked for, but quantization_config declares activations "
+          "dynamic per token")
     assert lowbit("--help").returncode == 0 and "inspect" in lowbit("--help").stdout
 
 

@@ -12,6 +12,13 @@ llama3 rope scaling) and the logits of Transformers at every position of one pro
   python3 make_logits_fixture.py tiny OUT_DIR     (GPU machine: OUT_DIR/<name>/{config.json,
                                                    model.safetensors,logits.bin})
 
+A fourth mode makes compressed-tensors FP8 checkpoints of tests/data/tiny/llama with activation
+quantization (W8A8) and the logits Transformers + compressed-tensors give for them, with the
+activations quantized as the config declares (logits.bin) and with that switched off (logits-off.bin,
+weights-only): FP8 (static per-tensor input_scale) and FP8_DYNAMIC (per-token scales):
+  python3 make_logits_fixture.py ct-fp8 TINY_LLAMA_DIR OUT_DIR   (GPU machine, with the
+                                                  compressed-tensors wheel installed)
+
 File format (little endian):
   char magic[8] = "LBLOGITS"; uint32 version = 1; uint32 n_prompts; uint32 vocab;
   uint32 all_positions (0: the last position's logits only; 1: every position's)
@@ -104,7 +111,94 @@ def make_tiny(out_dir):
         print(name, logits.shape, float(logits.std()))
 
 
+def make_ct_fp8(src, out_dir):
+    """Per-channel E4M3 weights (the compressed-tensors rule: s = amax / 448 in the weight's bf16),
+    with static input scales chosen so that about 1% of the inputs saturate, or dynamic per-token
+    activations. The scales are stored in bf16 as llm-compressor stores them."""
+    import os
+    import shutil
+    import torch
+    import transformers
+    from safetensors.torch import load_file, save_file
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    w = load_file(os.path.join(src, "model.safetensors"))
+    ids = list(struct.unpack("<40i", open(os.path.join(src, "logits.bin"), "rb").read()[28:28 + 160]))
+    # the inputs each Linear sees in the unquantized model (fp32), for the static scales
+    dense = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).cuda().eval()
+    amax = {}
+
+    def hook(name):
+        def f(mod, args):
+            amax[name] = float(torch.quantile(args[0].abs().flatten().float(), 0.99))
+        return f
+    for name, mod in dense.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name != "lm_head":
+            mod.register_forward_pre_hook(hook(name))
+    with torch.no_grad():
+        dense(torch.tensor([ids]).cuda())
+    for scheme in ("static", "dynamic"):
+        d = os.path.join(out_dir, f"llama-ct-fp8-{scheme}")
+        os.makedirs(d, exist_ok=True)
+        t = {}
+        for k, v in w.items():
+            mod = k[: -len(".weight")]
+            if not (k.endswith(".weight") and mod in amax):
+                t[k] = v
+                continue
+            s = (v.abs().amax(dim=1, keepdim=True) / 448.0).to(torch.bfloat16)
+            s = torch.clamp(s, min=torch.finfo(torch.bfloat16).eps)
+            t[k] = (v.float() / s.float()).clamp(-448, 448).to(torch.float8_e4m3fn)
+            t[mod + ".weight_scale"] = s
+            if scheme == "static":  # the 99th percentile of |x| at 448: ~1% saturate
+                t[mod + ".input_scale"] = torch.tensor([amax[mod] / 448.0], dtype=torch.bfloat16)
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        act = ({"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor",
+                "dynamic": False, "group_size": None, "block_structure": None, "actorder": None,
+                "observer": "minmax", "observer_kwargs": {}} if scheme == "static" else
+               {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
+                "dynamic": True, "group_size": None, "block_structure": None, "actorder": None,
+                "observer": None, "observer_kwargs": {}})
+        q = {"quant_method": "compressed-tensors", "format": "float-quantized",
+             "quantization_status": "compressed", "global_compression_ratio": None,
+             "ignore": ["lm_head"], "kv_cache_scheme": None,
+             "config_groups": {"group_0": {
+                 "targets": ["Linear"], "input_activations": act, "output_activations": None,
+                 "format": "float-quantized",
+                 "weights": {"num_bits": 8, "type": "float", "symmetric": True,
+                             "strategy": "channel", "dynamic": False, "group_size": None,
+                             "block_structure": None, "actorder": None, "observer": "minmax",
+                             "observer_kwargs": {}}}}}
+        json.dump({**cfg, "quantization_config": q}, open(os.path.join(d, "config.json"), "w"),
+                  indent=2)
+        qc = transformers.CompressedTensorsConfig(dequantize=True)  # dense fp32 weights, QDQ inputs
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            d, dtype=torch.float32, attn_implementation="eager", quantization_config=qc).cuda().eval()
+        mods = [m for m in model.modules() if getattr(m, "quantization_scheme", None) is not None]
+        # the decompressed weight is the codes times their scale
+        lin = model.model.layers[0].self_attn.q_proj
+        want = (t["model.layers.0.self_attn.q_proj.weight"].float()
+                * t["model.layers.0.self_attn.q_proj.weight_scale"].float())
+        print(scheme, len(mods), "quantized modules; q_proj weight max diff",
+              float((lin.weight.detach().float().cpu() - want).abs().max()), lin.weight.device)
+        for name, on in (("logits.bin", True), ("logits-off.bin", False)):
+            for m in mods:
+                m.quantization_enabled = on
+            with torch.no_grad():
+                logits = model(torch.tensor([ids]).cuda()).logits[0].float().cpu()
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(MAGIC + struct.pack("<4I", VERSION, 1, cfg["vocab_size"], 1))
+                f.write(struct.pack("<I", len(ids)) + struct.pack(f"<{len(ids)}i", *ids))
+                f.write(logits.numpy().astype("<f4").tobytes())
+            print(scheme, name, float(logits.std()), logits[5, :4].tolist())
+        del model
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "ct-fp8":
+        make_ct_fp8(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "tiny":
         make_tiny(sys.argv[2])
         sys.exit(0)

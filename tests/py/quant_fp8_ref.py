@@ -132,8 +132,8 @@ def act_ref(x, group):
 
 
 def test_act_quant_matches():
-    """lowbit's W8A8 activations equal the reference bit for bit, in 1 x 128 blocks, per token and
-    with a short last block; a block of zeros stays zero."""
+    """lowbit's W8A8 activations equal the reference bit for bit, in 1 x 128 blocks, per token,
+    with a short last block and with one static scale; a block of zeros stays zero."""
     t = load_file(os.path.join(OUT, "act", "model.safetensors"))
     x, x2 = t["x"].astype(F32), t["x2"].astype(F32)
     for got, want in ((t["g128"], act_ref(x, 128)), (t["token"], act_ref(x, x.shape[1])),
@@ -142,6 +142,13 @@ def test_act_quant_matches():
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
             f"{np.count_nonzero(got != want)} activations differ"
     assert not np.any(t["g128"][5, 128:256]), "a block of zeros"
+    # static (a checkpoint's input_scale): x / s clamped to +-448 (compressed-tensors' _quantize)
+    s = F32(0.02)
+    want = np.clip(x / s, -448, 448).astype(E4M3).astype(F32) * s
+    got = t["static"].astype(F32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+        f"static: {np.count_nonzero(got != want)} activations differ"
+    assert np.count_nonzero(np.abs(x) > 448 * s) > 10, "some inputs saturate"
     # the blocks differ from one scale per row where a row's range is wide
     assert np.count_nonzero(t["g128"] != t["token"]) > x.size // 4
 

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import ml_dtypes
 import numpy as np
 from safetensors import safe_open
 
@@ -311,6 +312,60 @@ def test_fp8_and_hqq_load():
     loads_and_runs(d)
 
 
+def test_fp8_static_calibrated():
+    """compressed-tensors FP8 with static activations (the FP8 scheme, tests/cuda/ct-fp8-static.json):
+    lowbit calibrates each Linear's input_scale = max |x| / 448 over the calibration tokens, stored
+    [1] in the weight's dtype (bf16). Checked independently for layer 0's q/k/v and gate/up inputs:
+    with every window of a short text drawn, q/k/v's input is RMSNorm(embeddings) of all of them
+    (numpy, fp32). Bound: bf16 rounding of the scale (2^-8 relative) and fp32 rounding of the norm."""
+    from tokenizers import Tokenizer
+    text = open(shared("data/calibration/groups_merged.txt"), encoding="utf-8").read()[:3000]
+    cal = os.path.join(TMP, "fp8-static-cal.txt")
+    with open(cal, "w", encoding="utf-8") as f:
+        f.write(text)
+    ids = Tokenizer.from_file(os.path.join(POCKET, "tokenizer.json")).encode(text).ids
+    seqlen = 64
+    nwin = len(ids) // seqlen
+    cfg = os.path.join(os.path.dirname(__file__), "..", "cuda", "ct-fp8-static.json")
+    d, summary = quantize("fp8-static", "--config", cfg, "--calib", cal, "--nsamples", str(nwin),
+                          "--seqlen", str(seqlen))
+    assert "activations static per tensor" in summary, summary
+    q = qconfig(d)["config_groups"]["group_0"]["input_activations"]
+    assert q["strategy"] == "tensor" and q["dynamic"] is False and q["type"] == "float", q
+    t = load_file(os.path.join(d, "model.safetensors"))
+    for l in range(10):
+        sc = {}
+        for m in LIN:
+            p = f"model.layers.{l}.{m}"
+            assert t[f"{p}.input_scale"].dtype == ml_dtypes.bfloat16, p
+            assert t[f"{p}.input_scale"].shape == (1,), p
+            assert t[f"{p}.weight"].dtype == ml_dtypes.float8_e4m3fn, p
+            sc[m] = float(t[f"{p}.input_scale"][0])
+            assert sc[m] > 0, (p, sc[m])
+        # Linears that read one input share its scale
+        assert sc["self_attn.q_proj"] == sc["self_attn.k_proj"] == sc["self_attn.v_proj"], (l, sc)
+        assert sc["mlp.gate_proj"] == sc["mlp.up_proj"], (l, sc)
+    src = load_file(os.path.join(POCKET, "model.safetensors"))
+    emb = src["model.embed_tokens.weight"].astype(np.float32)
+    g = src["model.layers.0.input_layernorm.weight"].astype(np.float32)
+    x = emb[np.array(ids[:nwin * seqlen])]
+    xn = x / np.sqrt((x * x).mean(axis=1, keepdims=True) + np.float32(1e-5)) * g
+    want = float(np.abs(xn).max()) / 448
+    got = float(t["model.layers.0.self_attn.q_proj.input_scale"][0])
+    assert abs(got / want - 1) < 2.0 ** -8 + 1e-5, (got, want)
+    # the model runs W8A8 with them by default, a little off the weights-only FP8 perplexity
+    p = lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows", "2", "--json")
+    static = json.loads(p.stdout)
+    assert static["fp8_act"] == "static per tensor", static
+    p = lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows", "2", "--json",
+               "--fp8-act", "off")
+    off = json.loads(p.stdout)
+    assert off["fp8_act"] == "none", off
+    print(f"  fp8 static W8A8 {static['ppl']:.3f}, weights-only {off['ppl']:.3f}")
+    # measured +0.02% (8 windows of pocket-valid); 1% allows for 2 windows of WikiText
+    assert static["ppl"] != off["ppl"] and abs(static["ppl"] / off["ppl"] - 1) < 0.01, (static, off)
+
+
 def test_config_file_and_skip():
     cfg = os.path.join(TMP, "bnb.json")
     json.dump({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
@@ -416,5 +471,6 @@ if __name__ == "__main__":
                test_rtn_int8_per_channel_sym, test_rtn_override_down_proj_int8,
                test_override_bad_input, test_rtn_compressed_tensors_int4_g128_asym,
                test_rtn_compressed_tensors_int8_channel_sym, test_nf4, test_fp4_double_quant,
-               test_int8, test_fp8_and_hqq_load, test_config_file_and_skip,
+               test_int8, test_fp8_and_hqq_load, test_fp8_static_calibrated,
+               test_config_file_and_skip,
                test_config_compressed_tensors_and_hqq_layout])

@@ -156,6 +156,8 @@ typedef struct lb_mat {
   const struct lb_qpack *pack;
   int64_t act_group; /* > 0: W8A8, x quantized to E4M3 in blocks of this many columns first
                         (lb_fp8_act_quant; lb_model_options.fp8_act); 0: x as it is */
+  float act_scale;   /* > 0 (with act_group): one fixed scale instead, the checkpoint's static
+                        input_scale (lb_fp8_act_quant_static) */
 } lb_mat;
 
 /* y[n, rows] = x[n, cols] . W^T (+ bias[rows]); with act_group, of x quantized to E4M3 and back.

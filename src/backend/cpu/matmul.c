@@ -295,24 +295,33 @@ typedef struct {
   const float *x;
   float *out;
   int64_t n, cols, group;
+  float scale;
   _Atomic int64_t next;
 } act_job;
+
+static void act_rows(const act_job *j, int64_t lo, int64_t hi) {
+  if (j->scale > 0.0f)
+    lb_fp8_act_quant_static(j->x + lo * j->cols, hi - lo, j->cols, j->scale, j->out + lo * j->cols);
+  else
+    lb_fp8_act_quant(j->x + lo * j->cols, hi - lo, j->cols, j->group, j->out + lo * j->cols);
+}
 
 static void act_task(void *p, int ith, int nth) {
   (void)ith;
   act_job *j = p;
   int64_t lo, hi;
-  while (lb_claim(&j->next, j->n, j->n / (4 * nth) + 1, &lo, &hi))
-    lb_fp8_act_quant(j->x + lo * j->cols, hi - lo, j->cols, j->group, j->out + lo * j->cols);
+  while (lb_claim(&j->next, j->n, j->n / (4 * nth) + 1, &lo, &hi)) act_rows(j, lo, hi);
 }
 
-/* x quantized to E4M3 and back in blocks of `group` columns, into a new buffer (*out). */
-static lb_status act_fp8(lb_pool *pool, const float *x, int64_t n, int64_t cols, int64_t group,
-                         float **out, lb_error *err) {
-  if (!(*out = malloc((size_t)(n * cols) * sizeof(float))))
+/* x quantized to E4M3 and back as w asks (blocks of w->act_group columns, or w->act_scale), into
+ * a new buffer (*out). */
+static lb_status act_fp8(lb_pool *pool, const lb_mat *w, const float *x, int64_t n, float **out,
+                         lb_error *err) {
+  if (!(*out = malloc((size_t)(n * w->cols) * sizeof(float))))
     return lb_fail(err, LB_ENOMEM, "linear: out of memory for %lld FP8 activation rows", (long long)n);
-  act_job j = {.x = x, .out = *out, .n = n, .cols = cols, .group = group};
-  if (n * cols <= I8_SERIAL) lb_fp8_act_quant(x, n, cols, group, *out);
+  act_job j = {.x = x, .out = *out, .n = n, .cols = w->cols, .group = w->act_group,
+               .scale = w->act_scale};
+  if (n * w->cols <= I8_SERIAL) act_rows(&j, 0, n);
   else lb_pool_run(pool, act_task, &j);
   return LB_OK;
 }
@@ -321,9 +330,9 @@ lb_status lb_linear(lb_pool *pool, const lb_mat *w, const float *bias, const flo
                     float *y, lb_error *err) {
   if (w->act_group > 0 && n > 0) {
     float *xq;
-    LB_TRY(act_fp8(pool, x, n, w->cols, w->act_group, &xq, err));
+    LB_TRY(act_fp8(pool, w, x, n, &xq, err));
     lb_mat plain = *w;
-    plain.act_group = 0;
+    plain.act_group = 0, plain.act_scale = 0.0f;
     lb_status s = lb_linear(pool, &plain, bias, xq, n, y, err);
     free(xq);
     return s;
@@ -395,13 +404,16 @@ lb_status lb_linear_many(lb_pool *pool, int count, const lb_mat *const *w, float
                          const float *x, int64_t n, float *const *y, lb_error *err) {
   /* W8A8 weights of one block size (q/k/v of an FP8 model): x quantized once for all of them */
   bool same = count > 0 && count <= LB_MANY_MAX && w[0]->act_group > 0 && n > 0;
-  for (int i = 1; same && i < count; i++) same = w[i]->act_group == w[0]->act_group && w[i]->cols == w[0]->cols;
+  for (int i = 1; same && i < count; i++)
+    same = w[i]->act_group == w[0]->act_group && w[i]->act_scale == w[0]->act_scale &&
+           w[i]->cols == w[0]->cols;
   if (!same) return linear_many(pool, count, w, bias, x, n, y, err);
   float *xq;
-  LB_TRY(act_fp8(pool, x, n, w[0]->cols, w[0]->act_group, &xq, err));
+  LB_TRY(act_fp8(pool, w[0], x, n, &xq, err));
   lb_mat plain[LB_MANY_MAX];
   const lb_mat *pw[LB_MANY_MAX];
-  for (int i = 0; i < count; i++) plain[i] = *w[i], plain[i].act_group = 0, pw[i] = &plain[i];
+  for (int i = 0; i < count; i++)
+    plain[i] = *w[i], plain[i].act_group = 0, plain[i].act_scale = 0.0f, pw[i] = &plain[i];
   lb_status s = linear_many(pool, count, pw, bias, xq, n, y, err);
   free(xq);
   return s;

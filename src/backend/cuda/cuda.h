@@ -166,11 +166,13 @@ void lb_cuda_set_mma_depth(int depth);
 /* --- W8A8: FP8 activations for FP8 weights (fp8act.cu; lb_model_options.fp8_act) ------------- */
 
 /* x16 [n][cols] quantized to E4M3 in blocks of `group` columns (128, or cols: one scale a row) as
- * lb_fp8_act_quant does (s = amax / 448, the code rounded to nearest even, saturating). codes NULL:
- * in place, each value replaced by fp16(code * s). Else the codes [n][cols] go to codes, the scales
- * to scales [ceil(cols / 128)][n] (a row's scale repeated per block), and x16 is not written. */
+ * lb_fp8_act_quant does (s = amax / 448, the code rounded to nearest even, saturating), or with
+ * the one scale `fixed` when it is > 0 (static: lb_fp8_act_quant_static; group then unused).
+ * codes NULL: in place, each value replaced by fp16(code * s). Else the codes [n][cols] go to
+ * codes, the scales to scales [ceil(cols / 128)][n] (a row's scale repeated per block), and x16
+ * is not written. */
 lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
-                          void *codes, float *scales, lb_error *err);
+                          float fixed, void *codes, float *scales, lb_error *err);
 /* Whether lb_cuda_gemm_fp8 can take w: LB_CUDA_FP8, cols a multiple of 128, rows of 4, scale
  * groups of whole 128-column blocks. */
 bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w);

@@ -33,8 +33,8 @@ __device__ __forceinline__ void put(__half *x, uint8_t *codes, int64_t c, float 
 
 // Blocks of BLK columns: a warp a block (blockIdx.x * 8 + warp of row blockIdx.y), a lane 4
 // columns, read and written whole where the block is (cols % 4 == 0: 8-byte aligned halves).
-// scales: [ceil(cols / BLK)][n], or NULL.
-__global__ void act_blocks(__half *x, int64_t n, int64_t cols, uint8_t *codes, float *scales) {
+// scales: [ceil(cols / BLK)][n], or NULL. fixed > 0: every block's scale (static), no amax.
+__global__ void act_blocks(__half *x, int64_t n, int64_t cols, uint8_t *codes, float *scales, float fixed) {
   lb_pdl_trigger();
   lb_pdl_wait();
   const int64_t r = blockIdx.y, b = (int64_t)blockIdx.x * (THREADS / 32) + threadIdx.x / 32;
@@ -52,7 +52,7 @@ __global__ void act_blocks(__half *x, int64_t n, int64_t cols, uint8_t *codes, f
   float amax = 0.0f;
   for (int k = 0; k < 4; k++) amax = fmaxf(amax, fabsf(__half2float(v[k])));
   for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float s = amax / 448.0f;
+  const float s = fixed > 0.0f ? fixed : amax / 448.0f;
   if (scales && lane == 0) scales[b * n + r] = s;
   if (!whole) {
     for (int k = 0; k < 4; k++)
@@ -107,16 +107,17 @@ __global__ void wscales(const float *scales, int64_t rows, int64_t ngroups, int6
 } // namespace
 
 extern "C" lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
-                                     void *codes, float *scales, lb_error *err) {
+                                     float fixed, void *codes, float *scales, lb_error *err) {
   if (n <= 0) return LB_OK;
-  if (group != BLK && group != cols)
+  if (fixed > 0.0f) group = BLK; // one scale for all: the blocks' kernel, its amax unused
+  else if (group != BLK && group != cols)
     return lb_cu_fail(err, LB_EINVAL, "cuda: FP8 activations: blocks of 128 columns or whole rows only");
   cudaStream_t st = (cudaStream_t)lb_cuda_stream(c);
   const int64_t nblk = (cols + BLK - 1) / BLK, per = THREADS / 32;
   if (group == BLK || cols <= BLK) // a row of one block is a block
     return lb_cu_check(err, "FP8 activations",
                        lb_cu_launch(act_blocks, dim3((unsigned)((nblk + per - 1) / per), (unsigned)n), dim3(THREADS), 0,
-                                    st, (__half *)x16, n, cols, (uint8_t *)codes, scales));
+                                    st, (__half *)x16, n, cols, (uint8_t *)codes, scales, fixed));
   return lb_cu_check(err, "FP8 activations",
                      lb_cu_launch(act_rows, dim3((unsigned)n), dim3(THREADS), 0, st, (__half *)x16, n, cols,
                                   (uint8_t *)codes, scales));

@@ -180,8 +180,8 @@ lb_status lb_cuda_sample(lb_cuda_ctx *c, const float *logits, float *probs, int6
   return NO_CUDA(err);
 }
 lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
-                          void *codes, float *scales, lb_error *err) {
-  (void)c, (void)x16, (void)n, (void)cols, (void)group, (void)codes, (void)scales;
+                          float fixed, void *codes, float *scales, lb_error *err) {
+  (void)c, (void)x16, (void)n, (void)cols, (void)group, (void)fixed, (void)codes, (void)scales;
   return NO_CUDA(err);
 }
 bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w) { return (void)w, false; }

@@ -31,6 +31,9 @@ lb_status lb_calib_new(lb_model *m, const lb_quant_spec *spec, const lb_calib_da
   if (m->qspec)
     return lb_fail(err, LB_EINVAL, "%s: calibration needs a dense model (this one is quantized)",
                    lb_checkpoint_dir(m->ck));
+  if (!((spec->method == LB_QM_GPTQ && !spec->rtn) || spec->method == LB_QM_AWQ ||
+        (spec->method == LB_QM_CT_FP8 && spec->act == LB_FP8_ACT_STATIC)))
+    return lb_fail(err, LB_EINVAL, "calibration: the method calibrates nothing");
   if (d->seqlen > m->ctx)
     return lb_fail(err, LB_EINVAL, "calibration: sequences of %lld tokens exceed the model's "
                    "context of %lld", (long long)d->seqlen, (long long)m->ctx);
@@ -145,8 +148,9 @@ lb_status lb_calib_block_run(lb_calib *c, int l, lb_calib_block *b, lb_error *er
     strcat(name, ".weight"); /* NaN / Inf refused before they reach any activation */
     LB_TRY(lb_quant_check_finite(p, w->rows, w->cols, name, err));
   }
-  lb_status s = c->spec->method == LB_QM_AWQ ? lb_calib_awq_block(c, l, err)
-                                             : lb_calib_gptq_block(c, l, err);
+  lb_status s = c->spec->method == LB_QM_AWQ      ? lb_calib_awq_block(c, l, err)
+                : c->spec->method == LB_QM_CT_FP8 ? lb_calib_fp8_block(c, l, err)
+                                                  : lb_calib_gptq_block(c, l, err);
   if (s != LB_OK) return s;
   *b = c->out;
   return LB_OK;

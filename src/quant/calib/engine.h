@@ -1,5 +1,5 @@
 /* The calibration engine's shared state (calib.h): engine.c runs blocks over the calibration
- * tokens, gptq_block.c and awq_block.c quantize one block each. */
+ * tokens, gptq_block.c, awq_block.c and fp8_block.c quantize one block each. */
 #ifndef LB_QUANT_CALIB_ENGINE_H
 #define LB_QUANT_CALIB_ENGINE_H
 
@@ -47,5 +47,6 @@ const char *lb_calib_module(const lb_calib *c, int l, int k, char *buf, size_t c
 
 lb_status lb_calib_gptq_block(lb_calib *c, int l, lb_error *err);
 lb_status lb_calib_awq_block(lb_calib *c, int l, lb_error *err);
+lb_status lb_calib_fp8_block(lb_calib *c, int l, lb_error *err);
 
 #endif

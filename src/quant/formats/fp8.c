@@ -184,6 +184,22 @@ lb_status lb_fp8_fg_read(const lb_tensors *t, const char *prefix, int64_t block_
   return read_common(t, prefix, "weight_scale_inv", block_r, block_c, 2, blk, 0, NULL, out, err);
 }
 
+lb_status lb_fp8_input_scale(const lb_tensors *t, const char *prefix, float *out, lb_error *err) {
+  const lb_tensor *st;
+  char name[LB_LAYOUT_NAME_MAX], sb[96];
+  LB_TRY(lb_layout_find(t, prefix, ".input_scale", true, name, &st, err));
+  if (!is_float16_32(st->dtype) || st->numel != 1 || st->ndim > 1)
+    return lb_fail(err, LB_EFORMAT, "tensor '%s': %s %s, expected a float [1] (or [])", st->name,
+                   lb_dtype_name(st->dtype), lb_shape_str(st->shape, st->ndim, sb, sizeof sb));
+  float v;
+  LB_TRY(lb_convert(&v, LB_F32, st->data, st->dtype, 1, 0, err));
+  if (!(v > 0.0f) || isinf(v))
+    return lb_fail(err, LB_EFORMAT, "tensor '%s': input scale %g is not a finite value > 0",
+                   st->name, (double)v);
+  *out = v;
+  return LB_OK;
+}
+
 /* ---- quantization_config JSON ---------------------------------------------------------------- */
 
 typedef struct {
@@ -257,21 +273,28 @@ static void put_args(sbuf *b, const char *strategy, int64_t group, const int64_t
       dynamic ? "true" : "false", dynamic ? "null" : "\"minmax\"");
 }
 
-lb_status lb_fp8_ct_config(lb_fp8_strategy s, int64_t block_r, int64_t block_c, bool dynamic_act,
-                           const char *const *ignore, size_t n_ignore, char **json, lb_error *err) {
+lb_status lb_fp8_ct_config(lb_fp8_strategy s, int64_t block_r, int64_t block_c, lb_fp8_act act,
+                           int64_t act_group, const char *const *ignore, size_t n_ignore,
+                           char **json, lb_error *err) {
   static const char *names[] = {"tensor", "channel", "block"};
   if ((int)s < 0 || s > LB_FP8_BLOCK || (s == LB_FP8_BLOCK && (block_r < 1 || block_c < 1)))
     return lb_fail(err, LB_EINVAL, "fp8 config: strategy %d, block %lld x %lld", (int)s,
                    (long long)block_r, (long long)block_c);
+  if (act != LB_FP8_ACT_OFF && act != LB_FP8_ACT_TOKEN && act != LB_FP8_ACT_STATIC &&
+      !(act == LB_FP8_ACT_GROUP128 && act_group > 0))
+    return lb_fail(err, LB_EINVAL, "fp8 config: activations %d (group %lld)", (int)act,
+                   (long long)act_group);
   sbuf b = {0};
   int64_t blk[2] = {block_r, block_c};
   put(&b, "{\"config_groups\":{\"group_0\":{\"targets\":[\"Linear\"],\"weights\":");
   put_args(&b, names[s], 0, s == LB_FP8_BLOCK ? blk : NULL, false);
   put(&b, ",\"input_activations\":");
-  if (!dynamic_act)
+  if (act == LB_FP8_ACT_OFF)
     put(&b, "null");
-  else if (s == LB_FP8_BLOCK)
-    put_args(&b, "group", block_c, NULL, true); /* FP8_BLOCK scheme */
+  else if (act == LB_FP8_ACT_GROUP128)
+    put_args(&b, "group", act_group, NULL, true); /* FP8_BLOCK scheme */
+  else if (act == LB_FP8_ACT_STATIC)
+    put_args(&b, "tensor", 0, NULL, false); /* FP8: the writer adds each input_scale */
   else
     put_args(&b, "token", 0, NULL, true); /* FP8_DYNAMIC */
   put(&b, ",\"output_activations\":null}},"

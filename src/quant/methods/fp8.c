@@ -2,6 +2,7 @@
  * reference rules). */
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "base/status.h"
 #include "quant/fp8.h"
@@ -48,6 +49,21 @@ void lb_fp8_act_quant(const float *x, int64_t n, int64_t cols, int64_t group, fl
       for (int64_t c = 0; c < len; c++)
         o[c] = s > 0.0f ? e4m3_round(xs[c] / s) * s : xs[c] * 0.0f;
     }
+}
+
+void lb_fp8_act_quant_static(const float *x, int64_t n, int64_t cols, float s, float *out) {
+  for (int64_t i = 0; i < n * cols; i++) out[i] = e4m3_round(x[i] / s) * s;
+}
+
+const char *lb_fp8_act_describe(lb_fp8_act a, int64_t group, char *buf, size_t cap) {
+  switch (a) {
+  case LB_FP8_ACT_GROUP128: snprintf(buf, cap, "dynamic 1x%lld", (long long)group); break;
+  case LB_FP8_ACT_TOKEN: snprintf(buf, cap, "dynamic per token"); break;
+  case LB_FP8_ACT_STATIC: snprintf(buf, cap, "static per tensor"); break;
+  case LB_FP8_ACT_AUTO: snprintf(buf, cap, "as the checkpoint declares"); break;
+  default: snprintf(buf, cap, "none"); break;
+  }
+  return buf;
 }
 
 lb_status lb_fp8_quantize(const float *w, int64_t rows, int64_t cols, lb_dtype fp8, int64_t block_r,
