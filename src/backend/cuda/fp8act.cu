@@ -92,6 +92,59 @@ __global__ void act_rows(__half *x, int64_t n, int64_t cols, uint8_t *codes, flo
     for (int64_t b = threadIdx.x; b < nblk; b += THREADS) scales[b * n + r] = s;
 }
 
+// Per row in one pass (cols % 8 == 0, at most THREADS * 8 * V columns, 16-byte aligned rows): a
+// block a row, the row held in registers as V 16-byte vectors a thread, its amax reduced across
+// the block, then each vector quantized from registers and written whole. act_rows reads the row
+// twice in 2-byte loads, which made per-token W8A8 cost 12.6% of the 7B decode against 5.4% for
+// act_blocks (BENCHMARKS.md, eighth session). scales as act_blocks'.
+template <int V>
+__global__ void act_rows_vec(__half *x, int64_t n, int64_t cols, uint8_t *codes, float *scales) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  const int64_t r = blockIdx.x;
+  __half *xr = x + r * cols;
+  const int nv = (int)(cols / 8), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  uint4 v[V];
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; i++) {
+    const int j = threadIdx.x + i * THREADS;
+    if (j >= nv) continue;
+    v[i] = ((const uint4 *)xr)[j];
+    const __half2 *h = (const __half2 *)&v[i];
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+      amax = fmaxf(amax, fmaxf(fabsf(__low2float(h[k])), fabsf(__high2float(h[k]))));
+  }
+  __shared__ float part[THREADS / 32];
+  for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if (lane == 0) part[warp] = amax;
+  __syncthreads();
+  amax = 0.0f;
+  for (int w = 0; w < THREADS / 32; w++) amax = fmaxf(amax, part[w]);
+  const float s = amax / 448.0f;
+  if (scales)
+    for (int64_t b = threadIdx.x; b < (cols + BLK - 1) / BLK; b += THREADS) scales[b * n + r] = s;
+#pragma unroll
+  for (int i = 0; i < V; i++) {
+    const int j = threadIdx.x + i * THREADS;
+    if (j >= nv) continue;
+    __half2 *h = (__half2 *)&v[i];
+    if (codes) {
+      uint32_t q[2] = {0, 0};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        q[k / 2] |= ((uint32_t)code(__low2float(h[k]), s) | (uint32_t)code(__high2float(h[k]), s) << 8)
+                    << (16 * (k % 2));
+      *(uint2 *)(codes + r * cols + (int64_t)j * 8) = make_uint2(q[0], q[1]);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; k++) h[k] = __halves2half2(fake(__low2float(h[k]), s), fake(__high2float(h[k]), s));
+      ((uint4 *)xr)[j] = v[i];
+    }
+  }
+}
+
 // The weight's scales [rows][ngroups] (groups of `group` columns) as cuBLASLt's 1 x 128 blocks:
 // out[b * rows + r] = scales[r * ngroups + b * BLK / group].
 __global__ void wscales(const float *scales, int64_t rows, int64_t ngroups, int64_t group, int64_t nblk,
@@ -118,8 +171,15 @@ extern "C" lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64
     return lb_cu_check(err, "FP8 activations",
                        lb_cu_launch(act_blocks, dim3((unsigned)((nblk + per - 1) / per), (unsigned)n), dim3(THREADS), 0,
                                     st, (__half *)x16, n, cols, (uint8_t *)codes, scales, fixed));
+  const bool vec = cols % 8 == 0 && (uintptr_t)x16 % 16 == 0 && (uintptr_t)codes % 8 == 0;
+  const int64_t span = THREADS * 8; // columns one vector a thread covers
+  auto rows = !vec || cols > 8 * span ? act_rows
+              : cols <= span          ? act_rows_vec<1>
+              : cols <= 2 * span      ? act_rows_vec<2>
+              : cols <= 4 * span      ? act_rows_vec<4>
+                                      : act_rows_vec<8>;
   return lb_cu_check(err, "FP8 activations",
-                     lb_cu_launch(act_rows, dim3((unsigned)n), dim3(THREADS), 0, st, (__half *)x16, n, cols,
+                     lb_cu_launch(rows, dim3((unsigned)n), dim3(THREADS), 0, st, (__half *)x16, n, cols,
                                   (uint8_t *)codes, scales));
 }
 
