@@ -92,6 +92,8 @@ struct lb_gpu {
   void **graph; /* [batch + 1]: the decode step of n sequences, once captured */
   bool graphs;
   bool fuse_silu; /* SiLU in the gate/up GEMV's epilogue (LOWBIT_CUDA_FUSE=none: a kernel of its own) */
+  bool fuse_fp8norm; /* W8A8: the RMSNorm before q/k/v and gate/up quantizes its output (lb_cuda_rmsnorm_fp8) */
+  const struct glin *xn_fp8; /* the weight xn16 was last quantized for by the norm, or NULL */
   int64_t gemv_rows, mma_rows; /* -1: GEMV_ROWS / MMA_ROWS of the kind (LOWBIT_CUDA_GEMV_ROWS, _MMA_ROWS) */
   unsigned skip; /* stages left out (LOWBIT_CUDA_SKIP: timing breakdowns only; logits are wrong) */
   /* W8A8 prefill on the FP8 tensor cores: the activations' codes [chunk][cols] and scales, the
@@ -106,7 +108,7 @@ struct lb_gpu {
  * by stage (bench/cuda/device.sh breakdown); the logits are meaningless then. */
 enum { SK_NORM = 1, SK_ROPE = 2, SK_ATTN = 4, SK_QKV = 8, SK_O = 16, SK_GU = 32, SK_DOWN = 64, SK_HEAD = 128 };
 static const char *const SKIPS[] = {"norm", "rope", "attn", "qkv", "o", "gu", "down", "head"};
-static const char *const FUSES[] = {"silu"};
+static const char *const FUSES[] = {"silu", "fp8norm"};
 
 /* The bits of the names in the comma-separated list of variable var that are in names[n]. */
 static unsigned env_set(const char *var, const char *const *names, unsigned n, unsigned dflt) {
@@ -343,7 +345,8 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
     return lb_fail(err, LB_ENOMEM, "out of memory");
   const char *env = getenv("LOWBIT_CUDA_GRAPH");
   g->graphs = !(env && strcmp(env, "0") == 0);
-  g->fuse_silu = env_set("LOWBIT_CUDA_FUSE", FUSES, 1, 1) & 1; /* for A/B runs */
+  const unsigned fuse = env_set("LOWBIT_CUDA_FUSE", FUSES, 2, 3); /* for A/B runs */
+  g->fuse_silu = fuse & 1, g->fuse_fp8norm = fuse & 2;
   g->skip = env_set("LOWBIT_CUDA_SKIP", SKIPS, 8, 0);
   const char *smp = getenv("LOWBIT_CUDA_SAMPLE");
   g->host_sample = smp && strcmp(smp, "host") == 0;
@@ -449,6 +452,29 @@ static lb_status act_fp8(lb_gpu *g, const glin *w, const void *x16, int64_t n, l
   return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, w->act_scale, NULL, NULL, err);
 }
 
+/* The column order an RMSNorm writes for `reader`, the weight that reads its output (NULL: none). */
+static const int32_t *norm_order(const glin *reader) { return reader && reader->normed ? reader->qw.perm : NULL; }
+
+/* Whether x16 is xn16 as the norm before w already quantized it for w (norm()). */
+static bool prequantized(const lb_gpu *g, const glin *w, const void *x16) {
+  return x16 == g->xn16 && g->xn_fp8 == w;
+}
+
+/* RMSNorm of n rows of x (ldx floats apart) into xn16 for `reader`, the weight that reads it
+ * (NULL: none): in its column order, and for a W8A8 reader that takes the GEMV or the tensor-core
+ * product, with its activations quantized in the same launch. */
+static lb_status norm(lb_gpu *g, const float *x, int64_t ldx, const float *w, float eps, int64_t n, int64_t d,
+                      const glin *reader, lb_error *err) {
+  g->xn_fp8 = NULL;
+  if (reader && reader->act_group && g->fuse_fp8norm && !reader->qw.perm &&
+      (use_gemv(g, reader, n) || use_mma(g, reader, n))) {
+    LB_TRY(lb_cuda_rmsnorm_fp8(g->cx, x, ldx, w, eps, n, d, reader->act_group, reader->act_scale, g->xn16, err));
+    g->xn_fp8 = reader;
+    return LB_OK;
+  }
+  return lb_cuda_rmsnorm(g->cx, x, ldx, w, eps, n, d, norm_order(reader), g->xn16, err);
+}
+
 /* W8A8 beyond the tensor-core product's rows: the activations as codes and w on the FP8 tensor
  * cores. *done false: not taken (no such kernel here: the fp16 path from now on). */
 static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
@@ -471,7 +497,7 @@ static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->act_group) {
+  if (w->act_group && !prequantized(g, w, x16)) {
     bool done = false;
     if (!use_gemv(g, w, n) && !use_mma(g, w, n)) LB_TRY(fp8_tc(g, w, x16, n, y, acc, &done, err));
     if (done) return LB_OK;
@@ -493,17 +519,16 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
-/* The column order an RMSNorm writes for `reader`, the weight that reads its output (NULL: none). */
-static const int32_t *norm_order(const glin *reader) { return reader && reader->normed ? reader->qw.perm : NULL; }
 
-/* o_proj or down_proj adding into the residual stream, then the RMSNorm by `norm` (NULL: none)
- * into xn16, in the column order of `next`, the weight that reads it (NULL: none). (Doing the
+/* o_proj or down_proj adding into the residual stream, then the RMSNorm by `normw` (NULL: none)
+ * into xn16 for `next`, the weight that reads it (NULL: none; norm()). (Doing the
  * norm in the GEMV's last block instead, found by a counter, cost 17% of the 7B decode speed on
  * the H100: BENCHMARKS.md.) */
 static lb_status residual_linear(lb_gpu *g, const glin *w, const void *x16, int64_t n,
-                                 const float *norm, const glin *next, float eps, int64_t d, lb_error *err) {
+                                 const float *normw, const glin *next, float eps, int64_t d, lb_error *err) {
   LB_TRY(linear(g, w, x16, n, g->x, true, err));
-  if (norm) STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, norm, eps, n, d, norm_order(next), g->xn16, err));
+  g->xn_fp8 = NULL; /* (also when LOWBIT_CUDA_SKIP leaves the norm out) */
+  if (normw) STAGE(SK_NORM, norm(g, g->x, d, normw, eps, n, d, next, err));
   return LB_OK;
 }
 
@@ -515,7 +540,7 @@ static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, l
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
   }
   const void *x = g->xn16;
-  if (G->gu.act_group) LB_TRY(act_fp8(g, &G->gu, x, n, err));
+  if (G->gu.act_group && !prequantized(g, &G->gu, x)) LB_TRY(act_fp8(g, &G->gu, x, n, err));
   LB_TRY(in_order(g, &G->gu, &x, n, err));
   if (use_mma(g, &G->gu, n))
     return lb_cuda_qmma_silu(&G->gu.qw, x, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);
@@ -536,8 +561,8 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
   LB_TRY(lb_cuda_put(g->cx, g->ids, g->pinned, (size_t)n * 4, err));
   LB_TRY(lb_cuda_put(g->cx, g->pos, g->pinned + g->chunk, 4, err));
   LB_TRY(lb_cuda_embed(g->cx, g->embed16, g->ids, n, d, g->x, err));
-  STAGE(SK_NORM, lb_cuda_rmsnorm(g->cx, g->x, d, g->layers[0].attn_norm, eps, n, d, norm_order(&g->layers[0].qkv),
-                                 g->xn16, err));
+  g->xn_fp8 = NULL;
+  STAGE(SK_NORM, norm(g, g->x, d, g->layers[0].attn_norm, eps, n, d, &g->layers[0].qkv, err));
   for (int l = 0; l < g->nlayers; l++) {
     glayer *G = &g->layers[l];
     char *kc = (char *)G->kc + s0 * seq_cache, *vc = (char *)G->vc + s0 * seq_cache;
@@ -563,7 +588,7 @@ static lb_status issue_chunk(lb_model *m, lb_gpu *g, int64_t n, int64_t per, int
     STAGE(SK_DOWN, residual_linear(g, &G->down, g->act16, n, next, reader, eps, d, err));
   }
   if (out && out < n) /* the last row of each sequence */
-    LB_TRY(lb_cuda_rmsnorm(g->cx, g->x + (per - 1) * d, per * d, g->final_norm, eps, out, d, NULL, g->xn16, err));
+    LB_TRY(norm(g, g->x + (per - 1) * d, per * d, g->final_norm, eps, out, d, NULL, err));
   return LB_OK;
 }
 

@@ -173,6 +173,11 @@ void lb_cuda_set_mma_depth(int depth);
  * is not written. */
 lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, int64_t group,
                           float fixed, void *codes, float *scales, lb_error *err);
+/* lb_cuda_rmsnorm (no column order) with its output quantized as lb_cuda_fp8_act does in place
+ * (group 128 or d, or the scale `fixed` > 0), but from the fp32 normalized values: the norm before
+ * W8A8 q/k/v or gate/up, one launch instead of two. */
+lb_status lb_cuda_rmsnorm_fp8(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
+                              int64_t n, int64_t d, int64_t group, float fixed, void *y16, lb_error *err);
 /* Whether lb_cuda_gemm_fp8 can take w: LB_CUDA_FP8, cols a multiple of 128, rows of 4, scale
  * groups of whole 128-column blocks. */
 bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w);

@@ -145,6 +145,56 @@ __global__ void act_rows_vec(__half *x, int64_t n, int64_t cols, uint8_t *codes,
   }
 }
 
+// RMSNorm of a row (x * rsqrt(mean(x^2) + eps) * w, fp32) whose fp16 output is at once the E4M3
+// quantization of the fp32 result: per row (group == d), in blocks of BLK columns, or with the
+// scale `fixed` > 0. A block a row; blockDim.x a multiple of BLK, so a column block is 4 warps.
+__global__ void rmsnorm_fp8(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w,
+                            float eps, int64_t d, int64_t group, float fixed, __half *__restrict__ y) {
+  lb_pdl_trigger();
+  lb_pdl_wait();
+  __shared__ float red[32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+  const float *r = x + blockIdx.x * ldx;
+  __half *yr = y + blockIdx.x * d;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
+  for (int o = 16; o; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (lane == 0) red[warp] = ss;
+  __syncthreads();
+  ss = 0.0f;
+  for (int i = 0; i < nw; i++) ss += red[i];
+  const float inv = rsqrtf(ss / (float)d + eps);
+  __syncthreads(); // red is reused below
+  if (fixed > 0.0f || group != BLK) { // one scale for the row
+    float s = fixed;
+    if (!(fixed > 0.0f)) {
+      float amax = 0.0f;
+      for (int64_t i = threadIdx.x; i < d; i += blockDim.x) amax = fmaxf(amax, fabsf(r[i] * inv * w[i]));
+      for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (lane == 0) red[warp] = amax;
+      __syncthreads();
+      amax = 0.0f;
+      for (int i = 0; i < nw; i++) amax = fmaxf(amax, red[i]);
+      s = amax / 448.0f;
+    }
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = fake(r[i] * inv * w[i], s);
+    return;
+  }
+  for (int64_t base = 0; base < d; base += blockDim.x) { // 1 x BLK blocks: 4 warps each
+    const int64_t i = base + threadIdx.x;
+    const float v = i < d ? r[i] * inv * w[i] : 0.0f;
+    float amax = fabsf(v);
+    for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    if (lane == 0) red[warp] = amax;
+    __syncthreads();
+    const int g0 = warp / (BLK / 32) * (BLK / 32);
+    amax = red[g0];
+    for (int k = 1; k < BLK / 32; k++) amax = fmaxf(amax, red[g0 + k]);
+    if (i < d) yr[i] = fake(v, amax / 448.0f);
+    __syncthreads(); // red is written again by the next step
+  }
+}
+
 // The weight's scales [rows][ngroups] (groups of `group` columns) as cuBLASLt's 1 x 128 blocks:
 // out[b * rows + r] = scales[r * ngroups + b * BLK / group].
 __global__ void wscales(const float *scales, int64_t rows, int64_t ngroups, int64_t group, int64_t nblk,
@@ -181,6 +231,19 @@ extern "C" lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64
   return lb_cu_check(err, "FP8 activations",
                      lb_cu_launch(rows, dim3((unsigned)n), dim3(THREADS), 0, st, (__half *)x16, n, cols,
                                   (uint8_t *)codes, scales));
+}
+
+extern "C" lb_status lb_cuda_rmsnorm_fp8(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
+                                        int64_t n, int64_t d, int64_t group, float fixed, void *y16,
+                                        lb_error *err) {
+  if (n <= 0) return LB_OK;
+  if (!(fixed > 0.0f) && group != BLK && group != d)
+    return lb_cu_fail(err, LB_EINVAL, "cuda: FP8 activations: blocks of 128 columns or whole rows only");
+  // as lb_cuda_rmsnorm: up to 1024 threads a row, here a multiple of BLK
+  const int threads = d >= 1024 ? 1024 : (int)((d + BLK - 1) / BLK * BLK);
+  return lb_cu_check(err, "launching RMSNorm + FP8 activations",
+                     lb_cu_launch(rmsnorm_fp8, dim3((unsigned)n), dim3(threads), 0,
+                                  (cudaStream_t)lb_cuda_stream(c), x, ldx, w, eps, d, group, fixed, (__half *)y16));
 }
 
 extern "C" bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w) {

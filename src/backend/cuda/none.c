@@ -184,6 +184,11 @@ lb_status lb_cuda_fp8_act(lb_cuda_ctx *c, void *x16, int64_t n, int64_t cols, in
   (void)c, (void)x16, (void)n, (void)cols, (void)group, (void)fixed, (void)codes, (void)scales;
   return NO_CUDA(err);
 }
+lb_status lb_cuda_rmsnorm_fp8(lb_cuda_ctx *c, const float *x, int64_t ldx, const float *w, float eps,
+                              int64_t n, int64_t d, int64_t group, float fixed, void *y16, lb_error *err) {
+  (void)c, (void)x, (void)ldx, (void)w, (void)eps, (void)n, (void)d, (void)group, (void)fixed, (void)y16;
+  return NO_CUDA(err);
+}
 bool lb_cuda_fp8_tc_fits(const lb_cuda_qw *w) { return (void)w, false; }
 lb_status lb_cuda_gemm_fp8(lb_cuda_ctx *c, const lb_cuda_qw *w, const void *codes, const float *xscales,
                            float *wscales, float *y, int64_t n, bool acc, lb_error *err) {
