@@ -364,6 +364,13 @@ def test_fp8_static_calibrated():
     print(f"  fp8 static W8A8 {static['ppl']:.3f}, weights-only {off['ppl']:.3f}")
     # measured +0.02% (8 windows of pocket-valid); 1% allows for 2 windows of WikiText
     assert static["ppl"] != off["ppl"] and abs(static["ppl"] / off["ppl"] - 1) < 0.01, (static, off)
+    # static scales need calibration text; dynamic activations take none
+    bad = out("fp8-static-bad")
+    fails([POCKET, bad, "--config", cfg], 1, "fp8 static needs calibration text: --calib FILE", bad)
+    dyn = os.path.join(os.path.dirname(__file__), "..", "cuda", "ct-fp8-dynamic.json")
+    fails([POCKET, bad, "--config", dyn, "--calib", cal], 1,
+          "calibration options are for quant_method \"gptq\", \"awq\" and static FP8 activations",
+          bad)
 
 
 def test_config_file_and_skip():
