@@ -43,6 +43,7 @@ typedef struct {
   double size, params;
   lb_ppl_result ppl;
   lb_kl_result kl;
+  char act[48]; /* W8A8: the FP8 activations' mode (cli_fp8_act), or "" */
 } row;
 
 /* The folder's last name (for tables and labels): "out/pocket-nf4/" gives "pocket-nf4". */
@@ -81,6 +82,8 @@ static lb_status print_json(const opts *o, const row *base, const row *rows) {
                           r->params, "bits_per_weight", bpw(r), "ppl", r->ppl.ppl, "ppl_stderr", r->ppl.ppl_stderr,
                           "ppl_ratio", r->ppl.ppl / r->kl.base_ppl);
     if (e && !cli_kl_json(e, &r->kl)) json_decref(e), e = NULL;
+    if (e && json_object_set_new(e, "fp8_act", json_string(r->act[0] ? r->act : "none")))
+      json_decref(e), e = NULL;
     if (!e || json_array_append_new(list, e)) json_decref(list), list = NULL;
   }
   json_t *root = list ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:I, s:I, s:I, s:o}", "base", o->base,
@@ -105,7 +108,10 @@ static void print_table(const opts *o, const row *base, const row *rows) {
          cli_bytes((uint64_t)base->size, sz, sizeof sz), bpw(base), rows[0].kl.base_ppl, rows[0].kl.base_ppl_stderr);
   for (int i = 0; i < o->nmodels; i++) {
     const row *r = &rows[i];
-    printf("| %s | %s | %.2f | %.4f ± %.4f | %.4f | %.5f ± %.5f | %.4f | %.2f%% |\n", short_name(r->dir, n, sizeof n),
+    char cell[200];
+    snprintf(cell, sizeof cell, "%s%s%s%s", short_name(r->dir, n, sizeof n), r->act[0] ? " (W8A8 " : "", r->act,
+             r->act[0] ? ")" : "");
+    printf("| %s | %s | %.2f | %.4f ± %.4f | %.4f | %.5f ± %.5f | %.4f | %.2f%% |\n", cell,
            cli_bytes((uint64_t)r->size, sz, sizeof sz), bpw(r), r->ppl.ppl, r->ppl.ppl_stderr,
            r->ppl.ppl / r->kl.base_ppl, r->kl.kl_mean, r->kl.kl_stderr, r->kl.kl_p99, 100 * r->kl.same_top);
   }
@@ -138,6 +144,9 @@ static lb_status run(const opts *o, lb_error *err) {
     rows[i].dir = o->models[i];
     if ((s = lb_model_open(o->models[i], &mo, &m, err)) != LB_OK) break;
     cli_model_size(m, &rows[i].size, &rows[i].params);
+    char actbuf[48];
+    const char *act = cli_fp8_act(m, actbuf, sizeof actbuf);
+    snprintf(rows[i].act, sizeof rows[i].act, "%s", act ? act : "");
     snprintf(label, sizeof label, "%s (%d/%d)", short_name(o->models[i], nm, sizeof nm), i + 1, o->nmodels);
     lb_progress bar; /* its total: from the first window's callback */
     lb_progress_start(&bar, label, 1, "windows", 1);
