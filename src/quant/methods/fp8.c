@@ -2,7 +2,9 @@
  * reference rules). */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "base/status.h"
 #include "quant/fp8.h"
@@ -24,15 +26,23 @@ static uint8_t to_fp8(float x, lb_dtype fp8) {
 static float clampf(float x, float m) { return x > m ? m : x < -m ? -m : x; }
 
 /* v rounded to the nearest E4M3 value (ties to even), saturating at +-448: the quantum is 2^-9
- * below 2^-6 (subnormals), else 2^(exponent - 3); both scalings by powers of two are exact, so
- * this equals lb_e4m3_to_f32(lb_f32_to_e4m3(v, true)) (tests/test_quant_fp8.c checks it). */
+ * below 2^-6 (subnormals), else 2^(E - 3) for |v| in [2^E, 2^(E+1)). Both are built from the
+ * exponent bits, the scalings by them are exact, and (m + 2^23) - 2^23 rounds m in [0, 16] to the
+ * nearest integer, ties to even (the default rounding mode): no branch and no libm call, so that
+ * the compiler may vectorize the loops below. This equals lb_e4m3_to_f32(lb_f32_to_e4m3(v, true))
+ * (tests/test_quant_fp8.c checks it on every fp16 value); a NaN stays NaN. */
 static inline float e4m3_round(float v) {
-  const float a = fabsf(v);
-  if (a > 448.0f) return isnan(v) ? v : copysignf(448.0f, v);
-  int e;
-  frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
-  const float q = ldexpf(1.0f, e - 4 < -9 ? -9 : e - 4);
-  return copysignf(rintf(a / q) * q, v);
+  const float a = fminf(fabsf(v), 448.0f); /* saturates (a NaN too: restored at the end) */
+  uint32_t e;
+  memcpy(&e, &a, sizeof e);
+  e &= 0x7F800000u;                                       /* 2^E */
+  e = e < (127u - 6u) << 23 ? (127u - 6u) << 23 : e;      /* below 2^-6: E = -6 */
+  const uint32_t qb = e - (3u << 23), ib = (254u << 23) - qb; /* 2^(E-3) and 2^(3-E) */
+  float q, iq;
+  memcpy(&q, &qb, sizeof q);
+  memcpy(&iq, &ib, sizeof iq);
+  const float r = copysignf(((a * iq + 8388608.0f) - 8388608.0f) * q, v);
+  return v != v ? v : r;
 }
 
 float lb_fp8_e4m3_round(float v) { return e4m3_round(v); }
@@ -46,8 +56,10 @@ void lb_fp8_act_quant(const float *x, int64_t n, int64_t cols, int64_t group, fl
       float amax = 0.0f;
       for (int64_t c = 0; c < len; c++) amax = fmaxf(amax, fabsf(xs[c]));
       const float s = amax / 448.0f;
-      for (int64_t c = 0; c < len; c++)
-        o[c] = s > 0.0f ? e4m3_round(xs[c] / s) * s : xs[c] * 0.0f;
+      if (s > 0.0f)
+        for (int64_t c = 0; c < len; c++) o[c] = e4m3_round(xs[c] / s) * s;
+      else
+        for (int64_t c = 0; c < len; c++) o[c] = xs[c] * 0.0f;
     }
 }
 
