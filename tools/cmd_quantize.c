@@ -25,13 +25,19 @@ static const char *HELP =
     "usage: lowbit quantize SRC DST --method gptq|awq|rtn|nf4|fp4|int8|fp8|hqq [options]\n"
     "  Quantizes the decoder Linear layers of SRC and writes DST, a complete Hugging Face folder in\n"
     "  the method's own layout (gptq, rtn: GPTQ (AutoGPTQ/GPTQModel) or compressed-tensors; awq:\n"
-    "  AutoAWQ; nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8; hqq: HQQ). Embeddings and\n"
-    "  lm_head stay dense (rtn: --lm-head). gptq and awq learn from calibration text (--calib).\n"
+    "  AutoAWQ; nf4/fp4/int8: bitsandbytes; fp8: fine-grained FP8 or compressed-tensors; hqq:\n"
+    "  HQQ). Embeddings and lm_head stay dense (rtn: --lm-head). gptq, awq and fp8 --scheme FP8\n"
+    "  learn from calibration text (--calib).\n"
     "  --method M       gptq, awq, rtn, nf4, fp4, int8, fp8 or hqq\n"
     "  --format F       gptq, rtn: gptq (default; checkpoint_format \"gptq\", v1) or gptq_v2;\n"
     "                   rtn also compressed-tensors (\"pack-quantized\"); awq: gemm (default) or\n"
     "                   gemv (AutoAWQ's two layouts, 4-bit), or compressed-tensors (any --bits,\n"
-    "                   as llm-compressor writes AWQ)\n"
+    "                   as llm-compressor writes AWQ); fp8: fp8 (default) or compressed-tensors\n"
+    "                   (\"float-quantized\", with --scheme)\n"
+    "  --scheme S       fp8 --format compressed-tensors: llm-compressor's FP8 presets: FP8_DYNAMIC\n"
+    "                   (default: per-channel weights, dynamic per-token activations), FP8\n"
+    "                   (per-tensor weights, static activation scales calibrated from --calib) or\n"
+    "                   FP8_BLOCK (128 x 128 weight blocks, dynamic 1 x 128 activation groups)\n"
     "  --bits B         gptq, rtn: 2, 3, 4, 8 (default 4); hqq: 1, 2, 3, 4, 8 (default 4);\n"
     "                   awq: 4 (2, 3, 8 with --format compressed-tensors)\n"
     "  --group G        gptq, rtn, awq group size (default 128; -1 per channel); hqq (default 64)\n"
@@ -39,8 +45,8 @@ static const char *HELP =
     "  --lm-head        rtn (GPTQ layout): quantize the lm_head too, with the same bits and group\n"
     "                   (GPTQModel's \"lm_head\": true; a tied model is untied: the embeddings stay\n"
     "                   as stored). Decode reads the lm_head every token.\n"
-    "calibration (gptq, awq; fp8 with static activations: a --config of compressed-tensors'\n"
-    "    float-quantized format whose input_activations are static per tensor, the FP8 scheme):\n"
+    "calibration (gptq, awq, fp8 with static activation scales: --scheme FP8, or a --config\n"
+    "    whose input_activations are static per tensor):\n"
     "  --calib FILE     calibration text (e.g. ../shared/data/calibration/groups_merged.txt); or\n"
     "                   a --config file's \"dataset\" (a file path or a list of strings)\n"
     "  --calib-lines    the text holds one document per line (each tokenized on its own)\n"
@@ -76,7 +82,7 @@ typedef struct {
 } override_arg;
 
 typedef struct {
-  const char *src, *dst, *method, *config, *skip, *format, *calib;
+  const char *src, *dst, *method, *config, *skip, *format, *calib, *scheme;
   long long bits, group, nsamples, seqlen, seed, threads, search_samples;
   double damp;
   bool has_bits, has_group, sym, double_quant, force, calib_lines, desc_act, static_groups;
@@ -153,6 +159,33 @@ static const char *calib_name(const lb_quant_spec *s) {
   return s->method == LB_QM_AWQ ? "awq" : s->method == LB_QM_CT_FP8 ? "fp8 static" : "gptq";
 }
 
+/* --method fp8 --format compressed-tensors --scheme S: llm-compressor's FP8 presets.
+ *   FP8          per-tensor weights, static per-tensor activations (calibrated: --calib)
+ *   FP8_DYNAMIC  per-channel weights, dynamic per-token activations (the default)
+ *   FP8_BLOCK    128 x 128 weight blocks, dynamic 1 x 128 activation groups */
+static lb_status fp8_scheme(const opts *o, lb_quant_spec *s, lb_error *err) {
+  const bool ct = s->method == LB_QM_FP8 && o->format && !strcmp(o->format, "compressed-tensors");
+  if (s->method == LB_QM_FP8 && o->format && !ct && strcmp(o->format, "fp8"))
+    return lb_fail(err, LB_EINVAL, "--format %s: fp8 writes fp8 (Transformers' fine-grained FP8, "
+                   "the default) or compressed-tensors", o->format);
+  if (o->scheme && !ct)
+    return lb_fail(err, LB_EINVAL, "--scheme applies to --method fp8 --format compressed-tensors");
+  if (!ct) return LB_OK;
+  const char *sc = o->scheme ? o->scheme : "FP8_DYNAMIC";
+  s->method = LB_QM_CT_FP8;
+  if (!strcmp(sc, "FP8")) {
+    s->ct_strategy = LB_FP8_TENSOR, s->act = LB_FP8_ACT_STATIC, s->act_group = 0;
+  } else if (!strcmp(sc, "FP8_DYNAMIC")) {
+    s->ct_strategy = LB_FP8_CHANNEL, s->act = LB_FP8_ACT_TOKEN, s->act_group = 0;
+  } else if (!strcmp(sc, "FP8_BLOCK")) {
+    s->ct_strategy = LB_FP8_BLOCK, s->block_r = s->block_c = 128;
+    s->act = LB_FP8_ACT_GROUP128, s->act_group = 128;
+  } else {
+    return lb_fail(err, LB_EINVAL, "--scheme %s: expected FP8, FP8_DYNAMIC or FP8_BLOCK", sc);
+  }
+  return LB_OK;
+}
+
 static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
   if (o->config) {
     char *text;
@@ -161,12 +194,12 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     lb_status st = lb_quant_spec_parse(text, len, o->config, s, err);
     free(text);
     LB_TRY(st);
-    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant || o->format ||
+    if (o->method || o->has_bits || o->has_group || o->sym || o->double_quant || o->format || o->scheme ||
         o->desc_act || o->static_groups || o->has_damp) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EINVAL, "--config FILE replaces --method/--bits/--group/--sym/"
-                                     "--double-quant/--format/--desc-act/--static-groups/--damp; "
-                                     "give one or the other");
+                                     "--double-quant/--format/--scheme/--desc-act/--static-groups/"
+                                     "--damp; give one or the other");
     }
     bool act = s->method == LB_QM_GPTQ && s->desc_act;
     for (size_t i = 0; i < s->n_ov; i++)
@@ -223,9 +256,10 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
     return lb_fail(err, LB_EINVAL, "--desc-act, --static-groups and --damp apply to gptq only");
   if ((o->search_samples || o->no_clip) && s->method != LB_QM_AWQ)
     return lb_fail(err, LB_EINVAL, "--awq-search-samples and --no-clip apply to awq only");
+  LB_TRY(fp8_scheme(o, s, err));
   if (o->has_calib_opts && !calibrated(s))
-    return lb_fail(err, LB_EINVAL, "calibration options (--calib, --nsamples, ...) apply to gptq "
-                   "and awq only");
+    return lb_fail(err, LB_EINVAL, "calibration options (--calib, --nsamples, ...) apply to gptq, "
+                   "awq and --scheme FP8 only");
   if (o->lm_head && !(s->method == LB_QM_GPTQ && s->rtn))
     return lb_fail(err, LB_EINVAL, "--lm-head applies to rtn (GPTQ layout) only");
   s->lm_head = o->lm_head;
@@ -253,8 +287,8 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
       if (!strcmp(f, "gptq_v2")) s->gptq_version = LB_GPTQ_V2;
       if (!gptq_fmt)
         s->method = LB_QM_CT_INT; /* same bits, group and symmetry, compressed-tensors' rule */
-    } else {
-      return lb_fail(err, LB_EINVAL, "--format applies to gptq, rtn and awq only");
+    } else if (s->method != LB_QM_CT_FP8 && s->method != LB_QM_FP8) { /* fp8: fp8_scheme */
+      return lb_fail(err, LB_EINVAL, "--format applies to gptq, rtn, awq and fp8 only");
     }
   }
   return add_overrides(o, s, err);
@@ -685,7 +719,7 @@ int cmd_quantize(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--method") || !strcmp(a, "--config") || !strcmp(a, "--skip") ||
                !strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--shard-size") ||
-               !strcmp(a, "--format") || !strcmp(a, "--override")) {
+               !strcmp(a, "--format") || !strcmp(a, "--override") || !strcmp(a, "--scheme")) {
       if (!(v = cli_value(argc, argv, &i)))
         return cli_usage_error("quantize", "%s needs a value", a);
       if (!strcmp(a, "--method")) {
@@ -696,10 +730,12 @@ int cmd_quantize(int argc, char **argv) {
         o.method = v;
       } else if (!strcmp(a, "--format")) {
         if (strcmp(v, "gptq") && strcmp(v, "gptq_v2") && strcmp(v, "compressed-tensors") &&
-            strcmp(v, "gemm") && strcmp(v, "gemv"))
+            strcmp(v, "gemm") && strcmp(v, "gemv") && strcmp(v, "fp8"))
           return cli_usage_error("quantize", "--format '%s': expected gptq, gptq_v2, "
-                                 "compressed-tensors, gemm or gemv", v);
+                                 "compressed-tensors, gemm, gemv or fp8", v);
         o.format = v;
+      } else if (!strcmp(a, "--scheme")) {
+        o.scheme = v;
       } else if (!strcmp(a, "--override")) {
         if (o.n_ov == LB_QSPEC_MAX_OVERRIDE)
           return cli_usage_error("quantize", "more than %d --override", LB_QSPEC_MAX_OVERRIDE);

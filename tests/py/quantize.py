@@ -373,6 +373,54 @@ def test_fp8_static_calibrated():
           bad)
 
 
+def test_fp8_ct_schemes():
+    """--method fp8 --format compressed-tensors --scheme: llm-compressor's FP8 presets as
+    compressed-tensors writes them (weights strategy, input_activations, tensor shapes), each loading
+    back with its activations run as declared and a perplexity near bf16's."""
+    cal = ["--calib", shared("data/calibration/groups_merged.txt"), "--nsamples", "4", "--seqlen", "128"]
+    want = {  # scheme: weights strategy, weight_scale shape of a [1536, 512] gate_proj, activations
+        "FP8": ("tensor", (1,), {"strategy": "tensor", "dynamic": False}, "static per tensor"),
+        "FP8_DYNAMIC": ("channel", (1536, 1), {"strategy": "token", "dynamic": True},
+                        "dynamic per token"),
+        "FP8_BLOCK": ("block", (12, 4), {"strategy": "group", "group_size": 128, "dynamic": True},
+                      "dynamic 1x128"),
+    }
+    base = bf16_ppl()
+    for scheme, (wstrat, sshape, act, mode) in want.items():
+        d, summary = quantize("ct-" + scheme.lower(), "--method", "fp8", "--format",
+                              "compressed-tensors", "--scheme", scheme,
+                              *(cal if scheme == "FP8" else []))
+        q = qconfig(d)
+        assert q["quant_method"] == "compressed-tensors" and q["format"] == "float-quantized", q
+        g = q["config_groups"]["group_0"]
+        assert g["weights"]["strategy"] == wstrat and g["weights"]["type"] == "float", g
+        if wstrat == "block":
+            assert g["weights"]["block_structure"] == [128, 128], g
+        assert g["input_activations"]["type"] == "float", g
+        for k, v in act.items():
+            assert g["input_activations"][k] == v, (scheme, k, g)
+        t = tensors(d)
+        p = "model.layers.3.mlp.gate_proj"
+        assert t[f"{p}.weight"] == ("F8_E4M3", (1536, 512)), t[f"{p}.weight"]
+        assert t[f"{p}.weight_scale"][1] == sshape, (scheme, t[f"{p}.weight_scale"])
+        assert (f"{p}.input_scale" in t) == (scheme == "FP8"), scheme
+        r = json.loads(lowbit("perplexity", d, "-f", shared(WIKI), "--ctx", "1024", "--max-windows",
+                              "4", "--json").stdout)
+        assert r["fp8_act"] == mode, (scheme, r["fp8_act"])
+        print(f"  {scheme}: ppl {r['ppl']:.3f} (bf16 {base:.3f}, {100 * (r['ppl'] / base - 1):+.2f}%)")
+        # FP8 weights and activations: within 1% of bf16 on 4 windows (measured up to +0.4%)
+        assert abs(r["ppl"] / base - 1) < 0.01, (scheme, r["ppl"], base)
+    loads_and_runs(d)
+    bad = out("ct-fp8-bad")
+    fails([POCKET, bad, "--method", "fp8", "--format", "compressed-tensors", "--scheme", "FP8"], 1,
+          "fp8 static needs calibration text", bad)
+    fails([POCKET, bad, "--method", "fp8", "--scheme", "FP8"], 1,
+          "--scheme applies to --method fp8 --format compressed-tensors", bad)
+    fails([POCKET, bad, "--method", "fp8", "--format", "compressed-tensors", "--scheme", "W8A8"], 1,
+          "--scheme W8A8: expected FP8, FP8_DYNAMIC or FP8_BLOCK", bad)
+    fails([POCKET, bad, "--method", "fp8", "--format", "gemm"], 1, "--format gemm: fp8 writes", bad)
+
+
 def test_config_file_and_skip():
     cfg = os.path.join(TMP, "bnb.json")
     json.dump({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
@@ -478,6 +526,6 @@ if __name__ == "__main__":
                test_rtn_int8_per_channel_sym, test_rtn_override_down_proj_int8,
                test_override_bad_input, test_rtn_compressed_tensors_int4_g128_asym,
                test_rtn_compressed_tensors_int8_channel_sym, test_nf4, test_fp4_double_quant,
-               test_int8, test_fp8_and_hqq_load, test_fp8_static_calibrated,
+               test_int8, test_fp8_and_hqq_load, test_fp8_static_calibrated, test_fp8_ct_schemes,
                test_config_file_and_skip,
                test_config_compressed_tensors_and_hqq_layout])
