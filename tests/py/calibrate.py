@@ -190,7 +190,8 @@ def test_bad_input():
           "fewer than the 100000 samples", d)
     fails([POCKET, d, "--method", "gptq", "--calib", cal, "--nsamples", "0"], 2, "--nsamples", d)
     fails([POCKET, d, "--method", "rtn", "--desc-act"], 1, "apply to gptq only", d)
-    fails([POCKET, d, "--method", "rtn", "--calib", cal], 1, "apply to gptq and awq only", d)
+    fails([POCKET, d, "--method", "rtn", "--calib", cal], 1, "apply to gptq, awq and --scheme FP8 only",
+          d)
     fails([POCKET, d, "--method", "awq", "--bits", "3", "--calib", cal], 1, "--format compressed-tensors", d)
     fails([POCKET, d, "--method", "awq", "--format", "gptq", "--calib", cal], 1, "gemm, gemv", d)
     fails([POCKET, d, "--method", "gptq", "--calib", cal, "--damp", "2"], 2, "--damp", d)

@@ -478,7 +478,7 @@ def test_bad_input():
     fails([POCKET, d, "--method", "rtn", "--group", "96", "--format", "compressed-tensors"], 1,
           "not a multiple of the group size", d)
     fails([POCKET, d, "--method", "nf4", "--format", "compressed-tensors"], 1,
-          "--format applies to gptq, rtn and awq only", d)
+          "--format applies to gptq, rtn, awq and fp8 only", d)
     fails([POCKET, d, "--method", "rtn", "--format", "awq"], 2, "--format 'awq'", d)
     fails([POCKET, d], 2, "--method or --config", d)
     cfg = os.path.join(TMP, "bad.json")
