@@ -67,6 +67,8 @@ bool cli_parse_fp8_act(const char *s, lb_fp8_act *out);
 /* The W8A8 mode m runs, in words ("dynamic 1x128", "static per tensor", ...), or NULL when its
  * activations are not quantized (weights-only FP8, or no FP8 weights). */
 const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap);
+/* A table's model cell: name, or "name (W8A8 act)" when act (cli_fp8_act's words) is not empty. */
+const char *cli_w8a8_label(const char *name, const char *act, char *buf, size_t cap);
 /* Parses "5GB", "500MB", "2GiB", "123" into bytes; false when malformed. */
 bool cli_parse_size(const char *s, uint64_t *out);
 

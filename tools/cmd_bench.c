@@ -237,9 +237,7 @@ static const char *base(const char *path) {
 
 /* The table's model cell: the folder's name, and the W8A8 mode when there is one. */
 static const char *model_cell(const result *r, char *buf, size_t cap) {
-  if (!r->act[0]) return base(r->model);
-  snprintf(buf, cap, "%s (W8A8 %s)", base(r->model), r->act);
-  return buf;
+  return cli_w8a8_label(base(r->model), r->act, buf, cap);
 }
 
 static void print_profile(const result *r) {

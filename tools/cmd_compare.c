@@ -109,9 +109,8 @@ static void print_table(const opts *o, const row *base, const row *rows) {
   for (int i = 0; i < o->nmodels; i++) {
     const row *r = &rows[i];
     char cell[200];
-    snprintf(cell, sizeof cell, "%s%s%s%s", short_name(r->dir, n, sizeof n), r->act[0] ? " (W8A8 " : "", r->act,
-             r->act[0] ? ")" : "");
-    printf("| %s | %s | %.2f | %.4f ± %.4f | %.4f | %.5f ± %.5f | %.4f | %.2f%% |\n", cell,
+    printf("| %s | %s | %.2f | %.4f ± %.4f | %.4f | %.5f ± %.5f | %.4f | %.2f%% |\n",
+           cli_w8a8_label(short_name(r->dir, n, sizeof n), r->act, cell, sizeof cell),
            cli_bytes((uint64_t)r->size, sz, sizeof sz), bpw(r), r->ppl.ppl, r->ppl.ppl_stderr,
            r->ppl.ppl / r->kl.base_ppl, r->kl.kl_mean, r->kl.kl_stderr, r->kl.kl_p99, 100 * r->kl.same_top);
   }

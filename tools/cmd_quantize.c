@@ -149,11 +149,6 @@ static int parse_override(const char *v, override_arg *out) {
   return 0;
 }
 
-/* GPTQ proper and AWQ learn from calibration text, and so do static FP8 activation scales. */
-static bool calibrated(const lb_quant_spec *s) {
-  return (s->method == LB_QM_GPTQ && !s->rtn) || s->method == LB_QM_AWQ ||
-         (s->method == LB_QM_CT_FP8 && s->act == LB_FP8_ACT_STATIC);
-}
 
 static const char *calib_name(const lb_quant_spec *s) {
   return s->method == LB_QM_AWQ ? "awq" : s->method == LB_QM_CT_FP8 ? "fp8 static" : "gptq";
@@ -211,7 +206,7 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
                      o->config);
     }
     if (s->method == LB_QM_CT_INT) s->rtn = true;
-    if (!calibrated(s) && o->has_calib_opts) {
+    if (!lb_calib_needed(s) && o->has_calib_opts) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EINVAL, "%s: calibration options are for quant_method \"gptq\", "
                      "\"awq\" and static FP8 activations", o->config);
@@ -257,7 +252,7 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
   if ((o->search_samples || o->no_clip) && s->method != LB_QM_AWQ)
     return lb_fail(err, LB_EINVAL, "--awq-search-samples and --no-clip apply to awq only");
   LB_TRY(fp8_scheme(o, s, err));
-  if (o->has_calib_opts && !calibrated(s))
+  if (o->has_calib_opts && !lb_calib_needed(s))
     return lb_fail(err, LB_EINVAL, "calibration options (--calib, --nsamples, ...) apply to gptq, "
                    "awq and --scheme FP8 only");
   if (o->lm_head && !(s->method == LB_QM_GPTQ && s->rtn))
@@ -629,7 +624,7 @@ static lb_status run(const opts *o, lb_error *err) {
   uint64_t total = 0;
   quant_ctx x = {o, &spec, c, NULL, &st};
   calib_run cr = {0};
-  if (s == LB_OK && calibrated(&spec)) s = calib_setup(o, &spec, &cr, err);
+  if (s == LB_OK && lb_calib_needed(&spec)) s = calib_setup(o, &spec, &cr, err);
   x.cal = cr.cal;
   if (s == LB_OK) s = cli_build_output(o->dst, o->force, c, fill, &x, err);
   if (s == LB_OK) s = measure(&spec, c, o->dst, &st, &total, err);

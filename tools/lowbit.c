@@ -185,6 +185,12 @@ const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap) {
   return a == LB_FP8_ACT_OFF ? NULL : lb_fp8_act_describe(a, group, buf, cap);
 }
 
+const char *cli_w8a8_label(const char *name, const char *act, char *buf, size_t cap) {
+  if (!act || !act[0]) return name;
+  snprintf(buf, cap, "%s (W8A8 %s)", name, act);
+  return buf;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
       !strcmp(argv[1], "help")) {

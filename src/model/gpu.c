@@ -446,18 +446,15 @@ static lb_status in_order(lb_gpu *g, const glin *w, const void **x16, int64_t n,
   return LB_OK;
 }
 
-/* W8A8: the activations x16 of w in place as E4M3 codes times their scales (x16 is the scratch
- * row block that only w reads). */
-static lb_status act_fp8(lb_gpu *g, const glin *w, const void *x16, int64_t n, lb_error *err) {
-  return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, w->act_scale, NULL, NULL, err);
-}
-
 /* The column order an RMSNorm writes for `reader`, the weight that reads its output (NULL: none). */
 static const int32_t *norm_order(const glin *reader) { return reader && reader->normed ? reader->qw.perm : NULL; }
 
-/* Whether x16 is xn16 as the norm before w already quantized it for w (norm()). */
-static bool prequantized(const lb_gpu *g, const glin *w, const void *x16) {
-  return x16 == g->xn16 && g->xn_fp8 == w;
+/* W8A8: the activations x16 of w in place as E4M3 codes times their scales (x16 is the scratch
+ * row block that only w reads), unless the norm before w wrote them so (norm()); for weights that
+ * are not W8A8, nothing. */
+static lb_status act_fp8(lb_gpu *g, const glin *w, const void *x16, int64_t n, lb_error *err) {
+  if (!w->act_group || (x16 == g->xn16 && g->xn_fp8 == w)) return LB_OK;
+  return lb_cuda_fp8_act(g->cx, (void *)x16, n, w->cols, w->act_group, w->act_scale, NULL, NULL, err);
 }
 
 /* RMSNorm of n rows of x (ldx floats apart) into xn16 for `reader`, the weight that reads it
@@ -497,12 +494,12 @@ static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
-  if (w->act_group && !prequantized(g, w, x16)) {
+  if (w->act_group && !use_gemv(g, w, n) && !use_mma(g, w, n)) { /* (the norm quantizes for neither) */
     bool done = false;
-    if (!use_gemv(g, w, n) && !use_mma(g, w, n)) LB_TRY(fp8_tc(g, w, x16, n, y, acc, &done, err));
+    LB_TRY(fp8_tc(g, w, x16, n, y, acc, &done, err));
     if (done) return LB_OK;
-    LB_TRY(act_fp8(g, w, x16, n, err));
   }
+  LB_TRY(act_fp8(g, w, x16, n, err));
   LB_TRY(in_order(g, w, &x16, n, err));
   if (use_gemv(g, w, n)) {
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
@@ -518,7 +515,6 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   }
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
-
 
 /* o_proj or down_proj adding into the residual stream, then the RMSNorm by `normw` (NULL: none)
  * into xn16 for `next`, the weight that reads it (NULL: none; norm()). (Doing the
@@ -540,7 +536,7 @@ static lb_status gate_up(lb_gpu *g, const glayer *G, int64_t n, int64_t inter, l
     return lb_cuda_silu_mul(g->cx, g->gu, G->gu_bias, n, inter, G->gu.pairs, g->act16, err);
   }
   const void *x = g->xn16;
-  if (G->gu.act_group && !prequantized(g, &G->gu, x)) LB_TRY(act_fp8(g, &G->gu, x, n, err));
+  LB_TRY(act_fp8(g, &G->gu, x, n, err));
   LB_TRY(in_order(g, &G->gu, &x, n, err));
   if (use_mma(g, &G->gu, n))
     return lb_cuda_qmma_silu(&G->gu.qw, x, &g->i8x, G->gu_bias, g->act16, n, lb_cuda_stream(g->cx), err);

@@ -63,8 +63,11 @@ typedef struct lb_calib_block {
 typedef struct lb_calib lb_calib;
 struct lb_model;
 
-/* spec: LB_QM_GPTQ (not rtn), LB_QM_AWQ, or LB_QM_CT_FP8 with static activations (act
- * LB_FP8_ACT_STATIC: calib/fp8_block.c). The model must be dense, opened with a context of at
+/* Whether spec learns from calibration text: LB_QM_GPTQ (not rtn), LB_QM_AWQ, or LB_QM_CT_FP8
+ * with static activations (act LB_FP8_ACT_STATIC: calib/fp8_block.c). */
+bool lb_calib_needed(const lb_quant_spec *spec);
+
+/* spec: one that lb_calib_needed. The model must be dense, opened with a context of at
  * least d->seqlen. Embeds the calibration tokens. */
 lb_status lb_calib_new(struct lb_model *m, const lb_quant_spec *spec, const lb_calib_data *d,
                        const lb_calib_opts *o, lb_calib **out, lb_error *err);

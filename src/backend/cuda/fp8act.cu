@@ -76,17 +76,11 @@ __global__ void act_rows(__half *x, int64_t n, int64_t cols, uint8_t *codes, flo
   const int64_t r = blockIdx.x;
   __half *xr = x + r * cols;
   uint8_t *cr = codes ? codes + r * cols : nullptr;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t nblk = (cols + BLK - 1) / BLK;
-  __shared__ float part[THREADS / 32];
+  __shared__ float red[32];
   float amax = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += THREADS) amax = fmaxf(amax, fabsf(__half2float(xr[c])));
-  for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  if (lane == 0) part[warp] = amax;
-  __syncthreads();
-  amax = 0.0f;
-  for (int w = 0; w < THREADS / 32; w++) amax = fmaxf(amax, part[w]);
-  const float s = amax / 448.0f;
+  const float s = block_reduce<true>(amax, red) / 448.0f;
   for (int64_t c = threadIdx.x; c < cols; c += THREADS) put(xr, cr, c, s);
   if (scales)
     for (int64_t b = threadIdx.x; b < nblk; b += THREADS) scales[b * n + r] = s;
@@ -103,7 +97,7 @@ __global__ void act_rows_vec(__half *x, int64_t n, int64_t cols, uint8_t *codes,
   lb_pdl_wait();
   const int64_t r = blockIdx.x;
   __half *xr = x + r * cols;
-  const int nv = (int)(cols / 8), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int nv = (int)(cols / 8);
   uint4 v[V];
   float amax = 0.0f;
 #pragma unroll
@@ -116,13 +110,8 @@ __global__ void act_rows_vec(__half *x, int64_t n, int64_t cols, uint8_t *codes,
     for (int k = 0; k < 4; k++)
       amax = fmaxf(amax, fmaxf(fabsf(__low2float(h[k])), fabsf(__high2float(h[k]))));
   }
-  __shared__ float part[THREADS / 32];
-  for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  if (lane == 0) part[warp] = amax;
-  __syncthreads();
-  amax = 0.0f;
-  for (int w = 0; w < THREADS / 32; w++) amax = fmaxf(amax, part[w]);
-  const float s = amax / 448.0f;
+  __shared__ float red[32];
+  const float s = block_reduce<true>(amax, red) / 448.0f;
   if (scales)
     for (int64_t b = threadIdx.x; b < (cols + BLK - 1) / BLK; b += THREADS) scales[b * n + r] = s;
 #pragma unroll
@@ -153,29 +142,16 @@ __global__ void rmsnorm_fp8(const float *__restrict__ x, int64_t ldx, const floa
   lb_pdl_trigger();
   lb_pdl_wait();
   __shared__ float red[32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float *r = x + blockIdx.x * ldx;
   __half *yr = y + blockIdx.x * d;
-  float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
-  for (int o = 16; o; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) red[warp] = ss;
-  __syncthreads();
-  ss = 0.0f;
-  for (int i = 0; i < nw; i++) ss += red[i];
-  const float inv = rsqrtf(ss / (float)d + eps);
-  __syncthreads(); // red is reused below
+  const float inv = rms_inv(r, d, eps, red); // as lb_cuda_rmsnorm computes it
   if (fixed > 0.0f || group != BLK) { // one scale for the row
     float s = fixed;
     if (!(fixed > 0.0f)) {
       float amax = 0.0f;
       for (int64_t i = threadIdx.x; i < d; i += blockDim.x) amax = fmaxf(amax, fabsf(r[i] * inv * w[i]));
-      for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      if (lane == 0) red[warp] = amax;
-      __syncthreads();
-      amax = 0.0f;
-      for (int i = 0; i < nw; i++) amax = fmaxf(amax, red[i]);
-      s = amax / 448.0f;
+      s = block_reduce<true>(amax, red) / 448.0f;
     }
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = fake(r[i] * inv * w[i], s);
     return;
@@ -185,13 +161,13 @@ __global__ void rmsnorm_fp8(const float *__restrict__ x, int64_t ldx, const floa
     const float v = i < d ? r[i] * inv * w[i] : 0.0f;
     float amax = fabsf(v);
     for (int o = 16; o; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    __syncthreads(); // red may still be read (rms_inv, the step before)
     if (lane == 0) red[warp] = amax;
     __syncthreads();
     const int g0 = warp / (BLK / 32) * (BLK / 32);
     amax = red[g0];
     for (int k = 1; k < BLK / 32; k++) amax = fmaxf(amax, red[g0 + k]);
     if (i < d) yr[i] = fake(v, amax / 448.0f);
-    __syncthreads(); // red is written again by the next step
   }
 }
 

@@ -11,21 +11,6 @@
 
 static cudaStream_t stream_of(lb_cuda_ctx *c) { return c ? (cudaStream_t)lb_cuda_stream(c) : 0; }
 
-// Block-wide sum (max when MAX) of one value per thread; blockDim.x a multiple of 32, <= 1024.
-template <bool MAX> __device__ float block_reduce(float v, float *red) {
-  for (int o = 16; o > 0; o >>= 1) {
-    float u = __shfl_xor_sync(0xffffffffu, v, o);
-    v = MAX ? fmaxf(v, u) : v + u;
-  }
-  const int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  __syncthreads(); // red may still be read by a previous reduction
-  if ((threadIdx.x & 31) == 0) red[w] = v;
-  __syncthreads();
-  v = red[0];
-  for (int i = 1; i < nw; i++) v = MAX ? fmaxf(v, red[i]) : v + red[i];
-  return v;
-}
-
 __global__ void to_f16_k(const void *__restrict__ src, int dt, int64_t n, __half *__restrict__ dst, int *bad) {
   lb_pdl_trigger();
   lb_pdl_wait();
@@ -68,11 +53,7 @@ __global__ void rmsnorm_k(const float *__restrict__ x, int64_t ldx, const float 
   lb_pdl_wait();
   __shared__ float red[32];
   const float *r = x + blockIdx.x * ldx;
-  float ss = 0;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
-  ss = block_reduce<false>(ss, red);
-  const float inv = rsqrtf(ss / (float)d + eps);
+  const float inv = rms_inv(r, d, eps, red);
 #pragma unroll 4
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
     const int64_t p = perm ? perm[i] : i;

@@ -56,6 +56,31 @@ __device__ __forceinline__ void lb_pdl_wait() {
 #endif
 }
 
+// Block-wide sum (max when MAX) of one value per thread; blockDim.x a multiple of 32, <= 1024;
+// red: shared memory for 32 floats.
+template <bool MAX> __device__ __forceinline__ float block_reduce(float v, float *red) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = MAX ? fmaxf(v, u) : v + u;
+  }
+  const int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads(); // red may still be read by a previous reduction
+  if ((threadIdx.x & 31) == 0) red[w] = v;
+  __syncthreads();
+  v = red[0];
+  for (int i = 1; i < nw; i++) v = MAX ? fmaxf(v, red[i]) : v + red[i];
+  return v;
+}
+
+// RMSNorm's factor of one row r of d floats, by the whole block: rsqrt(mean(r^2) + eps).
+__device__ __forceinline__ float rms_inv(const float *__restrict__ r, int64_t d, float eps, float *red) {
+  float ss = 0;
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += r[i] * r[i];
+  ss = block_reduce<false>(ss, red);
+  return rsqrtf(ss / (float)d + eps);
+}
+
 // The device's SM count, read once per translation unit (132 when it cannot be read).
 static inline int lb_cu_sm_count(void) {
   static int n = 0;

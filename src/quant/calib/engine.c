@@ -25,14 +25,18 @@ static void free_out(lb_calib *c) {
   memset(&c->out, 0, sizeof c->out);
 }
 
+bool lb_calib_needed(const lb_quant_spec *s) {
+  return (s->method == LB_QM_GPTQ && !s->rtn) || s->method == LB_QM_AWQ ||
+         (s->method == LB_QM_CT_FP8 && s->act == LB_FP8_ACT_STATIC);
+}
+
 lb_status lb_calib_new(lb_model *m, const lb_quant_spec *spec, const lb_calib_data *d,
                        const lb_calib_opts *o, lb_calib **out, lb_error *err) {
   *out = NULL;
   if (m->qspec)
     return lb_fail(err, LB_EINVAL, "%s: calibration needs a dense model (this one is quantized)",
                    lb_checkpoint_dir(m->ck));
-  if (!((spec->method == LB_QM_GPTQ && !spec->rtn) || spec->method == LB_QM_AWQ ||
-        (spec->method == LB_QM_CT_FP8 && spec->act == LB_FP8_ACT_STATIC)))
+  if (!lb_calib_needed(spec))
     return lb_fail(err, LB_EINVAL, "calibration: the method calibrates nothing");
   if (d->seqlen > m->ctx)
     return lb_fail(err, LB_EINVAL, "calibration: sequences of %lld tokens exceed the model's "
