@@ -6,8 +6,7 @@
  * SiLU-and-multiply for gate/up); o_proj and down_proj accumulate into the residual stream.
  * Weights: quantized weights that fit a device layout (cuda.h, lb_cuda_qw: 4-bit GPTQ/AWQ/RTN
  * without act-order, NF4/FP4, FP8 E4M3, LLM.int8) keep it: a GEMV for the fewest rows, the
- * tensor-core product for up to 64 (GEMV_ROWS below), dequantized to fp16 then cuBLAS for more
- * (a side stream dequantizes the next weight while the GEMM of this one runs: dequant());
+ * tensor-core product for up to 64 (GEMV_ROWS below), dequantized to fp16 then cuBLAS for more;
  * every other weight is dequantized once at load to fp16 for cuBLAS.
  * A decode step (one token of each sequence) is captured in a CUDA graph the first time and
  * replayed after (LOWBIT_CUDA_GRAPH=0 turns that off).
@@ -36,9 +35,6 @@
  * LOWBIT_CUDA_GEMV_ROWS=N (0..32) and LOWBIT_CUDA_MMA_ROWS=N (0: off), every kind, move the lines
  * for A/B runs. Up to SMALL_N rows a sequence, attention is the decode kernel's. */
 enum { LOGIT_ROWS = LB_MAX_BATCH, MAX_CHUNK = 2048, SMALL_N = 8 };
-/* Prefill dequantizes a quantized weight for cuBLAS in pieces of at most this many MiB of fp16
- * (cut_of), which the L2 (50 MB on the H100) holds from the dequantization to the GEMM. */
-enum { DEQ_SLICE_MIB = 12 };
 static const int64_t GEMV_ROWS[] = {[LB_CUDA_Q4] = 1, [LB_CUDA_Q4F] = 1, [LB_CUDA_NF4] = 1,
                                     [LB_CUDA_FP8] = 2, [LB_CUDA_A8] = 2, [LB_CUDA_I8] = 8};
 static const int64_t MMA_ROWS[] = {[LB_CUDA_Q4] = 64, [LB_CUDA_Q4F] = 64, [LB_CUDA_NF4] = 64,
@@ -53,8 +49,6 @@ typedef struct glin {
   float *bias;   /* added after the product (o_proj, down_proj), or NULL */
   int64_t act_group; /* W8A8 (lb_mat.act_group): the activations quantized to E4M3 first */
   float act_scale;   /* static W8A8 (lb_mat.act_scale): their fixed scale, else 0 */
-  const struct glin *next; /* the weight a chunk multiplies by after this one (q/k/v, o, gate/up,
-                              down, the next layer's q/k/v), or NULL: dequantization ahead */
 } glin;
 
 typedef struct glayer {
@@ -82,16 +76,7 @@ struct lb_gpu {
   int32_t *pinned;    /* host page-locked: ids [chunk], then pos */
   int64_t chunk;
   float *x, *qkv, *gu, *logits;
-  void *xn16, *att16, *act16;
-  /* prefill's fp16 copies of quantized weights for cuBLAS, in pieces (cut_of): deq16[1]
-   * (LOWBIT_CUDA_AHEAD=0: NULL) lets the side stream dequantize the next piece while the GEMM of
-   * this one runs */
-  void *deq16[LB_CUDA_SIDE_SLOTS];
-  int64_t slice;  /* the most fp16 bytes a piece takes (LOWBIT_CUDA_SLICE=MiB; 0: whole weights) */
-  int slice_by;   /* 0: rows for tall weights, columns for wide ones; 1: rows; 2: columns (A/B) */
-  const struct glin *ahead; /* the piece the side stream is dequantizing into deq16[ahead_slot] */
-  int ahead_k, ahead_slot;
-  bool capturing; /* a decode step is being captured (nothing goes to the side stream) */
+  void *xn16, *att16, *act16, *deq16;
   lb_cuda_i8x i8x; /* LLM.int8's activations (when a weight is LB_CUDA_I8) */
   void *q16;      /* rotated q in fp16 (prefill attention) */
   void *xperm16;  /* a call's activations in an act-order weight's column order, or NULL */
@@ -264,8 +249,6 @@ static lb_status upload_layer(lb_model *m, lb_gpu *g, int l, lb_error *err) {
   G->qkv.normed = G->qkv.qw.perm != NULL, G->gu.normed = G->gu.qw.perm != NULL; /* their norms gather */
   LB_TRY(upload_lin(g, &o, 1, false, what, &G->o, err));
   LB_TRY(upload_lin(g, &down, 1, false, what, &G->down, err));
-  G->qkv.next = &G->o, G->o.next = &G->gu, G->gu.next = &G->down;
-  if (l > 0) g->layers[l - 1].down.next = &G->qkv;
   float *qb[3] = {L->bias[LB_LIN_Q], L->bias[LB_LIN_K], L->bias[LB_LIN_V]};
   int64_t qr[3] = {qkv[0]->rows, qkv[1]->rows, qkv[2]->rows};
   float *gb[2] = {L->bias[LB_LIN_GATE], L->bias[LB_LIN_UP]};
@@ -300,38 +283,9 @@ typedef struct {
   int64_t f8cols, f8wsc;    /* W8A8 on the FP8 tensor cores: activation row, weight scales */
 } needs;
 
-/* How prefill cuts w's fp16 copy, so that a piece is still in the L2 when its GEMM reads it: count
- * pieces of `step` rows (by_rows: each GEMM writes y's columns of its rows) or columns (each adds
- * its columns' products into y), the last one shorter. Tall weights go by rows, wide ones
- * (down_proj) by columns, which keeps every piece's GEMM as wide as the weight's. */
-typedef struct {
-  int64_t step;
-  int count;
-  bool by_rows;
-} cut;
-
-static cut cut_of(const lb_gpu *g, const glin *w) {
-  const int64_t el = g->slice / 2;
-  if (!el || w->rows * w->cols <= el) return (cut){w->rows, 1, true};
-  const bool by_rows = g->slice_by ? g->slice_by == 1 : w->rows >= w->cols;
-  const int64_t dim = by_rows ? w->rows : w->cols;
-  int64_t step = el / (by_rows ? w->cols : w->rows) / 128 * 128;
-  step = step < 128 ? 128 : step > dim ? dim : step;
-  return (cut){step, (int)((dim + step - 1) / step), by_rows};
-}
-
-/* Piece k of w under ct: rows r0 .. r0 + nr - 1, columns c0 .. c0 + nc - 1. */
-static void piece_of(const glin *w, cut ct, int k, int64_t *r0, int64_t *nr, int64_t *c0, int64_t *nc) {
-  const int64_t a = k * ct.step, dim = ct.by_rows ? w->rows : w->cols, len = dim - a < ct.step ? dim - a : ct.step;
-  *r0 = ct.by_rows ? a : 0, *nr = ct.by_rows ? len : w->rows;
-  *c0 = ct.by_rows ? 0 : a, *nc = ct.by_rows ? w->cols : len;
-}
-
-static void scratch_need(const lb_gpu *g, const glin *w, needs *nd) {
+static void scratch_need(const glin *w, needs *nd) {
   if (!w->qw.codes) return;
-  const cut ct = cut_of(g, w);
-  const size_t piece = (size_t)(ct.by_rows ? ct.step * w->cols : w->rows * ct.step);
-  if (piece > nd->deq) nd->deq = piece;
+  if ((size_t)(w->rows * w->cols) > nd->deq) nd->deq = (size_t)(w->rows * w->cols);
   if (w->qw.kind == LB_CUDA_I8 && w->cols > nd->i8cols) nd->i8cols = w->cols;
   if (w->qw.perm && w->cols > nd->permcols) nd->permcols = w->cols;
   if (!w->act_group || !lb_cuda_fp8_tc_fits(&w->qw)) return;
@@ -346,10 +300,9 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   needs nd = {0};
   for (int l = 0; l < g->nlayers; l++) {
     const glayer *G = &g->layers[l];
-    scratch_need(g, &G->qkv, &nd), scratch_need(g, &G->o, &nd), scratch_need(g, &G->gu, &nd);
-    scratch_need(g, &G->down, &nd);
+    scratch_need(&G->qkv, &nd), scratch_need(&G->o, &nd), scratch_need(&G->gu, &nd), scratch_need(&G->down, &nd);
   }
-  scratch_need(g, &g->head, &nd);
+  scratch_need(&g->head, &nd);
   const char *tc = getenv("LOWBIT_CUDA_FP8_TC");
   g->fp8_tc = nd.f8cols > 0 && !(tc && strcmp(tc, "0") == 0);
   if (g->fp8_tc) {
@@ -366,9 +319,7 @@ static lb_status scratch(lb_model *m, lb_gpu *g, lb_error *err) {
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * d) * 2, &g->xn16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->att16, err));
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * inter) * 2, &g->act16, err));
-  const char *ahead = getenv("LOWBIT_CUDA_AHEAD");
-  for (int i = 0; i < (ahead && strcmp(ahead, "0") == 0 ? 1 : LB_CUDA_SIDE_SLOTS) && nd.deq; i++)
-    LB_TRY(lb_cuda_alloc(g->cx, nd.deq * 2, &g->deq16[i], err));
+  if (nd.deq) LB_TRY(lb_cuda_alloc(g->cx, nd.deq * 2, &g->deq16, err));
   size_t scores = (size_t)(c->num_attention_heads * (ch < LB_CUDA_ATT_ROWS ? ch : LB_CUDA_ATT_ROWS) * m->ctx);
   LB_TRY(lb_cuda_alloc(g->cx, (size_t)(ch * qd) * 2, &g->q16, err));
   if (!g->flash) {
@@ -405,10 +356,6 @@ static lb_status open_gpu(lb_model *m, lb_gpu *g, lb_error *err) {
   const char *mrows = getenv("LOWBIT_CUDA_MMA_ROWS");
   g->mma_rows = mrows ? strtol(mrows, NULL, 10) : -1;
   if (g->mma_rows < 0) g->mma_rows = -1;
-  const char *slice = getenv("LOWBIT_CUDA_SLICE"), *by = getenv("LOWBIT_CUDA_SLICE_BY");
-  const long mib = slice ? strtol(slice, NULL, 10) : DEQ_SLICE_MIB;
-  g->slice = mib > 0 && mib < 1 << 20 ? (int64_t)mib << 20 : 0;
-  g->slice_by = by && strcmp(by, "rows") == 0 ? 1 : by && strcmp(by, "cols") == 0 ? 2 : 0;
   const char *split = getenv("LOWBIT_CUDA_ATTN_SPLIT");
   g->split_keys = split ? strtol(split, NULL, 10) : 256;
   const char *flash = getenv("LOWBIT_CUDA_FLASH");
@@ -472,7 +419,7 @@ void lb_gpu_free(lb_gpu *g) {
   free(g->layers);
   free_lin(&g->head, g->embed16);
   void *p[] = {g->embed16, g->final_norm, g->cs, g->ids, g->x, g->qkv, g->gu, g->logits,
-               g->xn16, g->att16, g->act16, g->deq16[0], g->deq16[1], g->q16, g->xperm16, g->S, g->P16, g->attn_split,
+               g->xn16, g->att16, g->act16, g->deq16, g->q16, g->xperm16, g->S, g->P16, g->attn_split,
                g->probs, g->picks, g->next};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) lb_cuda_release(p[i]);
   lb_cuda_i8x_free(&g->i8x);
@@ -544,45 +491,6 @@ static lb_status fp8_tc(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
 
-/* Whether linear() multiplies n rows by w through its fp16 copy (dequantized for cuBLAS). */
-static bool dequantizes(const lb_gpu *g, const glin *w, int64_t n) {
-  if (!w->qw.codes || use_gemv(g, w, n) || use_mma(g, w, n)) return false;
-  return !(w->act_group && g->fp8_tc && lb_cuda_fp8_tc_fits(&w->qw));
-}
-
-/* Waits for a dequantization the side stream has ahead, if any. */
-static lb_status ahead_join(lb_gpu *g, lb_error *err) {
-  if (!g->ahead) return LB_OK;
-  g->ahead = NULL;
-  return lb_cuda_side_acquire(g->cx, g->ahead_slot, err);
-}
-
-/* Piece k of w (cut ct) as fp16 in deq16[*slot] for the stream's next GEMM: dequantized ahead by
- * the side stream, or now; then the side stream starts on the piece after it (of w, or of the
- * weight after w when that is dequantized too), into the other slot, once the GEMM that last read
- * that slot is done. */
-static lb_status dequant(lb_gpu *g, const glin *w, cut ct, int k, int64_t n, int *slot, lb_error *err) {
-  int64_t r0, nr, c0, nc;
-  const bool mine = g->ahead == w && g->ahead_k == k;
-  *slot = mine ? g->ahead_slot : 0;
-  LB_TRY(ahead_join(g, err)); /* (not this piece's: its slot is free again once this returns) */
-  if (!mine) {
-    piece_of(w, ct, k, &r0, &nr, &c0, &nc);
-    LB_TRY(lb_cuda_qw_dequant_part(&w->qw, r0, nr, c0, nc, g->deq16[0], lb_cuda_stream(g->cx), err));
-  }
-  if (!g->deq16[1] || g->capturing) return LB_OK;
-  const glin *nw = w;
-  int nk = k + 1;
-  if (nk == ct.count) {
-    if (!(nw = w->next) || !dequantizes(g, nw, n)) return LB_OK;
-    ct = cut_of(g, nw), nk = 0;
-  }
-  piece_of(nw, ct, nk, &r0, &nr, &c0, &nc);
-  LB_TRY(lb_cuda_side_dequant(g->cx, &nw->qw, r0, nr, c0, nc, g->deq16[*slot ^ 1], *slot ^ 1, err));
-  g->ahead = nw, g->ahead_k = nk, g->ahead_slot = *slot ^ 1;
-  return LB_OK;
-}
-
 /* y[n][rows] (= or += when acc) x16[n][cols] . W^T, then the bias. */
 static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, float *y, bool acc,
                         lb_error *err) {
@@ -597,19 +505,13 @@ static lb_status linear(lb_gpu *g, const glin *w, const void *x16, int64_t n, fl
     LB_TRY(lb_cuda_gemv(&w->qw, x16, &g->i8x, y, (int)n, acc, lb_cuda_stream(g->cx), err));
   } else if (use_mma(g, w, n)) {
     LB_TRY(lb_cuda_qmma(&w->qw, x16, &g->i8x, y, n, acc, lb_cuda_stream(g->cx), err));
-  } else if (!w->qw.codes) {
-    LB_TRY(lb_cuda_gemm(g->cx, w->w16, x16, y, w->rows, w->cols, n, acc, err));
   } else {
-    const cut ct = cut_of(g, w);
-    for (int k = 0; k < ct.count; k++) {
-      int64_t r0, nr, c0, nc;
-      int slot;
-      piece_of(w, ct, k, &r0, &nr, &c0, &nc);
-      LB_TRY(dequant(g, w, ct, k, n, &slot, err));
-      LB_TRY(lb_cuda_gemm_ld(g->cx, g->deq16[slot], nc, (const char *)x16 + c0 * 2, w->cols, y + r0, w->rows, nr,
-                             nc, n, acc || (k > 0 && !ct.by_rows), err)); /* (column pieces add up) */
-      if (!g->capturing) LB_TRY(lb_cuda_side_release(g->cx, slot, err)); /* (a graph only uses slot 0) */
+    const void *w16 = w->w16;
+    if (w->qw.codes) {
+      LB_TRY(lb_cuda_qw_dequant(g->cx, &w->qw, g->deq16, err));
+      w16 = g->deq16;
     }
+    LB_TRY(lb_cuda_gemm(g->cx, w16, x16, y, w->rows, w->cols, n, acc, err));
   }
   return w->bias ? lb_cuda_add_bias(g->cx, y, w->bias, n, w->rows, err) : LB_OK;
 }
@@ -694,13 +596,10 @@ static lb_status decode_step(lb_model *m, lb_gpu *g, int64_t n, lb_error *err) {
     return g->skip & SK_HEAD ? LB_OK : linear(g, &g->head, g->xn16, n, g->logits, false, err);
   }
   if (!g->graph[n]) {
-    LB_TRY(ahead_join(g, err));
     LB_TRY(lb_cuda_sync(g->cx, err));
     LB_TRY(lb_cuda_capture_begin(g->cx, err));
-    g->capturing = true;
     lb_status s = issue_chunk(m, g, n, 1, 0, m->pos, n, err);
     if (s == LB_OK && !(g->skip & SK_HEAD)) s = linear(g, &g->head, g->xn16, n, g->logits, false, err);
-    g->capturing = false;
     void *graph = NULL;
     lb_error e2;
     lb_status s2 = lb_cuda_capture_end(g->cx, &graph, s == LB_OK ? err : &e2);
@@ -771,6 +670,5 @@ lb_status lb_gpu_forward(lb_model *m, int64_t nseq, const int32_t *tokens, int64
     }
   }
   m->pos += n;
-  LB_TRY(ahead_join(g, err)); /* (a chunk whose path left it unused) */
   return lb_cuda_sync(g->cx, err);
 }

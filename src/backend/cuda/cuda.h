@@ -1,7 +1,7 @@
 /* C entry points of the CUDA backend (the .cu files beside this header). Kernels take device
  * buffers the caller owns and run on the stream of a context (lb_cuda_ctx: one device, one
- * stream, one cuBLAS handle, and a side stream for dequantization ahead); they return a status
- * and synchronize nothing unless the name says so. A build without CUDA has stubs that return LB_EUNSUPPORTED (none.c).
+ * stream, one cuBLAS handle); they return a status and synchronize nothing unless the name says
+ * so. A build without CUDA has stubs that return LB_EUNSUPPORTED (none.c).
  *
  * Conventions: activations that feed a matrix product are fp16 (what the tensor cores and the
  * GEMV take); the residual stream, GEMM outputs, q and the softmax are fp32; the KV cache is fp16.
@@ -39,13 +39,9 @@ lb_status lb_cuda_get(lb_cuda_ctx *c, void *dst, const void *src, size_t bytes, 
 lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err);
 
 /* y[n][rows] (fp32) = x[n][cols] (fp16) . w[rows][cols]^T (fp16) through cuBLAS (tensor cores,
- * fp32 accumulation); acc: y += instead of y =. _ld: rows of w, x and y ldw, ldx and ldy elements
- * apart (a part of a weight: y's columns r0.. at y + r0, or the products over its columns c0.. at
- * x + c0, summed into y). */
+ * fp32 accumulation); acc: y += instead of y =. */
 lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y, int64_t rows,
                        int64_t cols, int64_t n, bool acc, lb_error *err);
-lb_status lb_cuda_gemm_ld(lb_cuda_ctx *c, const void *w16, int64_t ldw, const void *x16, int64_t ldx, float *y,
-                          int64_t ldy, int64_t rows, int64_t cols, int64_t n, bool acc, lb_error *err);
 
 /* Strided batched product in cuBLAS's column-major terms: for b < batch,
  * C_b (m x n) = alpha op(A_b) op(B_b), op = transpose when ta / tb, A_b = A + b * sa elements
@@ -113,25 +109,8 @@ bool lb_cuda_qw_fits(const struct lb_qweight *w, const char **why);
 lb_status lb_cuda_qw_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, int n, bool pairs,
                             lb_cuda_qw *out, lb_error *err);
 void lb_cuda_qw_free(lb_cuda_qw *w);
-/* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm) on c's stream (c NULL: the
- * default stream); or rows r0 .. r0 + nr - 1, columns c0 .. c0 + nc - 1 (multiples of 8) as fp16
- * [nr][nc] on `stream`. */
+/* The whole weight as fp16 [rows][cols] (prefill: then lb_cuda_gemm). */
 lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err);
-lb_status lb_cuda_qw_dequant_part(const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
-                                  void *out16, void *stream, lb_error *err);
-
-/* Dequantization ahead (runtime.cu): a second stream dequantizes the part of a weight prefill
- * reads next while the GEMM of the current one runs, into one of LB_CUDA_SIDE_SLOTS fp16 buffers
- * the caller owns. lb_cuda_side_dequant(s): the side stream waits until the context's stream has
- * passed its last lb_cuda_side_release(s) (the last GEMM that read slot s), then dequantizes the
- * part (lb_cuda_qw_dequant_part) into out16; lb_cuda_side_acquire(s) makes the context's stream
- * wait for that. lb_cuda_sync waits for both streams. Not while the context's stream is being
- * captured (the side stream is not part of it). */
-enum { LB_CUDA_SIDE_SLOTS = 2 };
-lb_status lb_cuda_side_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0,
-                               int64_t nc, void *out16, int slot, lb_error *err);
-lb_status lb_cuda_side_acquire(lb_cuda_ctx *c, int slot, lb_error *err);
-lb_status lb_cuda_side_release(lb_cuda_ctx *c, int slot, lb_error *err);
 
 /* The most activation rows one GEMV call takes (a kernel per 8 of them). */
 enum { LB_CUDA_GEMV_MAX = 32, LB_CUDA_I8X_ROWS = 64 };

@@ -47,11 +47,6 @@ lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *
   (void)c, (void)w16, (void)x16, (void)y, (void)rows, (void)cols, (void)n, (void)acc;
   return NO_CUDA(err);
 }
-lb_status lb_cuda_gemm_ld(lb_cuda_ctx *c, const void *w16, int64_t ldw, const void *x16, int64_t ldx, float *y,
-                          int64_t ldy, int64_t rows, int64_t cols, int64_t n, bool acc, lb_error *err) {
-  (void)c, (void)w16, (void)ldw, (void)x16, (void)ldx, (void)y, (void)ldy, (void)rows, (void)cols, (void)n, (void)acc;
-  return NO_CUDA(err);
-}
 lb_status lb_cuda_gemm_batched(lb_cuda_ctx *c, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                                float alpha, const void *A, int64_t lda, int64_t sa, const void *B,
                                int64_t ldb, int64_t sb, void *C, bool c16, int64_t ldc, int64_t sc,
@@ -88,24 +83,6 @@ lb_status lb_cuda_qw_upload(lb_cuda_ctx *c, const struct lb_qweight *const *w, i
 void lb_cuda_qw_free(lb_cuda_qw *w) { (void)w; }
 lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err) {
   (void)c, (void)w, (void)out16;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_qw_dequant_part(const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
-                                  void *out16, void *stream, lb_error *err) {
-  (void)w, (void)r0, (void)nr, (void)c0, (void)nc, (void)out16, (void)stream;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_side_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0,
-                               int64_t nc, void *out16, int slot, lb_error *err) {
-  (void)c, (void)w, (void)r0, (void)nr, (void)c0, (void)nc, (void)out16, (void)slot;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_side_acquire(lb_cuda_ctx *c, int slot, lb_error *err) {
-  (void)c, (void)slot;
-  return NO_CUDA(err);
-}
-lb_status lb_cuda_side_release(lb_cuda_ctx *c, int slot, lb_error *err) {
-  (void)c, (void)slot;
   return NO_CUDA(err);
 }
 lb_status lb_cuda_i8x_alloc(lb_cuda_ctx *c, int64_t cols, lb_cuda_i8x *out, lb_error *err) {

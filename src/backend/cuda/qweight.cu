@@ -251,14 +251,11 @@ struct Table16 {
   float v[16];
 };
 
-// One thread per 8 columns of a row, written as one 16-byte store of fp16: columns c0 .. c0 + kc - 1
-// of the rows codes and sc start at (rows of `cols` columns), out [rows][kc]; 32-bit index math
-// (the whole weight's units < 2^32, checked by the caller: 64-bit division is a long instruction
-// sequence).
+// One thread per 8 columns of a row, written as one 16-byte store of fp16; 32-bit index math
+// (units < 2^32, checked by the caller: 64-bit division is a long instruction sequence).
 template <int K>
 __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__restrict__ sc, uint4 *__restrict__ out,
-                        uint32_t units, uint32_t cols, uint32_t c0, uint32_t kc, uint32_t group, uint32_t ngroups,
-                        Table16 tab) {
+                        uint32_t units, uint32_t cols, uint32_t group, uint32_t ngroups, Table16 tab) {
   lb_pdl_trigger();
   __shared__ float tb[16]; // NF4's code book (a parameter indexed by a code would go to local memory)
   if (K == LB_CUDA_NF4 && threadIdx.x == 0)
@@ -266,9 +263,9 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
     for (int j = 0; j < 16; j++) tb[j] = tab.v[j];
   __syncthreads();
   lb_pdl_wait(); // out may still be read by the kernel before
-  const uint32_t j = blockIdx.x * blockDim.x + threadIdx.x, upk = kc / 8;
-  if (j >= units) return;
-  const uint32_t r = j / upk, c = c0 + (j - r * upk) * 8, i = r * (cols / 8) + c / 8; // i: the source unit
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x, upr = cols / 8;
+  if (i >= units) return;
+  const uint32_t r = i / upr, c = (i - r * upr) * 8;
   const uint32_t s = sc[(size_t)r * ngroups + c / group];
   uint4 o;
   __half *h = reinterpret_cast<__half *>(&o);
@@ -310,37 +307,28 @@ __global__ void dequant(const uint8_t *__restrict__ codes, const uint32_t *__res
       }
     }
   }
-  out[j] = o;
+  out[i] = o;
 }
 
 extern "C" lb_status lb_cuda_qw_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, void *out16, lb_error *err) {
-  return lb_cuda_qw_dequant_part(w, 0, w->rows, 0, w->cols, out16, c ? lb_cuda_stream(c) : NULL, err);
-}
-
-extern "C" lb_status lb_cuda_qw_dequant_part(const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
-                                             void *out16, void *stream, lb_error *err) {
-  if (w->rows * w->cols / 8 >= ((int64_t)1 << 32)) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: a weight of 2^35 or more values cannot be dequantized in one launch");
-  if (r0 < 0 || nr < 1 || r0 + nr > w->rows || c0 < 0 || nc < 8 || c0 + nc > w->cols || (c0 | nc) % 8)
-    return lb_cu_fail(err, LB_EINVAL, "cuda: a dequantized part off the weight or off its 8-column units");
-  const int64_t units = nr * nc / 8;
+  const int64_t units = w->rows * w->cols / 8;
+  if (units >= ((int64_t)1 << 32)) return lb_cu_fail(err, LB_EUNSUPPORTED, "cuda: a weight of 2^35 or more values cannot be dequantized in one launch");
   const dim3 grid((unsigned)((units + 255) / 256)), block(256);
-  cudaStream_t st = (cudaStream_t)stream;
-  const int64_t unit_bytes = w->kind == LB_CUDA_Q4 || w->kind == LB_CUDA_Q4F || w->kind == LB_CUDA_NF4 ? 4 : 8;
-  const uint8_t *codes = (const uint8_t *)w->codes + r0 * (w->cols / 8) * unit_bytes;
-  const uint32_t *sc = (const uint32_t *)w->scales + r0 * w->ngroups;
+  cudaStream_t st = c ? (cudaStream_t)lb_cuda_stream(c) : 0;
+  const uint8_t *codes = (const uint8_t *)w->codes;
+  const uint32_t *sc = (const uint32_t *)w->scales;
   uint4 *o = (uint4 *)out16;
   const uint32_t cols = (uint32_t)w->cols, group = (uint32_t)w->group, ng = (uint32_t)w->ngroups, u = (uint32_t)units;
-  const uint32_t cs = (uint32_t)c0, kc = (uint32_t)nc;
   Table16 tab;
   memcpy(tab.v, w->code, sizeof tab.v);
   cudaError_t e = cudaErrorInvalidValue;
   switch (w->kind) {
-  case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
-  case LB_CUDA_Q4F: e = lb_cu_launch(dequant<LB_CUDA_Q4F>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
-  case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
-  case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
-  case LB_CUDA_A8: e = lb_cu_launch(dequant<LB_CUDA_A8>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
-  case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, u, cols, cs, kc, group, ng, tab); break;
+  case LB_CUDA_Q4: e = lb_cu_launch(dequant<LB_CUDA_Q4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_Q4F: e = lb_cu_launch(dequant<LB_CUDA_Q4F>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_NF4: e = lb_cu_launch(dequant<LB_CUDA_NF4>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_FP8: e = lb_cu_launch(dequant<LB_CUDA_FP8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_A8: e = lb_cu_launch(dequant<LB_CUDA_A8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
+  case LB_CUDA_I8: e = lb_cu_launch(dequant<LB_CUDA_I8>, grid, block, 0, st, codes, sc, o, u, cols, group, ng, tab); break;
   default: break;
   }
   return lb_cu_check(err, "launching a weight's dequantization", e);

@@ -1,5 +1,5 @@
 // The CUDA context behind cuda.h: device 0, one stream, one cuBLAS handle (and a cuBLASLt one for
-// FP8), memory, copies, the cuBLAS GEMMs, graph capture; the side stream and its slot events.
+// FP8), memory, copies, the cuBLAS GEMMs, graph capture.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -11,8 +11,6 @@
 
 struct lb_cuda_ctx {
   cudaStream_t stream;
-  cudaStream_t side; // dequantization ahead (lb_cuda_side_*)
-  cudaEvent_t released[LB_CUDA_SIDE_SLOTS], ready[LB_CUDA_SIDE_SLOTS];
   cublasHandle_t blas;
   cublasLtHandle_t lt; // FP8 products
   void *workspace;
@@ -41,11 +39,6 @@ extern "C" lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err) {
   if (!c) return lb_cu_fail(err, LB_ENOMEM, "cuda: out of host memory");
   lb_status s = lb_cu_check(err, "cudaSetDevice", cudaSetDevice(0));
   if (s == LB_OK) s = lb_cu_check(err, "creating a stream", cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-  if (s == LB_OK) s = lb_cu_check(err, "creating a stream", cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking));
-  for (int i = 0; i < LB_CUDA_SIDE_SLOTS && s == LB_OK; i++) {
-    s = lb_cu_check(err, "creating an event", cudaEventCreateWithFlags(&c->released[i], cudaEventDisableTiming));
-    if (s == LB_OK) s = lb_cu_check(err, "creating an event", cudaEventCreateWithFlags(&c->ready[i], cudaEventDisableTiming));
-  }
   if (s == LB_OK) s = blas_check(err, "cublasCreate", cublasCreate(&c->blas));
   if (s == LB_OK) s = blas_check(err, "cublasSetStream", cublasSetStream(c->blas, c->stream));
   if (s == LB_OK) s = lb_cuda_alloc(c, WORKSPACE, &c->workspace, err);
@@ -62,16 +55,10 @@ extern "C" lb_status lb_cuda_open(lb_cuda_ctx **out, lb_error *err) {
 extern "C" void lb_cuda_close(lb_cuda_ctx *c) {
   if (!c) return;
   if (c->stream) cudaStreamSynchronize(c->stream);
-  if (c->side) cudaStreamSynchronize(c->side);
   if (c->blas) cublasDestroy(c->blas);
   if (c->lt) cublasLtDestroy(c->lt);
   cudaFree(c->workspace);
   if (c->stream) cudaStreamDestroy(c->stream);
-  if (c->side) cudaStreamDestroy(c->side);
-  for (int i = 0; i < LB_CUDA_SIDE_SLOTS; i++) {
-    if (c->released[i]) cudaEventDestroy(c->released[i]);
-    if (c->ready[i]) cudaEventDestroy(c->ready[i]);
-  }
   free(c);
 }
 
@@ -118,47 +105,18 @@ extern "C" lb_status lb_cuda_get(lb_cuda_ctx *c, void *dst, const void *src, siz
 }
 
 extern "C" lb_status lb_cuda_sync(lb_cuda_ctx *c, lb_error *err) {
-  lb_status s = lb_cu_check(err, "running the stream", cudaStreamSynchronize(c->stream));
-  return s == LB_OK ? lb_cu_check(err, "running the side stream", cudaStreamSynchronize(c->side)) : s;
-}
-
-static lb_status side_slot(int slot, lb_error *err) {
-  return slot >= 0 && slot < LB_CUDA_SIDE_SLOTS ? LB_OK : lb_cu_fail(err, LB_EINVAL, "cuda: no such side slot");
-}
-
-extern "C" lb_status lb_cuda_side_dequant(lb_cuda_ctx *c, const lb_cuda_qw *w, int64_t r0, int64_t nr, int64_t c0,
-                                          int64_t nc, void *out16, int slot, lb_error *err) {
-  lb_status s = side_slot(slot, err);
-  if (s == LB_OK) s = lb_cu_check(err, "ordering the side stream", cudaStreamWaitEvent(c->side, c->released[slot], 0));
-  if (s == LB_OK) s = lb_cuda_qw_dequant_part(w, r0, nr, c0, nc, out16, c->side, err);
-  return s == LB_OK ? lb_cu_check(err, "recording an event", cudaEventRecord(c->ready[slot], c->side)) : s;
-}
-
-extern "C" lb_status lb_cuda_side_acquire(lb_cuda_ctx *c, int slot, lb_error *err) {
-  lb_status s = side_slot(slot, err);
-  return s == LB_OK ? lb_cu_check(err, "ordering the stream", cudaStreamWaitEvent(c->stream, c->ready[slot], 0)) : s;
-}
-
-extern "C" lb_status lb_cuda_side_release(lb_cuda_ctx *c, int slot, lb_error *err) {
-  lb_status s = side_slot(slot, err);
-  return s == LB_OK ? lb_cu_check(err, "recording an event", cudaEventRecord(c->released[slot], c->stream)) : s;
+  return lb_cu_check(err, "running the stream", cudaStreamSynchronize(c->stream));
 }
 
 // Row-major y[n][rows] = x[n][cols] w[rows][cols]^T is, in cuBLAS's column-major terms,
 // Y (rows x n) = W^T (W read as a cols x rows matrix) times X (cols x n).
 extern "C" lb_status lb_cuda_gemm(lb_cuda_ctx *c, const void *w16, const void *x16, float *y,
                                   int64_t rows, int64_t cols, int64_t n, bool acc, lb_error *err) {
-  return lb_cuda_gemm_ld(c, w16, cols, x16, cols, y, rows, rows, cols, n, acc, err);
-}
-
-extern "C" lb_status lb_cuda_gemm_ld(lb_cuda_ctx *c, const void *w16, int64_t ldw, const void *x16, int64_t ldx,
-                                     float *y, int64_t ldy, int64_t rows, int64_t cols, int64_t n, bool acc,
-                                     lb_error *err) {
   const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
   return blas_check(err, "cublasGemmEx",
                     cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols,
-                                 &one, w16, CUDA_R_16F, (int)ldw, x16, CUDA_R_16F, (int)ldx,
-                                 &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                                 &one, w16, CUDA_R_16F, (int)cols, x16, CUDA_R_16F, (int)cols,
+                                 &beta, y, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT));
 }
 
