@@ -385,6 +385,14 @@ typedef enum lb_fp8_act {
   LB_FP8_ACT_STATIC,
 } lb_fp8_act;
 
+/* An FP8 KV cache (compressed-tensors kv_cache_scheme, static per tensor):
+ *   AUTO (the default): as the checkpoint declares: each layer's keys (after RoPE) and values are
+ *     rounded to E4M3 times the attention's k_scale / v_scale before they enter the cache, as
+ *     Transformers + compressed-tensors run such checkpoints; nothing for checkpoints without one.
+ *   OFF: keys and values enter the cache as computed (vLLM's kv_cache_dtype "auto").
+ * The cache keeps its storage (fp32 on the CPU, fp16 on CUDA): the rounding, not the memory. */
+typedef enum lb_kv_quant { LB_KV_AUTO, LB_KV_OFF } lb_kv_quant;
+
 typedef struct lb_model_options {
   int n_threads;   /* <= 0: one per logical core */
   int64_t max_ctx; /* KV cache length; <= 0: max_position_embeddings, capped at 4096 */
@@ -397,6 +405,7 @@ typedef struct lb_model_options {
   lb_fp8_act fp8_act; /* FP8 weights (LB_QK_FP8): their activations' E4M3 quantization (W8A8), on
                          the CPU and the GPU alike; the GPU then runs prefill on its FP8 tensor
                          cores. AUTO (0): as the checkpoint declares. */
+  lb_kv_quant kv_quant; /* the FP8 KV cache a checkpoint declares: AUTO (0) runs it, OFF does not */
 } lb_model_options;
 
 enum { LB_MAX_BATCH = 256 };
@@ -415,6 +424,8 @@ uint64_t lb_model_kv_bytes(const lb_model *m);
 /* The W8A8 mode the model runs (never AUTO): OFF, GROUP128 (dynamic blocks of *group columns: 128,
  * or the checkpoint's weight_block_size[1] / group_size), TOKEN or STATIC. group may be NULL. */
 lb_fp8_act lb_model_fp8_act(const lb_model *m, int64_t *group);
+/* Whether the model rounds its KV cache to E4M3 (lb_model_options.kv_quant resolved). */
+bool lb_model_kv_fp8(const lb_model *m);
 int lb_model_threads(const lb_model *m);
 void lb_model_reset(lb_model *m);         /* empties the KV cache */
 lb_device lb_model_device(const lb_model *m);

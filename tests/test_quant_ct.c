@@ -425,6 +425,20 @@ static void configs(void) {
                          &sp, &err),
            &err);
   CHECK_OK(parse_variant("{\"num_bits\":3,\"group_size\":-1}", "", &sp, &err), &err);
+  /* an FP8 KV cache (llm-compressor's kv_cache_scheme, static per tensor) is read, never written */
+  {
+    const char *kv = "{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\","
+                     "\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\",\"symmetric\":true,"
+                     "\"strategy\":\"tensor\",\"dynamic\":false,\"group_size\":null,\"observer\":"
+                     "\"minmax\",\"observer_kwargs\":{}},\"config_groups\":{\"group_0\":{\"targets\":"
+                     "[\"Linear\"],\"weights\":{\"num_bits\":4,\"group_size\":128}}}}";
+    CHECK_OK(lb_quant_spec_parse(kv, strlen(kv), "qc", &sp, &err), &err);
+    CHECK(sp.kv_fp8 && sp.method == LB_QM_CT_INT && sp.bits == 4);
+    char *txt = NULL;
+    CHECK(lb_quant_spec_to_json(&sp, &txt, &err) == LB_EUNSUPPORTED && !txt && strstr(err.msg, "kv_cache_scheme"));
+    lb_quant_spec_free(&sp);
+    CHECK_OK(parse_variant("{\"num_bits\":4,\"group_size\":128}", ",\"kv_cache_scheme\":null", &sp, &err), &err);
+  }
   /* refusals name the key */
   struct {
     const char *weights_extra, *top_extra, *key;
@@ -434,7 +448,14 @@ static void configs(void) {
       {",\"block_structure\":[128,128]", "", "'block_structure'"},
       {",\"scale_dtype\":\"torch.float8_e4m3fn\"", "", "'scale_dtype'"},
       {",\"actorder\":\"group\"", "", "'actorder'"},
-      {"", ",\"kv_cache_scheme\":{\"num_bits\":8}", "'kv_cache_scheme'"},
+      {"", ",\"kv_cache_scheme\":{\"num_bits\":8}", "kv_cache_scheme: key 'num_bits'/'type'"},
+      {"", ",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\",\"dynamic\":true}",
+       "kv_cache_scheme: key 'dynamic'"},
+      {"", ",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"attn_head\"}",
+       "kv_cache_scheme: key 'strategy'"},
+      {"", ",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\",\"symmetric\":false}",
+       "kv_cache_scheme: key 'symmetric'"},
+      {"", ",\"kv_cache_scheme\":[8]", "kv_cache_scheme: expected an object"},
       {"", ",\"sparsity_config\":{\"format\":\"sparse-bitmask\"}", "'sparsity_config'"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

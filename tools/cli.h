@@ -64,6 +64,8 @@ bool cli_parse_device(const char *s, lb_device *out);
 /* --fp8-act: "auto" (as the checkpoint declares), "off", "g128" (1 x 128 blocks), "token" or
  * "static" (the checkpoint's input scales) */
 bool cli_parse_fp8_act(const char *s, lb_fp8_act *out);
+/* "auto" or "off" (--kv-cache: a checkpoint's FP8 KV cache). */
+bool cli_parse_kv_cache(const char *s, lb_kv_quant *out);
 /* The W8A8 mode m runs, in words ("dynamic 1x128", "static per tensor", ...), or NULL when its
  * activations are not quantized (weights-only FP8, or no FP8 weights). */
 const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap);

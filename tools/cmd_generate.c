@@ -12,7 +12,7 @@
 static const char *HELP =
     "usage: lowbit generate DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                       [-t THREADS] [--ctx N] [--ignore-eos] [--json] [--device cpu|cuda]\n"
-    "                       [--fp8-act auto|off|g128|token|static]\n"
+    "                       [--fp8-act auto|off|g128|token|static] [--kv-cache auto|off]\n"
     "  Continues TEXT with the model in DIR (config.json, safetensors, tokenizer.json), printing the\n"
     "  new text as it is produced and then prefill/decode speed and peak memory on stderr.\n"
     "  -n N          at most N new tokens (default 128); generation also stops at EOS\n"
@@ -31,7 +31,10 @@ static const char *HELP =
     "                blocks; compressed-tensors: per token, per group, or static with its\n"
     "                input_scale, or not at all); off: never (weights-only FP8); g128 (1 x 128\n"
     "                blocks), token or static force one. With W8A8 the GPU's prefill runs on FP8\n"
-    "                tensor cores\n";
+    "                tensor cores\n"
+    "  --kv-cache K  a checkpoint's FP8 KV cache (compressed-tensors kv_cache_scheme): auto\n"
+    "                (default) rounds keys and values to E4M3 times its k_scale / v_scale, as\n"
+    "                Transformers runs it; off keeps them as computed (CPU only for now)\n";
 
 typedef struct {
   const char *dir, *prompt;
@@ -40,6 +43,7 @@ typedef struct {
   lb_sampler_params sp;
   lb_device device;
   lb_fp8_act fp8_act;
+  lb_kv_quant kv;
 } opts;
 
 typedef struct {
@@ -159,7 +163,7 @@ static int parse(int argc, char **argv, opts *o) {
       o->ignore_eos = true;
       continue;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed", "--device", "--fp8-act"};
+      static const char *const VALUED[] = {"-p", "--prompt", "-n", "-t", "--threads", "--ctx", "--temp", "--top-p", "--top-k", "--seed", "--device", "--fp8-act", "--kv-cache"};
       bool known = false;
       for (size_t k = 0; k < sizeof VALUED / sizeof VALUED[0]; k++) known |= !strcmp(a, VALUED[k]);
       if (!known) return cli_usage_error("generate", "unknown option '%s'", a);
@@ -175,6 +179,7 @@ static int parse(int argc, char **argv, opts *o) {
       else if (!strcmp(a, "--seed")) ok = cli_parse_int(v, 0, INT64_MAX, &k), o->sp.seed = (uint64_t)k;
       else if (!strcmp(a, "--device")) ok = cli_parse_device(v, &o->device);
       else if (!strcmp(a, "--fp8-act")) ok = cli_parse_fp8_act(v, &o->fp8_act);
+      else if (!strcmp(a, "--kv-cache")) ok = cli_parse_kv_cache(v, &o->kv);
       else return cli_usage_error("generate", "unknown option '%s'", a);
       if (!ok) return cli_usage_error("generate", "%s '%s': not a valid value", a, v);
     } else if (!o->dir) {
@@ -196,7 +201,7 @@ int cmd_generate(int argc, char **argv) {
   lb_tokenizer *tok = NULL;
   lb_model *m = NULL;
   lb_model_options mo = {.n_threads = (int)o.threads, .max_ctx = o.ctx, .device = o.device,
-                         .fp8_act = o.fp8_act};
+                         .fp8_act = o.fp8_act, .kv_quant = o.kv};
   if (lb_tokenizer_load(o.dir, &tok, &err) != LB_OK) return cli_fail(&err);
   if (lb_model_open(o.dir, &mo, &m, &err) != LB_OK) {
     lb_tokenizer_free(tok);
@@ -226,6 +231,7 @@ int cmd_generate(int argc, char **argv) {
     char a[48];
     const char *act = cli_fp8_act(m, a, sizeof a);
     if (act) fprintf(stderr, " | W8A8: FP8 activations %s", act);
+    if (lb_model_kv_fp8(m)) fprintf(stderr, " | FP8 KV cache (static scales)");
     fputc('\n', stderr);
   }
   free(r.prompt);

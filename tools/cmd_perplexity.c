@@ -15,7 +15,7 @@
 static const char *HELP =
     "usage: lowbit perplexity DIR -f FILE [--ctx N] [--max-windows K] [--kl-base BASE]\n"
     "                         [-t THREADS] [--json] [--ref-kernels] [--device cpu|cuda]\n"
-    "                         [--fp8-act auto|off|g128|token|static]\n"
+    "                         [--fp8-act auto|off|g128|token|static] [--kv-cache auto|off]\n"
     "  Perplexity of the model in DIR on a text file: BOS + the whole file tokenized once, split\n"
     "  into non-overlapping windows of N tokens (a last partial window is dropped), every position\n"
     "  of a window predicting the next token. Prints ppl with its standard error.\n"
@@ -32,7 +32,9 @@ static const char *HELP =
     "                    activations instead of the packed kernels (what the kernels change)\n"
     "  --device D        cpu (default) or cuda (the first GPU)\n"
     "  --fp8-act A       FP8 checkpoints' W8A8: auto (as the checkpoint declares; default), off,\n"
-    "                    g128, token or static (generate --help)\n";
+    "                    g128, token or static (generate --help)\n"
+    "  --kv-cache K      a checkpoint's FP8 KV cache: auto (as declared; default) or off\n"
+    "                    (generate --help)\n";
 
 typedef struct {
   const char *dir, *file, *base;
@@ -40,6 +42,7 @@ typedef struct {
   bool json, ref;
   lb_device device;
   lb_fp8_act fp8_act;
+  lb_kv_quant kv;
 } opts;
 
 static lb_status run(const opts *o, lb_error *err) {
@@ -50,11 +53,11 @@ static lb_status run(const opts *o, lb_error *err) {
   double t_tok = 0;
   lb_status s = cli_tokenize_file(o->dir, o->file, &tok, &ids, &n, &t_tok, err);
   lb_model_options mo = {.n_threads = (int)o->threads, .max_ctx = o->ctx, .reference = o->ref,
-                          .device = o->device, .fp8_act = o->fp8_act};
+                          .device = o->device, .fp8_act = o->fp8_act, .kv_quant = o->kv};
   if (s == LB_OK) s = lb_model_open(o->dir, &mo, &m, err);
   lb_model *b = NULL;
   lb_model_options mb = mo; /* the base (bf16, as a rule) runs as its own checkpoint declares */
-  mb.fp8_act = LB_FP8_ACT_AUTO;
+  mb.fp8_act = LB_FP8_ACT_AUTO, mb.kv_quant = LB_KV_AUTO;
   if (s == LB_OK && o->base) s = lb_model_open(o->base, &mb, &b, err);
   char actbuf[48];
   const char *act = s == LB_OK ? cli_fp8_act(m, actbuf, sizeof actbuf) : NULL;
@@ -64,10 +67,10 @@ static lb_status run(const opts *o, lb_error *err) {
     int64_t windows = (int64_t)(n > 0 ? n - 1 : 0) / o->ctx; /* lb_perplexity's: ctx inputs + the next token */
     if (o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;
     if (!o->json)
-      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s%s%s\n",
+      fprintf(stderr, "%s: %zu tokens (tokenized in %.2f s), %lld windows of %lld, %s%s%s%s\n",
               o->file, n, t_tok, (long long)windows, o->ctx,
               o->device == LB_DEVICE_CUDA ? "cuda" : "cpu", act ? ", W8A8: FP8 activations " : "",
-              act ? act : "");
+              act ? act : "", lb_model_kv_fp8(m) ? ", FP8 KV cache" : "");
     lb_progress bar;
     lb_progress_start(&bar, "perplexity", (uint64_t)windows, "windows", 1);
     s = lb_perplexity_kl(m, b, ids, (int64_t)n, o->ctx, o->max_windows, cli_progress_cb, &bar, &r, &kl, err);
@@ -81,6 +84,8 @@ static lb_status run(const opts *o, lb_error *err) {
         (json_int_t)n, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds, "model", o->dir,
         "file", o->file, "threads", (json_int_t)lb_model_threads(m), "device",
         o->device == LB_DEVICE_CUDA ? "cuda" : "cpu");
+    if (root && json_object_set_new(root, "kv_cache", json_string(lb_model_kv_fp8(m) ? "fp8" : "as computed")))
+      json_decref(root), root = NULL;
     if (root && json_object_set_new(root, "fp8_act", json_string(act ? act : "none")))
       json_decref(root), root = NULL;
     json_t *more = b ? json_pack("{s:s, s:f, s:f}", "kl_base", o->base, "base_ppl", kl.base_ppl,
@@ -127,7 +132,7 @@ int cmd_perplexity(int argc, char **argv) {
     } else if (!strcmp(a, "--ref-kernels")) {
       o.ref = true;
     } else if (a[0] == '-' && a[1]) {
-      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--fp8-act", "--device"};
+      static const char *const VALUED[] = {"-f", "--file", "--ctx", "--max-windows", "--kl-base", "-t", "--threads", "--fp8-act", "--kv-cache", "--device"};
       int rc = 0;
       if (!(v = cli_option_value("perplexity", argc, argv, &i, VALUED, sizeof VALUED / sizeof VALUED[0], &rc))) return rc;
       if (!strcmp(a, "-f") || !strcmp(a, "--file")) o.file = v;
@@ -136,6 +141,7 @@ int cmd_perplexity(int argc, char **argv) {
       else if (!strcmp(a, "--max-windows")) ok = cli_parse_int(v, 1, INT32_MAX, &o.max_windows);
       else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 1024, &o.threads);
       else if (!strcmp(a, "--fp8-act")) ok = cli_parse_fp8_act(v, &o.fp8_act);
+      else if (!strcmp(a, "--kv-cache")) ok = cli_parse_kv_cache(v, &o.kv);
       else ok = cli_parse_device(v, &o.device); /* --device: the last of VALUED */
       if (!ok) return cli_usage_error("perplexity", "%s '%s': not a valid value", a, v);
     } else if (!o.dir) {

@@ -206,6 +206,11 @@ static lb_status build_spec(const opts *o, lb_quant_spec *s, lb_error *err) {
                      o->config);
     }
     if (s->method == LB_QM_CT_INT) s->rtn = true;
+    if (s->kv_fp8) {
+      lb_quant_spec_free(s);
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'kv_cache_scheme': lowbit quantize does not "
+                     "calibrate KV cache scales (null: the KV cache in the model's precision)", o->config);
+    }
     if (!lb_calib_needed(s) && o->has_calib_opts) {
       lb_quant_spec_free(s);
       return lb_fail(err, LB_EINVAL, "%s: calibration options are for quant_method \"gptq\", "

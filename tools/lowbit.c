@@ -179,6 +179,13 @@ bool cli_parse_fp8_act(const char *s, lb_fp8_act *out) {
   return true;
 }
 
+bool cli_parse_kv_cache(const char *s, lb_kv_quant *out) {
+  if (!strcmp(s, "auto")) *out = LB_KV_AUTO;
+  else if (!strcmp(s, "off")) *out = LB_KV_OFF;
+  else return false;
+  return true;
+}
+
 const char *cli_fp8_act(const lb_model *m, char *buf, size_t cap) {
   int64_t group;
   lb_fp8_act a = lb_model_fp8_act(m, &group);

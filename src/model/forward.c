@@ -14,6 +14,7 @@
 #include "base/progress.h"
 #include "base/status.h"
 #include "model/model_internal.h"
+#include "quant/fp8.h"
 
 /* Profiling: the time since the last mark goes to *slot. */
 static double mark(lb_model *m, double t0, double *slot) {
@@ -191,6 +192,11 @@ static lb_status attn_part(lb_model *m, int64_t l, int64_t nseq, int64_t n, int6
   for (int64_t q = 0; q < nseq; q++) {
     lb_rope_apply(&m->rope, c, m->q + q * n * nh * hd, n, nh, nh * hd, pos, pos + n);
     lb_rope_apply(&m->rope, c, m->k + q * n * kvd, n, nkv, kvd, pos, pos + n);
+    if (L->kv_scale[0] > 0.0f) { /* FP8 KV cache: what enters it is rounded to E4M3 x scale */
+      lb_fp8_act_quant_static(m->k + q * n * kvd, n, kvd, L->kv_scale[0], m->kcache + q * cache + off);
+      lb_fp8_act_quant_static(m->v + q * n * kvd, n, kvd, L->kv_scale[1], m->vcache + q * cache + off);
+      continue;
+    }
     memcpy(m->kcache + q * cache + off, m->k + q * n * kvd, (size_t)(n * kvd) * sizeof(float));
     memcpy(m->vcache + q * cache + off, m->v + q * n * kvd, (size_t)(n * kvd) * sizeof(float));
   }

@@ -15,6 +15,7 @@ typedef struct lb_layer {
   struct lb_qpack *pack[LB_LIN_COUNT]; /* owned packed weights (lin[k].pack); the canonical one is
                                           freed once packed */
   bool sliding;              /* attends to the last sliding_window positions only */
+  float kv_scale[2];         /* FP8 KV cache: the attention's k_scale and v_scale (0: none) */
 } lb_layer;
 
 /* Rotary embedding: inverse frequencies for the positions of one forward call. */
@@ -44,6 +45,7 @@ struct lb_model {
   bool reference; /* lb_model_options.reference */
   lb_fp8_act fp8_act; /* W8A8 as it runs (lb_model_options.fp8_act resolved; never AUTO) */
   int64_t act_group;  /* GROUP128: the block width (128, or the checkpoint's) */
+  bool kv_fp8;        /* the KV cache rounded to E4M3 (lb_model_options.kv_quant resolved) */
   bool on_gpu;        /* lb_model_options.device == LB_DEVICE_CUDA */
   struct lb_gpu *gpu; /* the model there */
   bool profiling;

@@ -97,6 +97,16 @@ static lb_status static_scales(const lb_model *m, lb_layer *L, const char *blk, 
   return LB_OK;
 }
 
+/* FP8 KV cache: the attention module's k_scale and v_scale (the module q/k/v's names share). */
+static lb_status kv_scales(const lb_model *m, lb_layer *L, const char *blk, lb_error *err) {
+  if (!m->kv_fp8) return LB_OK;
+  const char *k = m->arch->linear[LB_LIN_K], *dot = strrchr(k, '.');
+  char attn[200];
+  snprintf(attn, sizeof attn, "%s.%.*s", blk, dot ? (int)(dot - k) : 0, k);
+  LB_TRY(lb_fp8_scale_scalar(lb_checkpoint_tensors(m->ck), attn, ".k_scale", &L->kv_scale[0], err));
+  return lb_fp8_scale_scalar(lb_checkpoint_tensors(m->ck), attn, ".v_scale", &L->kv_scale[1], err);
+}
+
 static lb_status load_layer(lb_model *m, int l, lb_error *err) {
   const lb_config *c = m->cfg;
   lb_layer *L = &m->layers[l];
@@ -142,6 +152,7 @@ static lb_status load_layer(lb_model *m, int l, lb_error *err) {
     }
   }
   LB_TRY(static_scales(m, L, blk, err));
+  LB_TRY(kv_scales(m, L, blk, err));
   /* Mistral: every layer; Qwen2 (use_sliding_window): layers from max_window_layers on */
   L->sliding = c->sliding_window > 0 &&
                (strcmp(c->model_type, "qwen2") != 0 || l >= c->max_window_layers);
@@ -204,6 +215,10 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   LB_TRY(lb_pool_new(opt ? opt->n_threads : 0, &m->pool, err));
   m->reference = opt && opt->reference;
   LB_TRY(fp8_act_mode(m, dir, opt ? opt->fp8_act : LB_FP8_ACT_AUTO, err));
+  const lb_kv_quant kv = opt ? opt->kv_quant : LB_KV_AUTO;
+  if ((unsigned)kv > LB_KV_OFF)
+    return lb_fail(err, LB_EINVAL, "lb_model_options.kv_quant: %d is not a mode", (int)kv);
+  m->kv_fp8 = kv == LB_KV_AUTO && m->qspec && m->qspec->kv_fp8;
   m->on_gpu = opt && opt->device == LB_DEVICE_CUDA;
   openblas_set_num_threads(lb_pool_size(m->pool));
 
@@ -244,6 +259,10 @@ static lb_status setup(lb_model *m, const char *dir, const lb_model_options *opt
   m->batch = opt && opt->batch > 0 ? opt->batch : 1;
   if (m->batch > LB_MAX_BATCH)
     return lb_fail(err, LB_EINVAL, "batch %d is over the limit of %d sequences", m->batch, LB_MAX_BATCH);
+  if (m->on_gpu && m->kv_fp8) /* (the GPU's KV store would need the rounding in its RoPE kernel) */
+    return lb_fail(err, LB_EUNSUPPORTED, "%s/config.json: quantization_config.kv_cache_scheme: the "
+                   "CUDA backend does not round the KV cache to E4M3 yet; --kv-cache off runs it with "
+                   "keys and values as computed (as vLLM's kv_cache_dtype \"auto\")", dir);
   if (m->on_gpu) return lb_gpu_open(m, err); /* the CPU's cache and scratch are not needed */
   int64_t kvd = c->num_key_value_heads * c->head_dim, qd = c->num_attention_heads * c->head_dim;
   size_t cache = (size_t)c->num_hidden_layers * (size_t)ctx * (size_t)kvd;
@@ -319,6 +338,7 @@ lb_fp8_act lb_model_fp8_act(const lb_model *m, int64_t *group) {
   if (group) *group = m->fp8_act == LB_FP8_ACT_GROUP128 ? m->act_group : 0;
   return m->fp8_act;
 }
+bool lb_model_kv_fp8(const lb_model *m) { return m->kv_fp8; }
 uint64_t lb_model_kv_bytes(const lb_model *m) {
   const lb_config *c = m->cfg;
   return (uint64_t)(c->num_hidden_layers * 2 * c->num_key_value_heads * c->head_dim) * (m->gpu ? 2 : 4);

@@ -81,6 +81,9 @@ lb_status lb_fp8_fg_read(const lb_tensors *t, const char *prefix, int64_t block_
 /* compressed-tensors' static activation scale (input_activations dynamic false, strategy tensor):
  * <prefix>.input_scale, F32 / BF16 / F16 of one element ([1], or []), finite and > 0. */
 lb_status lb_fp8_input_scale(const lb_tensors *t, const char *prefix, float *out, lb_error *err);
+/* The same check of <prefix><suffix>: also an FP8 KV cache's <attention>.k_scale and .v_scale. */
+lb_status lb_fp8_scale_scalar(const lb_tensors *t, const char *prefix, const char *suffix, float *out,
+                              lb_error *err);
 
 /* quantization_config objects as compact JSON text (malloc'd, caller frees).
  * compressed-tensors: {"config_groups":{"group_0":{"targets":["Linear"],"weights":{"num_bits":8,

@@ -638,6 +638,46 @@ static lb_status parse_ct_int(const json_t *o, const char *label, lb_quant_spec 
   return LB_OK;
 }
 
+/* The quantization args at parent.key (label: parent's) of 8-bit float, symmetric activations or
+ * KV cache entries (`what`): *on false when the key is absent or null; else its dynamic flag,
+ * group_size (0 when none) and strategy, and its label in sub. */
+static lb_status ct_float8_args(const json_t *parent, const char *key, const char *label, const char *what,
+                                bool *on, bool *dyn, int64_t *group, char strat[16], char sub[220],
+                                lb_error *err) {
+  const json_t *a = json_object_get(parent, key);
+  *on = a && !json_is_null(a);
+  if (!*on) return LB_OK;
+  snprintf(sub, 220, "%s.%s", label, key);
+  if (!json_is_object(a))
+    return lb_fail(err, LB_EINVAL, "%s: expected an object or null, got %s", sub,
+                   lb_json_type_name(a));
+  static const char *const keys[] = {"num_bits", "type", "symmetric", "group_size", "strategy",
+                                     "block_structure", "dynamic", "actorder", "scale_dtype",
+                                     "zp_dtype", "observer", "observer_kwargs", NULL};
+  LB_TRY(check_keys(a, sub, keys, err));
+  int64_t nb;
+  char type[16];
+  bool sym;
+  LB_TRY(lb_json_int(a, "num_bits", sub, false, 8, 1, 64, &nb, err));
+  LB_TRY(lb_json_str(a, "type", sub, false, "int", type, sizeof type, err));
+  if (nb != 8 || strcmp(type, "float"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'num_bits'/'type': %lld-bit %s %s (8-bit float only)",
+                   sub, (long long)nb, type, what);
+  LB_TRY(lb_json_bool(a, "symmetric", sub, false, true, &sym, err));
+  if (!sym) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'symmetric': false", sub);
+  if (json_is_string(json_object_get(a, "dynamic")))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': \"%s\" (true or false)", sub,
+                   json_string_value(json_object_get(a, "dynamic")));
+  LB_TRY(lb_json_bool(a, "dynamic", sub, false, false, dyn, err));
+  LB_TRY(lb_json_int(a, "group_size", sub, false, 0, -1, 1 << 20, group, err));
+  LB_TRY(lb_json_str(a, "strategy", sub, false, *group > 0 ? "group" : "tensor", strat, 16, err));
+  static const char *const nulls[] = {"block_structure", "actorder", "scale_dtype", "zp_dtype"};
+  for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
+    if (lb_json_has(a, nulls[i]))
+      return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s' (null for FP8 %s)", sub, nulls[i], what);
+  return LB_OK;
+}
+
 /* input_activations of a "float-quantized" group, as compressed-tensors' FP8 W8A8 schemes write
  * them: null (weights only), dynamic per token (FP8_DYNAMIC) or per group (FP8_BLOCK), static per
  * tensor (FP8: a calibrated <module>.input_scale). Other activation schemes are refused. */
@@ -648,40 +688,11 @@ static lb_status parse_ct_fp8_act(const json_t *grp, const char *label, lb_quant
   if (lb_json_has(grp, "output_activations"))
     return lb_fail(err, LB_EUNSUPPORTED,
                    "%s: key 'output_activations': output quantization is not supported", label);
-  const json_t *a = json_object_get(grp, "input_activations");
-  if (!a || json_is_null(a)) return LB_OK;
-  char sub[220];
-  snprintf(sub, sizeof sub, "%s.input_activations", label);
-  if (!json_is_object(a))
-    return lb_fail(err, LB_EINVAL, "%s: expected an object or null, got %s", sub,
-                   lb_json_type_name(a));
-  static const char *const keys[] = {"num_bits", "type", "symmetric", "group_size", "strategy",
-                                     "block_structure", "dynamic", "actorder", "scale_dtype",
-                                     "zp_dtype", "observer", "observer_kwargs", NULL};
-  LB_TRY(check_keys(a, sub, keys, err));
-  int64_t nb, group;
-  char type[16], strat[16];
-  bool sym, dyn;
-  LB_TRY(lb_json_int(a, "num_bits", sub, false, 8, 1, 64, &nb, err));
-  LB_TRY(lb_json_str(a, "type", sub, false, "int", type, sizeof type, err));
-  if (nb != 8 || strcmp(type, "float"))
-    return lb_fail(err, LB_EUNSUPPORTED,
-                   "%s: key 'num_bits'/'type': %lld-bit %s activations (FP8 weights run with 8-bit "
-                   "float activations or none)",
-                   sub, (long long)nb, type);
-  LB_TRY(lb_json_bool(a, "symmetric", sub, false, true, &sym, err));
-  if (!sym) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'symmetric': false", sub);
-  if (json_is_string(json_object_get(a, "dynamic")))
-    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': \"%s\" (true or false)", sub,
-                   json_string_value(json_object_get(a, "dynamic")));
-  LB_TRY(lb_json_bool(a, "dynamic", sub, false, false, &dyn, err));
-  LB_TRY(lb_json_int(a, "group_size", sub, false, 0, -1, 1 << 20, &group, err));
-  LB_TRY(lb_json_str(a, "strategy", sub, false, group > 0 ? "group" : "tensor", strat,
-                     sizeof strat, err));
-  static const char *const nulls[] = {"block_structure", "actorder", "scale_dtype", "zp_dtype"};
-  for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
-    if (lb_json_has(a, nulls[i]))
-      return lb_fail(err, LB_EUNSUPPORTED, "%s: key '%s' (null for FP8 activations)", sub, nulls[i]);
+  char sub[220], strat[16];
+  int64_t group;
+  bool on, dyn;
+  LB_TRY(ct_float8_args(grp, "input_activations", label, "activations", &on, &dyn, &group, strat, sub, err));
+  if (!on) return LB_OK;
   if (dyn && !strcmp(strat, "token")) {
     s->act = LB_FP8_ACT_TOKEN;
   } else if (dyn && !strcmp(strat, "group")) {
@@ -700,6 +711,24 @@ static lb_status parse_ct_fp8_act(const json_t *grp, const char *label, lb_quant
   return LB_OK;
 }
 
+/* kv_cache_scheme: null (the KV cache in the model's precision), or an FP8 KV cache, static per
+ * tensor: each attention's <attn>.k_scale and v_scale, which Transformers + compressed-tensors
+ * apply to the keys after RoPE and to the values (llm-compressor's kv_cache_scheme). Dynamic,
+ * per-head and integer KV schemes are refused, naming the key. */
+static lb_status parse_ct_kv(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
+  char sub[220], strat[16];
+  int64_t group;
+  bool dyn;
+  LB_TRY(ct_float8_args(o, "kv_cache_scheme", label, "KV cache", &s->kv_fp8, &dyn, &group, strat, sub, err));
+  if (!s->kv_fp8) return LB_OK;
+  s->kv_fp8 = false;
+  if (dyn) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': true (static k_scale / v_scale only)", sub);
+  if (strcmp(strat, "tensor"))
+    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'strategy': \"%s\" (tensor)", sub, strat);
+  s->kv_fp8 = true;
+  return LB_OK;
+}
+
 static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   static const char *const keys[] = {
       "quant_method", "config_groups", "format", "quantization_status", "ignore",
@@ -711,8 +740,7 @@ static lb_status parse_ct(const json_t *o, const char *label, lb_quant_spec *s, 
   if (strcmp(fmt, "float-quantized") && strcmp(fmt, "pack-quantized"))
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'format': \"%s\" (float-quantized, pack-quantized)",
                    label, fmt);
-  if (lb_json_has(o, "kv_cache_scheme"))
-    return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'kv_cache_scheme'", label);
+  LB_TRY(parse_ct_kv(o, label, s, err));
   if (lb_json_has(o, "moe_sparsity_config"))
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'moe_sparsity_config'", label);
   if (!strcmp(fmt, "pack-quantized")) return parse_ct_int(o, label, s, err);
@@ -810,6 +838,8 @@ static const char *dtype_torch(lb_dtype d) {
 
 lb_status lb_quant_spec_to_json(const lb_quant_spec *s, char **json, lb_error *err) {
   *json = NULL;
+  if (s->kv_fp8) /* (its k_scale / v_scale come from calibration, which no writer does) */
+    return lb_fail(err, LB_EUNSUPPORTED, "quantization_config: an FP8 kv_cache_scheme is read, not written");
   if (s->method == LB_QM_FP8)
     return lb_fp8_fg_config(s->block_r, s->block_c, (const char *const *)s->skip, s->n_skip, json,
                             err);

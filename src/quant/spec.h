@@ -77,6 +77,9 @@ typedef struct lb_quant_spec {
    * (per tensor: each Linear's <module>.input_scale). Never AUTO. */
   lb_fp8_act act;
   int64_t act_group;
+  /* compressed-tensors kv_cache_scheme: an FP8 KV cache with static per-tensor scales (each
+   * attention's k_scale and v_scale); false: none (null) */
+  bool kv_fp8;
   /* hqq */
   int axis;
   /* awq */

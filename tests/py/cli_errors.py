@@ -47,6 +47,11 @@ def test_bad_flags():
     fails(["bench", tiny, "-p", "8", "-n", "0", "--fp8-act", "static"], 1,
           "static FP8 activations asked for, but quantization_config declares activations "
           "dynamic per token")
+    fails(["generate", POCKET, "-p", "hi", "--kv-cache", "fp16"], 2, "--kv-cache 'fp16'")
+    # an FP8 KV cache runs on the CPU; the CUDA backend refuses it by name (not silently as computed)
+    kv = os.path.join(os.path.dirname(__file__), "..", "data", "tiny", "llama-ct-fp8-kv")
+    fails(["bench", kv, "-p", "8", "-n", "0", "--device", "cuda"], 1,
+          "kv_cache_scheme: the CUDA backend does not round the KV cache")
     assert lowbit("--help").returncode == 0 and "inspect" in lowbit("--help").stdout
 
 

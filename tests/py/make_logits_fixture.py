@@ -15,7 +15,9 @@ llama3 rope scaling) and the logits of Transformers at every position of one pro
 A fourth mode makes compressed-tensors FP8 checkpoints of tests/data/tiny/llama with activation
 quantization (W8A8) and the logits Transformers + compressed-tensors give for them, with the
 activations quantized as the config declares (logits.bin) and with that switched off (logits-off.bin,
-weights-only): FP8 (static per-tensor input_scale) and FP8_DYNAMIC (per-token scales):
+weights-only): FP8 (static per-tensor input_scale) and FP8_DYNAMIC (per-token scales); and FP8
+with an FP8 KV cache (kv_cache_scheme, each attention's k_scale and v_scale; logits-off.bin there:
+the KV cache's quantization off, the Linears' on):
   python3 make_logits_fixture.py ct-fp8 TINY_LLAMA_DIR OUT_DIR   (GPU machine, with the
                                                   compressed-tensors wheel installed)
 
@@ -125,20 +127,28 @@ def make_ct_fp8(src, out_dir):
     cfg = json.load(open(os.path.join(src, "config.json")))
     w = load_file(os.path.join(src, "model.safetensors"))
     ids = list(struct.unpack("<40i", open(os.path.join(src, "logits.bin"), "rb").read()[28:28 + 160]))
-    # the inputs each Linear sees in the unquantized model (fp32), for the static scales
+    # the inputs each Linear sees in the unquantized model (fp32), for the static scales, and the
+    # outputs of k_proj and v_proj, for the KV cache's
     dense = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).cuda().eval()
-    amax = {}
+    amax, kvmax = {}, {}
 
     def hook(name):
         def f(mod, args):
             amax[name] = float(torch.quantile(args[0].abs().flatten().float(), 0.99))
         return f
+
+    def out_hook(name):
+        def f(mod, args, out):
+            kvmax[name] = float(torch.quantile(out.abs().flatten().float(), 0.99))
+        return f
     for name, mod in dense.named_modules():
         if isinstance(mod, torch.nn.Linear) and name != "lm_head":
             mod.register_forward_pre_hook(hook(name))
+            if name.endswith(("k_proj", "v_proj")):
+                mod.register_forward_hook(out_hook(name))
     with torch.no_grad():
         dense(torch.tensor([ids]).cuda())
-    for scheme in ("static", "dynamic"):
+    for scheme in ("static", "dynamic", "kv"):
         d = os.path.join(out_dir, f"llama-ct-fp8-{scheme}")
         os.makedirs(d, exist_ok=True)
         t = {}
@@ -151,18 +161,20 @@ def make_ct_fp8(src, out_dir):
             s = torch.clamp(s, min=torch.finfo(torch.bfloat16).eps)
             t[k] = (v.float() / s.float()).clamp(-448, 448).to(torch.float8_e4m3fn)
             t[mod + ".weight_scale"] = s
-            if scheme == "static":  # the 99th percentile of |x| at 448: ~1% saturate
+            if scheme != "dynamic":  # the 99th percentile of |x| at 448: ~1% saturate
                 t[mod + ".input_scale"] = torch.tensor([amax[mod] / 448.0], dtype=torch.bfloat16)
+            if scheme == "kv" and mod.endswith(("k_proj", "v_proj")):  # the attention's k_scale, v_scale
+                t[mod[: -len("_proj")] + "_scale"] = torch.tensor([kvmax[mod] / 448.0], dtype=torch.bfloat16)
         save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
         act = ({"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor",
                 "dynamic": False, "group_size": None, "block_structure": None, "actorder": None,
-                "observer": "minmax", "observer_kwargs": {}} if scheme == "static" else
+                "observer": "minmax", "observer_kwargs": {}} if scheme != "dynamic" else
                {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
                 "dynamic": True, "group_size": None, "block_structure": None, "actorder": None,
                 "observer": None, "observer_kwargs": {}})
         q = {"quant_method": "compressed-tensors", "format": "float-quantized",
              "quantization_status": "compressed", "global_compression_ratio": None,
-             "ignore": ["lm_head"], "kv_cache_scheme": None,
+             "ignore": ["lm_head"], "kv_cache_scheme": dict(act) if scheme == "kv" else None,
              "config_groups": {"group_0": {
                  "targets": ["Linear"], "input_activations": act, "output_activations": None,
                  "format": "float-quantized",
@@ -182,9 +194,14 @@ def make_ct_fp8(src, out_dir):
                 * t["model.layers.0.self_attn.q_proj.weight_scale"].float())
         print(scheme, len(mods), "quantized modules; q_proj weight max diff",
               float((lin.weight.detach().float().cpu() - want).abs().max()), lin.weight.device)
+        # logits-off.bin: weights-only (static, dynamic); for kv, the KV cache's quantization off
+        # (the attention modules'), the Linears' activations still quantized
         for name, on in (("logits.bin", True), ("logits-off.bin", False)):
             for m in mods:
-                m.quantization_enabled = on
+                attn = type(m).__name__.endswith("Attention")
+                m.quantization_enabled = on if scheme != "kv" or attn else True
+                if not on and attn:
+                    print(scheme, "KV cache quantization off in", type(m).__name__)
             with torch.no_grad():
                 logits = model(torch.tensor([ids]).cuda()).logits[0].float().cpu()
             with open(os.path.join(d, name), "wb") as f:

@@ -185,17 +185,27 @@ lb_status lb_fp8_fg_read(const lb_tensors *t, const char *prefix, int64_t block_
 }
 
 lb_status lb_fp8_input_scale(const lb_tensors *t, const char *prefix, float *out, lb_error *err) {
+  return lb_fp8_scale_scalar(t, prefix, ".input_scale", out, err);
+}
+
+lb_status lb_fp8_scale_scalar(const lb_tensors *t, const char *prefix, const char *suffix, float *out,
+                              lb_error *err) {
   const lb_tensor *st;
   char name[LB_LAYOUT_NAME_MAX], sb[96];
-  LB_TRY(lb_layout_find(t, prefix, ".input_scale", true, name, &st, err));
+  LB_TRY(lb_layout_find(t, prefix, suffix, true, name, &st, err));
   if (!is_float16_32(st->dtype) || st->numel != 1 || st->ndim > 1)
     return lb_fail(err, LB_EFORMAT, "tensor '%s': %s %s, expected a float [1] (or [])", st->name,
                    lb_dtype_name(st->dtype), lb_shape_str(st->shape, st->ndim, sb, sizeof sb));
   float v;
   LB_TRY(lb_convert(&v, LB_F32, st->data, st->dtype, 1, 0, err));
-  if (!(v > 0.0f) || isinf(v))
-    return lb_fail(err, LB_EFORMAT, "tensor '%s': input scale %g is not a finite value > 0",
-                   st->name, (double)v);
+  if (!(v > 0.0f) || isinf(v)) { /* named by the suffix: "input scale", "k scale" */
+    char what[32];
+    snprintf(what, sizeof what, "%s", suffix + (suffix[0] == '.'));
+    for (char *p = what; *p; p++)
+      if (*p == '_') *p = ' ';
+    return lb_fail(err, LB_EFORMAT, "tensor '%s': %s %g is not a finite value > 0", st->name, what,
+                   (double)v);
+  }
   *out = v;
   return LB_OK;
 }
