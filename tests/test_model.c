@@ -135,6 +135,16 @@ static void tiny_models(void) {
   }
 }
 
+/* A quantized fixture folder's two references: logits.bin (its quantization on) into f[0],
+ * logits-off.bin (off) into f[1]. */
+static void read_on_off(const char *dir, fixture f[2]) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/logits.bin", dir);
+  CHECK(read_fixture(path, &f[0]));
+  snprintf(path, sizeof path, "%s/logits-off.bin", dir);
+  CHECK(read_fixture(path, &f[1]));
+}
+
 /* compressed-tensors FP8 checkpoints of tiny llama with W8A8 activations, static (input_scale) and
  * dynamic per token, against Transformers + compressed-tensors (fp32, make_logits_fixture.py
  * ct-fp8): with the activations quantized as the config declares (the default, AUTO), and
@@ -148,13 +158,10 @@ static void tiny_w8a8(void) {
   static const char *NAMES[] = {"llama-ct-fp8-static", "llama-ct-fp8-dynamic"};
   static const lb_fp8_act WANT[] = {LB_FP8_ACT_STATIC, LB_FP8_ACT_TOKEN};
   for (size_t i = 0; i < 2; i++) {
-    char dir[512], path[600];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", lb_test_data("tiny"), NAMES[i]);
     fixture f[2];
-    snprintf(path, sizeof path, "%s/logits.bin", dir);
-    CHECK(read_fixture(path, &f[0]));
-    snprintf(path, sizeof path, "%s/logits-off.bin", dir);
-    CHECK(read_fixture(path, &f[1]));
+    read_on_off(dir, f);
     size_t n = f[0].n[0], V = f[0].vocab;
     float *lg = malloc(n * V * sizeof(float));
     for (int mode = 0; mode < 2; mode++) {
@@ -183,13 +190,10 @@ static void tiny_w8a8(void) {
  * rounding on (logits.bin) and off (logits-off.bin: the Linears' activations still quantized).
  * The last 8 positions again one token a call (the decode path's attention). */
 static void tiny_kv_fp8(void) {
-  char dir[512], path[600];
+  char dir[512];
   snprintf(dir, sizeof dir, "%s/llama-ct-fp8-kv", lb_test_data("tiny"));
   fixture f[2];
-  snprintf(path, sizeof path, "%s/logits.bin", dir);
-  CHECK(read_fixture(path, &f[0]));
-  snprintf(path, sizeof path, "%s/logits-off.bin", dir);
-  CHECK(read_fixture(path, &f[1]));
+  read_on_off(dir, f);
   const size_t n = f[0].n[0], V = f[0].vocab, pre = n - 8;
   float *lg = malloc(n * V * sizeof(float));
   for (int mode = 0; mode < 2; mode++) {

@@ -718,10 +718,10 @@ static lb_status parse_ct_fp8_act(const json_t *grp, const char *label, lb_quant
 static lb_status parse_ct_kv(const json_t *o, const char *label, lb_quant_spec *s, lb_error *err) {
   char sub[220], strat[16];
   int64_t group;
-  bool dyn;
-  LB_TRY(ct_float8_args(o, "kv_cache_scheme", label, "KV cache", &s->kv_fp8, &dyn, &group, strat, sub, err));
-  if (!s->kv_fp8) return LB_OK;
+  bool on, dyn;
   s->kv_fp8 = false;
+  LB_TRY(ct_float8_args(o, "kv_cache_scheme", label, "KV cache", &on, &dyn, &group, strat, sub, err));
+  if (!on) return LB_OK;
   if (dyn) return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'dynamic': true (static k_scale / v_scale only)", sub);
   if (strcmp(strat, "tensor"))
     return lb_fail(err, LB_EUNSUPPORTED, "%s: key 'strategy': \"%s\" (tensor)", sub, strat);
