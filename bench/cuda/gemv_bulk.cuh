@@ -16,49 +16,10 @@
 #include <stdint.h>
 
 #include "backend/cuda/gemv_formats.cuh"
+#include "backend/cuda/tma.cuh"
 #include "backend/cuda/util.cuh"
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define LB_BULK 1
-__device__ __forceinline__ void mbar_init(uint64_t *b) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
-               "fence.mbarrier_init.release.cluster;\n"
-               "fence.proxy.async.shared::cta;" ::"r"(smem_addr(b))
-               : "memory");
-}
-// the slot's bytes to come, then its copies (dst, src and bytes multiples of 16)
-__device__ __forceinline__ void mbar_expect(uint64_t *b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(b))
-               : "memory");
-}
-// (POLL: test_wait, which never suspends the thread, instead of try_wait, which may)
-template <bool POLL = false>
-__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
-  if (POLL)
-    asm volatile("{\n.reg .pred p;\nWAIT:\n"
-                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-                 "@!p bra WAIT;\n}" ::"r"(smem_addr(b)),
-                 "r"(parity)
-                 : "memory");
-  else
-    asm volatile("{\n.reg .pred p;\nWAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-                 "@!p bra WAIT;\n}" ::"r"(smem_addr(b)),
-                 "r"(parity)
-                 : "memory");
-}
-// the slot's earlier reads (generic proxy) ordered before the copy engine's next writes to it
-__device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-#else
-#define LB_BULK 0
-#endif
+#define LB_BULK LB_TMA
 
 // Where the activations' 16-byte chunk i is kept: a step's 4 chunks rotated by (step / 2) % 4.
 __device__ __forceinline__ int xswz(int i) { return (i & ~3) | ((i & 3) ^ ((i >> 3) & 3)); }

@@ -11,6 +11,9 @@
 //                 pairs in flight a team; `late`: the PDL trigger after the wait and every
 //                 request of the launch (the next launch may start only then; else it is the
 //                 kernel's first instruction); `~... loads only`: no activations, no math (unchecked)
+//   staged        the library's staged GEMV (gemv.cu: gemv_staged) whatever the shape
+//   stageR ...    its first version (gemv_stage.cuh): R rows a block, the PDL trigger `first`,
+//                 after the `wait` or after the activations (`x`) landed; `~... cut`: loads only
 //   cCrG RdD ...  a loader warp streams the block's R rows (at most D in flight) while C x G math
 //                 warps wait, read their activations and take the rows as they land
 //                 (gemv_stream.cuh); `late`: the trigger after the last request; `N/SM`: shared
@@ -38,6 +41,7 @@
 #include "backend/cuda/gemv_tc.cu"
 #include "gemv_bulk.cuh"
 #include "gemv_chain.cuh"
+#include "gemv_stage.cuh"
 #include "gemv_stream.cuh"
 #include "timing.cuh"
 
@@ -251,6 +255,17 @@ static void run_stream(const Weight &w, const __half *x, float *y, cudaStream_t 
   CK((stream_launch<CW, RG, R, LATE>(w.kw, x, y, st, D, PADK * 1024)));
 }
 
+template <int RPB, int TRIG, bool CUT = false>
+static void run_stage(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  CK((stage_launch<RPB, TRIG, CUT>(w.kw, x, y, st)));
+}
+
+static void run_staged(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  const StageLayout ly = StageLayout::of(w.kw, 0, true);
+  const KX kx = {x, NULL, NULL, NULL, NULL, NULL, 0.0f, NULL, NULL};
+  CK((launch_staged<FQ4One, false>(w.kw, kx, ly, y, NULL, NULL, false, st)));
+}
+
 struct Variant {
   const char *name;
   Launch fn;
@@ -349,6 +364,7 @@ static std::vector<Weight> make_weights(int rows, int cols, int group, int copie
 int main(int argc, char **argv) {
   const int iters = argc > 1 ? atoi(argv[1]) : 100;
   setenv("LOWBIT_CUDA_GEMV_TC", "0", 1); // base: the register GEMV whatever the shape
+  setenv("LOWBIT_CUDA_GEMV_STAGE", "0", 1);
   CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
   int l2 = 0;
   CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
@@ -390,12 +406,13 @@ int main(int argc, char **argv) {
       {"base", run_base},
       {"tc", run_tc},
       {"bulk", run_bulk<1, 2, 2>},
-      {"c4r1 4d2", run_stream<4, 1, 4, 2>},
-      {"c4r2 8d2", run_stream<4, 2, 8, 2>},
-      {"c4r2 8d8", run_stream<4, 2, 8, 8>},
-      {"c4r2 8d8 late", run_stream<4, 2, 8, 8, 0, true>},
-      {"c4r2 16d4 2/SM", run_stream<4, 2, 16, 4, 80>},
-      {"c4r4 32d8 1/SM", run_stream<4, 4, 32, 8, 120>},
+      {"staged (library)", run_staged},
+      {"stage16 first", run_stage<16, 0>},
+      {"stage16 wait", run_stage<16, 1>},
+      {"stage16 x", run_stage<16, 2>},
+      {"stage8 x", run_stage<8, 2>},
+      {"stage32 x", run_stage<32, 2>},
+      {"~stage16 cut", run_stage<16, 2, true>},
   };
   const int nv = sizeof vs / sizeof vs[0];
   const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {12288, 4096}, {1000, 4224}};

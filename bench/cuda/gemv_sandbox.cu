@@ -366,7 +366,7 @@ static int weight_copies(lb_cuda_qw *ws, size_t l2) {
   for (int i = 1; i < copies; i++) {
     ws[i] = ws[0];
     CK(cudaMalloc(&ws[i].codes, cb));
-    CK(cudaMalloc(&ws[i].scales, sb));
+    CK(cudaMalloc(&ws[i].scales, sb + 16)); // 16 to spare, as the library's (cuda.h)
     CK(cudaMemcpy(ws[i].codes, ws[0].codes, cb, cudaMemcpyDeviceToDevice));
     CK(cudaMemcpy(ws[i].scales, ws[0].scales, sb, cudaMemcpyDeviceToDevice));
   }

@@ -66,6 +66,13 @@ LOWBIT_CUDA_GEMV_TC=force "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/rtn4-
 # more rows than pocket-llama's take it, so it is forced here
 echo "NF4 GEMV a warp a row pair forced (LOWBIT_CUDA_GEMV_TALL=force):"
 LOWBIT_CUDA_GEMV_TALL=force "$B/tests/test_cuda_model" "$TEXT" "$W/nf4-dq" "$W/fp4" || fail=1
+# one row's GEMV staged in shared memory (gemv.cu: gemv_staged): pocket-llama's weights all fit the
+# rule, so the passes above take it for every format but NF4/FP4 (not staged by default); this
+# pass turns it off (the register GEMV) and the next forces it for NF4/FP4 too
+echo "one-row GEMV not staged (LOWBIT_CUDA_GEMV_STAGE=0):"
+LOWBIT_CUDA_GEMV_STAGE=0 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/hqq4" "$W/fp8" "$W/rtn8" "$W/int8@0.05,1e-3" || fail=1
+echo "one-row GEMV staged, forced (LOWBIT_CUDA_GEMV_STAGE=force):"
+LOWBIT_CUDA_GEMV_STAGE=force "$B/tests/test_cuda_model" "$TEXT" "$W/nf4-dq" "$W/fp4" || fail=1
 # prefill attention through cuBLAS and the softmax kernel (the flash kernel takes pocket-llama's
 # head_dim of 64 by default; the GEMM path stays for the head dims it does not take)
 echo "GEMM prefill attention (LOWBIT_CUDA_FLASH=0):"

@@ -92,7 +92,7 @@ typedef struct lb_cuda_qw {
   float code[16];  /* NF4 */
   float threshold; /* I8 */
   void *codes;     /* [rows][row bytes] */
-  void *scales;    /* [rows][ngroups] 32-bit entries */
+  void *scales;    /* [rows][ngroups] 32-bit entries, and 16 bytes to spare (gemv.cu: gemv_staged) */
   int32_t *perm;   /* act-order (Q4): device column i is the weight's column perm[i], so the
                       activations go in as x[perm[i]] (lb_cuda_gather_cols); NULL: in order */
 } lb_cuda_qw;

@@ -5,7 +5,8 @@
 // for its input (PDL, util.cuh), so they overlap the kernel before; for one activation row the
 // second step is copied to shared memory before the wait too (cp.async: no register held) where
 // that measured faster (launch_b); each later step's loads are issued before the math of the
-// step before.
+// step before. One row of a weight small enough for two launches' blocks to hold it in shared
+// memory at once takes gemv_staged instead (below).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/gemv_formats.cuh"
+#include "backend/cuda/tma.cuh"
 #include "backend/cuda/util.cuh"
 
 // Where a lane reads its rows: the codes of its current step and the scale row, with the step's
@@ -95,6 +97,26 @@ extern "C" cudaError_t lb_gemv_stamps_count(unsigned int *n) {
 #else
 #define STAMP(i) ((void)0)
 #endif
+
+// A row group's results v (F::finish's) for activation row b: y (or added to it), or for SILU
+// the (gate, up) pair's silu(gate + bias) * (up + bias) in out16.
+template <bool SILU, int R>
+__device__ __forceinline__ void put_rows(const KW &w, int row0, int b, const float (&v)[R], float *__restrict__ y,
+                                         const float *__restrict__ bias, __half *__restrict__ out16, bool accumulate) {
+  if (SILU) {
+    const int inter = w.rows / 2, i = row0 / 2;
+    float g = v[0], u = v[R - 1];
+    if (bias) g += bias[i], u += bias[inter + i];
+    out16[(size_t)b * inter + i] = __float2half(g / (1.0f + expf(-g)) * u);
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+      if (row0 + r < w.rows) {
+        float *o = y + (size_t)b * w.rows + row0 + r;
+        *o = accumulate ? *o + v[r] : v[r];
+      }
+  }
+}
 
 // A block of 8 warps: 8 / KS groups of R rows, the KS warps of a group taking alternate steps and
 // summing in shared memory. SILU: the rows are interleaved (gate, up) pairs (R = 2), and the result
@@ -183,20 +205,97 @@ __global__ void __launch_bounds__(256) gemv(const KW w, const KX x0, float *__re
       for (int k = 1; k < KS; k++) a = a + part[wib + k * groups][r][b];
       v[r] = F::finish(w, x, row0 + r < w.rows ? row0 + r : row0, b, a);
     }
-    if (SILU) {
-      const int inter = w.rows / 2, i = row0 / 2;
-      float g = v[0], u = v[R - 1];
-      if (bias) g += bias[i], u += bias[inter + i];
-      out16[(size_t)b * inter + i] = __float2half(g / (1.0f + expf(-g)) * u);
-    } else {
-#pragma unroll
-      for (int r = 0; r < R; r++)
-        if (row0 + r < w.rows) {
-          float *o = y + (size_t)b * w.rows + row0 + r;
-          *o = accumulate ? *o + v[r] : v[r];
-        }
-    }
+    put_rows<SILU, R>(w, row0, b, v, y, bias, out16, accumulate);
   }
+}
+
+// The one-row GEMV with launches two deep (BENCHMARKS.md, 2026-11-25): a block of 8 warps takes
+// 16 rows, a warp a row pair, its lanes alternate steps. Before the PDL wait one thread asks the
+// copy engine (TMA bulk copies, sm_90) for all of the block's codes and scale entries, into
+// shared memory. After the wait the kernel triggers its successor, copies the activation row to
+// shared memory (F::XCOPY; FI8One rounds it there instead, F::prep), and multiplies from there.
+// A block takes at most a quarter of an SM and a launch at most two blocks an SM (stage_fits), so
+// the next launch's blocks fit beside the running ones and stream their rows while those
+// compute; with the trigger after the wait, a launch's activations are asked for before the
+// next launch's rows. Shared memory: F::smem, the row (XCOPY), the codes, the scales' 16-byte span.
+enum { STAGE_ROWS = 16 };
+struct StageLayout {
+  uint32_t xs, codes, scales, bytes; // offsets into the dynamic shared memory; its size
+  __host__ __device__ static StageLayout of(const KW &w, uint32_t pre, bool xcopy) {
+    StageLayout l;
+    l.xs = (pre + 127) / 128 * 128;
+    l.codes = l.xs + (xcopy ? ((uint32_t)w.cols * 2 + 127) / 128 * 128 : 0);
+    l.scales = l.codes + STAGE_ROWS * (uint32_t)w.steps * 16;
+    l.bytes = l.scales + (STAGE_ROWS * (uint32_t)w.ngroups * 4 + 31) / 16 * 16; // 16 to spare: the span's start
+    return l;
+  }
+};
+
+template <class F, bool SILU>
+__global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, float *__restrict__ y,
+                                                      const float *__restrict__ bias, __half *__restrict__ out16,
+                                                      bool accumulate, StageLayout ly) {
+#if LB_TMA
+  typedef typename F::Acc Acc;
+  extern __shared__ __align__(128) uint8_t sm[]; // (aligned to 128 for the copy engine's writes)
+  __shared__ uint64_t bar;
+  const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
+  const uint32_t rb = (uint32_t)w.steps * 16;
+  // the rows' scale entries: the 16-byte span around them (the weight's scales have 16 bytes to
+  // spare after them: qweight.cu)
+  const size_t s0 = (size_t)r0 * w.ngroups * 4, a0 = s0 & ~(size_t)15;
+  const uint32_t sb = (uint32_t)((s0 + (size_t)nr * w.ngroups * 4 + 15 - a0) & ~(size_t)15);
+  if (threadIdx.x == 0) {
+    mbar_init(&bar);
+    const uint32_t tot = (uint32_t)nr * rb;
+    mbar_expect(&bar, tot + sb);
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(w.codes) + (size_t)r0 * rb;
+    for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(sm + ly.codes + o, src + o, min(16384u, tot - o), &bar);
+    bulk_copy(sm + ly.scales, reinterpret_cast<const uint8_t *>(w.scales) + a0, sb, &bar);
+  }
+  __syncthreads(); // the barrier is initialised
+  lb_pdl_wait();
+  lb_pdl_trigger();
+  KX x = x0;
+  F::prep(w, x); // FI8One: the row's int8 codes, at the start of the shared memory
+  if constexpr (F::XCOPY) {
+    constexpr int NC = F::COLS / 8; // chunks a step
+    uint4 *xs = reinterpret_cast<uint4 *>(sm + ly.xs);
+    const uint4 *xg = reinterpret_cast<const uint4 *>(x.x);
+    for (int i = threadIdx.x; i < w.cols / 8; i += blockDim.x) cp_async16(&xs[xs_slot<NC>(i / NC, i % NC)], xg + i);
+    cp_async_wait();
+    __syncthreads();
+    x.xs = xs;
+  }
+  mbar_wait(&bar, 0);
+  const int lr = 2 * wib;
+  if (lr >= nr) return;
+  const int rr = lr + 1 < nr ? 1 : 0; // the pair's second row (a missing one repeats the first, unused)
+  const uint4 *c = reinterpret_cast<const uint4 *>(sm + ly.codes) + (size_t)lr * w.steps;
+  const uint32_t *sc = reinterpret_cast<const uint32_t *>(sm + ly.scales + (s0 & 15)) + (size_t)lr * w.ngroups;
+  Acc acc[2][1] = {{Acc()}, {Acc()}};
+  int g = lane / w.spg, gr = lane - g * w.spg;
+  const int gs = 32 / w.spg, rs = 32 - gs * w.spg;
+  for (int st = lane; st < w.steps; st += 32) {
+    Frag f[2];
+    f[0].q = c[st], f[1].q = c[rr * w.steps + st];
+    f[0].s = F::STEP_SCALE ? sc[g] : 0u, f[1].s = F::STEP_SCALE ? sc[rr * w.ngroups + g] : 0u;
+    F::template mac<1, 2, true>(f, x, w, st, acc);
+    g += gs, gr += rs;
+    if (gr >= w.spg) gr -= w.spg, g++;
+  }
+  F::template tail<1, 2>(w, x, r0 + lr, lane, 32, acc);
+  float v[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    Acc t = acc[r][0];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t = t + shfl_xor(t, o);
+    v[r] = F::finish(w, x, r0 + lr + r * rr, 0, t);
+  }
+  if (lane == 0) put_rows<SILU, 2>(w, r0 + lr, 0, v, y, bias, out16, accumulate);
+#endif
 }
 
 enum { ROWS = 2, SPLIT = 2 }; // rows per warp; warps sharing a row (BENCHMARKS.md: variants)
@@ -211,6 +310,43 @@ static bool tall_fits(int b16) {
   return m == 2 || (m == 1 && 2 * (int64_t)b16 >= 3 * 4 * (int64_t)lb_cu_sm_count());
 }
 
+// Whether a one-row GEMV takes the staged kernel (gemv_staged) with that layout and grid: an
+// sm_90 device (TMA), a block's shared memory at most a quarter of an SM's (1 KB a block is the
+// system's), and at most two blocks an SM, so that two launches fit the SMs at once (measured:
+// BENCHMARKS.md, 2026-11-25), for the formats that measured faster so (F::STAGE).
+// LOWBIT_CUDA_GEMV_STAGE: unset, that rule; 0 never; force wherever the shared memory allows,
+// whatever the format (the checks: every weight of a small model, many-wave grids).
+static bool stage_fits(const StageLayout &ly, int blocks, bool format) {
+  static int mode = -1, per_sm = -1;
+  const int m = lb_cu_env_mode("LOWBIT_CUDA_GEMV_STAGE", &mode);
+  if (per_sm < 0) {
+    int dev = 0, major = 0, bytes = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
+      cudaGetLastError(), major = 0;
+    per_sm = major >= 9 ? bytes : 0;
+  }
+  if (m == 0 || 4 * ((int64_t)ly.bytes + 1024 + 64) > per_sm) return false;
+  return m == 2 || (format && blocks <= 2 * lb_cu_sm_count());
+}
+
+template <class F, bool SILU>
+static cudaError_t launch_staged(const KW &kw, const KX &kx, const StageLayout &ly, float *y, const float *bias,
+                                 __half *out16, bool acc, cudaStream_t st) {
+  static int allowed = 0; // the dynamic shared memory a block may take (0: the kernel not yet set up)
+  if ((int)ly.bytes > allowed) {
+    // all of an SM's shared memory for its blocks, whatever the L1 then keeps: two launches' blocks at once
+    cudaError_t e = cudaFuncSetAttribute(gemv_staged<F, SILU>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    if (e == cudaSuccess)
+      e = cudaFuncSetAttribute(gemv_staged<F, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ly.bytes);
+    if (e != cudaSuccess) return e;
+    allowed = (int)ly.bytes;
+  }
+  const int blocks = (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS;
+  return lb_cu_launch(gemv_staged<F, SILU>, dim3(blocks), dim3(256), ly.bytes, st, kw, kx, y, bias, out16, acc, ly);
+}
+
 template <class F, bool SILU, int B>
 static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *bias, __half *out16, bool acc,
                             cudaStream_t st) {
@@ -221,6 +357,10 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   // one-wave grid whose weights all load before the wait keeps the next launch from loading
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
+  if constexpr (B == 1) { // weights that two launches' blocks can hold in shared memory at once
+    const StageLayout ly = StageLayout::of(kw, (uint32_t)F::smem(kw.cols), F::XCOPY);
+    if (stage_fits(ly, (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS, F::STAGE)) return launch_staged<F, SILU>(kw, kx, ly, y, bias, out16, acc, st);
+  }
   if constexpr (F::TALL) { // NF4 at one row: a warp a row pair (16 rows a block) on many-wave grids
     const int b16 = (kw.rows + 15) / 16;
     if (tall_fits(b16)) // (its steps' pre-copy by the same rule, for these blocks)
@@ -256,7 +396,7 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
                      void *out16, int batch, bool acc, void *stream, lb_error *err) {
   if (batch < 1 || batch > LB_CUDA_GEMV_MAX) return lb_cu_fail(err, LB_EINVAL, "cuda gemv: batch must be 1..32");
   const KW kw = kw_of(w);
-  KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL, w->threshold, NULL};
+  KX kx = {(const __half *)x16, NULL, NULL, NULL, NULL, NULL, w->threshold, NULL, NULL};
   cudaStream_t st = (cudaStream_t)stream;
   cudaError_t e = cudaSuccess;
   if (w->kind == LB_CUDA_I8 && batch == 1 && FI8One::smem((int)w->cols) <= 32768) // one row: the GEMV rounds

@@ -7,8 +7,12 @@
 //                     before the PDL wait (gemv.cu: launch_b);
 //   TALL              whether many-wave grids take a warp a row pair, 16 rows a block
 //                     (gemv.cu: tall_fits);
+//   XCOPY             whether the staged GEMV (gemv.cu) copies the activation row to shared memory
+//                     (the fp16 formats; FI8One rounds it there itself);
+//   STAGE             whether the one-row GEMV may take the staged kernel (gemv.cu: stage_fits);
 //   Acc               what a lane accumulates per (row, activation row);
-//   mac<B, R>         one step of R rows against B activation rows;
+//   mac<B, R, XS>     one step of R rows against B activation rows (XS: one row, read from the
+//                     staged GEMV's copy, KX::xs);
 //   tail<B, R>        what comes after the steps (LLM.int8's outlier columns);
 //   finish            the sum of a row's lanes as the float result;
 //   prep, smem(cols)  what every block does after the PDL wait, before its steps, and the dynamic
@@ -53,6 +57,7 @@ struct KX {
   const int *nout, *ocol;
   float thr;            // LLM.int8's outlier threshold (FI8One: the GEMV rounds the activations itself)
   const uint8_t *omask; // FI8One: a byte a 8 columns, bit j: column 8 i + j is an outlier
+  const uint4 *xs;      // the staged GEMV's copy of the row in shared memory (xs_slot)
 };
 
 struct Frag {
@@ -88,17 +93,34 @@ __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// sum over a step of the half2 products d[i] * x[i] for each activation row, scaled by sc[r] and
-// added to acc in fp32; N pairs (COLS / 2) of fp16 activations at x + b * cols + col0.
+// Where the staged GEMV keeps chunk j (8 columns) of step st, a step being NC chunks: the row's
+// order with each step's chunks rotated by st / (8 / NC), so that the 8 lanes of a 16-byte read's
+// phase (steps st .. st + 7, one chunk each) hit 8 different bank groups, and the copy's writes
+// stay within 8 chunks of the row's order (writes far apart, as j * steps + st, measured 2.4x
+// slower: BENCHMARKS.md, 2026-11-25).
+template <int NC>
+__device__ __forceinline__ int xs_slot(int st, int j) {
+  return NC * st + (j ^ ((st / (8 / NC)) % NC));
+}
+
+// Activation row b's chunk j of step st: from global memory, or (XS, one row) from the staged
+// GEMV's copy in shared memory (KX::xs, xs_slot's order).
+template <bool XS, int NC>
+__device__ __forceinline__ uint4 x_chunk(const KX &x, const KW &w, int b, int st, int j) {
+  if constexpr (XS) return x.xs[xs_slot<NC>(st, j)];
+  else return __ldg(reinterpret_cast<const uint4 *>(x.x + (size_t)b * w.cols) + (size_t)st * NC + j);
+}
+
+// sum over a step st of the half2 products d[i] * x[i] for each activation row, scaled by sc[r]
+// and added to acc in fp32; N pairs (COLS / 2) of fp16 activations.
 template <int B, int R, int N>
-__device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (&sc)[R], const __half *__restrict__ x,
-                                         int cols, int col0, float (&acc)[R][B]) {
+__device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (&sc)[R], const KX &x, const KW &w,
+                                         int st, float (&acc)[R][B]) {
 #pragma unroll
   for (int b = 0; b < B; b++) {
-    const uint4 *xb = reinterpret_cast<const uint4 *>(x + (size_t)b * cols + col0);
     uint4 xv[N / 4];
 #pragma unroll
-    for (int j = 0; j < N / 4; j++) xv[j] = __ldg(xb + j);
+    for (int j = 0; j < N / 4; j++) xv[j] = x_chunk<false, N / 4>(x, w, b, st, j);
     const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -115,15 +137,31 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
 // returns the float that scales their sum; the products are summed per step (dot_rows).
 template <class D, int N>
 struct FHalf {
-  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, TALL = 0 }; // PRE: FP8 and 8-bit affine (gemv.cu)
+  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, TALL = 0, XCOPY = 1, STAGE = 1 }; // PRE: FP8 and 8-bit affine (gemv.cu)
   typedef float Acc;
-  template <int B, int R>
+  template <int B, int R, bool XS = false>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
-    __half2 d[R][N];
-    float sc[R];
+    if constexpr (XS) { // the row's chunks first (shared memory), then a row at a time (fewer registers)
+      uint4 xv[N / 4];
 #pragma unroll
-    for (int r = 0; r < R; r++) sc[r] = D::decode(f[r], w, d[r]);
-    dot_rows<B, R, N>(d, sc, x.x, w.cols, st * COLS, acc);
+      for (int j = 0; j < N / 4; j++) xv[j] = x_chunk<true, N / 4>(x, w, 0, st, j);
+      const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        __half2 d[N], a = __float2half2_rn(0.0f);
+        const float sc = D::decode(f[r], w, d);
+#pragma unroll
+        for (int i = 0; i < N; i++) a = __hfma2(d[i], xh[i], a);
+        const float2 s = __half22float2(a);
+        acc[r][0] = fmaf(sc, s.x + s.y, acc[r][0]);
+      }
+    } else {
+      __half2 d[R][N];
+      float sc[R];
+#pragma unroll
+      for (int r = 0; r < R; r++) sc[r] = D::decode(f[r], w, d[r]);
+      dot_rows<B, R, N>(d, sc, x, w, st, acc);
+    }
   }
   template <int B, int R>
   __device__ static void tail(const KW &, const KX &, int, int, int, float (&)[R][B]) {}
@@ -252,19 +290,20 @@ struct FNF4 : FHalf<FNF4, 16> {
 // registers, 3 blocks an SM). A step's products are summed in half2 as dot_rows does, then scaled
 // and added in fp32.
 struct FNF4One : FHalf<FNF4One, 16> {
-  enum { TALL = 1 }; // a warp a row pair on many-wave grids (gemv.cu: tall_fits)
-  template <int B, int R>
+  // TALL: a warp a row pair on many-wave grids (gemv.cu: tall_fits); not STAGE: measured slower
+  // staged at 4096 x 4096 (6.21 against 5.22 us: BENCHMARKS.md, 2026-11-25)
+  enum { TALL = 1, STAGE = 0 };
+  template <int B, int R, bool XS = false>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
     static_assert(B == 1, "one activation row");
     uint32_t t[8];
     nf4_table(w, t);
-    const uint4 *xb = reinterpret_cast<const uint4 *>(x.x) + (size_t)st * 4;
     __half2 a[R];
 #pragma unroll
     for (int r = 0; r < R; r++) a[r] = __float2half2_rn(0.0f);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      const uint4 xv = __ldg(xb + j);
+      const uint4 xv = x_chunk<XS, 4>(x, w, 0, st, j);
 #pragma unroll
       for (int r = 0; r < R; r++) {
         const uint32_t v = j == 0 ? f[r].q.x : j == 1 ? f[r].q.y : j == 2 ? f[r].q.z : f[r].q.w;
@@ -368,9 +407,9 @@ __device__ __forceinline__ I8Acc shfl_xor(I8Acc a, int o) {
 __device__ __forceinline__ float shfl_xor(float a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
 
 struct FI8 {
-  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, TALL = 0 };
+  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, TALL = 0, XCOPY = 0, STAGE = 1 };
   typedef I8Acc Acc;
-  template <int B, int R>
+  template <int B, int R, bool XS = false> // (XS unused: FI8 is never staged)
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
 #pragma unroll
     for (int b = 0; b < B; b++) {
@@ -447,7 +486,7 @@ struct FI8One : FI8 {
     __syncthreads();
     x.q = q, x.sca = sc, x.omask = mask;
   }
-  template <int B, int R>
+  template <int B, int R, bool XS = false> // (XS: its codes are in shared memory either way)
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
     static_assert(B == 1, "one activation row");
     const uint4 xv = *reinterpret_cast<const uint4 *>(x.q + 16 * st);

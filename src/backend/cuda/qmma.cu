@@ -255,7 +255,7 @@ static lb_status run(const lb_cuda_qw *w, const void *x16, lb_cuda_i8x *i8x, flo
   for (int64_t r0 = 0; r0 < n && e == cudaSuccess; r0 += LB_CUDA_MMA_MAX) {
     const int64_t most = LB_CUDA_MMA_MAX;
     const int k = (int)(n - r0 < most ? n - r0 : most);
-    KX kx = {(const __half *)x16 + (size_t)r0 * w->cols, NULL, NULL, NULL, NULL, NULL, w->threshold, NULL};
+    KX kx = {(const __half *)x16 + (size_t)r0 * w->cols, NULL, NULL, NULL, NULL, NULL, w->threshold, NULL, NULL};
     float *yr = y ? y + (size_t)r0 * w->rows : NULL;
     __half *o = out16 ? (__half *)out16 + (size_t)r0 * (w->rows / 2) : NULL;
     cudaStream_t st = (cudaStream_t)stream;

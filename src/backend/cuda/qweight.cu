@@ -231,7 +231,7 @@ extern "C" lb_status lb_cuda_qw_upload(lb_cuda_ctx *ctx, const lb_qweight *const
   out->threshold = ws[0]->threshold;
   lb_status s = LB_OK;
   if ((s = lb_cuda_alloc(ctx, cbytes, &out->codes, err)) != LB_OK ||
-      (s = lb_cuda_alloc(ctx, sbytes, &out->scales, err)) != LB_OK ||
+      (s = lb_cuda_alloc(ctx, sbytes + 16, &out->scales, err)) != LB_OK || // 16 to spare: gemv_staged's copies
       (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->codes, codes, cbytes, cudaMemcpyHostToDevice))) != LB_OK ||
       (s = lb_cu_check(err, "uploading a weight", cudaMemcpy(out->scales, sc, sbytes, cudaMemcpyHostToDevice))) != LB_OK ||
       (hp && ((s = lb_cuda_alloc(ctx, (size_t)cols * 4, (void **)&out->perm, err)) != LB_OK ||
