@@ -21,30 +21,21 @@
 
 #define LB_BULK LB_TMA
 
-// Where the activations' 16-byte chunk i is kept: a step's 4 chunks rotated by (step / 2) % 4.
-__device__ __forceinline__ int xswz(int i) { return (i & ~3) | ((i & 3) ^ ((i >> 3) & 3)); }
+// Where the activations' 16-byte chunk i is kept: the staged GEMV's order (a step's 4 chunks
+// rotated by (step / 2) % 4: gemv_formats.cuh, xs_slot).
+__device__ __forceinline__ int xswz(int i) { return xs_slot<4>(i / 4, i % 4); }
 
-// One step of 2 rows (FQ4One's decode) against the swizzled activations in shared memory.
+// One step of 2 rows (FQ4One's decode) against the activations in shared memory in that order:
+// the staged GEMV's step.
 __device__ __forceinline__ void mac_smem(const Frag (&f)[2], const uint4 *xs, const KW &w, int st, float (&acc)[2][1]) {
-  uint4 xv[4];
-#pragma unroll
-  for (int j = 0; j < 4; j++) xv[j] = xs[4 * st + (j ^ ((st >> 1) & 3))];
-  const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    __half2 d[16];
-    const float sc = FQ4One::decode(f[r], w, d);
-    __half2 a = __float2half2_rn(0.0f);
-#pragma unroll
-    for (int i = 0; i < 16; i++) a = __hfma2(d[i], xh[i], a);
-    const float2 s = __half22float2(a);
-    acc[r][0] = fmaf(sc, s.x + s.y, acc[r][0]);
-  }
+  KX x = {};
+  x.xs = xs;
+  FQ4One::mac<1, 2, true>(f, x, w, st, acc);
 }
 
 // A slot's layout for w: the pair's codes (2 rows), then its scale entries from the 16-byte
-// boundary at or below the pair's first (the lab allocates the scales with 16 bytes to spare,
-// so the copy's rounded-up end stays inside them; the library's qweight.cu does not).
+// boundary at or below the pair's first (weights' scales have 16 bytes to spare, in the lab as
+// in the library's qweight.cu, so the copy's rounded-up end stays inside them).
 struct BulkSlot {
   uint32_t row_bytes, slot_bytes;
   static __host__ __device__ BulkSlot of(const KW &w) {

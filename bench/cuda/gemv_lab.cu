@@ -263,7 +263,7 @@ static void run_stage(const Weight &w, const __half *x, float *y, cudaStream_t s
 static void run_staged(const Weight &w, const __half *x, float *y, cudaStream_t st) {
   const StageLayout ly = StageLayout::of(w.kw, 0, true);
   const KX kx = {x, NULL, NULL, NULL, NULL, NULL, 0.0f, NULL, NULL};
-  CK((launch_staged<FQ4One, false>(w.kw, kx, ly, y, NULL, NULL, false, st)));
+  CK((launch_staged<FQ4One, false>(w.kw, kx, ly, (w.kw.rows + STAGE_ROWS - 1) / STAGE_ROWS, y, NULL, NULL, false, st)));
 }
 
 struct Variant {

@@ -23,20 +23,10 @@ __global__ void __launch_bounds__(RPB * 16, 64 / RPB) gemv_stage(const KW w, con
   if (TRIG == 0) lb_pdl_trigger();
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r0 = blockIdx.x * RPB, nr = min(RPB, w.rows - r0);
-  const uint32_t rb = (uint32_t)w.steps * 16;
   const uint32_t xbytes = ((uint32_t)w.cols * 2 + 127) / 128 * 128;
   uint4 *xs = reinterpret_cast<uint4 *>(ssm);
-  uint8_t *cs = ssm + xbytes, *ss = cs + (size_t)RPB * rb;
-  const size_t s0 = (size_t)r0 * w.ngroups * 4, a = s0 & ~(size_t)15;
-  const uint32_t sb = (uint32_t)((s0 + (size_t)nr * w.ngroups * 4 + 15 - a) & ~(size_t)15);
-  if (threadIdx.x == 0) {
-    mbar_init(&bar);
-    const uint32_t tot = (uint32_t)nr * rb;
-    mbar_expect(&bar, tot + sb);
-    const uint8_t *src = reinterpret_cast<const uint8_t *>(w.codes) + (size_t)r0 * rb;
-    for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(cs + o, src + o, min(16384u, tot - o), &bar);
-    bulk_copy(ss, reinterpret_cast<const uint8_t *>(w.scales) + a, sb, &bar);
-  }
+  uint8_t *cs = ssm + xbytes, *ss = cs + (size_t)RPB * w.steps * 16;
+  const uint32_t s_off = stage_request(w, r0, nr, cs, ss, &bar); // (gemv.cu)
   __syncthreads();
   lb_pdl_wait();
   if (TRIG == 1) lb_pdl_trigger();
@@ -52,7 +42,7 @@ __global__ void __launch_bounds__(RPB * 16, 64 / RPB) gemv_stage(const KW w, con
   if (lr >= nr) return;
   const bool two = lr + 1 < nr;
   const uint4 *c = reinterpret_cast<const uint4 *>(cs) + (size_t)lr * w.steps;
-  const uint32_t *s = reinterpret_cast<const uint32_t *>(ss + (s0 & 15)) + (size_t)lr * w.ngroups;
+  const uint32_t *s = reinterpret_cast<const uint32_t *>(ss + s_off) + (size_t)lr * w.ngroups;
   float acc[2][1] = {{0.0f}, {0.0f}};
   for (int st = lane; st < w.steps; st += 32) {
     const int g = st / w.spg;

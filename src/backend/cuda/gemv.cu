@@ -231,6 +231,27 @@ struct StageLayout {
   }
 };
 
+#if LB_TMA
+// Thread 0's request of rows r0 .. r0 + nr - 1 into shared memory on one barrier: their codes to
+// codes (16 KB a bulk copy), and the 16-byte span around their scale entries to scales (the
+// weight's scales have 16 bytes to spare after them: qweight.cu). Returns where the rows' first
+// entry lies in that span, in bytes.
+__device__ __forceinline__ uint32_t stage_request(const KW &w, int r0, int nr, uint8_t *codes, uint8_t *scales,
+                                                  uint64_t *bar) {
+  const uint32_t rb = (uint32_t)w.steps * 16, tot = (uint32_t)nr * rb;
+  const size_t s0 = (size_t)r0 * w.ngroups * 4, a0 = s0 & ~(size_t)15;
+  const uint32_t sb = (uint32_t)((s0 + (size_t)nr * w.ngroups * 4 + 15 - a0) & ~(size_t)15);
+  if (threadIdx.x == 0) {
+    mbar_init(bar);
+    mbar_expect(bar, tot + sb);
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(w.codes) + (size_t)r0 * rb;
+    for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(codes + o, src + o, min(16384u, tot - o), bar);
+    bulk_copy(scales, reinterpret_cast<const uint8_t *>(w.scales) + a0, sb, bar);
+  }
+  return (uint32_t)(s0 & 15);
+}
+#endif
+
 template <class F, bool SILU>
 __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, float *__restrict__ y,
                                                       const float *__restrict__ bias, __half *__restrict__ out16,
@@ -241,19 +262,7 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
   __shared__ uint64_t bar;
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
-  const uint32_t rb = (uint32_t)w.steps * 16;
-  // the rows' scale entries: the 16-byte span around them (the weight's scales have 16 bytes to
-  // spare after them: qweight.cu)
-  const size_t s0 = (size_t)r0 * w.ngroups * 4, a0 = s0 & ~(size_t)15;
-  const uint32_t sb = (uint32_t)((s0 + (size_t)nr * w.ngroups * 4 + 15 - a0) & ~(size_t)15);
-  if (threadIdx.x == 0) {
-    mbar_init(&bar);
-    const uint32_t tot = (uint32_t)nr * rb;
-    mbar_expect(&bar, tot + sb);
-    const uint8_t *src = reinterpret_cast<const uint8_t *>(w.codes) + (size_t)r0 * rb;
-    for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(sm + ly.codes + o, src + o, min(16384u, tot - o), &bar);
-    bulk_copy(sm + ly.scales, reinterpret_cast<const uint8_t *>(w.scales) + a0, sb, &bar);
-  }
+  const uint32_t s_off = stage_request(w, r0, nr, sm + ly.codes, sm + ly.scales, &bar);
   __syncthreads(); // the barrier is initialised
   lb_pdl_wait();
   lb_pdl_trigger();
@@ -273,7 +282,7 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
   if (lr >= nr) return;
   const int rr = lr + 1 < nr ? 1 : 0; // the pair's second row (a missing one repeats the first, unused)
   const uint4 *c = reinterpret_cast<const uint4 *>(sm + ly.codes) + (size_t)lr * w.steps;
-  const uint32_t *sc = reinterpret_cast<const uint32_t *>(sm + ly.scales + (s0 & 15)) + (size_t)lr * w.ngroups;
+  const uint32_t *sc = reinterpret_cast<const uint32_t *>(sm + ly.scales + s_off) + (size_t)lr * w.ngroups;
   Acc acc[2][1] = {{Acc()}, {Acc()}};
   int g = lane / w.spg, gr = lane - g * w.spg;
   const int gs = 32 / w.spg, rs = 32 - gs * w.spg;
@@ -332,8 +341,8 @@ static bool stage_fits(const StageLayout &ly, int blocks, bool format) {
 }
 
 template <class F, bool SILU>
-static cudaError_t launch_staged(const KW &kw, const KX &kx, const StageLayout &ly, float *y, const float *bias,
-                                 __half *out16, bool acc, cudaStream_t st) {
+static cudaError_t launch_staged(const KW &kw, const KX &kx, const StageLayout &ly, int blocks, float *y,
+                                 const float *bias, __half *out16, bool acc, cudaStream_t st) {
   static int allowed = 0; // the dynamic shared memory a block may take (0: the kernel not yet set up)
   if ((int)ly.bytes > allowed) {
     // all of an SM's shared memory for its blocks, whatever the L1 then keeps: two launches' blocks at once
@@ -343,7 +352,6 @@ static cudaError_t launch_staged(const KW &kw, const KX &kx, const StageLayout &
     if (e != cudaSuccess) return e;
     allowed = (int)ly.bytes;
   }
-  const int blocks = (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS;
   return lb_cu_launch(gemv_staged<F, SILU>, dim3(blocks), dim3(256), ly.bytes, st, kw, kx, y, bias, out16, acc, ly);
 }
 
@@ -359,7 +367,8 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
   if constexpr (B == 1) { // weights that two launches' blocks can hold in shared memory at once
     const StageLayout ly = StageLayout::of(kw, (uint32_t)F::smem(kw.cols), F::XCOPY);
-    if (stage_fits(ly, (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS, F::STAGE)) return launch_staged<F, SILU>(kw, kx, ly, y, bias, out16, acc, st);
+    const int b16 = (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS;
+    if (stage_fits(ly, b16, F::STAGE)) return launch_staged<F, SILU>(kw, kx, ly, b16, y, bias, out16, acc, st);
   }
   if constexpr (F::TALL) { // NF4 at one row: a warp a row pair (16 rows a block) on many-wave grids
     const int b16 = (kw.rows + 15) / 16;

@@ -111,8 +111,18 @@ __device__ __forceinline__ uint4 x_chunk(const KX &x, const KW &w, int b, int st
   else return __ldg(reinterpret_cast<const uint4 *>(x.x + (size_t)b * w.cols) + (size_t)st * NC + j);
 }
 
-// sum over a step st of the half2 products d[i] * x[i] for each activation row, scaled by sc[r]
-// and added to acc in fp32; N pairs (COLS / 2) of fp16 activations.
+// One row's step: the half2 products d[i] * x[i] summed in half2, the sum scaled by sc and added
+// to acc in fp32.
+template <int N>
+__device__ __forceinline__ void step_acc(const __half2 (&d)[N], const __half2 *xh, float sc, float &acc) {
+  __half2 a = __float2half2_rn(0.0f);
+#pragma unroll
+  for (int i = 0; i < N; i++) a = __hfma2(d[i], xh[i], a);
+  const float2 f = __half22float2(a);
+  acc = fmaf(sc, f.x + f.y, acc);
+}
+
+// step_acc over a step st for each row and activation row; N pairs (COLS / 2) of fp16 activations.
 template <int B, int R, int N>
 __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (&sc)[R], const KX &x, const KW &w,
                                          int st, float (&acc)[R][B]) {
@@ -123,13 +133,7 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
     for (int j = 0; j < N / 4; j++) xv[j] = x_chunk<false, N / 4>(x, w, b, st, j);
     const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      __half2 a = __float2half2_rn(0.0f);
-#pragma unroll
-      for (int i = 0; i < N; i++) a = __hfma2(d[r][i], xh[i], a);
-      const float2 f = __half22float2(a);
-      acc[r][b] = fmaf(sc[r], f.x + f.y, acc[r][b]);
-    }
+    for (int r = 0; r < R; r++) step_acc<N>(d[r], xh, sc[r], acc[r][b]);
   }
 }
 
@@ -148,12 +152,9 @@ struct FHalf {
       const __half2 *xh = reinterpret_cast<const __half2 *>(xv);
 #pragma unroll
       for (int r = 0; r < R; r++) {
-        __half2 d[N], a = __float2half2_rn(0.0f);
+        __half2 d[N];
         const float sc = D::decode(f[r], w, d);
-#pragma unroll
-        for (int i = 0; i < N; i++) a = __hfma2(d[i], xh[i], a);
-        const float2 s = __half22float2(a);
-        acc[r][0] = fmaf(sc, s.x + s.y, acc[r][0]);
+        step_acc<N>(d, xh, sc, acc[r][0]);
       }
     } else {
       __half2 d[R][N];
