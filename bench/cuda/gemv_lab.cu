@@ -12,6 +12,7 @@
 //                 request of the launch (the next launch may start only then; else it is the
 //                 kernel's first instruction); `~... loads only`: no activations, no math (unchecked)
 //   staged        the library's staged GEMV (gemv.cu: gemv_staged) whatever the shape
+//   staged tc     its tensor-core form (gemv_stage_tc.cuh: gemv_staged_tc)
 //   stageR ...    its first version (gemv_stage.cuh): R rows a block, the PDL trigger `first`,
 //                 after the `wait` or after the activations (`x`) landed; `~... cut`: loads only
 //   cCrG RdD ...  a loader warp streams the block's R rows (at most D in flight) while C x G math
@@ -19,7 +20,10 @@
 //                 (gemv_stream.cuh); `late`: the trigger after the last request; `N/SM`: shared
 //                 memory padded so that only N blocks of any launch fit an SM
 // Built with -DLB_GEMV_STAMPS (device.sh: STAMPS=1), the blocks' timestamps of each 4096-row
-// variant follow (gemv.cu's and gemv_bulk.cuh's; the tensor-core GEMV has none); they cost time.
+// variant follow (gemv.cu's, gemv_stage_tc.cuh's and gemv_bulk.cuh's; the tensor-core GEMV has
+// none); they cost time. LAB_STAMPS_DUMP=DIR writes their raw records (stamps_timeline.py).
+// LAB_ONLY="base,staged tc": those variants alone; LAB_SHAPE=4096x4096: that weight alone;
+// LAB_SAME=1: every copy of a weight the same bytes (as the sandbox's copies).
 // `lab ITERS floor` times the floor instead: a read of 8.65 MB with a compute tail after the wait;
 // `lab ITERS hol` how long an 8 KB read from the L2 takes while other SMs stream weights;
 // `lab ITERS chain` chains of 48 products in one persistent kernel (gemv_chain.cuh), variants named
@@ -266,6 +270,12 @@ static void run_staged(const Weight &w, const __half *x, float *y, cudaStream_t 
   CK((launch_staged<FQ4One, false>(w.kw, kx, ly, (w.kw.rows + STAGE_ROWS - 1) / STAGE_ROWS, y, NULL, NULL, false, st)));
 }
 
+static void run_staged_tc(const Weight &w, const __half *x, float *y, cudaStream_t st) {
+  const StageLayout ly = stc_layout(w.kw);
+  const KX kx = {x, NULL, NULL, NULL, NULL, NULL, 0.0f, NULL, NULL};
+  CK((launch_staged<FQ4One, false, true>(w.kw, kx, ly, (w.kw.rows + STAGE_ROWS - 1) / STAGE_ROWS, y, NULL, NULL, false, st)));
+}
+
 struct Variant {
   const char *name;
   Launch fn;
@@ -303,6 +313,11 @@ static void stamps(const char *name, Launch fn, std::vector<Weight> &ws, const _
   n = n < cap ? n : cap;
   std::vector<unsigned long long> h((size_t)n * 6);
   CK(cudaMemcpy(h.data(), d, h.size() * 8, cudaMemcpyDeviceToHost));
+  if (const char *dump = getenv("LAB_STAMPS_DUMP")) { // the raw records, for a closer look
+    std::string path = std::string(dump) + "/" + name + ".bin";
+    for (char &c : path) c = c == ' ' || c == '(' || c == ')' ? '_' : c;
+    if (FILE *f = fopen(path.c_str(), "wb")) fwrite(h.data(), 8, h.size(), f), fclose(f);
+  }
   CK(lb_gemv_stamps_set(NULL, 0));
   double acc[6] = {0};
   for (int l = 3; l < 10; l++) {
@@ -351,8 +366,13 @@ static std::vector<Weight> make_weights(int rows, int cols, int group, int copie
     q.kind = LB_CUDA_Q4, q.rows = rows, q.cols = cols, q.group = group, q.ngroups = ng;
     CK(cudaMalloc(&q.codes, cb));
     CK(cudaMalloc(&q.scales, sb + 16));
-    CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
+    if (c > 0 && getenv("LAB_SAME")) { // (an experiment: every copy the same bytes, as the sandbox's)
+      CK(cudaMemcpy(q.codes, ws[0].qw.codes, cb, cudaMemcpyDeviceToDevice));
+      CK(cudaMemcpy(q.scales, ws[0].qw.scales, sb, cudaMemcpyDeviceToDevice));
+    } else {
+      CK(cudaMemcpy(q.codes, hc.data(), cb, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(q.scales, hs.data(), sb, cudaMemcpyHostToDevice));
+    }
     ws[c].kw = kw_of(&q);
     ws[c].kw.steps = cols / 32, ws[c].kw.spg = group / 32;
   }
@@ -407,6 +427,7 @@ int main(int argc, char **argv) {
       {"tc", run_tc},
       {"bulk", run_bulk<1, 2, 2>},
       {"staged (library)", run_staged},
+      {"staged tc", run_staged_tc},
       {"stage16 first", run_stage<16, 0>},
       {"stage16 wait", run_stage<16, 1>},
       {"stage16 x", run_stage<16, 2>},
@@ -421,7 +442,9 @@ int main(int argc, char **argv) {
   printf("\n| --- | ---: |");
   for (int v = 0; v < nv; v++) printf(" ---: |");
   printf("\n");
+  const char *only = getenv("LAB_ONLY"), *shape = getenv("LAB_SHAPE");
   for (const auto &sh : shapes) {
+    if (shape && std::to_string(sh[0]) + "x" + std::to_string(sh[1]) != shape) continue;
     const int rows = sh[0], cols = sh[1], group = 128, ng = (cols + group - 1) / group;
     const size_t cb = (size_t)rows * cols / 2, sb = (size_t)rows * ng * 4, bytes = cb + sb + (size_t)cols * 2;
     int copies = (int)(2 * (size_t)l2 / (cb + sb)) + 2;
@@ -446,6 +469,10 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&st));
     printf("| %d x %d | %.2f |", rows, cols, bytes / 1e6);
     for (int v = 0; v < nv; v++) {
+      if (only && ("," + std::string(only) + ",").find("," + std::string(vs[v].name) + ",") == std::string::npos) {
+        printf(" |");
+        continue;
+      }
       CK(cudaMemset(dy, 0xFF, rows * 4));
       vs[v].fn(ws[0], dx, dy, st);
       CK(cudaStreamSynchronize(st));

@@ -5,7 +5,10 @@
 //                                              one of the names below, e.g. "int8", alone;
 //                                              SANDBOX_PART=gemv: the checks and the GEMV's
 //                                              table alone, gemvtime: that table alone, mma:
-//                                              the batch table alone)
+//                                              the batch table alone; SANDBOX_SHAPE=4096x4096:
+//                                              the GEMV table for that weight alone;
+//                                              SANDBOX_STAMPS_DUMP=DIR: a stamps build writes
+//                                              its raw records there, stamps_timeline.py)
 //
 // Weights: int4 g128 (random codes, integer zero points), NF4 with double quantization, FP8 E4M3
 // per channel and in 128 x 128 blocks, LLM.int8 with threshold 6, made by the project's quantizers
@@ -571,7 +574,7 @@ struct Launch {
 };
 static void stamps_report(Kind k, int64_t rows, int64_t cols, size_t l2) {
   Timed T(k, rows, cols, 1, l2);
-  const unsigned cap = 1u << 20, iters = 40, nblocks = (unsigned)((rows + 7) / 8);
+  const unsigned cap = 1u << 20, iters = 40;
   unsigned long long *dbuf, *hb = (unsigned long long *)malloc((size_t)cap * SF * 8);
   CK(cudaMalloc(&dbuf, (size_t)cap * SF * 8));
   CK(lb_gemv_stamps_set(dbuf, cap));
@@ -580,6 +583,15 @@ static void stamps_report(Kind k, int64_t rows, int64_t cols, size_t l2) {
   CK(lb_gemv_stamps_count(&n));
   n = n < cap ? n : cap;
   CK(cudaMemcpy(hb, dbuf, (size_t)n * SF * 8, cudaMemcpyDeviceToHost));
+  unsigned nblocks = 1; // a launch's blocks (8 or 16 rows a block, whichever kernel ran)
+  for (unsigned i = 0; i < n; i++) nblocks = hb[i * SF + 1] + 1 > nblocks ? (unsigned)hb[i * SF + 1] + 1 : nblocks;
+  if (const char *dump = getenv("SANDBOX_STAMPS_DUMP")) { // the raw records, for a closer look
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s-%lldx%lld.bin", dump, KNAME[k], (long long)rows, (long long)cols);
+    for (char *c = path + strlen(dump) + 1; *c; c++) *c = *c == ' ' ? '_' : *c;
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(hb, 8, (size_t)n * SF, f), fclose(f);
+  }
   // records in start order; a weight's blocks make one launch until all nblocks are in (the same
   // copy is next launched copies >= 3 launches later, after this one has ended)
   unsigned *ord = (unsigned *)malloc(n * sizeof *ord);
@@ -695,10 +707,14 @@ int main(int argc, char **argv) {
   printf("| format | weight rows x cols | batch | MB read | warm us | of copy | cold us | of copy | cold+PDL us | GB/s | of copy |\n");
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const int64_t timed[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {14336, 4096}, {4096, 14336}};
+  const char *tshape = getenv("SANDBOX_SHAPE"); // e.g. 4096x4096: the GEMV's table for that weight alone
   for (int k = 0; k < K_COUNT; k++)
-    for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++)
-      for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
+    for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++) {
+      char sname[48];
+      snprintf(sname, sizeof sname, "%lldx%lld", (long long)timed[i][0], (long long)timed[i][1]);
+      for (int batch = 1; (!tshape || !strcmp(tshape, sname)) && batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
         time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
+    }
   printf("\nThe floor of a launch a weight (graph, PDL, cold): an empty kernel, and a kernel that only "
          "reads the bytes (all its loads before the PDL wait), us and share of the copy bandwidth\n\n");
   printf("| MB read | empty us | read us | GB/s | of copy |\n| ---: | ---: | ---: | ---: | ---: |\n");

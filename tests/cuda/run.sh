@@ -73,6 +73,8 @@ echo "one-row GEMV not staged (LOWBIT_CUDA_GEMV_STAGE=0):"
 LOWBIT_CUDA_GEMV_STAGE=0 "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/hqq4" "$W/fp8" "$W/rtn8" "$W/int8@0.05,1e-3" || fail=1
 echo "one-row GEMV staged, forced (LOWBIT_CUDA_GEMV_STAGE=force):"
 LOWBIT_CUDA_GEMV_STAGE=force "$B/tests/test_cuda_model" "$TEXT" "$W/nf4-dq" "$W/fp4" || fail=1
+echo "one-row 4-bit GEMV staged on the tensor cores (LOWBIT_CUDA_GEMV_STAGE_TC=force):"
+LOWBIT_CUDA_GEMV_STAGE_TC=force "$B/tests/test_cuda_model" "$TEXT" "$W/rtn4" "$W/rtn4-head" "$W/awq4" "$W/gptq4-act" || fail=1
 # prefill attention through cuBLAS and the softmax kernel (the flash kernel takes pocket-llama's
 # head_dim of 64 by default; the GEMM path stays for the head dims it does not take)
 echo "GEMM prefill attention (LOWBIT_CUDA_FLASH=0):"

@@ -231,13 +231,37 @@ struct StageLayout {
   }
 };
 
+
+// The parameters a staged kernel would first read after its PDL wait (the activations' and the
+// outputs' addresses), copied to shared memory by thread 0 before it and read from there after:
+// a constant-cache miss after the wait queues behind the next launch's weight loads like any
+// other read (4096 x 4096 4-bit in the kernel sandbox: 4.36 us against 4.53; BENCHMARKS.md,
+// 2026-11-25, twelfth session). LB_PCOPY=0 (a build flag, for A/B runs): read as parameters.
+#ifndef LB_PCOPY
+#define LB_PCOPY 1
+#endif
+struct PostWait {
+  const __half *x;
+  float *y;
+  const float *bias;
+  __half *out16;
+  int acc;
+};
+__device__ __forceinline__ PostWait post_wait(PostWait &s, const __half *x, float *y, const float *bias, __half *out16,
+                                              bool acc) {
+  if (!LB_PCOPY) return PostWait{x, y, bias, out16, acc};
+  if (threadIdx.x == 0) s = PostWait{x, y, bias, out16, acc};
+  return PostWait{NULL, NULL, NULL, NULL, 0};
+}
+
 #if LB_TMA
 // Thread 0's request of rows r0 .. r0 + nr - 1 into shared memory on one barrier: their codes to
-// codes (16 KB a bulk copy), and the 16-byte span around their scale entries to scales (the
-// weight's scales have 16 bytes to spare after them: qweight.cu). Returns where the rows' first
-// entry lies in that span, in bytes.
+// codes (16 KB a bulk copy; with a pitch other than a row's bytes, a copy a row, each pitch bytes
+// after the one before), and the 16-byte span around their scale entries to scales (the weight's
+// scales have 16 bytes to spare after them: qweight.cu). Returns where the rows' first entry lies
+// in that span, in bytes.
 __device__ __forceinline__ uint32_t stage_request(const KW &w, int r0, int nr, uint8_t *codes, uint8_t *scales,
-                                                  uint64_t *bar) {
+                                                  uint64_t *bar, uint32_t pitch = 0) {
   const uint32_t rb = (uint32_t)w.steps * 16, tot = (uint32_t)nr * rb;
   const size_t s0 = (size_t)r0 * w.ngroups * 4, a0 = s0 & ~(size_t)15;
   const uint32_t sb = (uint32_t)((s0 + (size_t)nr * w.ngroups * 4 + 15 - a0) & ~(size_t)15);
@@ -245,10 +269,29 @@ __device__ __forceinline__ uint32_t stage_request(const KW &w, int r0, int nr, u
     mbar_init(bar);
     mbar_expect(bar, tot + sb);
     const uint8_t *src = reinterpret_cast<const uint8_t *>(w.codes) + (size_t)r0 * rb;
-    for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(codes + o, src + o, min(16384u, tot - o), bar);
+    if (pitch == 0 || pitch == rb)
+      for (uint32_t o = 0; o < tot; o += 16384) bulk_copy(codes + o, src + o, min(16384u, tot - o), bar);
+    else
+      for (int r = 0; r < nr; r++) bulk_copy(codes + r * pitch, src + (size_t)r * rb, rb, bar);
     bulk_copy(scales, reinterpret_cast<const uint8_t *>(w.scales) + a0, sb, bar);
   }
   return (uint32_t)(s0 & 15);
+}
+
+// The staged kernels' start: thread 0's request of the block's rows (pitch: stage_request's) and
+// its copy of the parameters read after the wait (post_wait); the PDL wait, then the trigger.
+// *s_off: stage_request's return.
+__device__ __forceinline__ PostWait stage_start(const KW &w, const StageLayout &ly, uint8_t *sm, uint64_t *bar,
+                                               uint32_t pitch, const __half *x, float *y, const float *bias,
+                                               __half *out16, bool acc, uint32_t *s_off) {
+  __shared__ PostWait pws;
+  const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
+  *s_off = stage_request(w, r0, nr, sm + ly.codes, sm + ly.scales, bar, pitch);
+  const PostWait pw = post_wait(pws, x, y, bias, out16, acc);
+  __syncthreads(); // the barrier is initialised, the parameters copied
+  lb_pdl_wait();
+  lb_pdl_trigger();
+  return LB_PCOPY ? pws : pw;
 }
 #endif
 
@@ -260,13 +303,17 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
   typedef typename F::Acc Acc;
   extern __shared__ __align__(128) uint8_t sm[]; // (aligned to 128 for the copy engine's writes)
   __shared__ uint64_t bar;
+#ifdef LB_GEMV_STAMPS
+  unsigned long long tg[4]; // start, wait returned, rows landed, sums ready
+#endif
+  STAMP(0);
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
-  const uint32_t s_off = stage_request(w, r0, nr, sm + ly.codes, sm + ly.scales, &bar);
-  __syncthreads(); // the barrier is initialised
-  lb_pdl_wait();
-  lb_pdl_trigger();
+  uint32_t s_off;
+  const PostWait pw = stage_start(w, ly, sm, &bar, 0, x0.x, y, bias, out16, accumulate, &s_off);
+  STAMP(1);
   KX x = x0;
+  x.x = pw.x;
   F::prep(w, x); // FI8One: the row's int8 codes, at the start of the shared memory
   if constexpr (F::XCOPY) {
     constexpr int NC = F::COLS / 8; // chunks a step
@@ -278,6 +325,7 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
     x.xs = xs;
   }
   mbar_wait(&bar, 0);
+  STAMP(2);
   const int lr = 2 * wib;
   if (lr >= nr) return;
   const int rr = lr + 1 < nr ? 1 : 0; // the pair's second row (a missing one repeats the first, unused)
@@ -303,7 +351,10 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
     for (int o = 16; o > 0; o >>= 1) t = t + shfl_xor(t, o);
     v[r] = F::finish(w, x, r0 + lr + r * rr, 0, t);
   }
-  if (lane == 0) put_rows<SILU, 2>(w, r0 + lr, 0, v, y, bias, out16, accumulate);
+#ifdef LB_GEMV_STAMPS
+  if (threadIdx.x == 0) stamp_record(w.codes, tg);
+#endif
+  if (lane == 0) put_rows<SILU, 2>(w, r0 + lr, 0, v, pw.y, pw.bias, pw.out16, pw.acc);
 #endif
 }
 
@@ -340,19 +391,32 @@ static bool stage_fits(const StageLayout &ly, int blocks, bool format) {
   return m == 2 || (format && blocks <= 2 * lb_cu_sm_count());
 }
 
-template <class F, bool SILU>
+#include "backend/cuda/gemv_stage_tc.cuh"
+
+// Whether a one-row 4-bit GEMV (F::STAGE_TC) that is staged takes the tensor-core kernel
+// (gemv_stage_tc.cuh): LOWBIT_CUDA_GEMV_STAGE_TC=force, and columns and scale groups multiples of
+// 128. Off by default: in the kernel sandbox it measured no faster than gemv_staged (BENCHMARKS.md,
+// 2026-11-25, twelfth session).
+static bool stage_tc_fits(const KW &kw) {
+  static int mode = -1;
+  return lb_cu_env_mode("LOWBIT_CUDA_GEMV_STAGE_TC", &mode) == 2 && kw.cols % STC_CHUNK == 0 && kw.spg % 4 == 0;
+}
+
+// TC: gemv_staged_tc instead of gemv_staged<F>.
+template <class F, bool SILU, bool TC = false>
 static cudaError_t launch_staged(const KW &kw, const KX &kx, const StageLayout &ly, int blocks, float *y,
                                  const float *bias, __half *out16, bool acc, cudaStream_t st) {
+  void (*kern)(const KW, const KX, float *, const float *, __half *, bool, StageLayout) =
+      TC ? gemv_staged_tc<SILU> : gemv_staged<F, SILU>;
   static int allowed = 0; // the dynamic shared memory a block may take (0: the kernel not yet set up)
   if ((int)ly.bytes > allowed) {
     // all of an SM's shared memory for its blocks, whatever the L1 then keeps: two launches' blocks at once
-    cudaError_t e = cudaFuncSetAttribute(gemv_staged<F, SILU>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-    if (e == cudaSuccess)
-      e = cudaFuncSetAttribute(gemv_staged<F, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ly.bytes);
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ly.bytes);
     if (e != cudaSuccess) return e;
     allowed = (int)ly.bytes;
   }
-  return lb_cu_launch(gemv_staged<F, SILU>, dim3(blocks), dim3(256), ly.bytes, st, kw, kx, y, bias, out16, acc, ly);
+  return lb_cu_launch(kern, dim3(blocks), dim3(256), ly.bytes, st, kw, kx, y, bias, out16, acc, ly);
 }
 
 template <class F, bool SILU, int B>
@@ -366,8 +430,12 @@ static cudaError_t launch_b(const KW &kw, const KX &kx, float *y, const float *b
   // until it ends; with more rows the copy made every format slower)
   const bool pre = B == 1 && (F::PRE || blocks >= 8 * lb_cu_sm_count());
   if constexpr (B == 1) { // weights that two launches' blocks can hold in shared memory at once
-    const StageLayout ly = StageLayout::of(kw, (uint32_t)F::smem(kw.cols), F::XCOPY);
     const int b16 = (kw.rows + STAGE_ROWS - 1) / STAGE_ROWS;
+    if (F::STAGE_TC && stage_tc_fits(kw)) {
+      const StageLayout ly = stc_layout(kw);
+      if (stage_fits(ly, b16, F::STAGE)) return launch_staged<F, SILU, true>(kw, kx, ly, b16, y, bias, out16, acc, st);
+    }
+    const StageLayout ly = StageLayout::of(kw, (uint32_t)F::smem(kw.cols), F::XCOPY);
     if (stage_fits(ly, b16, F::STAGE)) return launch_staged<F, SILU>(kw, kx, ly, b16, y, bias, out16, acc, st);
   }
   if constexpr (F::TALL) { // NF4 at one row: a warp a row pair (16 rows a block) on many-wave grids

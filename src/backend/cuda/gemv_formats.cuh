@@ -10,6 +10,7 @@
 //   XCOPY             whether the staged GEMV (gemv.cu) copies the activation row to shared memory
 //                     (the fp16 formats; FI8One rounds it there itself);
 //   STAGE             whether the one-row GEMV may take the staged kernel (gemv.cu: stage_fits);
+//   STAGE_TC          whether it then takes the tensor-core one (FQ4One: gemv_stage_tc.cuh);
 //   Acc               what a lane accumulates per (row, activation row);
 //   mac<B, R, XS>     one step of R rows against B activation rows (XS: one row, read from the
 //                     staged GEMV's copy, KX::xs);
@@ -141,7 +142,7 @@ __device__ __forceinline__ void dot_rows(const __half2 (&d)[R][N], const float (
 // returns the float that scales their sum; the products are summed per step (dot_rows).
 template <class D, int N>
 struct FHalf {
-  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, TALL = 0, XCOPY = 1, STAGE = 1 }; // PRE: FP8 and 8-bit affine (gemv.cu)
+  enum { COLS = 2 * N, STEP_SCALE = 1, PRE = N == 8, TALL = 0, XCOPY = 1, STAGE = 1, STAGE_TC = 0 }; // PRE: FP8 and 8-bit affine (gemv.cu)
   typedef float Acc;
   template <int B, int R, bool XS = false>
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, float (&acc)[R][B]) {
@@ -219,6 +220,7 @@ struct FQ4F : FHalf<FQ4F, 16> {
 // each mask-and-OR is one LOP3. (The tensor-core product and the GEMV of 2-8 rows keep FQ4's:
 // this one measured slower there, BENCHMARKS.md.)
 struct FQ4One : FHalf<FQ4One, 16> {
+  enum { STAGE_TC = 1 }; // staged: the tensor-core kernel where it fits (gemv_stage_tc.cuh)
   __device__ static float decode(const Frag &f, const KW &, __half2 (&d)[16]) {
     const __half2 sz = as_h2(f.s), z2 = __high2half2(sz);
     const __half2 nz = __hsub2(__float2half2_rn(960.0f), z2); // -(64 + zero)
@@ -408,7 +410,7 @@ __device__ __forceinline__ I8Acc shfl_xor(I8Acc a, int o) {
 __device__ __forceinline__ float shfl_xor(float a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
 
 struct FI8 {
-  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, TALL = 0, XCOPY = 0, STAGE = 1 };
+  enum { COLS = 16, STEP_SCALE = 0, PRE = 0, TALL = 0, XCOPY = 0, STAGE = 1, STAGE_TC = 0 };
   typedef I8Acc Acc;
   template <int B, int R, bool XS = false> // (XS unused: FI8 is never staged)
   __device__ static void mac(const Frag (&f)[R], const KX &x, const KW &w, int st, I8Acc (&acc)[R][B]) {
