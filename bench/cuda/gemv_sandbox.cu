@@ -712,7 +712,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; all && run[k] && i < sizeof timed / sizeof timed[0]; i++) {
       char sname[48];
       snprintf(sname, sizeof sname, "%lldx%lld", (long long)timed[i][0], (long long)timed[i][1]);
-      for (int batch = 1; (!tshape || !strcmp(tshape, sname)) && batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
+      if (tshape && strcmp(tshape, sname)) continue;
+      for (int batch = 1; batch <= 8; batch *= (k == K_Q4 ? 2 : 8)) // batch 1 and 8 beyond int4
         time_shape((Kind)k, timed[i][0], timed[i][1], batch, iters, copy, (size_t)p.l2CacheSize);
     }
   printf("\nThe floor of a launch a weight (graph, PDL, cold): an empty kernel, and a kernel that only "

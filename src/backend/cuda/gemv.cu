@@ -233,10 +233,11 @@ struct StageLayout {
 
 
 // The parameters a staged kernel would first read after its PDL wait (the activations' and the
-// outputs' addresses), copied to shared memory by thread 0 before it and read from there after:
-// a constant-cache miss after the wait queues behind the next launch's weight loads like any
-// other read (4096 x 4096 4-bit in the kernel sandbox: 4.36 us against 4.53; BENCHMARKS.md,
-// 2026-11-25, twelfth session). LB_PCOPY=0 (a build flag, for A/B runs): read as parameters.
+// outputs' addresses), copied to shared memory by thread 0 before it and read from there after
+// (stage_start): a constant-cache miss after the wait queues behind the next launch's weight loads
+// like any other read (4096 x 4096 4-bit in the kernel sandbox: 4.36 us against 4.53;
+// BENCHMARKS.md, 2026-11-25, twelfth session). LB_PCOPY=0 (a build flag, for A/B runs): read as
+// parameters.
 #ifndef LB_PCOPY
 #define LB_PCOPY 1
 #endif
@@ -247,12 +248,6 @@ struct PostWait {
   __half *out16;
   int acc;
 };
-__device__ __forceinline__ PostWait post_wait(PostWait &s, const __half *x, float *y, const float *bias, __half *out16,
-                                              bool acc) {
-  if (!LB_PCOPY) return PostWait{x, y, bias, out16, acc};
-  if (threadIdx.x == 0) s = PostWait{x, y, bias, out16, acc};
-  return PostWait{NULL, NULL, NULL, NULL, 0};
-}
 
 #if LB_TMA
 // Thread 0's request of rows r0 .. r0 + nr - 1 into shared memory on one barrier: their codes to
@@ -278,20 +273,18 @@ __device__ __forceinline__ uint32_t stage_request(const KW &w, int r0, int nr, u
   return (uint32_t)(s0 & 15);
 }
 
-// The staged kernels' start: thread 0's request of the block's rows (pitch: stage_request's) and
-// its copy of the parameters read after the wait (post_wait); the PDL wait, then the trigger.
-// *s_off: stage_request's return.
-__device__ __forceinline__ PostWait stage_start(const KW &w, const StageLayout &ly, uint8_t *sm, uint64_t *bar,
-                                               uint32_t pitch, const __half *x, float *y, const float *bias,
-                                               __half *out16, bool acc, uint32_t *s_off) {
-  __shared__ PostWait pws;
-  const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
+// The staged kernels' start: thread 0's request of the block's rows r0 .. r0 + nr - 1 (pitch:
+// stage_request's) and its copy of the parameters read after the wait (PostWait); the PDL wait,
+// then the trigger. *s_off: stage_request's return.
+__device__ __forceinline__ PostWait stage_start(const KW &w, int r0, int nr, const StageLayout &ly, uint8_t *sm,
+                                               uint64_t *bar, uint32_t pitch, const PostWait &p, uint32_t *s_off) {
+  __shared__ PostWait ps;
   *s_off = stage_request(w, r0, nr, sm + ly.codes, sm + ly.scales, bar, pitch);
-  const PostWait pw = post_wait(pws, x, y, bias, out16, acc);
+  if (LB_PCOPY && threadIdx.x == 0) ps = p;
   __syncthreads(); // the barrier is initialised, the parameters copied
   lb_pdl_wait();
   lb_pdl_trigger();
-  return LB_PCOPY ? pws : pw;
+  return LB_PCOPY ? ps : p;
 }
 #endif
 
@@ -310,7 +303,7 @@ __global__ void __launch_bounds__(256, 4) gemv_staged(const KW w, const KX x0, f
   const int wib = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
   uint32_t s_off;
-  const PostWait pw = stage_start(w, ly, sm, &bar, 0, x0.x, y, bias, out16, accumulate, &s_off);
+  const PostWait pw = stage_start(w, r0, nr, ly, sm, &bar, 0, {x0.x, y, bias, out16, accumulate}, &s_off);
   STAMP(1);
   KX x = x0;
   x.x = pw.x;

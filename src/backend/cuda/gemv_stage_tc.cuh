@@ -4,9 +4,11 @@
 // PDL wait one thread asks the copy engine for the block's 16 rows (codes and scale entries);
 // after it the block triggers the next launch and takes the activation row (stage_start).
 //
-// Why: in the staged kernel all of a launch's math comes after its wait, and the register decode
-// (FQ4One: 9 ALU instructions a word, then 4 HFMA2) is what the SMs spend that time issuing. Here
-// a word takes 5 (one shift, four LOP3), and its 8 products go to two mma.
+// The idea: in the staged kernel all of a launch's math comes after its wait, and the register
+// decode takes 9 ALU instructions a word and 4 HFMA2 (FQ4One). Here a word takes 5 (one shift,
+// four LOP3), and its 8 products go to two mma. Measured (BENCHMARKS.md, 2026-11-25, twelfth
+// session): the math after the wait takes the same 1-2 us either way, bound by neither issue nor
+// shared memory, so this form is opt-in (gemv.cu: stage_tc_fits).
 //
 // The decode leaves the codes offset, exactly: nibbles 0 and 4 of a word (columns 0, 1) masked
 // into the mantissa under the exponent of 1024 are the half2 (1024 + q0, 1024 + q1); nibbles 1
@@ -27,9 +29,8 @@
 // other lanes give zeros for B's other columns and load no activations, so that a warp's read of
 // them is one shared-memory wavefront instead of four.
 //
-// Shared memory bandwidth is what the math after the wait spends (BENCHMARKS.md, 2026-11-25,
-// twelfth session): the rows' codes are kept an odd multiple of 64 bytes apart (stc_pitch; then a
-// copy a row) so that the two rows of a quarter warp's 16-byte reads fall in different banks.
+// The rows' codes are kept an odd multiple of 64 bytes apart (stc_pitch; then a copy a row) so
+// that the two rows of a quarter warp's 16-byte reads fall in different banks.
 #ifndef LB_BACKEND_CUDA_GEMV_STAGE_TC_CUH
 #define LB_BACKEND_CUDA_GEMV_STAGE_TC_CUH
 
@@ -66,7 +67,7 @@ __global__ void __launch_bounds__(256, 4) gemv_staged_tc(const KW w, const KX x0
   const int r0 = blockIdx.x * STAGE_ROWS, nr = min(STAGE_ROWS, w.rows - r0);
   const uint32_t pitch = stc_pitch(w);
   uint32_t s_off;
-  const PostWait pw = stage_start(w, ly, sm, &bar, pitch, x0.x, y, bias, out16, accumulate, &s_off);
+  const PostWait pw = stage_start(w, r0, nr, ly, sm, &bar, pitch, {x0.x, y, bias, out16, accumulate}, &s_off);
   STAMP(1);
   const int chunks = w.cols / STC_CHUNK;
   float2 *eo = reinterpret_cast<float2 *>(sm);
